@@ -1,0 +1,140 @@
+// One model file for every capability: a safetensors file whose metadata carries what is needed to
+// rebuild the model (format, capability, configuration JSON, tokenizer JSON) and whose tensors are
+// the weights. Any safetensors reader (Python's included) can open it.
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Transformers.ML.Core.IO;
+
+/// <summary>The contents of a model file: what it is, its configuration and tokenizer, and its weights.</summary>
+internal sealed class ModelFileContents : IDisposable
+{
+    public required string Path { get; init; }
+
+    /// <summary>Which capability wrote the file, e.g. "text-generation".</summary>
+    public required string Capability { get; init; }
+
+    /// <summary>The capability's configuration, JSON.</summary>
+    public required string Config { get; init; }
+
+    /// <summary>The tokenizer or vocabulary, JSON; null when the model has none (image classification).</summary>
+    public string? Tokenizer { get; init; }
+
+    /// <summary>All metadata entries, including the ones above.</summary>
+    public required IReadOnlyDictionary<string, string> Metadata { get; init; }
+
+    public required Dictionary<string, Tensor> Weights { get; init; }
+
+    public void Dispose()
+    {
+        foreach (Tensor tensor in Weights.Values)
+        {
+            tensor.Dispose();
+        }
+        Weights.Clear();
+    }
+}
+
+internal static class ModelFile
+{
+    public const string FormatName = "transformers.ml";
+    public const int FormatVersion = 1;
+
+    private const string FormatKey = "format";
+    private const string VersionKey = "format_version";
+    private const string CapabilityKey = "capability";
+    private const string ConfigKey = "config";
+    private const string TokenizerKey = "tokenizer";
+
+    /// <summary>Writes the module's parameters and persistent buffers with the capability, configuration and tokenizer, atomically.</summary>
+    public static void Save(string path, string capability, string configJson, string? tokenizerJson, nn.Module module,
+        IReadOnlyDictionary<string, string>? extraMetadata = null)
+    {
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            [FormatKey] = FormatName,
+            [VersionKey] = FormatVersion.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            [CapabilityKey] = capability,
+            [ConfigKey] = configJson,
+        };
+        if (tokenizerJson is not null)
+        {
+            metadata[TokenizerKey] = tokenizerJson;
+        }
+        if (extraMetadata is not null)
+        {
+            foreach ((string key, string value) in extraMetadata)
+            {
+                metadata.TryAdd(key, value);
+            }
+        }
+        SafeTensors.Write(path, module.state_dict(), metadata);
+    }
+
+    /// <summary>
+    /// Reads a model file, checking that it is one of ours and was written by <paramref name="expectedCapability"/>;
+    /// the message names the file and what was found otherwise.
+    /// </summary>
+    public static ModelFileContents Load(string path, string expectedCapability, Device? device = null)
+    {
+        SafeTensorsReader reader = SafeTensors.Open(path);
+        IReadOnlyDictionary<string, string> metadata = reader.Metadata;
+        if (!metadata.TryGetValue(FormatKey, out string? format) || format != FormatName)
+        {
+            throw new InvalidDataException(
+                $"'{path}' is a safetensors file but not a Transformers.ML model file (metadata '{FormatKey}' is '{format ?? "missing"}', expected '{FormatName}').");
+        }
+        if (!metadata.TryGetValue(VersionKey, out string? version) || !int.TryParse(version, out int v) || v < 1 || v > FormatVersion)
+        {
+            throw new InvalidDataException(
+                $"'{path}' has model file format version '{version ?? "missing"}'; this library reads versions 1 to {FormatVersion}.");
+        }
+        string capability = metadata.TryGetValue(CapabilityKey, out string? c) ? c : "missing";
+        if (capability != expectedCapability)
+        {
+            throw new InvalidDataException(
+                $"'{path}' holds a '{capability}' model; expected a '{expectedCapability}' model. Load it with the loader of its own capability.");
+        }
+        if (!metadata.TryGetValue(ConfigKey, out string? config))
+        {
+            throw new InvalidDataException($"'{path}' has no '{ConfigKey}' entry in its metadata.");
+        }
+        return new ModelFileContents
+        {
+            Path = path,
+            Capability = capability,
+            Config = config,
+            Tokenizer = metadata.TryGetValue(TokenizerKey, out string? tokenizer) ? tokenizer : null,
+            Metadata = metadata,
+            Weights = reader.ReadAll(device),
+        };
+    }
+
+    /// <summary>
+    /// Copies <paramref name="weights"/> into the module's parameters and buffers. Every name must match and every
+    /// shape and dtype agree; otherwise the message lists what is missing, unexpected or mismatched.
+    /// </summary>
+    public static void LoadInto(nn.Module module, IReadOnlyDictionary<string, Tensor> weights, string source)
+    {
+        Dictionary<string, Tensor> state = module.state_dict();
+        var missing = state.Keys.Where(k => !weights.ContainsKey(k)).ToList();
+        var unexpected = weights.Keys.Where(k => !state.ContainsKey(k)).ToList();
+        var mismatched = state
+            .Where(kv => weights.TryGetValue(kv.Key, out Tensor? w) && (!w.shape.SequenceEqual(kv.Value.shape) || w.dtype != kv.Value.dtype))
+            .Select(kv => $"{kv.Key}: model ({string.Join(", ", kv.Value.shape)}) {kv.Value.dtype}, file ({string.Join(", ", weights[kv.Key].shape)}) {weights[kv.Key].dtype}")
+            .ToList();
+        if (missing.Count + unexpected.Count + mismatched.Count > 0)
+        {
+            static string List(List<string> items) => items.Count == 0 ? "none" : string.Join(", ", items.Take(10)) + (items.Count > 10 ? $" (and {items.Count - 10} more)" : "");
+            throw new InvalidDataException(
+                $"The weights in '{source}' do not fit the model. Missing: {List(missing)}. Unexpected: {List(unexpected)}. Mismatched: {List(mismatched)}.");
+        }
+        using (no_grad())
+        {
+            foreach ((string name, Tensor target) in state)
+            {
+                target.copy_(weights[name]);
+            }
+        }
+    }
+}

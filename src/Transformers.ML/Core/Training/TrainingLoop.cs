@@ -1,0 +1,320 @@
+// The training loop every trainer of the library runs: batches planned per epoch from a seeded
+// random source, gradient accumulation, clipping, AdamW with a learning-rate schedule, validation
+// with early stopping, progress reports, and checkpoints from which a run resumes exactly.
+//
+// Exact resumption rests on two rules: the batches of epoch e depend only on (seed, e), and the
+// random state of step s (dropout) is set from (seed, s) before the step. So a checkpoint needs
+// only the weights, the optimizer moments and (epoch, batch, step), not libtorch's generator state.
+using System.Diagnostics;
+using TorchSharp;
+using TorchSharp.Modules;
+using Transformers.ML.Core.IO;
+using static TorchSharp.torch;
+
+namespace Transformers.ML.Core.Training;
+
+/// <summary>What a capability supplies to the training loop.</summary>
+internal interface ITrainingTask<TBatch>
+{
+    /// <summary>What the throughput counts: "tokens" or "samples".</summary>
+    string ThroughputUnit { get; }
+
+    /// <summary>The batches of one epoch, in order; cheap descriptions (e.g. indices), materialised by <see cref="ComputeLoss"/>.</summary>
+    IReadOnlyList<TBatch> PlanEpoch(int epoch, Random random);
+
+    /// <summary>Forward pass of one batch in training mode: the summed loss and the number of targets it covers.</summary>
+    LossSum ComputeLoss(TBatch batch);
+
+    /// <summary>The validation metric after an epoch (the model is in eval mode, gradients off); null when there is no validation data.</summary>
+    ValidationResult? Validate();
+
+    /// <summary>A sample of the model's output after an epoch (e.g. generated text); null for none.</summary>
+    string? Sample(int epoch);
+}
+
+/// <summary>What a run did.</summary>
+internal sealed record TrainingResult(
+    long Steps,
+    int EpochsCompleted,
+    IReadOnlyList<double> StepLosses,
+    IReadOnlyList<ValidationResult> Validations,
+    bool StoppedEarly,
+    bool Interrupted,
+    TimeSpan Elapsed);
+
+internal sealed class TrainingLoop<TBatch>
+{
+    private readonly nn.Module _model;
+    private readonly TrainingOptions _options;
+    private readonly ITrainingTask<TBatch> _task;
+    private readonly TrainingReporter _reporter;
+    private readonly int _modelDimension;
+    private readonly string _modelConfigJson;
+
+    /// <param name="modelDimension">d_model, for the inverse square root schedule.</param>
+    /// <param name="modelConfigJson">The model's configuration; a checkpoint of another configuration is refused.</param>
+    public TrainingLoop(nn.Module model, TrainingOptions options, ITrainingTask<TBatch> task, TrainingReporter reporter,
+        int modelDimension, string modelConfigJson)
+    {
+        options.Validate();
+        _model = model;
+        _options = options;
+        _task = task;
+        _reporter = reporter;
+        _modelDimension = modelDimension;
+        _modelConfigJson = modelConfigJson;
+    }
+
+    public TrainingResult Run(CancellationToken cancellation = default)
+    {
+        var clock = Stopwatch.StartNew();
+        using var optimizer = new AdamW(_model.named_parameters(), _options.Beta1, _options.Beta2, _options.AdamEpsilon, _options.WeightDecay);
+        var state = new TrainingState { Seed = _options.Seed };
+        var stopping = new EarlyStopping(_options.EarlyStoppingPatience, _options.EarlyStoppingMinDelta);
+        Dictionary<string, Tensor>? bestWeights = null;
+
+        string? checkpoint = _options.CheckpointPath;
+        if (checkpoint is not null && _options.ResumeFromCheckpoint && File.Exists(checkpoint))
+        {
+            state = Checkpoint.Load(checkpoint, _model, optimizer, _modelConfigJson);
+            if (state.Seed != _options.Seed)
+            {
+                throw new InvalidOperationException(
+                    $"Checkpoint '{checkpoint}' comes from a run with Seed {state.Seed}; this run has Seed {_options.Seed}. A resumed run must keep its seed.");
+            }
+            stopping.Best = state.BestMetric;
+            stopping.BadEvaluations = state.BadEvaluations;
+            bestWeights = LoadBestWeights(checkpoint);
+            _reporter.Info($"Resuming from '{checkpoint}' at epoch {state.Epoch + 1}, batch {state.BatchInEpoch}, step {state.Step}.");
+        }
+
+        int accumulation = _options.GradientAccumulationSteps;
+        int batchesPerEpoch = _task.PlanEpoch(0, EpochRandom(0)).Count;
+        if (batchesPerEpoch == 0)
+        {
+            throw new InvalidOperationException("The training data gives no batch: nothing to train on.");
+        }
+        long stepsPerEpoch = (batchesPerEpoch + accumulation - 1) / accumulation;
+        long totalSteps = Math.Min(stepsPerEpoch * _options.Epochs, _options.MaxSteps ?? long.MaxValue);
+        // The cosine schedule spans the planned epochs, not MaxSteps or the time budget, so that a run cut
+        // short by either follows the same learning-rate curve as the full run.
+        LearningRateSchedule schedule = LearningRateSchedule.Create(_options, _modelDimension, stepsPerEpoch * _options.Epochs);
+
+        var stepLosses = new List<double>();
+        var validations = new List<ValidationResult>();
+        var window = new Window(clock.Elapsed);
+        long startStep = state.Step;
+        bool stoppedEarly = false;
+        bool interrupted = false;
+        double learningRate = 0;
+
+        while (state.Epoch < _options.Epochs && !stoppedEarly && !interrupted)
+        {
+            IReadOnlyList<TBatch> plan = _task.PlanEpoch(state.Epoch, EpochRandom(state.Epoch));
+            _model.train();
+            while (state.BatchInEpoch < plan.Count)
+            {
+                int count = Math.Min(accumulation, plan.Count - state.BatchInEpoch);
+                long step = state.Step + 1;
+                learningRate = schedule.At(step);
+                (double loss, long targets) = TrainStep(optimizer, plan, state.BatchInEpoch, count, step, learningRate);
+                state.Step = step;
+                state.BatchInEpoch += count;
+                stepLosses.Add(loss);
+                window.Add(loss, targets);
+
+                bool timeUp = _options.MaxTrainingTime is TimeSpan budget && clock.Elapsed >= budget;
+                bool stepLimit = _options.MaxSteps is long max && state.Step >= max;
+                interrupted = cancellation.IsCancellationRequested || timeUp || stepLimit;
+
+                if (state.Step % _options.LogEverySteps == 0)
+                {
+                    _reporter.Report(Progress(TrainingProgressKind.Step, state, totalSteps, learningRate, window, clock.Elapsed, startStep));
+                    window = new Window(clock.Elapsed);
+                }
+                if (checkpoint is not null && (interrupted || (_options.CheckpointEverySteps > 0 && state.Step % _options.CheckpointEverySteps == 0)))
+                {
+                    SaveCheckpoint(checkpoint, optimizer, state, stopping);
+                }
+                if (interrupted)
+                {
+                    _reporter.Info(timeUp ? $"Stopping: MaxTrainingTime {_options.MaxTrainingTime} reached at step {state.Step}."
+                        : stepLimit ? $"Stopping: MaxSteps {_options.MaxSteps} reached."
+                        : $"Training cancelled at step {state.Step}.");
+                    break;
+                }
+            }
+            if (interrupted)
+            {
+                break;
+            }
+
+            // End of epoch: validate, sample, report, checkpoint.
+            int finished = state.Epoch;
+            state.Epoch++;
+            state.BatchInEpoch = 0;
+            ValidationResult? validation;
+            string? sample;
+            _model.eval();
+            using (no_grad())
+            {
+                validation = _task.Validate();
+                sample = _task.Sample(finished);
+            }
+            if (validation is not null)
+            {
+                validations.Add(validation);
+                if (stopping.Update(validation) && (_options.RestoreBestWeights || _options.EarlyStoppingPatience is not null))
+                {
+                    bestWeights = SnapshotWeights(bestWeights, checkpoint);
+                }
+                stoppedEarly = stopping.ShouldStop;
+            }
+            state.BestMetric = stopping.Best;
+            state.BadEvaluations = stopping.BadEvaluations;
+            _reporter.Report(Progress(TrainingProgressKind.EpochEnd, state, totalSteps, learningRate, window, clock.Elapsed, startStep) with
+            {
+                Epoch = finished + 1,
+                ValidationMetric = validation?.Metric,
+                ValidationValue = validation?.Value,
+                Sample = sample,
+            });
+            window = new Window(clock.Elapsed);
+            if (checkpoint is not null)
+            {
+                SaveCheckpoint(checkpoint, optimizer, state, stopping);
+            }
+            if (stoppedEarly)
+            {
+                _reporter.Info($"Early stopping after epoch {finished + 1}: no improvement of validation {validation!.Metric} for {stopping.BadEvaluations} epochs (best {stopping.Best:F4}).");
+            }
+        }
+
+        if (bestWeights is not null && _options.RestoreBestWeights && !interrupted)
+        {
+            ModelFile.LoadInto(_model, bestWeights, "the best validation epoch");
+        }
+        if (bestWeights is not null)
+        {
+            foreach (Tensor t in bestWeights.Values)
+            {
+                t.Dispose();
+            }
+        }
+        _model.eval();
+        return new TrainingResult(state.Step, state.Epoch, stepLosses, validations, stoppedEarly, interrupted, clock.Elapsed);
+    }
+
+    /// <summary>One optimizer step over <paramref name="count"/> batches; returns the mean loss per target and the targets seen.</summary>
+    private (double Loss, long Targets) TrainStep(AdamW optimizer, IReadOnlyList<TBatch> plan, int first, int count, long step, double learningRate)
+    {
+        // Dropout of step s draws from a generator seeded by (seed, s): resumable without saving generator state.
+        manual_seed(StepSeed(_options.Seed, step));
+        optimizer.ZeroGrad();
+        double lossSum = 0;
+        long targets = 0;
+        for (int i = first; i < first + count; i++)
+        {
+            using var scope = NewDisposeScope();
+            LossSum loss = _task.ComputeLoss(plan[i]);
+            loss.Sum.backward();
+            lossSum += loss.Sum.item<float>();
+            targets += loss.Count.item<long>();
+        }
+        if (targets == 0)
+        {
+            return (0, 0);
+        }
+        using (no_grad())
+        {
+            // The summed gradients become the gradient of the mean over every target of the step.
+            foreach (Parameter p in optimizer.Parameters)
+            {
+                p.grad?.div_(targets);
+            }
+        }
+        if (_options.GradientClipNorm > 0)
+        {
+            nn.utils.clip_grad_norm_(optimizer.Parameters, _options.GradientClipNorm);
+        }
+        optimizer.Step(learningRate);
+        return (lossSum / targets, targets);
+    }
+
+    private Random EpochRandom(int epoch) => new(unchecked((_options.Seed * 1_000_003) ^ (epoch * 7919 + 17)));
+
+    internal static long StepSeed(int seed, long step) => unchecked((seed * 6_364_136_223_846_793_005L) + step * 1_442_695_040_888_963_407L) & long.MaxValue;
+
+    private void SaveCheckpoint(string path, AdamW optimizer, TrainingState state, EarlyStopping stopping)
+    {
+        state.BestMetric = stopping.Best;
+        state.BadEvaluations = stopping.BadEvaluations;
+        Checkpoint.Save(path, _model, optimizer, state, _modelConfigJson);
+    }
+
+    /// <summary>Keeps a copy of the current weights (in memory, and beside the checkpoint when there is one).</summary>
+    private Dictionary<string, Tensor> SnapshotWeights(Dictionary<string, Tensor>? previous, string? checkpoint)
+    {
+        if (previous is not null)
+        {
+            foreach (Tensor t in previous.Values)
+            {
+                t.Dispose();
+            }
+        }
+        var copy = _model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone().DetachFromDisposeScope());
+        if (checkpoint is not null)
+        {
+            SafeTensors.Write(BestWeightsPath(checkpoint), copy);
+        }
+        return copy;
+    }
+
+    private static Dictionary<string, Tensor>? LoadBestWeights(string checkpoint)
+    {
+        string path = BestWeightsPath(checkpoint);
+        return File.Exists(path) ? SafeTensors.Open(path).ReadAll() : null;
+    }
+
+    private static string BestWeightsPath(string checkpoint) => checkpoint + ".best";
+
+    private TrainingProgress Progress(TrainingProgressKind kind, TrainingState state, long totalSteps, double learningRate, Window window,
+        TimeSpan elapsed, long startStep)
+    {
+        double seconds = (elapsed - window.Start).TotalSeconds;
+        long stepsThisRun = state.Step - startStep;
+        TimeSpan? remaining = stepsThisRun > 0 && totalSteps > state.Step
+            ? TimeSpan.FromSeconds(elapsed.TotalSeconds / stepsThisRun * (totalSteps - state.Step))
+            : null;
+        return new TrainingProgress
+        {
+            Kind = kind,
+            Epoch = Math.Min(state.Epoch + 1, _options.Epochs),
+            Epochs = _options.Epochs,
+            Step = state.Step,
+            TotalSteps = totalSteps,
+            Loss = window.Targets > 0 ? window.LossTimesTargets / window.Targets : double.NaN,
+            LearningRate = learningRate,
+            Throughput = seconds > 0 ? window.Targets / seconds : 0,
+            ThroughputUnit = _task.ThroughputUnit,
+            Elapsed = elapsed,
+            Remaining = remaining,
+        };
+    }
+
+    /// <summary>Loss and throughput accumulated since the last report.</summary>
+    private sealed class Window(TimeSpan start)
+    {
+        public TimeSpan Start { get; } = start;
+
+        public double LossTimesTargets { get; private set; }
+
+        public long Targets { get; private set; }
+
+        public void Add(double meanLoss, long targets)
+        {
+            LossTimesTargets += meanLoss * targets;
+            Targets += targets;
+        }
+    }
+}

@@ -1,0 +1,150 @@
+using TorchSharp;
+
+using Transformers.ML.Core.Training;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Transformers.ML.Tests.Core;
+
+[TestClass]
+public sealed class TrainingPartsTests
+{
+    [TestMethod]
+    public void InverseSquareRootScheduleMatchesThePaper()
+    {
+        var schedule = new InverseSquareRootSchedule(modelDimension: 512, warmupSteps: 4000);
+        // lrate = 512^-0.5 * min(step^-0.5, step * 4000^-1.5)
+        Assert.AreEqual(512.0.Pow(-0.5) * 4000.0.Pow(-1.5), schedule.At(1), 1e-15);
+        Assert.AreEqual(6.98771242e-4, schedule.At(4000), 1e-11); // the peak, at the end of warmup
+        Assert.AreEqual(512.0.Pow(-0.5) * 2000 * 4000.0.Pow(-1.5), schedule.At(2000), 1e-15);
+        Assert.AreEqual(512.0.Pow(-0.5) / 100.0, schedule.At(10000), 1e-15); // 10000^-0.5 = 1/100
+        Assert.IsLessThan(schedule.At(4000), schedule.At(4001));
+    }
+
+    [TestMethod]
+    public void WarmupCosineScheduleHasItsShape()
+    {
+        var schedule = new WarmupCosineSchedule(peak: 1e-3, warmupSteps: 10, totalSteps: 110, minimum: 1e-4);
+        Assert.AreEqual(1e-4, schedule.At(1), 1e-15);
+        Assert.AreEqual(5e-4, schedule.At(5), 1e-15);
+        Assert.AreEqual(1e-3, schedule.At(10), 1e-15);
+        Assert.AreEqual(1e-4 + 0.9e-3 * 0.5, schedule.At(60), 1e-12); // half-way: cos(pi/2) = 0
+        Assert.AreEqual(1e-4, schedule.At(110), 1e-15);
+        Assert.AreEqual(1e-4, schedule.At(500), 1e-15);
+    }
+
+    [TestMethod]
+    public void LabelSmoothedLossEqualsItsDefinitionOnAHandExample()
+    {
+        // Logits ln(1), ln(2), ln(5): p = (0.125, 0.25, 0.625). Target 2, eps 0.3, K = 3:
+        // q = (0.1, 0.1, 0.8); loss = -(0.1 ln 0.125 + 0.1 ln 0.25 + 0.8 ln 0.625).
+        using Tensor logits = tensor(new float[] { 0f, MathF.Log(2), MathF.Log(5) }, new long[] { 1, 3 });
+        using Tensor target = tensor(new long[] { 2 });
+        double expected = -(0.1 * Math.Log(0.125) + 0.1 * Math.Log(0.25) + 0.8 * Math.Log(0.625));
+        using LossSum loss = LabelSmoothedCrossEntropy.Sum(logits, target, 0.3);
+        Assert.AreEqual(expected, loss.Sum.item<float>(), 1e-6);
+        Assert.AreEqual(1L, loss.Count.item<long>());
+    }
+
+    [TestMethod]
+    public void LabelSmoothedLossIgnoresPaddingAndAgreesWithLibtorch()
+    {
+        manual_seed(1);
+        using Tensor logits = randn(2, 5, 7);
+        using Tensor targets = tensor(new long[] { 1, 2, 3, 0, 0, 6, 5, 4, 3, 0 }, new long[] { 2, 5 });
+        using Tensor mean = LabelSmoothedCrossEntropy.Mean(logits, targets, 0.1, ignoreIndex: 0);
+        using Tensor reference = F.cross_entropy(logits.reshape(-1, 7), targets.reshape(-1), ignore_index: 0, label_smoothing: 0.1);
+        Assert.AreEqual(reference.item<float>(), mean.item<float>(), 1e-5);
+
+        // Changing the logits at padded targets changes nothing.
+        using Tensor other = logits.clone();
+        other[0, 3] = randn(7);
+        using Tensor again = LabelSmoothedCrossEntropy.Mean(other, targets, 0.1, ignoreIndex: 0);
+        Assert.AreEqual(mean.item<float>(), again.item<float>(), 0f);
+
+        using LossSum sum = LabelSmoothedCrossEntropy.Sum(logits, targets, 0.1, ignoreIndex: 0);
+        Assert.AreEqual(7L, sum.Count.item<long>());
+    }
+
+    [TestMethod]
+    public void AdamWMatchesLibtorchAdamW()
+    {
+        manual_seed(2);
+        using var ours = nn.Linear(6, 4);
+        using var theirs = nn.Linear(6, 4);
+        theirs.load_state_dict(ours.state_dict());
+        using var optimizer = new Transformers.ML.Core.Training.AdamW(ours.named_parameters(), 0.9, 0.98, 1e-9, weightDecay: 0.1, decays: (_, _) => true);
+        using var reference = optim.AdamW(theirs.parameters(), lr: 0.01, beta1: 0.9, beta2: 0.98, eps: 1e-9, weight_decay: 0.1);
+        for (int step = 0; step < 5; step++)
+        {
+            using Tensor x = randn(3, 6);
+            optimizer.ZeroGrad();
+            ours.forward(x).pow(2).sum().backward();
+            optimizer.Step(0.01);
+            reference.zero_grad();
+            theirs.forward(x).pow(2).sum().backward();
+            reference.step();
+        }
+        Assert.IsLessThan(1e-6, TestUtil.MaxAbsDiff(ours.weight!, theirs.weight!));
+        Assert.IsLessThan(1e-6, TestUtil.MaxAbsDiff(ours.bias!, theirs.bias!));
+        Assert.AreEqual(5, optimizer.StepCount);
+    }
+
+    [TestMethod]
+    public void DeviceSelectionFailsClearlyOrFallsBack()
+    {
+        Assert.AreEqual(DeviceType.CPU, DeviceSelector.Resolve("auto", false, null, cudaAvailable: false, cudaDevices: 0).type);
+        Assert.AreEqual(DeviceType.CUDA, DeviceSelector.Resolve("auto", false, null, cudaAvailable: true, cudaDevices: 1).type);
+        Assert.AreEqual(1, DeviceSelector.Resolve("cuda:1", false, null, cudaAvailable: true, cudaDevices: 2).index);
+
+        var e = Assert.ThrowsExactly<InvalidOperationException>(() => DeviceSelector.Resolve("cuda", false, null, cudaAvailable: false, cudaDevices: 0));
+        StringAssert.Contains(e.Message, "CUDA is not available");
+        StringAssert.Contains(e.Message, "AllowCpuFallback");
+        e = Assert.ThrowsExactly<InvalidOperationException>(() => DeviceSelector.Resolve("cuda:3", false, null, cudaAvailable: true, cudaDevices: 2));
+        StringAssert.Contains(e.Message, "only 2 CUDA device(s)");
+
+        string? warning = null;
+        Device fallback = DeviceSelector.Resolve("cuda:0", true, w => warning = w, cudaAvailable: false, cudaDevices: 0);
+        Assert.AreEqual(DeviceType.CPU, fallback.type);
+        StringAssert.Contains(warning!, "Falling back to the CPU");
+
+        var parse = Assert.ThrowsExactly<ArgumentException>(() => DeviceSelector.Parse("gpu"));
+        StringAssert.Contains(parse.Message, "found \"gpu\"");
+        // On this machine (CPU backend) "auto" is the CPU and "cuda" fails.
+        Assert.AreEqual(DeviceType.CPU, DeviceSelector.Resolve("auto", false).type);
+    }
+
+    [TestMethod]
+    public void EarlyStoppingCountsEvaluationsWithoutImprovement()
+    {
+        var stopping = new EarlyStopping(patience: 2, minDelta: 0.01);
+        Assert.IsTrue(stopping.Update(new ValidationResult("loss", 1.0, false)));
+        Assert.IsTrue(stopping.Update(new ValidationResult("loss", 0.9, false)));
+        Assert.IsFalse(stopping.Update(new ValidationResult("loss", 0.895, false))); // below min delta
+        Assert.IsFalse(stopping.ShouldStop);
+        Assert.IsFalse(stopping.Update(new ValidationResult("loss", 0.95, false)));
+        Assert.IsTrue(stopping.ShouldStop);
+        Assert.AreEqual(0.9, stopping.Best);
+
+        var accuracy = new EarlyStopping(patience: 1, minDelta: 0);
+        accuracy.Update(new ValidationResult("accuracy", 0.5, true));
+        Assert.IsTrue(accuracy.Update(new ValidationResult("accuracy", 0.6, true)));
+        Assert.IsFalse(accuracy.Update(new ValidationResult("accuracy", 0.55, true)));
+        Assert.IsTrue(accuracy.ShouldStop);
+    }
+
+    [TestMethod]
+    public void InvalidTrainingOptionsNameTheOption()
+    {
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new TrainingOptions { GradientAccumulationSteps = 0 }.Validate());
+        StringAssert.Contains(e.Message, "GradientAccumulationSteps must be [1, 10000]; found 0");
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new TrainingOptions { LearningRate = -1 }.Validate());
+        StringAssert.Contains(e.Message, "LearningRate");
+        Assert.ThrowsExactly<ArgumentException>(() => new TrainingOptions { Device = "tpu" }.Validate());
+    }
+}
+
+internal static class DoubleExtensions
+{
+    public static double Pow(this double x, double y) => Math.Pow(x, y);
+}

@@ -13,7 +13,7 @@ public sealed class ConfigAndEncodingTests
     {
         const int d = 16;
         using var encoding = new SinusoidalPositionalEncoding(maxLength: 100, modelDim: d);
-        using Tensor table = encoding.Forward(0, 100);
+        using Tensor table = encoding.Forward(0, 100, CPU);
         float[] values = table.data<float>().ToArray();
         foreach (int pos in new[] { 0, 1, 7, 50, 99 })
         {
@@ -29,7 +29,7 @@ public sealed class ConfigAndEncodingTests
         Assert.AreEqual(0.5403023059, values[1 * d + 1], 1e-6);
         Assert.AreEqual(Math.Sin(2 / 3.1622776601683795), values[2 * d + 2], 1e-6);
         // With an offset (the key/value cache), positions continue.
-        using Tensor later = encoding.Forward(40, 3);
+        using Tensor later = encoding.Forward(40, 3, CPU);
         Assert.AreEqual(0.0, TestUtil.MaxAbsDiff(later, table.narrow(0, 40, 3)));
     }
 

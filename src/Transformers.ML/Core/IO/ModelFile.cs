@@ -68,7 +68,7 @@ internal static class ModelFile
                 metadata.TryAdd(key, value);
             }
         }
-        SafeTensors.Write(path, module.state_dict(), metadata);
+        SafeTensors.Write(path, ModuleState.Of(module), metadata);
     }
 
     /// <summary>
@@ -116,7 +116,7 @@ internal static class ModelFile
     /// </summary>
     public static void LoadInto(nn.Module module, IReadOnlyDictionary<string, Tensor> weights, string source)
     {
-        Dictionary<string, Tensor> state = module.state_dict();
+        Dictionary<string, Tensor> state = ModuleState.Of(module);
         var missing = state.Keys.Where(k => !weights.ContainsKey(k)).ToList();
         var unexpected = weights.Keys.Where(k => !state.ContainsKey(k)).ToList();
         var mismatched = state

@@ -33,7 +33,9 @@ internal sealed class FeedForward : nn.Module<Tensor, Tensor>
         Tensor hidden = _fc1.forward(x); // (B, T, d_ff)
         hidden = _activation switch
         {
-            FeedForwardActivation.Relu => F.relu(hidden),
+            FeedForwardActivation.Relu => hidden.device_type == DeviceType.META
+                ? hidden.mul(hidden.gt(0).to(hidden.dtype)) // relu; libtorch has no meta kernel for relu or its backward
+                : F.relu(hidden),
             FeedForwardActivation.Gelu => F.gelu(hidden),
             FeedForwardActivation.GeluTanh => F.gelu(hidden, GELU.Approximate.tanh),
             _ => throw new InvalidOperationException($"Unknown activation {_activation}."),

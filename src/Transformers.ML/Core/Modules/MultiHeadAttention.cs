@@ -98,7 +98,9 @@ internal sealed class MultiHeadAttention : nn.Module
 
         Tensor context;
         Tensor? weights = null;
-        if (needWeights)
+        // The explicit form when the probabilities are wanted, and on the meta device, where libtorch's
+        // fused kernel falls back to an op (_safe_softmax) without a meta kernel. Both forms are tested equal.
+        if (needWeights || q.device_type == DeviceType.META)
         {
             // Explicit form, so that the probabilities can be returned: (B, h, Tq, d_k) x (B, h, d_k, S) -> (B, h, Tq, S).
             Tensor scores = matmul(q, k.transpose(-2, -1)).mul_(1.0 / Math.Sqrt(_dk));
@@ -119,7 +121,7 @@ internal sealed class MultiHeadAttention : nn.Module
         // (B, h, Tq, d_v) -> (B, Tq, h*d_v) -> W^O -> (B, Tq, d_model)
         Tensor merged = context.transpose(1, 2).reshape(batch, tq, _heads * _dv);
         Tensor output = _outProj.forward(merged);
-        return new AttentionOutput(output.MoveToOuterDisposeScope(), weights?.MoveToOuterDisposeScope());
+        return new AttentionOutput(output.MoveToOuterDisposeScope(), needWeights ? weights?.MoveToOuterDisposeScope() : null);
     }
 
     private Tensor SplitHeads(Tensor x, int headDim) =>
@@ -137,19 +139,17 @@ internal sealed class MultiHeadAttention : nn.Module
             return null;
         }
 
-        Tensor blocked = zeros(new long[] { 1, 1, tq, s }, ScalarType.Bool, device);
-        if (causal)
-        {
+        // Only ops with meta kernels (triu, bitwise_or, mul), so the same code runs on the meta device.
+        Tensor blocked = causal
             // Query i sits at absolute position past + i and may see keys 0..past + i.
-            Tensor allowed = ones(new long[] { tq, s }, ScalarType.Bool, device).tril(past);
-            blocked = blocked.logical_or(allowed.logical_not().view(1, 1, tq, s));
-        }
+            ? ones(new long[] { tq, s }, ScalarType.Bool, device).triu(past + 1).view(1, 1, tq, s)
+            : zeros(new long[] { 1, 1, tq, s }, ScalarType.Bool, device);
         if (keyPaddingMask is not null)
         {
-            blocked = blocked.logical_or(keyPaddingMask.to(ScalarType.Bool).view(batch, 1, 1, s));
+            blocked = blocked.bitwise_or(keyPaddingMask.to(ScalarType.Bool).view(batch, 1, 1, s));
         }
         double lowest = finfo(dtype).min;
-        return zeros(blocked.shape, dtype, device).masked_fill(blocked, lowest);
+        return blocked.to(dtype).mul(lowest);
     }
 
     private void CheckShapes(Tensor query, Tensor keyValue, Tensor? keyPaddingMask, AttentionCache? cache)

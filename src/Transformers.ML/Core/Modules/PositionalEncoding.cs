@@ -20,8 +20,8 @@ internal abstract class PositionalEncoding : nn.Module
     /// <summary>Positions covered: 0 .. MaxLength - 1.</summary>
     public int MaxLength { get; }
 
-    /// <summary>The encodings of positions offset .. offset + length - 1, shape (length, d_model).</summary>
-    public Tensor Forward(long offset, long length)
+    /// <summary>The encodings of positions offset .. offset + length - 1 on <paramref name="device"/>, shape (length, d_model).</summary>
+    public Tensor Forward(long offset, long length, Device device)
     {
         if (offset < 0 || length < 0 || offset + length > MaxLength)
         {
@@ -29,10 +29,10 @@ internal abstract class PositionalEncoding : nn.Module
                 $"Positions {offset}..{offset + length - 1} are beyond the positional encoding's {MaxLength} positions " +
                 $"({nameof(TransformerConfig.MaxSequenceLength)}); crop the input or raise {nameof(TransformerConfig.MaxSequenceLength)}.");
         }
-        return Encode(offset, length);
+        return Encode(offset, length, device);
     }
 
-    protected abstract Tensor Encode(long offset, long length);
+    protected abstract Tensor Encode(long offset, long length, Device device);
 
     public static PositionalEncoding Create(TransformerConfig config) => config.PositionalEncoding switch
     {
@@ -45,21 +45,48 @@ internal abstract class PositionalEncoding : nn.Module
 /// <summary>PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d_model)).</summary>
 internal sealed class SinusoidalPositionalEncoding : PositionalEncoding
 {
-    private readonly Tensor _table;
+    // The table is a function of its shape, so it is neither a parameter nor a saved buffer: it is computed
+    // once and copied once to each device that asks for it (kept in a dictionary, not a Tensor field, so
+    // that RegisterComponents does not turn it into a persistent buffer).
+    private readonly Dictionary<string, Tensor> _tables = new(StringComparer.Ordinal);
+    private readonly int _modelDim;
 
     public SinusoidalPositionalEncoding(int maxLength, int modelDim)
         : base("sinusoidal_position", maxLength)
     {
-        _table = Table(maxLength, modelDim);
-        // Not persistent: the table is a function of its shape, so model files do not carry it.
-        register_buffer("table", _table, persistent: false);
+        _modelDim = modelDim;
+        RegisterComponents();
     }
 
-    protected override Tensor Encode(long offset, long length) => _table.narrow(0, offset, length);
+    protected override Tensor Encode(long offset, long length, Device device)
+    {
+        string key = device.ToString();
+        if (!_tables.TryGetValue(key, out Tensor? table))
+        {
+            using Tensor cpu = Table(MaxLength, _modelDim);
+            table = cpu.to(device).DetachFromDisposeScope();
+            _tables[key] = table;
+        }
+        return table.narrow(0, offset, length);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            foreach (Tensor table in _tables.Values)
+            {
+                table.Dispose();
+            }
+            _tables.Clear();
+        }
+        base.Dispose(disposing);
+    }
 
     /// <summary>The (maxLength, d_model) table, computed in double precision and stored as float32.</summary>
     internal static Tensor Table(int maxLength, int modelDim)
     {
+        using var noScope = NewDisposeScope();
         var values = new float[maxLength * modelDim];
         for (int pos = 0; pos < maxLength; pos++)
         {
@@ -74,7 +101,7 @@ internal sealed class SinusoidalPositionalEncoding : PositionalEncoding
                 }
             }
         }
-        return tensor(values, new long[] { maxLength, modelDim });
+        return tensor(values, new long[] { maxLength, modelDim }).MoveToOuterDisposeScope();
     }
 }
 
@@ -95,5 +122,5 @@ internal sealed class LearnedPositionalEmbedding : PositionalEncoding
         }
     }
 
-    protected override Tensor Encode(long offset, long length) => _embedding.weight!.narrow(0, offset, length);
+    protected override Tensor Encode(long offset, long length, Device device) => _embedding.weight!.narrow(0, offset, length);
 }

@@ -11,7 +11,7 @@ namespace Transformers.ML.Core.Modules;
 internal sealed class ResidualNorm : nn.Module
 {
     [ComponentName(Name = "norm")]
-    private readonly LayerNorm _norm;
+    private readonly TransformerLayerNorm _norm;
 
     [ComponentName(Name = "dropout")]
     private readonly Dropout _dropout;
@@ -21,7 +21,7 @@ internal sealed class ResidualNorm : nn.Module
     public ResidualNorm(string name, TransformerConfig config)
         : base(name)
     {
-        _norm = nn.LayerNorm(config.ModelDimension, config.LayerNormEpsilon);
+        _norm = new TransformerLayerNorm(config.ModelDimension, config.LayerNormEpsilon);
         _dropout = nn.Dropout(config.Dropout);
         _position = config.NormPosition;
         RegisterComponents();

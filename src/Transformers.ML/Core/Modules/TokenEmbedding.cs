@@ -54,12 +54,13 @@ internal sealed class TokenEmbedding : nn.Module
             throw new ArgumentException($"{GetName()}: expected token ids of shape (batch, length); found ({string.Join(", ", tokenIds.shape)}).");
         }
         using var scope = NewDisposeScope();
-        Tensor x = _tokens.forward(tokenIds);
+        // libtorch has no meta kernel for index_select (behind nn.Embedding); indexing is the same lookup and has one.
+        Tensor x = tokenIds.device_type == DeviceType.META ? _tokens.weight![tokenIds] : _tokens.forward(tokenIds);
         if (_scale != 1.0)
         {
             x = x.mul(_scale);
         }
-        x = x.add(_positions.Forward(positionOffset, tokenIds.shape[1]));
+        x = x.add(_positions.Forward(positionOffset, tokenIds.shape[1], x.device));
         return _dropout.forward(x).MoveToOuterDisposeScope();
     }
 

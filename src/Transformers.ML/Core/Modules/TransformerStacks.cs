@@ -17,7 +17,7 @@ internal sealed class TransformerEncoder : nn.Module
     private readonly ModuleList<EncoderLayer> _layers;
 
     [ComponentName(Name = "final_norm")]
-    private readonly LayerNorm? _finalNorm;
+    private readonly TransformerLayerNorm? _finalNorm;
 
     public TransformerEncoder(string name, TransformerConfig config)
         : base(name)
@@ -26,7 +26,7 @@ internal sealed class TransformerEncoder : nn.Module
         _layers = new ModuleList<EncoderLayer>(Enumerable.Range(0, config.NumLayers).Select(i => new EncoderLayer($"layer{i}", config)).ToArray());
         if (config.NormPosition == NormPosition.Pre)
         {
-            _finalNorm = nn.LayerNorm(config.ModelDimension, config.LayerNormEpsilon);
+            _finalNorm = new TransformerLayerNorm(config.ModelDimension, config.LayerNormEpsilon);
         }
         RegisterComponents();
     }
@@ -60,7 +60,7 @@ internal sealed class TransformerDecoder : nn.Module
     private readonly ModuleList<DecoderLayer> _layers;
 
     [ComponentName(Name = "final_norm")]
-    private readonly LayerNorm? _finalNorm;
+    private readonly TransformerLayerNorm? _finalNorm;
 
     /// <param name="crossAttention">True for the paper's decoder (attends to an encoder); false for a GPT-style stack.</param>
     public TransformerDecoder(string name, TransformerConfig config, bool crossAttention)
@@ -70,7 +70,7 @@ internal sealed class TransformerDecoder : nn.Module
         _layers = new ModuleList<DecoderLayer>(Enumerable.Range(0, config.NumLayers).Select(i => new DecoderLayer($"layer{i}", config, crossAttention)).ToArray());
         if (config.NormPosition == NormPosition.Pre)
         {
-            _finalNorm = nn.LayerNorm(config.ModelDimension, config.LayerNormEpsilon);
+            _finalNorm = new TransformerLayerNorm(config.ModelDimension, config.LayerNormEpsilon);
         }
         RegisterComponents();
     }

@@ -37,7 +37,7 @@ internal static class Checkpoint
 
     public static void Save(string path, nn.Module model, AdamW optimizer, TrainingState state, string modelConfigJson)
     {
-        var tensors = model.state_dict().Select(kv => new KeyValuePair<string, Tensor>(ModelPrefix + kv.Key, kv.Value))
+        var tensors = ModuleState.Of(model).Select(kv => new KeyValuePair<string, Tensor>(ModelPrefix + kv.Key, kv.Value))
             .Concat(optimizer.StateTensors().Select(kv => new KeyValuePair<string, Tensor>(OptimizerPrefix + kv.Key, kv.Value)));
         var metadata = new Dictionary<string, string>
         {

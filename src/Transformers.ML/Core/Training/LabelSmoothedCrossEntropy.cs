@@ -40,10 +40,10 @@ internal static class LabelSmoothedCrossEntropy
         Tensor logProbs = F.log_softmax(logits.reshape(-1, classes).to(ScalarType.Float32), -1); // (N, K)
         Tensor flat = targets.reshape(-1);                                                     // (N)
         Tensor keep = flat.ne(ignoreIndex);
-        Tensor safeTargets = flat.masked_fill(keep.logical_not(), 0).unsqueeze(1);
+        Tensor safeTargets = flat.mul(keep.to(flat.dtype)).unsqueeze(1); // ignored targets read class 0, then count 0
         Tensor nll = logProbs.gather(1, safeTargets).squeeze(1).neg();                         // (N)
         Tensor perToken = epsilon > 0 ? nll.mul(1 - epsilon).add(logProbs.mean(new long[] { -1 }).neg().mul(epsilon)) : nll;
-        Tensor sum = perToken.masked_fill(keep.logical_not(), 0).sum();
+        Tensor sum = perToken.mul(keep.to(perToken.dtype)).sum();
         Tensor count = keep.sum();
         return new LossSum(sum.MoveToOuterDisposeScope(), count.MoveToOuterDisposeScope());
     }

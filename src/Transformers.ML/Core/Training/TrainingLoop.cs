@@ -262,7 +262,7 @@ internal sealed class TrainingLoop<TBatch>
                 t.Dispose();
             }
         }
-        var copy = _model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone().DetachFromDisposeScope());
+        var copy = ModuleState.Of(_model).ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone().DetachFromDisposeScope());
         if (checkpoint is not null)
         {
             SafeTensors.Write(BestWeightsPath(checkpoint), copy);

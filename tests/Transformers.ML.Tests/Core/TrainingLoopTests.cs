@@ -1,0 +1,272 @@
+using Microsoft.ML;
+using TorchSharp;
+using Transformers.ML.Core;
+using Transformers.ML.Core.Modules;
+using Transformers.ML.Core.Training;
+using static TorchSharp.torch;
+
+namespace Transformers.ML.Tests.Core;
+
+/// <summary>The shared training loop on a toy task: reverse a sequence of tokens with the encoder-decoder model.</summary>
+[TestClass]
+public sealed class TrainingLoopTests
+{
+    [TestMethod]
+    public void TorchSharpLoadsAndATrainingStepLowersTheLoss()
+    {
+        // Proves the native library loads on this machine (the GLIBCXX fix in the build) and trains.
+        using Tensor t = ones(2, 3);
+        Assert.AreEqual(6f, t.sum().item<float>());
+
+        manual_seed(1);
+        using var model = new EncoderDecoderTransformer("t", TestUtil.Tiny(), ReverseTask.Vocabulary);
+        var task = new ReverseTask(model, samples: 16, batchSize: 16, dropout: false);
+        var options = new TrainingOptions { Epochs = 30, LearningRate = 3e-3, WarmupSteps = 0, LogEverySteps = 1000 };
+        TrainingResult result = Run(model, task, options);
+        Assert.AreEqual(30, result.Steps);
+        Assert.IsLessThan(result.StepLosses[0] * 0.6, result.StepLosses[^1], $"loss {result.StepLosses[0]:F3} -> {result.StepLosses[^1]:F3}");
+    }
+
+    [TestMethod]
+    public void AResumedRunRepeatsTheUninterruptedLossSequence()
+    {
+        string checkpoint = TestUtil.TempPath();
+        TrainingOptions Options() => new()
+        {
+            Epochs = 3,
+            LearningRate = 1e-3,
+            WarmupSteps = 2,
+            Seed = 5,
+            GradientAccumulationSteps = 2,
+            LogEverySteps = 1000,
+        };
+
+        // Uninterrupted: 3 epochs of 6 batches, 2 per step = 9 steps, with dropout on.
+        manual_seed(100);
+        using var reference = new EncoderDecoderTransformer("t", Dropout(TestUtil.Tiny()), ReverseTask.Vocabulary);
+        TrainingResult full = Run(reference, new ReverseTask(reference, 24, 4, dropout: true), Options());
+        Assert.AreEqual(9, full.Steps);
+
+        // Interrupted after step 4 (mid-epoch 2), with a checkpoint; then a new process-like start from other weights.
+        manual_seed(100);
+        using var first = new EncoderDecoderTransformer("t", Dropout(TestUtil.Tiny()), ReverseTask.Vocabulary);
+        TrainingOptions interrupted = Options();
+        interrupted.CheckpointPath = checkpoint;
+        interrupted.MaxSteps = 4;
+        TrainingResult part = Run(first, new ReverseTask(first, 24, 4, dropout: true), interrupted);
+        Assert.IsTrue(part.Interrupted);
+        CollectionAssert.AreEqual(full.StepLosses.Take(4).ToList(), part.StepLosses.ToList());
+
+        manual_seed(999); // different initial weights: everything must come from the checkpoint
+        using var resumed = new EncoderDecoderTransformer("t", Dropout(TestUtil.Tiny()), ReverseTask.Vocabulary);
+        TrainingOptions resume = Options();
+        resume.CheckpointPath = checkpoint;
+        TrainingResult rest = Run(resumed, new ReverseTask(resumed, 24, 4, dropout: true), resume);
+        Assert.AreEqual(9, rest.Steps);
+        Assert.AreEqual(5, rest.StepLosses.Count);
+        for (int i = 0; i < 5; i++)
+        {
+            Assert.AreEqual(full.StepLosses[4 + i], rest.StepLosses[i], 1e-6, $"step {5 + i}");
+        }
+        Assert.AreEqual(0.0, TestUtil.MaxAbsDiff(reference.parameters().First(), resumed.parameters().First()), 1e-6);
+
+        // A checkpoint of another model configuration is refused with a clear message.
+        TransformerConfig other = TestUtil.Tiny();
+        other.FeedForwardDimension = 48;
+        using var wrong = new EncoderDecoderTransformer("t", other, ReverseTask.Vocabulary);
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => Run(wrong, new ReverseTask(wrong, 24, 4, dropout: false), resume, other.ToJson()));
+        StringAssert.Contains(e.Message, "another model configuration");
+    }
+
+    [TestMethod]
+    public void AccumulatingTwoHalfBatchesEqualsOneFullBatch()
+    {
+        manual_seed(3);
+        using var a = new EncoderDecoderTransformer("t", TestUtil.Tiny(), ReverseTask.Vocabulary);
+        using var b = new EncoderDecoderTransformer("t", TestUtil.Tiny(), ReverseTask.Vocabulary);
+        b.load_state_dict(a.state_dict());
+        // A large Adam epsilon keeps float32 rounding noise in gradients that are zero in exact arithmetic
+        // (the key bias: softmax ignores it) from being blown up to full-size updates.
+        var options = new TrainingOptions { Epochs = 1, WarmupSteps = 0, LearningRate = 1e-3, AdamEpsilon = 1e-4, LogEverySteps = 1000 };
+        // 16 samples in order: (a) 2 steps of one 8-sample batch; (b) 2 steps of two 4-sample batches.
+        Run(a, new ReverseTask(a, 16, 8, dropout: false, shuffle: false), options);
+        options.GradientAccumulationSteps = 2;
+        TrainingResult accumulated = Run(b, new ReverseTask(b, 16, 4, dropout: false, shuffle: false), options);
+        Assert.AreEqual(2, accumulated.Steps);
+        foreach (var ((name, pa), (_, pb)) in a.named_parameters().Zip(b.named_parameters()))
+        {
+            Assert.IsLessThan(1e-6, TestUtil.MaxAbsDiff(pa, pb), name);
+        }
+    }
+
+    [TestMethod]
+    public void ProgressReachesTheCallbackAndMLContextLog()
+    {
+        var ml = new MLContext(seed: 1);
+        var logged = new List<string>();
+        ml.Log += (_, e) => { lock (logged) { logged.Add(e.Message); } };
+        var reports = new List<TrainingProgress>();
+        manual_seed(4);
+        using var model = new EncoderDecoderTransformer("t", TestUtil.Tiny(), ReverseTask.Vocabulary);
+        var options = new TrainingOptions { Epochs = 2, LogEverySteps = 2, WarmupSteps = 1, Progress = new SynchronousProgress<TrainingProgress>(reports.Add) };
+        using var reporter = new TrainingReporter(ml, "ReverseTrainer", options.Progress);
+        new TrainingLoop<int[]>(model, options, new ReverseTask(model, 16, 4, dropout: false), reporter, 32, TestUtil.Tiny().ToJson()).Run();
+
+        // 4 batches an epoch: step reports at steps 2, 4, 6, 8 and an epoch report after each epoch.
+        Assert.AreEqual(4, reports.Count(r => r.Kind == TrainingProgressKind.Step));
+        var epochs = reports.Where(r => r.Kind == TrainingProgressKind.EpochEnd).ToList();
+        Assert.AreEqual(2, epochs.Count);
+        Assert.AreEqual("loss", epochs[0].ValidationMetric);
+        Assert.AreEqual("sample 0", epochs[0].Sample);
+        TrainingProgress step = reports[0];
+        Assert.AreEqual(2, step.Step);
+        Assert.AreEqual(8, step.TotalSteps);
+        Assert.AreEqual("tokens", step.ThroughputUnit);
+        Assert.IsGreaterThan(0.0, step.Throughput);
+        Assert.IsGreaterThan(0.0, step.LearningRate);
+        Assert.IsTrue(double.IsFinite(step.Loss) && step.Loss > 0);
+        lock (logged)
+        {
+            Assert.IsTrue(logged.Any(m => m.Contains("epoch 1/2 step 2/8 loss")), string.Join("\n", logged.Take(20)));
+            Assert.IsTrue(logged.Any(m => m.Contains("sample after epoch 1: sample 0")));
+        }
+    }
+
+    [TestMethod]
+    public void EarlyStoppingStopsAndRestoresTheBestWeights()
+    {
+        manual_seed(8);
+        using var model = new EncoderDecoderTransformer("t", TestUtil.Tiny(), ReverseTask.Vocabulary);
+        // Validation gets worse after epoch 2: with patience 2, training stops after epoch 4 and restores epoch 2.
+        var task = new ReverseTask(model, 8, 4, dropout: false) { ValidationScript = new[] { 3.0, 2.0, 2.5, 2.6, 1.0, 0.5 } };
+        var options = new TrainingOptions { Epochs = 6, EarlyStoppingPatience = 2, LogEverySteps = 1000 };
+        Dictionary<string, Tensor>? atEpoch2 = null;
+        task.AfterValidation = epoch =>
+        {
+            if (epoch == 1)
+            {
+                atEpoch2 = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+            }
+        };
+        TrainingResult result = Run(model, task, options);
+        Assert.IsTrue(result.StoppedEarly);
+        Assert.AreEqual(4, result.EpochsCompleted);
+        foreach ((string name, Tensor value) in model.state_dict())
+        {
+            Assert.AreEqual(0.0, TestUtil.MaxAbsDiff(value, atEpoch2![name]), 0.0, name);
+        }
+    }
+
+    [TestMethod]
+    public void ForwardAndBackwardRunOnTheMetaDevice()
+    {
+        // Every tensor the model creates must follow the device of its inputs: on the meta device a stray
+        // CPU tensor fails loudly, which keeps the CUDA path honest without a GPU.
+        foreach (NormPosition norm in new[] { NormPosition.Post, NormPosition.Pre })
+        {
+            TransformerConfig config = TestUtil.Tiny(norm, norm == NormPosition.Pre ? PositionalEncodingKind.Learned : PositionalEncodingKind.Sinusoidal);
+            config.Dropout = 0.1;
+            config.Activation = norm == NormPosition.Pre ? FeedForwardActivation.GeluTanh : FeedForwardActivation.Relu;
+            using var model = new EncoderDecoderTransformer("t", config, 50).to(META);
+            model.train();
+            using Tensor source = zeros(new long[] { 2, 7 }, ScalarType.Int64, META);
+            using Tensor target = zeros(new long[] { 2, 5 }, ScalarType.Int64, META);
+            using Tensor sourceMask = zeros(new long[] { 2, 7 }, ScalarType.Bool, META);
+            using Tensor logits = model.Forward(source, target, sourceMask);
+            Assert.AreEqual(DeviceType.META, logits.device_type);
+            CollectionAssert.AreEqual(new long[] { 2, 5, 50 }, logits.shape);
+            using LossSum loss = LabelSmoothedCrossEntropy.Sum(logits, target, 0.1, ignoreIndex: 0);
+            loss.Sum.backward();
+            foreach ((string name, var p) in model.named_parameters())
+            {
+                Assert.IsNotNull(p.grad, name);
+                Assert.AreEqual(DeviceType.META, p.grad.device_type, name);
+            }
+
+            // Decoding with the cache and attention weights, too.
+            using var noGrad = no_grad();
+            using Tensor memory = model.Encode(source, sourceMask);
+            using KeyValueCache cache = model.Decoder.CreateCache();
+            using Tensor step = model.Decode(target.narrow(1, 0, 1), memory, sourceMask, cache: cache);
+            Assert.AreEqual(DeviceType.META, step.device_type);
+        }
+    }
+
+    private static TrainingResult Run(nn.Module model, ReverseTask task, TrainingOptions options, string? configJson = null)
+    {
+        using var reporter = new TrainingReporter(null, "test", null);
+        return new TrainingLoop<int[]>(model, options, task, reporter, 32, configJson ?? TestUtil.Tiny().ToJson()).Run();
+    }
+
+    private static TransformerConfig Dropout(TransformerConfig config)
+    {
+        config.Dropout = 0.1;
+        return config;
+    }
+
+    private sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
+
+    /// <summary>Sequences of 6 tokens in 3..11 (0 pad, 1 start, 2 end); the target is the reversed sequence.</summary>
+    private sealed class ReverseTask : ITrainingTask<int[]>
+    {
+        public const int Vocabulary = 12;
+        private const int Length = 6;
+        private readonly EncoderDecoderTransformer _model;
+        private readonly long[][] _data;
+        private readonly int _batchSize;
+        private readonly bool _shuffle;
+        private int _epoch;
+
+        public ReverseTask(EncoderDecoderTransformer model, int samples, int batchSize, bool dropout, bool shuffle = true)
+        {
+            _model = model;
+            _batchSize = batchSize;
+            _shuffle = shuffle;
+            var random = new Random(42);
+            _data = Enumerable.Range(0, samples).Select(_ => Enumerable.Range(0, Length).Select(_ => (long)random.Next(3, Vocabulary)).ToArray()).ToArray();
+        }
+
+        public double[]? ValidationScript { get; init; }
+
+        public Action<int>? AfterValidation { get; set; }
+
+        public string ThroughputUnit => "tokens";
+
+        public IReadOnlyList<int[]> PlanEpoch(int epoch, Random random)
+        {
+            int[] order = Enumerable.Range(0, _data.Length).ToArray();
+            if (_shuffle)
+            {
+                random.Shuffle(order);
+            }
+            return order.Chunk(_batchSize).ToList();
+        }
+
+        public LossSum ComputeLoss(int[] batch)
+        {
+            using var scope = NewDisposeScope();
+            long[] src = batch.SelectMany(i => _data[i]).ToArray();
+            long[] decoderIn = batch.SelectMany(i => new long[] { 1 }.Concat(_data[i].Reverse())).ToArray();
+            long[] decoderOut = batch.SelectMany(i => _data[i].Reverse().Concat(new long[] { 2 })).ToArray();
+            Tensor source = tensor(src, new long[] { batch.Length, Length });
+            Tensor input = tensor(decoderIn, new long[] { batch.Length, Length + 1 });
+            Tensor output = tensor(decoderOut, new long[] { batch.Length, Length + 1 });
+            Tensor logits = _model.Forward(source, input);
+            LossSum loss = LabelSmoothedCrossEntropy.Sum(logits, output, 0.0, ignoreIndex: 0);
+            return new LossSum(loss.Sum.MoveToOuterDisposeScope(), loss.Count.MoveToOuterDisposeScope());
+        }
+
+        public ValidationResult? Validate()
+        {
+            int epoch = _epoch++;
+            double value = ValidationScript is null ? 1.0 / (epoch + 1) : ValidationScript[epoch];
+            AfterValidation?.Invoke(epoch);
+            return new ValidationResult("loss", value, HigherIsBetter: false);
+        }
+
+        public string? Sample(int epoch) => $"sample {epoch}";
+    }
+}

@@ -1,6 +1,7 @@
 // Layer normalisation (Ba et al. 2016): y = (x - mean) / sqrt(var + eps) * gain + bias over the last axis.
 using TorchSharp;
 using TorchSharp.Modules;
+using TorchSharp.Utils;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -13,6 +14,12 @@ namespace Transformers.ML.Core.Modules;
 /// </summary>
 internal sealed class TransformerLayerNorm : nn.Module<Tensor, Tensor>
 {
+    [ComponentName(Name = "weight")]
+    private readonly Parameter _weight;
+
+    [ComponentName(Name = "bias")]
+    private readonly Parameter _bias;
+
     private readonly long[] _shape;
     private readonly double _eps;
 
@@ -21,25 +28,21 @@ internal sealed class TransformerLayerNorm : nn.Module<Tensor, Tensor>
     {
         _shape = new[] { dimension };
         _eps = eps;
-        weight = new Parameter(ones(dimension));
-        bias = new Parameter(zeros(dimension));
+        _weight = new Parameter(ones(dimension));
+        _bias = new Parameter(zeros(dimension));
         RegisterComponents();
     }
-
-    public Parameter weight { get; }
-
-    public Parameter bias { get; }
 
     public override Tensor forward(Tensor x)
     {
         if (x.device_type != DeviceType.META)
         {
-            return F.layer_norm(x, _shape, weight, bias, _eps);
+            return F.layer_norm(x, _shape, _weight, _bias, _eps);
         }
         using var scope = NewDisposeScope();
         Tensor mean = x.mean(new long[] { -1 }, keepdim: true);
         Tensor centered = x.sub(mean);
         Tensor variance = centered.pow(2).mean(new long[] { -1 }, keepdim: true); // biased, as LayerNorm
-        return centered.mul(variance.add(_eps).rsqrt()).mul(weight).add(bias).MoveToOuterDisposeScope();
+        return centered.mul(variance.add(_eps).rsqrt()).mul(_weight).add(_bias).MoveToOuterDisposeScope();
     }
 }

@@ -1,0 +1,32 @@
+namespace Transformers.ML.Benchmarks;
+
+internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? Threads)
+{
+    /// <summary>Parses the command line; null when it is not understood (the caller prints the usage).</summary>
+    public static BenchmarkOptions? Parse(string[] args)
+    {
+        bool quick = false;
+        string results = Path.Combine(Environment.CurrentDirectory, "results");
+        int? threads = null;
+        for (int i = 0; i < args.Length; i++)
+        {
+            switch (args[i])
+            {
+                case "--quick":
+                    quick = true;
+                    break;
+                case "--results" when i + 1 < args.Length:
+                    results = args[++i];
+                    break;
+                case "--threads" when i + 1 < args.Length && int.TryParse(args[i + 1], out int n) && n > 0:
+                    threads = n;
+                    i++;
+                    break;
+                default:
+                    Console.Error.WriteLine($"Unknown or incomplete option '{args[i]}'.");
+                    return null;
+            }
+        }
+        return new BenchmarkOptions(quick, results, threads);
+    }
+}

@@ -1,0 +1,35 @@
+// The benchmark program: speed and quality numbers of the library on this machine, as a markdown table
+// (printed, and written with a CSV copy to the results folder). Timings live here, never in unit tests.
+//
+//   dotnet run -c Release --project tests/Transformers.ML.Benchmarks -- [--quick] [--results DIR] [--threads N]
+using System.Globalization;
+using Transformers.ML.Benchmarks;
+using static TorchSharp.torch;
+
+var options = BenchmarkOptions.Parse(args);
+if (options is null)
+{
+    Console.WriteLine("usage: Transformers.ML.Benchmarks [--quick] [--results DIR] [--threads N]");
+    Console.WriteLine("  --quick      fewer repetitions (under 5 minutes)");
+    Console.WriteLine("  --results    folder for results.md and results.csv (default: results/ under the current folder)");
+    Console.WriteLine("  --threads    libtorch CPU threads (default: libtorch's choice)");
+    return 2;
+}
+CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+if (options.Threads is int threads)
+{
+    set_num_threads(threads);
+}
+
+var table = new ResultsTable();
+Console.WriteLine($"Transformers.ML benchmarks ({(options.Quick ? "quick" : "full")}), {Environment.ProcessorCount} cores, libtorch threads {get_num_threads()}");
+
+double gflops = MatmulBenchmark.Run(table, options);
+TrainingThroughputBenchmark.Run(table, options, gflops);
+
+Console.WriteLine();
+string markdown = table.ToMarkdown();
+Console.WriteLine(markdown);
+string folder = table.Write(options.ResultsFolder, markdown);
+Console.WriteLine($"Written to {folder}");
+return 0;

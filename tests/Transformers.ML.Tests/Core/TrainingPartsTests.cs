@@ -115,6 +115,24 @@ public sealed class TrainingPartsTests
     }
 
     [TestMethod]
+    public void SetupSeedsInitialisationAndResolvesTheDevice()
+    {
+        var options = new TrainingOptions { Seed = 17, Device = "cpu" };
+        Assert.AreEqual(DeviceType.CPU, TrainingSetup.Prepare(options).type);
+        using var first = nn.Linear(4, 4);
+        TrainingSetup.Prepare(options);
+        using var second = nn.Linear(4, 4);
+        Assert.AreEqual(0.0, TestUtil.MaxAbsDiff(first.weight!, second.weight!));
+        TrainingSetup.Prepare(new TrainingOptions { Seed = 18 });
+        using var third = nn.Linear(4, 4);
+        Assert.IsGreaterThan(0.0, TestUtil.MaxAbsDiff(first.weight!, third.weight!));
+
+        var e = Assert.ThrowsExactly<InvalidOperationException>(() => TrainingSetup.Prepare(new TrainingOptions { Device = "cuda" }));
+        StringAssert.Contains(e.Message, "CUDA is not available");
+        Assert.AreEqual(DeviceType.CPU, TrainingSetup.Prepare(new TrainingOptions { Device = "cuda", AllowCpuFallback = true }).type);
+    }
+
+    [TestMethod]
     public void EarlyStoppingCountsEvaluationsWithoutImprovement()
     {
         var stopping = new EarlyStopping(patience: 2, minDelta: 0.01);

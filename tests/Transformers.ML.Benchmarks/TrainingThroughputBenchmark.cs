@@ -19,6 +19,7 @@ internal static class TrainingThroughputBenchmark
     private const int Vocabulary = 512;
     private const int Length = 128;
     internal const int Batch = 16;
+    private const int Rounds = 3;
 
     public static void Run(ResultsTable table, BenchmarkOptions options, double matmulGflops)
     {
@@ -32,7 +33,7 @@ internal static class TrainingThroughputBenchmark
             Dropout = 0.1,
             MaxSequenceLength = Length,
         };
-        int steps = options.Quick ? 6 : 20;
+        int steps = options.Quick ? 8 : 20;
         foreach (bool causal in new[] { false, true })
         {
             string name = causal ? "decoder stack (causal LM)" : "encoder stack (token prediction)";
@@ -41,15 +42,21 @@ internal static class TrainingThroughputBenchmark
             long parameters = model.parameters().Sum(p => p.numel());
             double flopsPerToken = 6.0 * parameters + 12.0 * config.NumLayers * config.ModelDimension * Length;
 
-            double plain = PlainLoop(model, steps);
-            double loop = LibraryLoop(model, config, steps);
+            // Alternate the two loops and keep each one's best run, so that a burst of other load on a shared
+            // 2-core machine does not decide the ratio.
+            double plain = 0, loop = 0;
+            for (int round = 0; round < Rounds; round++)
+            {
+                plain = Math.Max(plain, PlainLoop(model, steps));
+                loop = Math.Max(loop, LibraryLoop(model, config, steps));
+            }
             foreach ((string how, double tokensPerSecond) in new[] { ("plain TorchSharp loop", plain), ("library TrainingLoop", loop) })
             {
                 double mfu = tokensPerSecond * flopsPerToken / (matmulGflops * 1e9);
                 table.Add(new BenchmarkRow("core", $"{name} training, {how}", tokensPerSecond, "tokens/s", "-",
                     $"N={parameters / 1e6:F2}M L=4 d=256 T={Length} B={Batch}; MFU {mfu:P1}"));
             }
-            table.Add(new BenchmarkRow("core", $"{name}: library loop / plain loop", loop / plain, "ratio", ">= 0.97", $"{steps} steps each"));
+            table.Add(new BenchmarkRow("core", $"{name}: library loop / plain loop", loop / plain, "ratio", ">= 0.97", $"best of {Rounds} alternating runs of {steps} steps"));
         }
     }
 

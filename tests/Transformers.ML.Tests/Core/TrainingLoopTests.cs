@@ -118,6 +118,8 @@ public sealed class TrainingLoopTests
         Assert.AreEqual(2, epochs.Count);
         Assert.AreEqual("loss", epochs[0].ValidationMetric);
         Assert.AreEqual("sample 0", epochs[0].Sample);
+        // The epoch report carries the epoch's mean training loss, even right after a step report.
+        Assert.IsTrue(epochs.All(r => double.IsFinite(r.Loss) && r.Loss > 0 && r.Throughput > 0), string.Join("; ", epochs));
         TrainingProgress step = reports[0];
         Assert.AreEqual(2, step.Step);
         Assert.AreEqual(8, step.TotalSteps);

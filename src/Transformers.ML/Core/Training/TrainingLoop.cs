@@ -111,6 +111,7 @@ internal sealed class TrainingLoop<TBatch>
         while (state.Epoch < _options.Epochs && !stoppedEarly && !interrupted)
         {
             IReadOnlyList<TBatch> plan = _task.PlanEpoch(state.Epoch, EpochRandom(state.Epoch));
+            var epochWindow = new Window(clock.Elapsed); // the epoch report covers the whole epoch (of this run)
             _model.train();
             while (state.BatchInEpoch < plan.Count)
             {
@@ -122,6 +123,7 @@ internal sealed class TrainingLoop<TBatch>
                 state.BatchInEpoch += count;
                 stepLosses.Add(loss);
                 window.Add(loss, targets);
+                epochWindow.Add(loss, targets);
 
                 bool timeUp = _options.MaxTrainingTime is TimeSpan budget && clock.Elapsed >= budget;
                 bool stepLimit = _options.MaxSteps is long max && state.Step >= max;
@@ -172,7 +174,7 @@ internal sealed class TrainingLoop<TBatch>
             }
             state.BestMetric = stopping.Best;
             state.BadEvaluations = stopping.BadEvaluations;
-            _reporter.Report(Progress(TrainingProgressKind.EpochEnd, state, totalSteps, learningRate, window, clock.Elapsed, startStep) with
+            _reporter.Report(Progress(TrainingProgressKind.EpochEnd, state, totalSteps, learningRate, epochWindow, clock.Elapsed, startStep) with
             {
                 Epoch = finished + 1,
                 ValidationMetric = validation?.Metric,

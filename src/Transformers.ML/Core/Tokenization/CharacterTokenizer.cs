@@ -1,0 +1,141 @@
+// A character-level tokenizer (as nanoGPT's Shakespeare model): one token per Unicode character seen in
+// the training text, with a byte fallback (one token per UTF-8 byte, as SentencePiece's byte_fallback) so
+// that characters never seen still round-trip exactly.
+using System.Buffers;
+using System.Text;
+using Microsoft.ML.Tokenizers;
+
+namespace Transformers.ML.Core.Tokenization;
+
+/// <summary>
+/// Ids 0..255 are the UTF-8 bytes (used only for characters outside the vocabulary), 256.. the characters
+/// in the order given, then the end-of-text token.
+/// </summary>
+internal sealed class CharacterTokenizer : Tokenizer
+{
+    public const int ByteTokens = 256;
+    private readonly Dictionary<string, int> _ids;
+    private readonly string[] _characters;
+
+    public CharacterTokenizer(IReadOnlyList<string> characters)
+    {
+        _characters = characters.ToArray();
+        _ids = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < _characters.Length; i++)
+        {
+            if (_characters[i].Length == 0 || Rune.DecodeFromUtf16(_characters[i], out _, out int used) != OperationStatus.Done || used != _characters[i].Length)
+            {
+                throw new ArgumentException($"Character vocabulary entry {i} ('{_characters[i]}') is not exactly one Unicode character.");
+            }
+            if (!_ids.TryAdd(_characters[i], ByteTokens + i))
+            {
+                throw new ArgumentException($"Character '{_characters[i]}' appears twice in the vocabulary.");
+            }
+        }
+    }
+
+    /// <summary>The characters of the vocabulary, in id order (from id 256).</summary>
+    public IReadOnlyList<string> Characters => _characters;
+
+    /// <summary>Bytes, characters and the end-of-text token.</summary>
+    public int VocabularySize => ByteTokens + _characters.Length + 1;
+
+    public int EndOfTextId => ByteTokens + _characters.Length;
+
+    /// <summary>The distinct characters of <paramref name="text"/>, in ordinal order (deterministic).</summary>
+    public static List<string> CharactersOf(string text)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (Rune rune in text.EnumerateRunes())
+        {
+            seen.Add(rune.ToString());
+        }
+        return seen.OrderBy(c => c, StringComparer.Ordinal).ToList();
+    }
+
+    protected override EncodeResults<EncodedToken> EncodeToTokens(string? text, ReadOnlySpan<char> textSpan, EncodeSettings settings)
+    {
+        ReadOnlySpan<char> span = text is null ? textSpan : text.AsSpan();
+        var tokens = new List<EncodedToken>(span.Length);
+        int max = settings.MaxTokenCount > 0 ? settings.MaxTokenCount : int.MaxValue;
+        int position = 0;
+        Span<byte> utf8 = stackalloc byte[4];
+        while (position < span.Length)
+        {
+            if (Rune.DecodeFromUtf16(span[position..], out Rune rune, out int used) != OperationStatus.Done)
+            {
+                rune = Rune.ReplacementChar; // a lone surrogate cannot be represented in UTF-8 either
+            }
+            string character = span.Slice(position, used).ToString();
+            if (_ids.TryGetValue(character, out int id))
+            {
+                if (tokens.Count + 1 > max)
+                {
+                    break;
+                }
+                tokens.Add(new EncodedToken(id, character, new Range(position, position + used)));
+            }
+            else
+            {
+                int bytes = rune.EncodeToUtf8(utf8);
+                if (tokens.Count + bytes > max)
+                {
+                    break;
+                }
+                for (int b = 0; b < bytes; b++)
+                {
+                    tokens.Add(new EncodedToken(utf8[b], $"<0x{utf8[b]:X2}>", new Range(position, position + used)));
+                }
+            }
+            position += used;
+        }
+        return new EncodeResults<EncodedToken> { Tokens = tokens, CharsConsumed = position, NormalizedText = null };
+    }
+
+    public override OperationStatus Decode(IEnumerable<int> ids, Span<char> destination, out int idsConsumed, out int charsWritten)
+    {
+        string text = DecodeToString(ids, out idsConsumed);
+        if (text.Length > destination.Length)
+        {
+            charsWritten = 0;
+            idsConsumed = 0;
+            return OperationStatus.DestinationTooSmall;
+        }
+        text.AsSpan().CopyTo(destination);
+        charsWritten = text.Length;
+        return OperationStatus.Done;
+    }
+
+    private string DecodeToString(IEnumerable<int> ids, out int consumed)
+    {
+        var text = new StringBuilder();
+        var pending = new List<byte>();
+        consumed = 0;
+        foreach (int id in ids)
+        {
+            consumed++;
+            if (id >= 0 && id < ByteTokens)
+            {
+                pending.Add((byte)id);
+                continue;
+            }
+            Flush();
+            if (id >= ByteTokens && id < ByteTokens + _characters.Length)
+            {
+                text.Append(_characters[id - ByteTokens]);
+            }
+            // The end-of-text token and ids outside the vocabulary decode to nothing.
+        }
+        Flush();
+        return text.ToString();
+
+        void Flush()
+        {
+            if (pending.Count > 0)
+            {
+                text.Append(Encoding.UTF8.GetString(pending.ToArray()));
+                pending.Clear();
+            }
+        }
+    }
+}

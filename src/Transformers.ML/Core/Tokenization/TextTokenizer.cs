@@ -1,0 +1,127 @@
+// One tokenizer type for the models: a Microsoft.ML.Tokenizers tokenizer, the size of its vocabulary,
+// its end-of-text id, and the definition (kind and learned data) that model files store as JSON.
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Microsoft.ML.Tokenizers;
+
+namespace Transformers.ML.Core.Tokenization;
+
+/// <summary>How text becomes tokens.</summary>
+public enum TokenizerKind
+{
+    /// <summary>One token per character of the training text, with a UTF-8 byte fallback for others.</summary>
+    Character,
+
+    /// <summary>Byte-level BPE learned from the training text to a requested vocabulary size.</summary>
+    BytePairEncoding,
+
+    /// <summary>GPT-2's own 50,257-token byte-level BPE vocabulary.</summary>
+    Gpt2,
+}
+
+/// <summary>What a model file stores about its tokenizer: enough to rebuild it exactly.</summary>
+internal sealed class TokenizerDefinition
+{
+    public TokenizerKind Kind { get; set; }
+
+    /// <summary>Character vocabulary (Character kind).</summary>
+    public List<string>? Characters { get; set; }
+
+    /// <summary>Symbol-to-id vocabulary (BytePairEncoding kind).</summary>
+    public Dictionary<string, int>? Vocabulary { get; set; }
+
+    /// <summary>Merges in order, "left right" (BytePairEncoding kind).</summary>
+    public List<string>? Merges { get; set; }
+
+    public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
+
+    public static TokenizerDefinition FromJson(string json, string source)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<TokenizerDefinition>(json, JsonOptions)
+                ?? throw new InvalidDataException($"'{source}': the tokenizer definition is empty.");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"'{source}': the tokenizer definition is not valid JSON ({e.Message}).", e);
+        }
+    }
+
+    private static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        Converters = { new JsonStringEnumConverter() },
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+}
+
+internal sealed class TextTokenizer
+{
+    private TextTokenizer(TokenizerDefinition definition, Tokenizer inner, int vocabularySize, int endOfTextId)
+    {
+        Definition = definition;
+        Inner = inner;
+        VocabularySize = vocabularySize;
+        EndOfTextId = endOfTextId;
+    }
+
+    public TokenizerDefinition Definition { get; }
+
+    /// <summary>The Microsoft.ML.Tokenizers tokenizer that encodes and decodes.</summary>
+    public Tokenizer Inner { get; }
+
+    public int VocabularySize { get; }
+
+    /// <summary>The token that separates documents and ends generation.</summary>
+    public int EndOfTextId { get; }
+
+    public TokenizerKind Kind => Definition.Kind;
+
+    public IReadOnlyList<int> Encode(string text) => Inner.EncodeToIds(text);
+
+    public string Decode(IEnumerable<int> ids) =>
+        Inner.Decode(ids.Where(id => id != EndOfTextId && id >= 0 && id < VocabularySize)) ?? "";
+
+    /// <summary>Builds the tokenizer of <paramref name="kind"/>, learning it from <paramref name="trainingText"/> when it is learned.</summary>
+    public static TextTokenizer Train(TokenizerKind kind, string trainingText, int vocabularySize) => kind switch
+    {
+        TokenizerKind.Character => FromDefinition(new TokenizerDefinition { Kind = kind, Characters = CharacterTokenizer.CharactersOf(trainingText) }),
+        TokenizerKind.BytePairEncoding => FromBpe(ByteLevelBpe.Train(trainingText, vocabularySize)),
+        TokenizerKind.Gpt2 => FromDefinition(new TokenizerDefinition { Kind = kind }),
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown tokenizer kind."),
+    };
+
+    private static TextTokenizer FromBpe((Dictionary<string, int> Vocabulary, List<string> Merges) learned) =>
+        FromDefinition(new TokenizerDefinition { Kind = TokenizerKind.BytePairEncoding, Vocabulary = learned.Vocabulary, Merges = learned.Merges });
+
+    /// <summary>Rebuilds a tokenizer from its stored definition; the message names what is missing.</summary>
+    public static TextTokenizer FromDefinition(TokenizerDefinition definition, string source = "tokenizer definition")
+    {
+        switch (definition.Kind)
+        {
+            case TokenizerKind.Character:
+            {
+                var characters = definition.Characters ?? throw new InvalidDataException($"'{source}': a Character tokenizer needs its 'Characters'.");
+                var tokenizer = new CharacterTokenizer(characters);
+                return new TextTokenizer(definition, tokenizer, tokenizer.VocabularySize, tokenizer.EndOfTextId);
+            }
+            case TokenizerKind.BytePairEncoding:
+            {
+                var vocabulary = definition.Vocabulary ?? throw new InvalidDataException($"'{source}': a BytePairEncoding tokenizer needs its 'Vocabulary'.");
+                var merges = definition.Merges ?? throw new InvalidDataException($"'{source}': a BytePairEncoding tokenizer needs its 'Merges'.");
+                int size = vocabulary.Count + 1; // the end-of-text token follows the learned symbols
+                return new TextTokenizer(definition, ByteLevelBpe.Create(vocabulary, merges), size, size - 1);
+            }
+            case TokenizerKind.Gpt2:
+            {
+                Tokenizer gpt2 = TiktokenTokenizer.CreateForModel("gpt2");
+                return new TextTokenizer(definition, gpt2, Gpt2VocabularySize, Gpt2EndOfText);
+            }
+            default:
+                throw new InvalidDataException($"'{source}': unknown tokenizer kind '{definition.Kind}'.");
+        }
+    }
+
+    public const int Gpt2VocabularySize = 50257;
+    public const int Gpt2EndOfText = 50256;
+}

@@ -1,0 +1,83 @@
+using Transformers.ML.Core.Tokenization;
+
+namespace Transformers.ML.Tests.Core;
+
+[TestClass]
+public sealed class TokenizationTests
+{
+    private const string Corpus = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n" +
+        "First Citizen:\nYou are all resolved rather to die than to famish?\n";
+
+    private static readonly string[] Hard =
+    {
+        "",
+        "héllo wörld, ça va? Ελληνικά; 日本語",
+        "emoji 😀👍🏽 and a ZWJ family 👨‍👩‍👧",
+        "Windows line\r\nendings\r\n and\ttabs  and   spaces ",
+        "First Citizen:\nSpeak, speak.",
+        "\u0000 control \u0007 and \uFFFD replacement",
+    };
+
+    [TestMethod]
+    [DataRow(TokenizerKind.Character)]
+    [DataRow(TokenizerKind.BytePairEncoding)]
+    [DataRow(TokenizerKind.Gpt2)]
+    public void DecodeOfEncodeIsTheTextForAnyUnicode(TokenizerKind kind)
+    {
+        TextTokenizer tokenizer = TextTokenizer.Train(kind, Corpus, 300);
+        foreach (string text in Hard)
+        {
+            IReadOnlyList<int> ids = tokenizer.Encode(text);
+            Assert.IsTrue(ids.All(id => id >= 0 && id < tokenizer.VocabularySize), $"{kind}: id out of range for '{text}'");
+            Assert.AreEqual(text, tokenizer.Decode(ids), $"{kind}");
+        }
+        // The stored definition rebuilds the same tokenizer.
+        TextTokenizer again = TextTokenizer.FromDefinition(TokenizerDefinition.FromJson(tokenizer.Definition.ToJson(), "test"));
+        Assert.AreEqual(tokenizer.VocabularySize, again.VocabularySize);
+        CollectionAssert.AreEqual(tokenizer.Encode(Hard[1]).ToList(), again.Encode(Hard[1]).ToList());
+    }
+
+    [TestMethod]
+    public void CharacterTokenizerUsesOneTokenPerKnownCharacter()
+    {
+        TextTokenizer tokenizer = TextTokenizer.Train(TokenizerKind.Character, Corpus, 0);
+        int characters = CharacterTokenizer.CharactersOf(Corpus).Count;
+        Assert.AreEqual(256 + characters + 1, tokenizer.VocabularySize);
+        Assert.AreEqual(tokenizer.VocabularySize - 1, tokenizer.EndOfTextId);
+        Assert.AreEqual(12, tokenizer.Encode("Speak, speak").Count);
+        Assert.IsTrue(tokenizer.Encode("Speak").All(id => id >= 256));
+        // An unseen character falls back to its UTF-8 bytes: 'é' is two bytes.
+        CollectionAssert.AreEqual(new[] { 0xC3, 0xA9 }, tokenizer.Encode("é").ToList());
+    }
+
+    [TestMethod]
+    public void BpeTrainerReachesTheRequestedVocabularyAndCompresses()
+    {
+        string text = File.ReadAllText(TestData.Text("tinyshakespeare.txt"))[..200_000];
+        TextTokenizer bpe = TextTokenizer.Train(TokenizerKind.BytePairEncoding, text, 600);
+        Assert.AreEqual(600, bpe.VocabularySize);
+        Assert.AreEqual(599, bpe.EndOfTextId);
+        Assert.AreEqual(600 - 257, bpe.Definition.Merges!.Count);
+        int characters = text.Length;
+        int tokens = bpe.Encode(text).Count;
+        Assert.IsLessThan(characters * 0.6, (double)tokens, $"{tokens} tokens for {characters} characters");
+        Assert.AreEqual(text[..5000], bpe.Decode(bpe.Encode(text[..5000])));
+    }
+
+    [TestMethod]
+    public void Gpt2TokenizerIsGpt2s()
+    {
+        TextTokenizer gpt2 = TextTokenizer.Train(TokenizerKind.Gpt2, "", 0);
+        Assert.AreEqual(50257, gpt2.VocabularySize);
+        Assert.AreEqual(50256, gpt2.EndOfTextId);
+        CollectionAssert.AreEqual(new[] { 15496, 995 }, gpt2.Encode("Hello world").ToList()); // GPT-2's published ids
+    }
+
+    [TestMethod]
+    public void TooSmallAVocabularyNamesTheOption()
+    {
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => TextTokenizer.Train(TokenizerKind.BytePairEncoding, Corpus, 100));
+        StringAssert.Contains(e.Message, "VocabularySize must be at least 257");
+        StringAssert.Contains(e.Message, "found 100");
+    }
+}

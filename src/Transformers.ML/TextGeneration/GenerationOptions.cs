@@ -1,0 +1,88 @@
+using Transformers.ML.Core.Generation;
+
+namespace Transformers.ML.TextGeneration;
+
+/// <summary>How text is generated from a prompt. Each rule is a separate component; these options choose and configure them.</summary>
+public sealed class GenerationOptions
+{
+    /// <summary>Most tokens to add to the prompt. Range 1..100000; default 100.</summary>
+    public int MaxNewTokens { get; set; } = 100;
+
+    /// <summary>Softmax temperature. 0 or less means greedy decoding (always the most likely token); default 1.</summary>
+    public double Temperature { get; set; } = 1.0;
+
+    /// <summary>Sample only among the k most likely tokens; 0 turns it off (default). Must be >= 0.</summary>
+    public int TopK { get; set; }
+
+    /// <summary>Nucleus sampling: sample among the most likely tokens whose probabilities reach p. Range (0, 1]; 1 turns it off (default).</summary>
+    public double TopP { get; set; } = 1.0;
+
+    /// <summary>CTRL's repetition penalty on tokens already in the text; 1 turns it off (default). Must be > 0.</summary>
+    public double RepetitionPenalty { get; set; } = 1.0;
+
+    /// <summary>Generation of a text stops when one of these strings appears; the string and what follows are not returned.</summary>
+    public IReadOnlyList<string> StopStrings { get; set; } = Array.Empty<string>();
+
+    /// <summary>Seed of the sampler: the same seed, prompt and model give the same text. Null draws fresh randomness (default).</summary>
+    public int? Seed { get; set; }
+
+    /// <summary>Reuse the keys and values of earlier tokens (default true); false recomputes the whole window each step.</summary>
+    public bool UseKeyValueCache { get; set; } = true;
+
+    /// <summary>True when <see cref="Temperature"/> asks for greedy decoding.</summary>
+    public bool IsGreedy => Temperature <= 0;
+
+    /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid option, with the value found and the range expected.</summary>
+    public void Validate()
+    {
+        Check(MaxNewTokens is >= 1 and <= 100_000, nameof(MaxNewTokens), MaxNewTokens, "in [1, 100000]");
+        Check(!double.IsNaN(Temperature) && !double.IsInfinity(Temperature), nameof(Temperature), Temperature, "a finite number (0 or less: greedy)");
+        Check(TopK >= 0, nameof(TopK), TopK, ">= 0 (0: off)");
+        Check(TopP > 0 && TopP <= 1, nameof(TopP), TopP, "in (0, 1]");
+        Check(RepetitionPenalty > 0 && !double.IsInfinity(RepetitionPenalty), nameof(RepetitionPenalty), RepetitionPenalty, "> 0 (1: off)");
+        Check(StopStrings is not null && StopStrings.All(s => !string.IsNullOrEmpty(s)), nameof(StopStrings), StopStrings, "a list of non-empty strings");
+    }
+
+    /// <summary>The decoding rules these options ask for, in the order they apply.</summary>
+    internal DecodingSettings ToDecodingSettings(int? endOfTextId)
+    {
+        Validate();
+        var processors = new List<ILogitsProcessor>();
+        if (RepetitionPenalty != 1.0)
+        {
+            processors.Add(new RepetitionPenaltyProcessor(RepetitionPenalty));
+        }
+        if (!IsGreedy)
+        {
+            if (Temperature != 1.0)
+            {
+                processors.Add(new TemperatureProcessor(Temperature));
+            }
+            if (TopK > 0)
+            {
+                processors.Add(new TopKProcessor(TopK));
+            }
+            if (TopP < 1.0)
+            {
+                processors.Add(new TopPProcessor(TopP));
+            }
+        }
+        return new DecodingSettings
+        {
+            MaxNewTokens = MaxNewTokens,
+            Greedy = IsGreedy,
+            Processors = processors,
+            Seed = Seed,
+            EndOfTextId = endOfTextId,
+            UseCache = UseKeyValueCache,
+        };
+    }
+
+    private static void Check(bool ok, string option, object? found, string expected)
+    {
+        if (!ok)
+        {
+            throw new ArgumentOutOfRangeException(option, found, $"Generation option {option} must be {expected}; found {found ?? "null"}.");
+        }
+    }
+}

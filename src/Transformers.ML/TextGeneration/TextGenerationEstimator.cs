@@ -1,0 +1,188 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
+using TorchSharp;
+using Transformers.ML.Core;
+using Transformers.ML.Core.IO;
+using Transformers.ML.Core.Tokenization;
+using Transformers.ML.Core.Training;
+using static TorchSharp.torch;
+
+namespace Transformers.ML.TextGeneration;
+
+/// <summary>
+/// Trains a GPT-style language model on a text column (from scratch, or fine-tuning a saved model) and returns a
+/// <see cref="TextGenerationTransformer"/>.
+/// </summary>
+/// <remarks>
+/// | column | type | |
+/// |---|---|---|
+/// | training text (<see cref="TextGenerationOptions.TextColumnName"/>) | Text | each row a document |
+/// </remarks>
+public sealed class TextGenerationEstimator : IEstimator<TextGenerationTransformer>
+{
+    private readonly MLContext _context;
+    private readonly TextGenerationOptions _options;
+    private readonly TextGenerationTransformer? _baseModel;
+
+    internal TextGenerationEstimator(MLContext context, TextGenerationOptions options, TextGenerationTransformer? baseModel = null)
+    {
+        _context = context;
+        _options = options;
+        _baseModel = baseModel;
+        options.Validate();
+    }
+
+    /// <inheritdoc />
+    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
+    {
+        string prompt = _options.PromptColumnName ?? _options.TextColumnName;
+        SchemaShape.Column column = inputSchema.LastOrDefault(c => c.Name == prompt);
+        if (column.Name is null)
+        {
+            throw new ArgumentOutOfRangeException(nameof(inputSchema),
+                $"The data has no column '{prompt}'; it has: {string.Join(", ", inputSchema.Select(c => c.Name))}.");
+        }
+        if (column.ItemType is not TextDataViewType || column.Kind != SchemaShape.Column.VectorKind.Scalar)
+        {
+            throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Column '{prompt}' is {column.ItemType}; expected a Text (string) column.");
+        }
+        // SchemaShape.Column has no public constructor; a copy of the (text) prompt column has exactly the shape
+        // of the output column, so ML.NET's CopyColumns estimator describes it.
+        return _context.Transforms.CopyColumns(_options.OutputColumnName, prompt).GetOutputSchema(inputSchema);
+    }
+
+    /// <summary>Trains on the documents of the text column.</summary>
+    public TextGenerationTransformer Fit(IDataView input) => Fit(input, validation: null);
+
+    /// <summary>
+    /// Trains on the documents of the text column; validation uses <paramref name="validation"/> when given,
+    /// else the last <see cref="TextGenerationOptions.ValidationFraction"/> of the training text.
+    /// </summary>
+    public TextGenerationTransformer Fit(IDataView input, IDataView? validation)
+    {
+        List<string> documents = ReadTexts(input, _options.TextColumnName);
+        if (documents.All(string.IsNullOrEmpty))
+        {
+            throw new InvalidOperationException($"Column '{_options.TextColumnName}' holds no text ({documents.Count} rows, all empty): nothing to train on.");
+        }
+        List<string>? validationDocuments = validation is null ? null : ReadTexts(validation, _options.TextColumnName);
+
+        using var reporter = new TrainingReporter(_context, "TextGeneration", _options.Progress);
+        Action<string> log = message => reporter.Info(message);
+        Device device = TrainingSetup.Prepare(_options, reporter);
+
+        TextTokenizer tokenizer;
+        GptModel model;
+        if (_baseModel is not null || _options.BaseModelPath is not null)
+        {
+            // Fine-tuning: keep the base model's architecture and tokenizer.
+            TextGenerationTransformer source = _baseModel ?? TextGenerationTransformer.Load(_options.BaseModelPath!, "cpu", log);
+            tokenizer = source.Tokenizer;
+            model = new GptModel(source.Model.Config, source.Model.VocabularySize);
+            ModelFile.LoadInto(model, ModuleState.Of(source.Model), _options.BaseModelPath ?? "the base model");
+            if (_baseModel is null)
+            {
+                source.Dispose();
+            }
+            reporter.Info($"Fine-tuning a {model.Config.NumLayers}-layer model with its {tokenizer.Kind} tokenizer ({tokenizer.VocabularySize} tokens).");
+        }
+        else
+        {
+            tokenizer = TextTokenizer.Train(_options.Tokenizer, string.Join("\n", documents), _options.VocabularySize);
+            TransformerConfig config = (_options.Model ?? TextGenerationOptions.PresetConfig(_options.Preset)).Clone();
+            config.Validate();
+            model = new GptModel(config, tokenizer.VocabularySize);
+        }
+        model.to(device);
+
+        (long[] train, long[]? held) = Tokens(tokenizer, documents, validationDocuments);
+        int context = model.ContextLength;
+        if (train.Length < context + 1)
+        {
+            throw new InvalidOperationException(
+                $"Column '{_options.TextColumnName}' gives {train.Length} training tokens, fewer than one context window plus one ({context + 1}): " +
+                "give more text, lower ValidationFraction, or choose a model with a shorter context (Preset or Model.MaxSequenceLength).");
+        }
+        using Tensor trainTokens = tensor(train, device: device);
+        using Tensor? validationTokens = held is { Length: > 0 } ? tensor(held, device: device) : null;
+        if (held is not null && held.Length <= context)
+        {
+            reporter.Warning($"The validation text has {held.Length} tokens, not more than the context ({context}): no validation loss.");
+        }
+
+        var transformer = new TextGenerationTransformer(model, tokenizer, device, _options.PromptColumnName ?? _options.TextColumnName,
+            _options.OutputColumnName, _options.Generation, _options.TransformBatchSize, log);
+        var task = new LanguageModelTask(model, trainTokens, validationTokens, _options.BatchSize, _options.BatchesPerEpoch, _options.ValidationBatches,
+            _ => _options.SamplePrompt is null ? null : transformer.Generate(_options.SamplePrompt, _options.Generation));
+        var epochs = new List<TrainingProgress>();
+        IProgress<TrainingProgress>? userProgress = _options.Progress;
+        using var epochReporter = new TrainingReporter(_context, "TextGeneration", new RecordingProgress(epochs, userProgress));
+        new TrainingLoop<long[]>(model, _options, task, epochReporter, model.Config.ModelDimension, model.Config.ToJson()).Run();
+        transformer.EpochReports = epochs;
+        return transformer;
+    }
+
+    /// <summary>Training tokens and validation tokens: documents joined with end-of-text; validation from <paramref name="validation"/> or the end of the text.</summary>
+    private (long[] Train, long[]? Validation) Tokens(TextTokenizer tokenizer, List<string> documents, List<string>? validation)
+    {
+        long[] Join(IEnumerable<string> texts)
+        {
+            var ids = new List<long>();
+            foreach (string text in texts.Where(t => t.Length > 0))
+            {
+                if (ids.Count > 0)
+                {
+                    ids.Add(tokenizer.EndOfTextId);
+                }
+                ids.AddRange(tokenizer.Encode(text).Select(id => (long)id));
+            }
+            return ids.ToArray();
+        }
+
+        long[] all = Join(documents);
+        if (validation is not null)
+        {
+            return (all, Join(validation));
+        }
+        if (_options.ValidationFraction <= 0)
+        {
+            return (all, null);
+        }
+        int split = (int)(all.Length * (1 - _options.ValidationFraction));
+        return (all[..split], all[split..]);
+    }
+
+    internal static List<string> ReadTexts(IDataView data, string columnName)
+    {
+        DataViewSchema.Column column = data.Schema.GetColumnOrNull(columnName)
+            ?? throw new ArgumentOutOfRangeException(nameof(columnName),
+                $"The data has no text column '{columnName}'; it has: {string.Join(", ", data.Schema.Select(c => c.Name))}.");
+        if (column.Type is not TextDataViewType)
+        {
+            throw new ArgumentOutOfRangeException(nameof(columnName), $"Column '{columnName}' is {column.Type}; expected Text (string).");
+        }
+        var texts = new List<string>();
+        using DataViewRowCursor cursor = data.GetRowCursor(new[] { column });
+        ValueGetter<ReadOnlyMemory<char>> getter = cursor.GetGetter<ReadOnlyMemory<char>>(column);
+        ReadOnlyMemory<char> value = default;
+        while (cursor.MoveNext())
+        {
+            getter(ref value);
+            texts.Add(value.ToString());
+        }
+        return texts;
+    }
+
+    private sealed class RecordingProgress(List<TrainingProgress> epochs, IProgress<TrainingProgress>? inner) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress value)
+        {
+            if (value.Kind == TrainingProgressKind.EpochEnd)
+            {
+                epochs.Add(value);
+            }
+            inner?.Report(value);
+        }
+    }
+}

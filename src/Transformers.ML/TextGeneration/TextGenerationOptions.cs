@@ -1,0 +1,130 @@
+using System.Text.Json.Serialization;
+using Transformers.ML.Core;
+using Transformers.ML.Core.Tokenization;
+using Transformers.ML.Core.Training;
+
+namespace Transformers.ML.TextGeneration;
+
+/// <summary>Model sizes for text generation, from the tests' toy to GPT-2 small.</summary>
+public enum GptPreset
+{
+    /// <summary>2 layers, 2 heads, width 32, context 64: tests and smoke runs.</summary>
+    Tiny,
+
+    /// <summary>4 layers, 4 heads, width 128, context 128: a few minutes on a 2-core CPU (default).</summary>
+    Small,
+
+    /// <summary>nanoGPT's "baby GPT" for Shakespeare: 6 layers, 6 heads, width 384, context 256 (10.7M parameters with 65 characters).</summary>
+    Baby,
+
+    /// <summary>GPT-2 small: 12 layers, 12 heads, width 768, context 1024 (124M parameters with GPT-2's vocabulary).</summary>
+    Gpt2Small,
+}
+
+/// <summary>Options of the text generation trainer: data columns, tokenizer, model, training and generation.</summary>
+public sealed class TextGenerationOptions : TrainingOptions
+{
+    /// <summary>Creates the options with the defaults of a language model (warmup + cosine from 1e-3, no label smoothing).</summary>
+    public TextGenerationOptions()
+    {
+        LearningRate = 1e-3;
+        Beta2 = 0.99;
+        AdamEpsilon = 1e-8;
+        WeightDecay = 0.1;
+        WarmupSteps = 50;
+        Epochs = 10;
+        LogEverySteps = 25;
+    }
+
+    /// <summary>Column of training text (each row a document; documents are joined with the end-of-text token). Default "Text".</summary>
+    public string TextColumnName { get; set; } = "Text";
+
+    /// <summary>Column of prompts read by Transform and PredictionEngine; null means <see cref="TextColumnName"/> (default).</summary>
+    public string? PromptColumnName { get; set; }
+
+    /// <summary>Column Transform adds with each prompt's completion. Default "GeneratedText".</summary>
+    public string OutputColumnName { get; set; } = "GeneratedText";
+
+    /// <summary>Tokenizer, learned from the training text when it is learned. Default <see cref="TokenizerKind.Character"/>.</summary>
+    public TokenizerKind Tokenizer { get; set; } = TokenizerKind.Character;
+
+    /// <summary>Vocabulary size of a learned BPE tokenizer. Range 257..200000; default 2000.</summary>
+    public int VocabularySize { get; set; } = 2000;
+
+    /// <summary>Model size. Default <see cref="GptPreset.Small"/>; <see cref="Model"/> overrides it.</summary>
+    public GptPreset Preset { get; set; } = GptPreset.Small;
+
+    /// <summary>A full architecture instead of <see cref="Preset"/>; null uses the preset (default).</summary>
+    public TransformerConfig? Model { get; set; }
+
+    /// <summary>Continue training this saved model (fine-tuning): its architecture and tokenizer are kept. Null trains from scratch (default).</summary>
+    public string? BaseModelPath { get; set; }
+
+    /// <summary>Sequences (windows of the context length) per batch. Range 1..4096; default 32.</summary>
+    public int BatchSize { get; set; } = 32;
+
+    /// <summary>Batches of random windows per epoch; null means enough to cover the training tokens once (default).</summary>
+    public int? BatchesPerEpoch { get; set; }
+
+    /// <summary>Fraction of the text, taken from its end (as nanoGPT), held out for validation. Range [0, 0.5]; default 0.1.</summary>
+    public double ValidationFraction { get; set; } = 0.1;
+
+    /// <summary>Most validation batches per evaluation (fixed windows, the same every epoch). Range 1..10000; default 20.</summary>
+    public int ValidationBatches { get; set; } = 20;
+
+    /// <summary>Prompt completed after every epoch and reported as the progress sample; null for none (default).</summary>
+    public string? SamplePrompt { get; set; }
+
+    /// <summary>How the per-epoch sample and Transform generate. Default: 100 new tokens, temperature 0.8, top-k 40, seed 1.</summary>
+    [JsonIgnore]
+    public GenerationOptions Generation { get; set; } = new() { MaxNewTokens = 100, Temperature = 0.8, TopK = 40, Seed = 1 };
+
+    /// <summary>Rows generated together by Transform. Range 1..1024; default 16.</summary>
+    public int TransformBatchSize { get; set; } = 16;
+
+    /// <summary>The architecture of a preset for a vocabulary: decoder-only, pre-LN, GELU (tanh), learned positions, tied embeddings.</summary>
+    public static TransformerConfig PresetConfig(GptPreset preset) => preset switch
+    {
+        GptPreset.Tiny => Gpt(layers: 2, heads: 2, width: 32, context: 64, dropout: 0.0),
+        GptPreset.Small => Gpt(layers: 4, heads: 4, width: 128, context: 128, dropout: 0.1),
+        GptPreset.Baby => Gpt(layers: 6, heads: 6, width: 384, context: 256, dropout: 0.2),
+        GptPreset.Gpt2Small => Gpt(layers: 12, heads: 12, width: 768, context: 1024, dropout: 0.1),
+        _ => throw new ArgumentOutOfRangeException(nameof(preset), preset, "Unknown GPT preset."),
+    };
+
+    internal static TransformerConfig Gpt(int layers, int heads, int width, int context, double dropout) => new()
+    {
+        NumLayers = layers,
+        NumHeads = heads,
+        ModelDimension = width,
+        FeedForwardDimension = 4 * width,
+        MaxSequenceLength = context,
+        Dropout = dropout,
+        AttentionDropout = dropout,
+        LabelSmoothing = 0,
+        PositionalEncoding = PositionalEncodingKind.Learned,
+        NormPosition = NormPosition.Pre,
+        Activation = FeedForwardActivation.GeluTanh,
+        ScaleEmbeddings = false,
+        TieEmbeddings = true,
+    };
+
+    /// <inheritdoc />
+    public override void Validate()
+    {
+        base.Validate();
+        Check(!string.IsNullOrWhiteSpace(TextColumnName), nameof(TextColumnName), TextColumnName, "a column name");
+        Check(!string.IsNullOrWhiteSpace(OutputColumnName), nameof(OutputColumnName), OutputColumnName, "a column name");
+        Check(Enum.IsDefined(Tokenizer), nameof(Tokenizer), Tokenizer, string.Join(", ", Enum.GetNames<TokenizerKind>()));
+        Check(VocabularySize is >= 257 and <= 200_000, nameof(VocabularySize), VocabularySize, "in [257, 200000] (256 byte tokens and the end-of-text token at least)");
+        Check(Enum.IsDefined(Preset), nameof(Preset), Preset, string.Join(", ", Enum.GetNames<GptPreset>()));
+        Check(BatchSize is >= 1 and <= 4096, nameof(BatchSize), BatchSize, "in [1, 4096]");
+        Check(BatchesPerEpoch is null or >= 1, nameof(BatchesPerEpoch), BatchesPerEpoch, ">= 1 or null");
+        Check(ValidationFraction is >= 0 and <= 0.5, nameof(ValidationFraction), ValidationFraction, "in [0, 0.5]");
+        Check(ValidationBatches is >= 1 and <= 10000, nameof(ValidationBatches), ValidationBatches, "in [1, 10000]");
+        Check(TransformBatchSize is >= 1 and <= 1024, nameof(TransformBatchSize), TransformBatchSize, "in [1, 1024]");
+        Check(BaseModelPath is null || File.Exists(BaseModelPath), nameof(BaseModelPath), BaseModelPath, "an existing model file");
+        Model?.Validate();
+        Generation.Validate();
+    }
+}

@@ -1,0 +1,155 @@
+using System.Text.Json;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using TorchSharp;
+using Transformers.ML.Core;
+using Transformers.ML.Core.DataView;
+using Transformers.ML.Core.IO;
+using Transformers.ML.Core.Tokenization;
+using Transformers.ML.Core.Training;
+using static TorchSharp.torch;
+
+namespace Transformers.ML.TextGeneration;
+
+/// <summary>
+/// A trained GPT-style language model as an ML.NET transformer: Transform adds a column with the completion of
+/// each prompt (generated in batches), and the model generates, streams, saves and evaluates directly.
+/// </summary>
+/// <remarks>
+/// | column | type | |
+/// |---|---|---|
+/// | prompt (<see cref="PromptColumnName"/>) | Text | input |
+/// | completion (<see cref="OutputColumnName"/>) | Text | output: the generated continuation, without the prompt |
+/// </remarks>
+public sealed class TextGenerationTransformer : ITransformer, IDisposable
+{
+    internal const string Capability = "text-generation";
+    private readonly Action<string>? _log;
+
+    internal TextGenerationTransformer(GptModel model, TextTokenizer tokenizer, Device device, string promptColumn, string outputColumn,
+        GenerationOptions generation, int batchSize, Action<string>? log)
+    {
+        Model = model;
+        Tokenizer = tokenizer;
+        Device = device;
+        PromptColumnName = promptColumn;
+        OutputColumnName = outputColumn;
+        Generation = generation;
+        TransformBatchSize = batchSize;
+        _log = log;
+    }
+
+    internal GptModel Model { get; }
+
+    internal TextTokenizer Tokenizer { get; }
+
+    internal Device Device { get; }
+
+    /// <summary>The column of prompts that Transform reads.</summary>
+    public string PromptColumnName { get; }
+
+    /// <summary>The column of completions that Transform adds.</summary>
+    public string OutputColumnName { get; }
+
+    /// <summary>How Transform and PredictionEngine generate (change its properties to change them).</summary>
+    public GenerationOptions Generation { get; }
+
+    /// <summary>Rows generated together by Transform.</summary>
+    public int TransformBatchSize { get; }
+
+    /// <summary>The architecture of the model.</summary>
+    public TransformerConfig Config => Model.Config.Clone();
+
+    /// <summary>The tokenizer kind.</summary>
+    public TokenizerKind TokenizerKind => Tokenizer.Kind;
+
+    /// <summary>Tokens in the vocabulary.</summary>
+    public int VocabularySize => Model.VocabularySize;
+
+    /// <summary>Parameters of the model.</summary>
+    public long ParameterCount => Model.parameters().Sum(p => p.numel());
+
+    /// <summary>What training did: per-epoch reports (loss, validation loss, sample), when this model was trained in this process.</summary>
+    public IReadOnlyList<TrainingProgress> EpochReports { get; internal set; } = Array.Empty<TrainingProgress>();
+
+    /// <inheritdoc />
+    public bool IsRowToRowMapper => true;
+
+    /// <summary>The completion of <paramref name="prompt"/> (without the prompt).</summary>
+    public string Generate(string prompt, GenerationOptions? options = null) =>
+        Generator().Generate(new[] { prompt }, options ?? Generation)[0];
+
+    /// <summary>Completions of several prompts, generated in batches; in the order of the prompts.</summary>
+    public IReadOnlyList<string> Generate(IReadOnlyList<string> prompts, GenerationOptions? options = null) =>
+        Generator().Generate(prompts, options ?? Generation, TransformBatchSize);
+
+    /// <summary>The completion of <paramref name="prompt"/>, piece by piece as it is generated.</summary>
+    public IAsyncEnumerable<string> GenerateStreaming(string prompt, GenerationOptions? options = null, CancellationToken cancellation = default) =>
+        Generator().GenerateStreaming(prompt, options ?? Generation, cancellation);
+
+    /// <inheritdoc />
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => Mapper(inputSchema).OutputSchema;
+
+    /// <inheritdoc />
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => Mapper(inputSchema).RowMapper();
+
+    /// <inheritdoc />
+    public IDataView Transform(IDataView input) => Mapper(input.Schema).Map(input);
+
+    /// <summary>
+    /// ML.NET's own model format cannot hold components from outside ML.NET (its writers are internal): save with
+    /// <see cref="Save(string)"/> and load with <c>mlContext.Transformers().LoadTextGeneration(path)</c>.
+    /// </summary>
+    void ICanSaveModel.Save(ModelSaveContext ctx) => throw new NotSupportedException(
+        "A TextGenerationTransformer cannot be written by mlContext.Model.Save (ML.NET keeps the writers of its model format internal). " +
+        "Use model.Save(path) and mlContext.Transformers().LoadTextGeneration(path).");
+
+    /// <summary>Writes the model (configuration, tokenizer, weights) to one safetensors file, atomically.</summary>
+    public void Save(string path)
+    {
+        var settings = new Dictionary<string, string>
+        {
+            ["columns"] = JsonSerializer.Serialize(new[] { PromptColumnName, OutputColumnName }),
+            ["vocabulary_size"] = VocabularySize.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        };
+        ModelFile.Save(path, Capability, Model.Config.ToJson(), Tokenizer.Definition.ToJson(), Model, settings);
+    }
+
+    /// <summary>Reads a model written by <see cref="Save(string)"/>.</summary>
+    internal static TextGenerationTransformer Load(string path, string device, Action<string>? log)
+    {
+        Device target = DeviceSelector.Resolve(device, allowCpuFallback: false, log);
+        using ModelFileContents contents = ModelFile.Load(path, Capability);
+        TransformerConfig config = TransformerConfig.FromJson(contents.Config);
+        TextTokenizer tokenizer = TextTokenizer.FromDefinition(
+            TokenizerDefinition.FromJson(contents.Tokenizer ?? throw new InvalidDataException($"'{path}' has no tokenizer."), path), path);
+        int vocabulary = contents.Metadata.TryGetValue("vocabulary_size", out string? v) && int.TryParse(v, out int n) ? n : tokenizer.VocabularySize;
+        string[] columns = contents.Metadata.TryGetValue("columns", out string? c) ? JsonSerializer.Deserialize<string[]>(c) ?? new[] { "Text", "GeneratedText" } : new[] { "Text", "GeneratedText" };
+        var model = new GptModel(config, vocabulary);
+        ModelFile.LoadInto(model, contents.Weights, path);
+        model.to(target);
+        model.eval();
+        return new TextGenerationTransformer(model, tokenizer, target, columns[0], columns[1], new TextGenerationOptions().Generation, 16, log);
+    }
+
+    /// <summary>Frees the model's tensors.</summary>
+    public void Dispose() => Model.Dispose();
+
+    internal TextGenerator Generator() => new(Model, Tokenizer, Device, _log);
+
+    private BatchMapper<ReadOnlyMemory<char>> Mapper(DataViewSchema inputSchema)
+    {
+        DataViewSchema.Column column = inputSchema.GetColumnOrNull(PromptColumnName)
+            ?? throw new ArgumentOutOfRangeException(nameof(inputSchema),
+                $"The data has no prompt column '{PromptColumnName}'; it has: {string.Join(", ", inputSchema.Select(c => c.Name))}.");
+        if (column.Type is not TextDataViewType)
+        {
+            throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Prompt column '{PromptColumnName}' is {column.Type}; expected Text (string).");
+        }
+        return new BatchMapper<ReadOnlyMemory<char>>(inputSchema, PromptColumnName,
+            new[] { new OutputColumn(OutputColumnName, TextDataViewType.Instance) },
+            prompts => Generator().Generate(prompts.Select(p => p.ToString()).ToList(), Generation, TransformBatchSize)
+                .Select(text => new object[] { text.AsMemory() }).ToArray(),
+            TransformBatchSize);
+    }
+}

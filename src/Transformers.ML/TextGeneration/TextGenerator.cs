@@ -1,0 +1,168 @@
+// Text in, text out: tokenizes prompts, crops them to the context window, batches prompts of the same
+// token length, runs the token generator and decodes, honouring stop strings.
+using System.Runtime.CompilerServices;
+using System.Threading.Channels;
+using Transformers.ML.Core.Generation;
+using Transformers.ML.Core.Tokenization;
+using static TorchSharp.torch;
+
+namespace Transformers.ML.TextGeneration;
+
+internal sealed class TextGenerator
+{
+    private readonly GptModel _model;
+    private readonly TextTokenizer _tokenizer;
+    private readonly Device _device;
+    private readonly Action<string>? _log;
+
+    public TextGenerator(GptModel model, TextTokenizer tokenizer, Device device, Action<string>? log)
+    {
+        _model = model;
+        _tokenizer = tokenizer;
+        _device = device;
+        _log = log;
+    }
+
+    /// <summary>Completions of <paramref name="prompts"/>, in order; prompts of equal token length are generated together.</summary>
+    public string[] Generate(IReadOnlyList<string> prompts, GenerationOptions options, int maxBatch = 16)
+    {
+        DecodingSettings settings = options.ToDecodingSettings(_tokenizer.EndOfTextId);
+        var encoded = prompts.Select(p => PromptIds(p, options)).ToArray();
+        var results = new string[prompts.Count];
+        _model.eval();
+        foreach (var group in Enumerable.Range(0, prompts.Count).GroupBy(i => encoded[i].Count))
+        {
+            foreach (int[] rows in group.Chunk(maxBatch))
+            {
+                List<int>[] tokens = new TokenGenerator(_model, _device).Generate(
+                    rows.Select(r => (IReadOnlyList<int>)encoded[r]).ToList(), settings,
+                    (row, generated) => options.StopStrings.Count > 0 && FindStop(_tokenizer.Decode(generated), options.StopStrings) >= 0);
+                for (int i = 0; i < rows.Length; i++)
+                {
+                    results[rows[i]] = Cut(_tokenizer.Decode(tokens[i]), options.StopStrings);
+                }
+            }
+        }
+        return results;
+    }
+
+    /// <summary>The completion of one prompt, piece by piece as tokens are chosen.</summary>
+    public async IAsyncEnumerable<string> GenerateStreaming(string prompt, GenerationOptions options, [EnumeratorCancellation] CancellationToken cancellation = default)
+    {
+        DecodingSettings settings = options.ToDecodingSettings(_tokenizer.EndOfTextId);
+        List<int> prompted = PromptIds(prompt, options);
+        var channel = Channel.CreateUnbounded<string>();
+        var tokens = new List<int>();
+        int emitted = 0;
+        bool stopped = false;
+        _model.eval();
+        Task producer = Task.Run(() =>
+        {
+            try
+            {
+                new TokenGenerator(_model, _device).Generate(new[] { (IReadOnlyList<int>)prompted }, settings,
+                    (_, generated) => stopped || cancellation.IsCancellationRequested,
+                    (_, token) =>
+                    {
+                        tokens.Add(token);
+                        string text = _tokenizer.Decode(tokens);
+                        int stop = FindStop(text, options.StopStrings);
+                        if (stop >= 0)
+                        {
+                            text = text[..stop];
+                            stopped = true;
+                        }
+                        // Hold back text that ends inside a multi-byte character or could still grow into a stop string.
+                        int safe = stopped ? text.Length : SafeLength(text, options.StopStrings);
+                        if (safe > emitted)
+                        {
+                            channel.Writer.TryWrite(text[emitted..safe]);
+                            emitted = safe;
+                        }
+                    });
+                if (!stopped)
+                {
+                    string text = Cut(_tokenizer.Decode(tokens), options.StopStrings);
+                    if (text.Length > emitted)
+                    {
+                        channel.Writer.TryWrite(text[emitted..]);
+                    }
+                }
+                channel.Writer.Complete();
+            }
+            catch (Exception e)
+            {
+                channel.Writer.Complete(e);
+            }
+        }, cancellation);
+
+        await foreach (string piece in channel.Reader.ReadAllAsync(cancellation).ConfigureAwait(false))
+        {
+            yield return piece;
+        }
+        await producer.ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The prompt's token ids, cropped from the left to leave room for the new tokens in the context window
+    /// (logged). An empty prompt starts from the end-of-text token: unconditional generation.
+    /// </summary>
+    private List<int> PromptIds(string prompt, GenerationOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        var ids = _tokenizer.Encode(prompt).ToList();
+        if (ids.Count == 0)
+        {
+            return new List<int> { _tokenizer.EndOfTextId };
+        }
+        int room = Math.Max(1, _model.ContextLength - Math.Min(options.MaxNewTokens, _model.ContextLength / 2));
+        if (ids.Count > room)
+        {
+            _log?.Invoke($"The prompt has {ids.Count} tokens; the context window is {_model.ContextLength}: keeping its last {room} tokens.");
+            ids = ids.GetRange(ids.Count - room, room);
+        }
+        return ids;
+    }
+
+    private static int FindStop(string text, IReadOnlyList<string> stops)
+    {
+        int first = -1;
+        foreach (string stop in stops)
+        {
+            int at = text.IndexOf(stop, StringComparison.Ordinal);
+            if (at >= 0 && (first < 0 || at < first))
+            {
+                first = at;
+            }
+        }
+        return first;
+    }
+
+    private static string Cut(string text, IReadOnlyList<string> stops)
+    {
+        int at = FindStop(text, stops);
+        return at >= 0 ? text[..at] : text;
+    }
+
+    /// <summary>How much of <paramref name="text"/> can be shown now: not a trailing replacement character, not a possible start of a stop string.</summary>
+    private static int SafeLength(string text, IReadOnlyList<string> stops)
+    {
+        int safe = text.Length;
+        while (safe > 0 && text[safe - 1] == '\uFFFD')
+        {
+            safe--;
+        }
+        foreach (string stop in stops)
+        {
+            for (int k = Math.Min(stop.Length - 1, safe); k > 0; k--)
+            {
+                if (text.AsSpan(safe - k, k).SequenceEqual(stop.AsSpan(0, k)))
+                {
+                    safe -= k;
+                    break;
+                }
+            }
+        }
+        return safe;
+    }
+}

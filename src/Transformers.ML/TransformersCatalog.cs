@@ -1,0 +1,68 @@
+using Microsoft.ML;
+using Transformers.ML.Core.Tokenization;
+using Transformers.ML.TextGeneration;
+
+namespace Transformers.ML;
+
+/// <summary>The entry point of the library: <c>mlContext.Transformers()</c>.</summary>
+public static class MLContextExtensions
+{
+    /// <summary>Trainers, loaders and evaluators of Transformer models.</summary>
+    public static TransformersCatalog Transformers(this MLContext mlContext)
+    {
+        ArgumentNullException.ThrowIfNull(mlContext);
+        return new TransformersCatalog(mlContext);
+    }
+}
+
+/// <summary>Trainers, loaders and evaluators of Transformer models, for one <see cref="MLContext"/>.</summary>
+public sealed class TransformersCatalog
+{
+    internal TransformersCatalog(MLContext context)
+    {
+        Context = context;
+    }
+
+    internal MLContext Context { get; }
+
+    /// <summary>Trains a GPT-style text generator on a text column.</summary>
+    /// <param name="textColumnName">Column of training text (and of prompts at Transform).</param>
+    /// <param name="outputColumnName">Column Transform adds with the completions.</param>
+    /// <param name="preset">Model size.</param>
+    /// <param name="tokenizer">Tokenizer kind.</param>
+    /// <param name="epochs">Passes over the text.</param>
+    public TextGenerationEstimator TextGeneration(string textColumnName = "Text", string outputColumnName = "GeneratedText",
+        GptPreset preset = GptPreset.Small, TokenizerKind tokenizer = TokenizerKind.Character, int epochs = 10) =>
+        TextGeneration(new TextGenerationOptions { TextColumnName = textColumnName, OutputColumnName = outputColumnName, Preset = preset, Tokenizer = tokenizer, Epochs = epochs });
+
+    /// <summary>Trains a GPT-style text generator with every option.</summary>
+    public TextGenerationEstimator TextGeneration(TextGenerationOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return new TextGenerationEstimator(Context, options);
+    }
+
+    /// <summary>Fine-tunes <paramref name="baseModel"/> (architecture and tokenizer kept) on a text column.</summary>
+    public TextGenerationEstimator TextGeneration(TextGenerationTransformer baseModel, TextGenerationOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(baseModel);
+        ArgumentNullException.ThrowIfNull(options);
+        return new TextGenerationEstimator(Context, options, baseModel);
+    }
+
+    /// <summary>Loads a text generator saved by <see cref="TextGenerationTransformer.Save(string)"/>.</summary>
+    /// <param name="path">The model file.</param>
+    /// <param name="device">"auto", "cpu", "cuda" or "cuda:N".</param>
+    public TextGenerationTransformer LoadTextGeneration(string path, string device = "auto") =>
+        TextGenerationTransformer.Load(path, device, null);
+
+    /// <summary>
+    /// Cross-entropy per token (nats) and perplexity of <paramref name="model"/> on the text column of
+    /// <paramref name="data"/>, in consecutive windows of the context length.
+    /// </summary>
+    public TextGenerationMetrics EvaluateTextGeneration(TextGenerationTransformer model, IDataView data, string textColumnName = "Text")
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return TextGenerationMetrics.Compute(model, TextGenerationEstimator.ReadTexts(data, textColumnName));
+    }
+}

@@ -1,0 +1,279 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Transformers.ML.Core;
+using Transformers.ML.Core.Generation;
+using Transformers.ML.Core.Tokenization;
+using Transformers.ML.Core.Training;
+using Transformers.ML.TextGeneration;
+using static TorchSharp.torch;
+
+namespace Transformers.ML.Tests.TextGeneration;
+
+public sealed class Document
+{
+    public string Text { get; set; } = "";
+}
+
+public sealed class Prompt
+{
+    public string Text { get; set; } = "";
+}
+
+public sealed class Completion
+{
+    public string Text { get; set; } = "";
+
+    public string GeneratedText { get; set; } = "";
+}
+
+[TestClass]
+public sealed class TextGenerationTests
+{
+    private static string _shakespeare = "";
+    private static TextGenerationTransformer _trained = null!;
+    private static IReadOnlyList<TrainingProgress> _reports = null!;
+
+    [ClassInitialize]
+    public static void TrainOnce(TestContext _)
+    {
+        _shakespeare = File.ReadAllText(TestData.Text("tinyshakespeare.txt"))[..40_000];
+        var ml = new MLContext(seed: 1);
+        var reports = new List<TrainingProgress>();
+        var options = Tiny();
+        options.Epochs = 3;
+        options.SamplePrompt = "ROMEO:";
+        options.Progress = new Collect(reports);
+        _trained = ml.Transformers().TextGeneration(options).Fit(Load(ml, _shakespeare));
+        _reports = reports;
+    }
+
+    [ClassCleanup]
+    public static void Cleanup() => _trained?.Dispose();
+
+    internal static TextGenerationOptions Tiny() => new()
+    {
+        Preset = GptPreset.Tiny,
+        Epochs = 2,
+        BatchSize = 16,
+        BatchesPerEpoch = 30,
+        ValidationBatches = 4,
+        LearningRate = 3e-3,
+        WarmupSteps = 5,
+        LogEverySteps = 10,
+        Generation = new GenerationOptions { MaxNewTokens = 20, Temperature = 0 },
+    };
+
+    internal static IDataView Load(MLContext ml, params string[] texts) =>
+        ml.Data.LoadFromEnumerable(texts.Select(t => new Document { Text = t }));
+
+    [TestMethod]
+    public void TrainingLowersTheLossAndReportsASamplePerEpoch()
+    {
+        var epochs = _reports.Where(r => r.Kind == TrainingProgressKind.EpochEnd).ToList();
+        Assert.AreEqual(3, epochs.Count);
+        Assert.IsTrue(epochs.All(e => e.Sample is not null && e.ValidationMetric == "loss"));
+        // Characters of Shakespeare start near ln(vocabulary) = ln(322) = 5.8 nats; 90 steps of a tiny model get well below.
+        Assert.IsLessThan(3.2, epochs[^1].ValidationValue!.Value, $"validation loss {epochs[^1].ValidationValue}");
+        Assert.IsLessThan(epochs[0].ValidationValue!.Value, epochs[^1].ValidationValue!.Value);
+        Assert.IsTrue(_reports.Any(r => r.Kind == TrainingProgressKind.Step && r.ThroughputUnit == "tokens" && r.Throughput > 0));
+        Assert.AreEqual(3, _trained.EpochReports.Count);
+    }
+
+    [TestMethod]
+    public void CachedAndUncachedGreedyGenerationAgree()
+    {
+        var options = new GenerationOptions { MaxNewTokens = 40, Temperature = 0 };
+        string cached = _trained.Generate("KING RICHARD:", options);
+        options.UseKeyValueCache = false;
+        Assert.AreEqual(_trained.Generate("KING RICHARD:", options), cached);
+        Assert.AreEqual(40, _trained.Tokenizer.Encode(cached).Count, "character tokens: 40 new characters");
+    }
+
+    [TestMethod]
+    public void GenerationPastTheContextWindowSlidesAndMatchesRecomputation()
+    {
+        // The tiny model's context is 64 tokens; 100 new tokens after a 50-token prompt must slide the window.
+        string prompt = _shakespeare[1000..1050];
+        var options = new GenerationOptions { MaxNewTokens = 100, Temperature = 0 };
+        string cached = _trained.Generate(prompt, options);
+        Assert.AreEqual(100, _trained.Tokenizer.Encode(cached).Count);
+        // A prompt longer than the context is cropped from the left, not an error.
+        string longPrompt = string.Concat(Enumerable.Repeat("To be or not to be. ", 20));
+        Assert.AreEqual(20, _trained.Tokenizer.Encode(_trained.Generate(longPrompt, new GenerationOptions { MaxNewTokens = 20, Temperature = 0 })).Count);
+    }
+
+    [TestMethod]
+    public void SamplingIsReproducibleWithASeed()
+    {
+        var options = new GenerationOptions { MaxNewTokens = 30, Temperature = 1.0, TopK = 20, TopP = 0.95, Seed = 7 };
+        string first = _trained.Generate("ROMEO:", options);
+        Assert.AreEqual(first, _trained.Generate("ROMEO:", options));
+        options.Seed = 8;
+        Assert.AreNotEqual(first, _trained.Generate("ROMEO:", options));
+    }
+
+    [TestMethod]
+    public void StopStringsEndTheTextBeforeThem()
+    {
+        string free = _trained.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 60, Temperature = 0 });
+        char stop = free.Skip(5).First(c => c != ' ');
+        int at = free.IndexOf(stop, 5);
+        string stopped = _trained.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 60, Temperature = 0, StopStrings = new[] { stop.ToString() } });
+        Assert.AreEqual(free[..free.IndexOf(stop)], stopped);
+        Assert.IsLessThan(at + 1, stopped.Length);
+    }
+
+    [TestMethod]
+    public async Task StreamingGivesTheSameTextInPieces()
+    {
+        var options = new GenerationOptions { MaxNewTokens = 30, Temperature = 0 };
+        var pieces = new List<string>();
+        await foreach (string piece in _trained.GenerateStreaming("JULIET:", options))
+        {
+            pieces.Add(piece);
+        }
+        Assert.IsGreaterThan(1, pieces.Count);
+        Assert.AreEqual(_trained.Generate("JULIET:", options), string.Concat(pieces));
+    }
+
+    [TestMethod]
+    public void TransformAndPredictionEngineAddTheCompletionColumn()
+    {
+        var ml = new MLContext(seed: 1);
+        string[] prompts = { "ROMEO:", "First Citizen:", "ROMEO:", "KING" };
+        IDataView scored = _trained.Transform(ml.Data.LoadFromEnumerable(prompts.Select(p => new Prompt { Text = p })));
+        var rows = ml.Data.CreateEnumerable<Completion>(scored, reuseRowObject: false).ToList();
+        Assert.AreEqual(4, rows.Count);
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            Assert.AreEqual(prompts[i], rows[i].Text, "the prompt column passes through");
+            Assert.AreEqual(_trained.Generate(prompts[i]), rows[i].GeneratedText, $"row {i}");
+        }
+        Assert.AreEqual(rows[0].GeneratedText, rows[2].GeneratedText);
+
+        // Two prompts with different greedy completions, so that a stale result would show.
+        string[] candidates = { "ROMEO:", "The king", "And so", "What is", "My lord, I" };
+        string first = candidates[0];
+        string second = candidates.First(c => _trained.Generate(c) != _trained.Generate(first));
+        var engine = ml.Model.CreatePredictionEngine<Prompt, Completion>(_trained);
+        Assert.AreEqual(_trained.Generate(first), engine.Predict(new Prompt { Text = first }).GeneratedText);
+        Assert.AreEqual(_trained.Generate(second), engine.Predict(new Prompt { Text = second }).GeneratedText);
+        Assert.AreEqual(_trained.Generate(first), engine.Predict(new Prompt { Text = first }).GeneratedText);
+    }
+
+    [TestMethod]
+    public void SaveAndLoadGiveTheSameModel()
+    {
+        string path = TestUtil.TempPath();
+        _trained.Save(path);
+        var ml = new MLContext();
+        using TextGenerationTransformer loaded = ml.Transformers().LoadTextGeneration(path);
+        var options = new GenerationOptions { MaxNewTokens = 30, Temperature = 0 };
+        Assert.AreEqual(_trained.Generate("ROMEO:", options), loaded.Generate("ROMEO:", options));
+        Assert.AreEqual(_trained.Tokenizer.Definition.ToJson(), loaded.Tokenizer.Definition.ToJson());
+        Assert.AreEqual(_trained.ParameterCount, loaded.ParameterCount);
+
+        // A file of another capability, or a damaged one, fails with a message that names the problem.
+        string other = TestUtil.TempPath();
+        using (var translation = new Transformers.ML.Core.Modules.EncoderDecoderTransformer("t", TestUtil.Tiny(), 10))
+        {
+            Transformers.ML.Core.IO.ModelFile.Save(other, "translation", TestUtil.Tiny().ToJson(), null, translation);
+        }
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => ml.Transformers().LoadTextGeneration(other));
+        StringAssert.Contains(e.Message, "holds a 'translation' model; expected a 'text-generation' model");
+        byte[] bytes = File.ReadAllBytes(path);
+        File.WriteAllBytes(path, bytes[..(bytes.Length / 2)]);
+        e = Assert.ThrowsExactly<InvalidDataException>(() => ml.Transformers().LoadTextGeneration(path));
+        StringAssert.Contains(e.Message, "truncated");
+    }
+
+    [TestMethod]
+    public void EvaluationReportsCrossEntropyAndPerplexity()
+    {
+        var ml = new MLContext();
+        string heldOut = File.ReadAllText(TestData.Text("tinyshakespeare.txt"))[100_000..104_000];
+        TextGenerationMetrics metrics = ml.Transformers().EvaluateTextGeneration(_trained, Load(ml, heldOut));
+        Assert.AreEqual(Math.Exp(metrics.CrossEntropy), metrics.Perplexity, 1e-9);
+        Assert.AreEqual(heldOut.Length - 1, metrics.Tokens, "every character after the first is predicted once");
+        Assert.IsLessThan(3.3, metrics.CrossEntropy);
+        // An untrained model of the same shape is near-uniform: ln(vocabulary).
+        var options = Tiny();
+        options.Epochs = 1;
+        options.BatchesPerEpoch = 1;
+        options.LearningRate = 1e-9;
+        using TextGenerationTransformer untrained = ml.Transformers().TextGeneration(options).Fit(Load(ml, _shakespeare));
+        TextGenerationMetrics baseline = ml.Transformers().EvaluateTextGeneration(untrained, Load(ml, heldOut));
+        Assert.AreEqual(Math.Log(untrained.VocabularySize), baseline.CrossEntropy, 0.3);
+    }
+
+    [TestMethod]
+    public void FineTuningKeepsTheTokenizerAndLearnsTheNewText()
+    {
+        var ml = new MLContext(seed: 2);
+        string dracula = File.ReadAllText(TestData.Text("pg345-dracula.txt"))[20_000..40_000];
+        var options = Tiny();
+        options.Epochs = 2;
+        options.LearningRate = 1e-3;
+        IDataView vampire = Load(ml, dracula);
+        double before = ml.Transformers().EvaluateTextGeneration(_trained, vampire).CrossEntropy;
+        using TextGenerationTransformer tuned = ml.Transformers().TextGeneration(_trained, options).Fit(vampire);
+        Assert.AreEqual(_trained.Tokenizer.Definition.ToJson(), tuned.Tokenizer.Definition.ToJson());
+        Assert.IsLessThan(before, ml.Transformers().EvaluateTextGeneration(tuned, vampire).CrossEntropy);
+        // The base model itself is left unchanged.
+        Assert.AreEqual(before, ml.Transformers().EvaluateTextGeneration(_trained, vampire).CrossEntropy, 1e-9);
+
+        // And from a saved file, through the option.
+        string path = TestUtil.TempPath();
+        _trained.Save(path);
+        options.BaseModelPath = path;
+        options.Epochs = 1;
+        using TextGenerationTransformer fromFile = ml.Transformers().TextGeneration(options).Fit(vampire);
+        Assert.AreEqual(_trained.Tokenizer.Definition.ToJson(), fromFile.Tokenizer.Definition.ToJson());
+    }
+
+    [TestMethod]
+    public void BadInputFailsWithMessagesThatNameTheProblem()
+    {
+        var ml = new MLContext();
+        var e = Assert.ThrowsExactly<InvalidOperationException>(() => ml.Transformers().TextGeneration(Tiny()).Fit(Load(ml, "", "")));
+        StringAssert.Contains(e.Message, "holds no text");
+
+        var missing = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() =>
+            ml.Transformers().TextGeneration(new TextGenerationOptions { TextColumnName = "Body", Preset = GptPreset.Tiny }).Fit(Load(ml, "abc")));
+        StringAssert.Contains(missing.Message, "no text column 'Body'");
+
+        IDataView numbers = ml.Data.LoadFromEnumerable(new[] { new { Text = 1.5f } });
+        var wrongType = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Transformers().TextGeneration(Tiny()).Fit(numbers));
+        StringAssert.Contains(wrongType.Message, "expected Text");
+
+        e = Assert.ThrowsExactly<InvalidOperationException>(() => ml.Transformers().TextGeneration(Tiny()).Fit(Load(ml, "Too short for a window.")));
+        StringAssert.Contains(e.Message, "fewer than one context window");
+
+        var vocab = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() =>
+            ml.Transformers().TextGeneration(new TextGenerationOptions { Tokenizer = TokenizerKind.BytePairEncoding, VocabularySize = 100 }));
+        StringAssert.Contains(vocab.Message, "VocabularySize");
+
+        var topP = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => _trained.Generate("a", new GenerationOptions { TopP = 1.5 }));
+        StringAssert.Contains(topP.Message, "TopP must be in (0, 1]; found 1.5");
+        var topK = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => _trained.Generate("a", new GenerationOptions { TopK = -1 }));
+        StringAssert.Contains(topK.Message, "TopK");
+
+        // Documented behaviour: temperature <= 0 is greedy; an empty prompt starts from the end-of-text token.
+        Assert.AreEqual(_trained.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 10, Temperature = 0 }),
+            _trained.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 10, Temperature = -1, Seed = 3 }));
+        Assert.AreEqual(10, _trained.Tokenizer.Encode(_trained.Generate("", new GenerationOptions { MaxNewTokens = 10, Temperature = 0 })).Count);
+    }
+
+    [TestMethod]
+    public void Gpt2SmallHas124MParameters()
+    {
+        TransformerConfig config = TextGenerationOptions.PresetConfig(GptPreset.Gpt2Small);
+        using var model = new GptModel(config, TextTokenizer.Gpt2VocabularySize);
+        Assert.AreEqual(124_439_808L, model.parameters().Sum(p => p.numel()));
+    }
+
+    private sealed class Collect(List<TrainingProgress> reports) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress value) => reports.Add(value);
+    }
+}

@@ -57,6 +57,15 @@ public sealed class TransformersCatalog
         TextGenerationTransformer.Load(path, device, null);
 
     /// <summary>
+    /// Imports a Hugging Face GPT-2 checkpoint (a folder with config.json and model.safetensors, e.g. GPT-2 from the
+    /// hub downloaded beforehand): generate with it, or fine-tune it with <see cref="TextGeneration(TextGenerationTransformer, TextGenerationOptions)"/>.
+    /// </summary>
+    /// <param name="folder">The checkpoint folder.</param>
+    /// <param name="device">"auto", "cpu", "cuda" or "cuda:N".</param>
+    public TextGenerationTransformer ImportGpt2(string folder, string device = "auto") =>
+        TextGenerationTransformer.ImportHuggingFace(folder, device, null);
+
+    /// <summary>
     /// Cross-entropy per token (nats) and perplexity of <paramref name="model"/> on the text column of
     /// <paramref name="data"/>, in consecutive windows of the context length.
     /// </summary>

@@ -132,6 +132,22 @@ public sealed class TextGenerationTransformer : ITransformer, IDisposable
         return new TextGenerationTransformer(model, tokenizer, target, columns[0], columns[1], new TextGenerationOptions().Generation, 16, log);
     }
 
+    /// <summary>
+    /// Writes the model as a Hugging Face GPT-2 checkpoint (config.json, model.safetensors with GPT-2's names,
+    /// the tokenizer; vocab.json and merges.txt for a BPE tokenizer), so that PyTorch can continue from it.
+    /// </summary>
+    public void ExportToHuggingFace(string folder) => HuggingFaceGpt2.Export(Model, Tokenizer, folder);
+
+    /// <summary>Reads a Hugging Face GPT-2 checkpoint folder.</summary>
+    internal static TextGenerationTransformer ImportHuggingFace(string folder, string device, Action<string>? log)
+    {
+        Device target = DeviceSelector.Resolve(device, allowCpuFallback: false, log);
+        (GptModel model, TextTokenizer tokenizer) = HuggingFaceGpt2.Import(folder);
+        model.to(target);
+        model.eval();
+        return new TextGenerationTransformer(model, tokenizer, target, "Text", "GeneratedText", new TextGenerationOptions().Generation, 16, log);
+    }
+
     /// <summary>Frees the model's tensors.</summary>
     public void Dispose() => Model.Dispose();
 

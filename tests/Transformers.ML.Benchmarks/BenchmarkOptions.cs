@@ -1,6 +1,6 @@
 namespace Transformers.ML.Benchmarks;
 
-internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? Threads)
+internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? Threads, string? Data, bool Download, string[] Only)
 {
     /// <summary>Parses the command line; null when it is not understood (the caller prints the usage).</summary>
     public static BenchmarkOptions? Parse(string[] args)
@@ -8,6 +8,9 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
         bool quick = false;
         string results = Path.Combine(Environment.CurrentDirectory, "results");
         int? threads = null;
+        string? data = null;
+        bool download = false;
+        var only = new List<string>();
         for (int i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -22,11 +25,21 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
                     threads = n;
                     i++;
                     break;
+                case "--data" when i + 1 < args.Length:
+                    data = args[++i];
+                    break;
+                case "--download":
+                    download = true;
+                    break;
+                case "--only" when i + 1 < args.Length:
+                    only.AddRange(args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries));
+                    break;
                 default:
                     Console.Error.WriteLine($"Unknown or incomplete option '{args[i]}'.");
                     return null;
             }
         }
-        return new BenchmarkOptions(quick, results, threads);
+        return new BenchmarkOptions(quick, results, threads, data, download, only.ToArray());
     }
 }
+

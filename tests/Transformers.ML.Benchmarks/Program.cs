@@ -1,7 +1,7 @@
 // The benchmark program: speed and quality numbers of the library on this machine, as a markdown table
 // (printed, and written with a CSV copy to the results folder). Timings live here, never in unit tests.
 //
-//   dotnet run -c Release --project tests/Transformers.ML.Benchmarks -- [--quick] [--results DIR] [--threads N]
+//   dotnet run -c Release --project tests/Transformers.ML.Benchmarks -- [--quick] [--results DIR] [--threads N] [--data DIR] [--only core,textgen]
 using System.Globalization;
 using Transformers.ML.Benchmarks;
 using static TorchSharp.torch;
@@ -9,10 +9,13 @@ using static TorchSharp.torch;
 var options = BenchmarkOptions.Parse(args);
 if (options is null)
 {
-    Console.WriteLine("usage: Transformers.ML.Benchmarks [--quick] [--results DIR] [--threads N]");
+    Console.WriteLine("usage: Transformers.ML.Benchmarks [--quick] [--results DIR] [--threads N] [--data DIR] [--download] [--only AREAS]");
     Console.WriteLine("  --quick      fewer repetitions (under 5 minutes)");
     Console.WriteLine("  --results    folder for results.md and results.csv (default: results/ under the current folder)");
     Console.WriteLine("  --threads    libtorch CPU threads (default: libtorch's choice)");
+    Console.WriteLine("  --data       data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository)");
+    Console.WriteLine("  --download   download missing data from its canonical address into ~/.cache/transformers-ml");
+    Console.WriteLine("  --only       comma-separated areas to run: core, textgen (or textgen.quality, textgen.speed, textgen.trainer); default all");
     return 2;
 }
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
@@ -24,8 +27,16 @@ if (options.Threads is int threads)
 var table = new ResultsTable();
 Console.WriteLine($"Transformers.ML benchmarks ({(options.Quick ? "quick" : "full")}), {Environment.ProcessorCount} cores, libtorch threads {get_num_threads()}");
 
-double gflops = MatmulBenchmark.Run(table, options);
-TrainingThroughputBenchmark.Run(table, options, gflops);
+bool Runs(string area) => options.Only.Length == 0 || options.Only.Contains(area);
+if (Runs("core"))
+{
+    double gflops = MatmulBenchmark.Run(table, options);
+    TrainingThroughputBenchmark.Run(table, options, gflops);
+}
+if (options.Only.Length == 0 || options.Only.Any(a => a.StartsWith("textgen", StringComparison.Ordinal)))
+{
+    TextGenerationBenchmark.Run(table, options);
+}
 
 Console.WriteLine();
 string markdown = table.ToMarkdown();

@@ -93,14 +93,21 @@ internal sealed class MultiHeadAttention : nn.Module
 
         long s = k.shape[2];
         long past = s - tq;
-        Tensor? mask = BuildAdditiveMask(batch, tq, s, past, causal, keyPaddingMask, q.dtype, q.device);
         double dropout = training ? _attentionDropout : 0.0;
+        bool explicitForm = needWeights || q.device_type == DeviceType.META;
+        // Two common cases need no mask tensor: one new query over the cache sees every key (decoding), and a
+        // causal pass without cache or padding is the fused kernel's own is_causal (it skips the masked blocks).
+        bool causalFlag = causal && past == 0 && tq > 1 && keyPaddingMask is null && !explicitForm;
+        bool causalNeedsMask = causal && tq > 1 && !causalFlag;
+        Tensor? mask = causalNeedsMask || keyPaddingMask is not null
+            ? BuildAdditiveMask(batch, tq, s, past, causalNeedsMask, keyPaddingMask, q.dtype, q.device)
+            : null;
 
         Tensor context;
         Tensor? weights = null;
         // The explicit form when the probabilities are wanted, and on the meta device, where libtorch's
         // fused kernel falls back to an op (_safe_softmax) without a meta kernel. Both forms are tested equal.
-        if (needWeights || q.device_type == DeviceType.META)
+        if (explicitForm)
         {
             // Explicit form, so that the probabilities can be returned: (B, h, Tq, d_k) x (B, h, d_k, S) -> (B, h, Tq, S).
             Tensor scores = matmul(q, k.transpose(-2, -1)).mul_(1.0 / Math.Sqrt(_dk));
@@ -115,7 +122,7 @@ internal sealed class MultiHeadAttention : nn.Module
         else
         {
             // Fused kernel; the additive mask carries both causality and padding.
-            context = F.scaled_dot_product_attention(q, k, v, mask, dropout, false);
+            context = F.scaled_dot_product_attention(q, k, v, mask, dropout, causalFlag);
         }
 
         // (B, h, Tq, d_v) -> (B, Tq, h*d_v) -> W^O -> (B, Tq, d_model)

@@ -1,0 +1,198 @@
+using System.Diagnostics;
+using Microsoft.ML;
+using TorchSharp;
+using Transformers.ML.Core.Generation;
+using Transformers.ML.Core.Tokenization;
+using Transformers.ML.Core.Training;
+using Transformers.ML.Examples;
+using Transformers.ML.TextGeneration;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Transformers.ML.Benchmarks;
+
+/// <summary>Text generation rows: quality per minute of training, generation speed with and without the cache, trainer overhead.</summary>
+internal static class TextGenerationBenchmark
+{
+    private sealed class Document
+    {
+        public string Text { get; set; } = "";
+    }
+
+    public static void Run(ResultsTable table, BenchmarkOptions options)
+    {
+        string path = DataLocator.File(options.Data, Path.Combine("text", "tinyshakespeare.txt"),
+            "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt", options.Download);
+        string text = File.ReadAllText(path);
+        bool Runs(string part) => options.Only.Length == 0 || options.Only.Contains("textgen") || options.Only.Contains("textgen." + part);
+        if (Runs("quality"))
+        {
+            Quality(table, options, text);
+        }
+        if (Runs("speed"))
+        {
+            GenerationSpeed(table, options);
+        }
+        if (Runs("trainer"))
+        {
+            TrainerOverhead(table, options, text);
+        }
+    }
+
+    /// <summary>
+    /// nanoGPT's CPU Shakespeare run (4 layers, 4 heads, width 128, context 64, batch 12, no dropout, lr 1e-3 with
+    /// cosine decay to 1e-4, beta2 0.99, 2000 steps): validation loss on the last 10% of the characters against time.
+    /// </summary>
+    private static void Quality(ResultsTable table, BenchmarkOptions options, string text)
+    {
+        var ml = new MLContext(seed: 1);
+        double minutes = options.Quick ? 1.5 : 5;
+        var config = TextGenerationOptions.PresetConfig(GptPreset.Small);
+        config.MaxSequenceLength = 64;
+        config.Dropout = 0;
+        config.AttentionDropout = 0;
+        var curve = new List<(double Minutes, double Loss)>();
+        var trainer = new TextGenerationOptions
+        {
+            Model = config,
+            Tokenizer = TokenizerKind.Character,
+            BatchSize = 12,
+            Epochs = 20,
+            BatchesPerEpoch = 100,
+            ValidationFraction = 0.1,
+            ValidationBatches = 20,
+            LearningRate = 1e-3,
+            MinLearningRateRatio = 0.1,
+            WarmupSteps = 100,
+            Beta2 = 0.99,
+            WeightDecay = 0.1,
+            GradientClipNorm = 1.0,
+            MaxTrainingTime = TimeSpan.FromMinutes(minutes),
+            LogEverySteps = 1_000_000,
+            Progress = new Progress(p =>
+            {
+                if (p.Kind == TrainingProgressKind.EpochEnd && p.ValidationValue is double loss)
+                {
+                    curve.Add((p.Elapsed.TotalMinutes, loss));
+                }
+            }),
+        };
+        using TextGenerationTransformer model = ml.Transformers().TextGeneration(trainer).Fit(ml.Data.LoadFromEnumerable(new[] { new Document { Text = text } }));
+        // The loss after the last step, on the same validation windows, even when time ran out mid-epoch.
+        var validation = ml.Data.LoadFromEnumerable(new[] { new Document { Text = text[(int)(text.Length * 0.9)..] } });
+        double final = ml.Transformers().EvaluateTextGeneration(model, validation).CrossEntropy;
+        string points = string.Join(" ", curve.Where((_, i) => i % 4 == 3).Select(c => $"{c.Minutes:F1}min:{c.Loss:F2}"));
+        table.Add(new BenchmarkRow("text generation", $"Tiny Shakespeare char-level validation loss after {minutes} min", final, "nats/char",
+            "<= 1.88 within 5 min", $"4L/4H/128d ctx 64 B 12; {curve.Count * 100} steps done; curve {points}"));
+    }
+
+    /// <summary>
+    /// Tokens/s of greedy generation, 256 new tokens after a 16-token prompt, with and without the key/value cache,
+    /// batch 1 and 8, for the example's default model (Small, 0.9M parameters) and nanoGPT's baby GPT (10.7M).
+    /// At batch 1 a cached step reads every weight once for one token, so its speed is bounded by memory
+    /// bandwidth (43 MB of fp32 weights per token for the baby GPT), which caps the speed-up on this machine.
+    /// </summary>
+    private static void GenerationSpeed(ResultsTable table, BenchmarkOptions options)
+    {
+        int newTokens = options.Quick ? 128 : 256;
+        foreach ((string name, GptPreset preset) in new[] { ("Small 4L/4H/128d", GptPreset.Small), ("Baby 6L/6H/384d", GptPreset.Baby) })
+        {
+            var config = TextGenerationOptions.PresetConfig(preset);
+            config.MaxSequenceLength = 512;
+            manual_seed(1);
+            using var model = new GptModel(config, 322);
+            model.eval();
+            foreach (int batch in new[] { 1, 8 })
+            {
+                double cached = Speed(model, batch, newTokens, useCache: true);
+                double uncached = Speed(model, batch, newTokens, useCache: false);
+                table.Add(new BenchmarkRow("text generation", $"generation {name}, batch {batch}, with / without cache", cached, "tokens/s", "-",
+                    $"without: {uncached:F0} tokens/s; {newTokens} new tokens"));
+                table.Add(new BenchmarkRow("text generation", $"cache speed-up {name}, batch {batch}", cached / uncached, "x", ">= 6", ""));
+            }
+        }
+    }
+
+    private static double Speed(GptModel model, int batch, int newTokens, bool useCache)
+    {
+        var prompts = Enumerable.Range(0, batch).Select(b => (IReadOnlyList<int>)Enumerable.Range(0, 16).Select(i => 256 + (i * 7 + b) % 60).ToList()).ToList();
+        var settings = new DecodingSettings { MaxNewTokens = newTokens, Greedy = true, UseCache = useCache };
+        var generator = new TokenGenerator(model, CPU);
+        generator.Generate(prompts, settings with { MaxNewTokens = 4 }); // warm-up
+        var clock = Stopwatch.StartNew();
+        generator.Generate(prompts, settings);
+        return batch * newTokens / clock.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>Training throughput through the ML.NET trainer (Fit) against a plain loop over batches of the same shape.</summary>
+    private static void TrainerOverhead(ResultsTable table, BenchmarkOptions options, string text)
+    {
+        int steps = options.Quick ? 30 : 80;
+        string corpus = text[..300_000];
+        double trainer = 0, plain = 0;
+        for (int round = 0; round < 3; round++)
+        {
+            plain = Math.Max(plain, PlainLoop(corpus, steps));
+            trainer = Math.Max(trainer, ThroughFit(corpus, steps));
+        }
+        table.Add(new BenchmarkRow("text generation", "training through the ML.NET trainer", trainer, "tokens/s", "-", $"Small preset, batch 32 x 128, {steps} steps"));
+        table.Add(new BenchmarkRow("text generation", "training, plain TorchSharp loop", plain, "tokens/s", "-", "same model and batch shape"));
+        table.Add(new BenchmarkRow("text generation", "ML.NET trainer / plain loop", trainer / plain, "ratio", ">= 0.97", "best of 3 alternating runs"));
+    }
+
+    private static double ThroughFit(string corpus, int steps)
+    {
+        var ml = new MLContext(seed: 1);
+        var reports = new List<TrainingProgress>();
+        var options = new TextGenerationOptions
+        {
+            Preset = GptPreset.Small,
+            BatchSize = 32,
+            Epochs = 1,
+            BatchesPerEpoch = steps,
+            ValidationFraction = 0,
+            LogEverySteps = steps / 3,
+            Progress = new Progress(reports.Add),
+        };
+        using TextGenerationTransformer model = ml.Transformers().TextGeneration(options).Fit(ml.Data.LoadFromEnumerable(new[] { new Document { Text = corpus } }));
+        // The loop's own throughput over the later reports: the first window includes warm-up, as the plain loop's first steps.
+        var later = reports.Where(r => r.Kind == TrainingProgressKind.Step).Skip(1).ToList();
+        return later.Average(r => r.Throughput);
+    }
+
+    private static double PlainLoop(string corpus, int steps)
+    {
+        TextTokenizer tokenizer = TextTokenizer.Train(TokenizerKind.Character, corpus, 0);
+        long[] ids = tokenizer.Encode(corpus).Select(i => (long)i).ToArray();
+        manual_seed(1);
+        using var model = new GptModel(TextGenerationOptions.PresetConfig(GptPreset.Small), tokenizer.VocabularySize);
+        using var optimizer = new AdamW(model.named_parameters(), 0.9, 0.99, 1e-8, 0.1);
+        using Tensor tokens = tensor(ids);
+        model.train();
+        var random = new Random(1);
+        int context = model.ContextLength, batch = 32, warmup = steps / 3;
+        var clock = new Stopwatch();
+        for (int step = 0; step < steps; step++)
+        {
+            if (step == warmup)
+            {
+                clock.Start();
+            }
+            using var scope = NewDisposeScope();
+            long[] starts = Enumerable.Range(0, batch).Select(_ => random.NextInt64(0, ids.Length - context)).ToArray();
+            Tensor index = tensor(starts).unsqueeze(1).add(arange(context + 1));
+            Tensor windows = tokens.index_select(0, index.flatten()).view(batch, context + 1);
+            Tensor logits = model.Forward(windows.narrow(1, 0, context));
+            optimizer.ZeroGrad();
+            F.cross_entropy(logits.view(-1, logits.shape[^1]), windows.narrow(1, 1, context).flatten()).backward();
+            nn.utils.clip_grad_norm_(optimizer.Parameters, 1.0);
+            optimizer.Step(1e-3);
+        }
+        return (double)(steps - warmup) * batch * context / clock.Elapsed.TotalSeconds;
+    }
+
+    private sealed class Progress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress value) => report(value);
+    }
+}

@@ -54,7 +54,7 @@ public sealed class TransformersCatalog
     /// <param name="path">The model file.</param>
     /// <param name="device">"auto", "cpu", "cuda" or "cuda:N".</param>
     public TextGenerationTransformer LoadTextGeneration(string path, string device = "auto") =>
-        TextGenerationTransformer.Load(path, device, null);
+        TextGenerationTransformer.Load(path, device, Core.Training.TrainingReporter.LogTo(Context, "TextGeneration"));
 
     /// <summary>
     /// Imports a Hugging Face GPT-2 checkpoint (a folder with config.json and model.safetensors, e.g. GPT-2 from the
@@ -63,7 +63,7 @@ public sealed class TransformersCatalog
     /// <param name="folder">The checkpoint folder.</param>
     /// <param name="device">"auto", "cpu", "cuda" or "cuda:N".</param>
     public TextGenerationTransformer ImportGpt2(string folder, string device = "auto") =>
-        TextGenerationTransformer.ImportHuggingFace(folder, device, null);
+        TextGenerationTransformer.ImportHuggingFace(folder, device, Core.Training.TrainingReporter.LogTo(Context, "TextGeneration"));
 
     /// <summary>
     /// Cross-entropy per token (nats) and perplexity of <paramref name="model"/> on the text column of

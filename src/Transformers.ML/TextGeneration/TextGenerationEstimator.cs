@@ -68,8 +68,9 @@ public sealed class TextGenerationEstimator : IEstimator<TextGenerationTransform
         }
         List<string>? validationDocuments = validation is null ? null : ReadTexts(validation, _options.TextColumnName);
 
-        using var reporter = new TrainingReporter(_context, "TextGeneration", _options.Progress);
-        Action<string> log = message => reporter.Info(message);
+        var epochs = new List<TrainingProgress>();
+        using var reporter = new TrainingReporter(_context, "TextGeneration", new RecordingProgress(epochs, _options.Progress));
+        Action<string>? log = TrainingReporter.LogTo(_context, "TextGeneration");
         Device device = TrainingSetup.Prepare(_options, reporter);
 
         TextTokenizer tokenizer;
@@ -115,10 +116,7 @@ public sealed class TextGenerationEstimator : IEstimator<TextGenerationTransform
             _options.OutputColumnName, _options.Generation, _options.TransformBatchSize, log);
         var task = new LanguageModelTask(model, trainTokens, validationTokens, _options.BatchSize, _options.BatchesPerEpoch, _options.ValidationBatches,
             _ => _options.SamplePrompt is null ? null : transformer.Generate(_options.SamplePrompt, _options.Generation));
-        var epochs = new List<TrainingProgress>();
-        IProgress<TrainingProgress>? userProgress = _options.Progress;
-        using var epochReporter = new TrainingReporter(_context, "TextGeneration", new RecordingProgress(epochs, userProgress));
-        new TrainingLoop<long[]>(model, _options, task, epochReporter, model.Config.ModelDimension, model.Config.ToJson()).Run();
+        new TrainingLoop<long[]>(model, _options, task, reporter, model.Config.ModelDimension, model.Config.ToJson()).Run();
         transformer.EpochReports = epochs;
         return transformer;
     }

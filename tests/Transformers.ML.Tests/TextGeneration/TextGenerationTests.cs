@@ -103,6 +103,22 @@ public sealed class TextGenerationTests
     }
 
     [TestMethod]
+    public void ACroppedPromptIsLoggedToMLContext()
+    {
+        var ml = new MLContext(seed: 1);
+        var messages = new List<string>();
+        ml.Log += (_, e) => { lock (messages) { messages.Add(e.Message); } };
+        string path = TestUtil.TempPath();
+        _trained.Save(path);
+        using TextGenerationTransformer loaded = ml.Transformers().LoadTextGeneration(path);
+        loaded.Generate(new string('a', 200), new GenerationOptions { MaxNewTokens = 5, Temperature = 0 });
+        lock (messages)
+        {
+            Assert.IsTrue(messages.Any(m => m.Contains("The prompt has 200 tokens; the context window is 64: keeping its last")), string.Join("\n", messages));
+        }
+    }
+
+    [TestMethod]
     public void SamplingIsReproducibleWithASeed()
     {
         var options = new GenerationOptions { MaxNewTokens = 30, Temperature = 1.0, TopK = 20, TopP = 0.95, Seed = 7 };
@@ -229,6 +245,39 @@ public sealed class TextGenerationTests
         options.Epochs = 1;
         using TextGenerationTransformer fromFile = ml.Transformers().TextGeneration(options).Fit(vampire);
         Assert.AreEqual(_trained.Tokenizer.Definition.ToJson(), fromFile.Tokenizer.Definition.ToJson());
+    }
+
+    [TestMethod]
+    public void AnInterruptedFitResumesFromItsCheckpointExactly()
+    {
+        var ml = new MLContext(seed: 1);
+        IDataView data = Load(ml, _shakespeare[..20_000]);
+        TextGenerationOptions Options()
+        {
+            var o = Tiny();
+            o.Epochs = 2;
+            o.BatchesPerEpoch = 6;
+            o.Model = TextGenerationOptions.PresetConfig(GptPreset.Tiny);
+            o.Model.Dropout = 0.1; // dropout on: the resumed steps must draw the same masks
+            return o;
+        }
+        using TextGenerationTransformer full = ml.Transformers().TextGeneration(Options()).Fit(data);
+
+        string checkpoint = TestUtil.TempPath();
+        var first = Options();
+        first.CheckpointPath = checkpoint;
+        first.MaxSteps = 8; // stops in the second epoch, writing the checkpoint
+        ml.Transformers().TextGeneration(first).Fit(data).Dispose();
+        var rest = Options();
+        rest.CheckpointPath = checkpoint;
+        using TextGenerationTransformer resumed = ml.Transformers().TextGeneration(rest).Fit(data);
+
+        var expected = Transformers.ML.Core.IO.ModuleState.Of(full.Model);
+        foreach ((string name, Tensor value) in Transformers.ML.Core.IO.ModuleState.Of(resumed.Model))
+        {
+            Assert.IsLessThan(1e-6, TestUtil.MaxAbsDiff(value, expected[name]), name);
+        }
+        Assert.AreEqual(full.EpochReports[^1].ValidationValue!.Value, resumed.EpochReports[^1].ValidationValue!.Value, 1e-6);
     }
 
     [TestMethod]

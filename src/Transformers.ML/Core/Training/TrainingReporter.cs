@@ -44,6 +44,23 @@ internal sealed class TrainingReporter : IDisposable
         _progressChannel?.Checkpoint(progress.Loss, progress.LearningRate, progress.Throughput);
     }
 
+    /// <summary>
+    /// A log for after training (a trained model's warnings, such as a cropped prompt): each message goes to
+    /// ML.NET's log through a channel of its own, so it outlives this reporter.
+    /// </summary>
+    public static Action<string>? LogTo(object? host, string name)
+    {
+        if (host is not IChannelProvider provider)
+        {
+            return null;
+        }
+        return message =>
+        {
+            using IChannel channel = provider.Start(name);
+            channel.Warning(MessageSensitivity.None, message);
+        };
+    }
+
     public void Info(string message) => _channel?.Info(MessageSensitivity.None, message);
 
     public void Warning(string message) => _channel?.Warning(MessageSensitivity.None, message);

@@ -124,24 +124,10 @@ public sealed class TextGenerationEstimator : IEstimator<TextGenerationTransform
     /// <summary>Training tokens and validation tokens: documents joined with end-of-text; validation from <paramref name="validation"/> or the end of the text.</summary>
     private (long[] Train, long[]? Validation) Tokens(TextTokenizer tokenizer, List<string> documents, List<string>? validation)
     {
-        long[] Join(IEnumerable<string> texts)
-        {
-            var ids = new List<long>();
-            foreach (string text in texts.Where(t => t.Length > 0))
-            {
-                if (ids.Count > 0)
-                {
-                    ids.Add(tokenizer.EndOfTextId);
-                }
-                ids.AddRange(tokenizer.Encode(text).Select(id => (long)id));
-            }
-            return ids.ToArray();
-        }
-
-        long[] all = Join(documents);
+        long[] all = tokenizer.EncodeDocuments(documents);
         if (validation is not null)
         {
-            return (all, Join(validation));
+            return (all, tokenizer.EncodeDocuments(validation));
         }
         if (_options.ValidationFraction <= 0)
         {

@@ -24,15 +24,7 @@ public sealed record TextGenerationMetrics
 
     internal static TextGenerationMetrics Compute(TextGenerationTransformer model, IReadOnlyList<string> documents)
     {
-        var ids = new List<long>();
-        foreach (string text in documents.Where(t => t.Length > 0))
-        {
-            if (ids.Count > 0)
-            {
-                ids.Add(model.Tokenizer.EndOfTextId);
-            }
-            ids.AddRange(model.Tokenizer.Encode(text).Select(i => (long)i));
-        }
+        var ids = model.Tokenizer.EncodeDocuments(documents).ToList();
         if (ids.Count < 2)
         {
             throw new InvalidOperationException($"The evaluation text gives {ids.Count} token(s); at least 2 are needed to score a prediction.");

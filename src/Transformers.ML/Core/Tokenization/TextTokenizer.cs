@@ -79,6 +79,21 @@ internal sealed class TextTokenizer
 
     public IReadOnlyList<int> Encode(string text) => Inner.EncodeToIds(text);
 
+    /// <summary>The token stream of several documents: each encoded, non-empty ones joined by the end-of-text token.</summary>
+    public long[] EncodeDocuments(IEnumerable<string> documents)
+    {
+        var ids = new List<long>();
+        foreach (string text in documents.Where(t => t.Length > 0))
+        {
+            if (ids.Count > 0)
+            {
+                ids.Add(EndOfTextId);
+            }
+            ids.AddRange(Encode(text).Select(id => (long)id));
+        }
+        return ids.ToArray();
+    }
+
     public string Decode(IEnumerable<int> ids) =>
         Inner.Decode(ids.Where(id => id != EndOfTextId && id >= 0 && id < VocabularySize)) ?? "";
 

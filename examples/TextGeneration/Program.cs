@@ -57,7 +57,7 @@ Console.WriteLine($"Saved to {modelPath}.");
 TextGenerationTransformer reloaded = ml.Transformers().LoadTextGeneration(modelPath);
 var engine = ml.Model.CreatePredictionEngine<ModelInput, ModelOutput>(reloaded);
 string before = engine.Predict(new ModelInput { Text = prompt }).GeneratedText;
-Console.WriteLine($"\nBefore fine-tuning: {prompt}{before}");
+Console.WriteLine($"\nBefore fine-tuning: {prompt}{ConsoleProgress.OneLine(before)}");
 
 // ---------------------------------------------------------------- fine-tuning on a genre
 var genre = settings.FineTune.Select(f => new ModelInput
@@ -72,7 +72,7 @@ options.Epochs = 5;
 TextGenerationTransformer vampire = ml.Transformers().TextGeneration(reloaded, options).Fit(ml.Data.LoadFromEnumerable(genre));
 var vampireEngine = ml.Model.CreatePredictionEngine<ModelInput, ModelOutput>(vampire);
 string after = vampireEngine.Predict(new ModelInput { Text = prompt }).GeneratedText;
-Console.WriteLine($"\nBefore fine-tuning: {prompt}{before}");
+Console.WriteLine($"\nBefore fine-tuning: {prompt}{ConsoleProgress.OneLine(before)}");
 Console.WriteLine($"After fine-tuning:  {prompt}{after}");
 
 var heldOut = ml.Data.LoadFromEnumerable(new[] { new ModelInput { Text = genre[0].Text[^20_000..] } });
@@ -99,11 +99,14 @@ public sealed class ModelOutput
 /// <summary>Loss, throughput and ETA while training; the sample of the fixed prompt after each epoch.</summary>
 internal sealed class ConsoleProgress : IProgress<TrainingProgress>
 {
+    /// <summary>Generated text on one console line: line breaks shown as " / ".</summary>
+    public static string OneLine(string text) => text.Replace("\r", "").Replace("\n", " / ");
+
     public void Report(TrainingProgress p)
     {
         if (p.Kind == TrainingProgressKind.EpochEnd)
         {
-            Console.WriteLine($"Epoch {p.Epoch}/{p.Epochs}: validation loss {p.ValidationValue:F3} | This story is about{p.Sample}");
+            Console.WriteLine($"Epoch {p.Epoch}/{p.Epochs}: validation loss {p.ValidationValue:F3} | This story is about{OneLine(p.Sample ?? "")}");
         }
         else
         {

@@ -1,6 +1,7 @@
 using Microsoft.ML;
 using Transformers.ML.Core.Tokenization;
 using Transformers.ML.TextGeneration;
+using Transformers.ML.Translation;
 
 namespace Transformers.ML;
 
@@ -64,6 +65,41 @@ public sealed class TransformersCatalog
     /// <param name="device">"auto", "cpu", "cuda" or "cuda:N".</param>
     public TextGenerationTransformer ImportGpt2(string folder, string device = "auto") =>
         TextGenerationTransformer.ImportHuggingFace(folder, device, Core.Training.TrainingReporter.LogTo(Context, "TextGeneration"));
+
+    /// <summary>Trains the encoder-decoder Transformer of "Attention Is All You Need" on pairs of sentences.</summary>
+    /// <param name="sourceColumnName">Column of source sentences.</param>
+    /// <param name="targetColumnName">Column of target sentences.</param>
+    /// <param name="outputColumnName">Column Transform adds with the translations.</param>
+    /// <param name="preset">Model size (the paper's Base and Big, or Small for CPUs).</param>
+    /// <param name="epochs">Passes over the pairs.</param>
+    public TranslationEstimator Translation(string sourceColumnName = "Spanish", string targetColumnName = "English", string outputColumnName = "Translation",
+        TranslationPreset preset = TranslationPreset.Small, int epochs = 10) =>
+        Translation(new TranslationOptions { SourceColumnName = sourceColumnName, TargetColumnName = targetColumnName, OutputColumnName = outputColumnName, Preset = preset, Epochs = epochs });
+
+    /// <summary>Trains the encoder-decoder Transformer with every option.</summary>
+    public TranslationEstimator Translation(TranslationOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return new TranslationEstimator(Context, options);
+    }
+
+    /// <summary>Loads a translation model saved by <see cref="TranslationTransformer.Save(string)"/>.</summary>
+    /// <param name="path">The model file.</param>
+    /// <param name="device">"auto", "cpu", "cuda" or "cuda:N".</param>
+    public TranslationTransformer LoadTranslation(string path, string device = "auto") =>
+        TranslationTransformer.Load(path, device, Core.Training.TrainingReporter.LogTo(Context, "Translation"));
+
+    /// <summary>
+    /// sacreBLEU's corpus BLEU and chrF2 of a translation column against a reference column (Text, or a vector of
+    /// Text for several references per sentence), with the n-gram precisions, brevity penalty and lengths.
+    /// </summary>
+    public TranslationMetrics EvaluateTranslation(IDataView data, string referenceColumnName = "English", string translationColumnName = "Translation")
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        List<string> hypotheses = TranslationEstimator.ReadTextColumn(data, translationColumnName);
+        var references = TranslationEstimator.ReadReferences(data, referenceColumnName);
+        return SacreBleu.ScorePerSentence(hypotheses, references);
+    }
 
     /// <summary>
     /// Cross-entropy per token (nats) and perplexity of <paramref name="model"/> on the text column of

@@ -1,0 +1,195 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using TorchSharp;
+using Transformers.ML.Core;
+using Transformers.ML.Core.IO;
+using Transformers.ML.Core.Modules;
+using Transformers.ML.Core.Tokenization;
+using Transformers.ML.Core.Training;
+using static TorchSharp.torch;
+
+namespace Transformers.ML.Translation;
+
+/// <summary>
+/// Trains the encoder-decoder Transformer of Vaswani et al. (2017) on pairs of sentences and returns a
+/// <see cref="TranslationTransformer"/>.
+/// </summary>
+/// <remarks>
+/// | column | type | |
+/// |---|---|---|
+/// | source (<see cref="TranslationOptions.SourceColumnName"/>) | Text | the sentence to translate |
+/// | target (<see cref="TranslationOptions.TargetColumnName"/>) | Text | its translation (training only) |
+/// </remarks>
+public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
+{
+    private readonly MLContext _context;
+    private readonly TranslationOptions _options;
+
+    internal TranslationEstimator(MLContext context, TranslationOptions options)
+    {
+        _context = context;
+        _options = options;
+        options.Validate();
+    }
+
+    /// <inheritdoc />
+    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
+    {
+        SchemaShape.Column column = inputSchema.LastOrDefault(c => c.Name == _options.SourceColumnName);
+        if (column.Name is null || column.ItemType is not TextDataViewType || column.Kind != SchemaShape.Column.VectorKind.Scalar)
+        {
+            throw new ArgumentOutOfRangeException(nameof(inputSchema), $"The data needs a Text column '{_options.SourceColumnName}'.");
+        }
+        // SchemaShape.Column has no public constructor: a copy of the (text) source column has the output's shape.
+        return _context.Transforms.CopyColumns(_options.OutputColumnName, _options.SourceColumnName).GetOutputSchema(inputSchema);
+    }
+
+    /// <summary>Trains on the pairs of <paramref name="train"/>, without validation.</summary>
+    public TranslationTransformer Fit(IDataView train) => Fit(train, null);
+
+    /// <summary>Trains on <paramref name="train"/>; validation loss (and early stopping, when set) on <paramref name="validation"/>.</summary>
+    public TranslationTransformer Fit(IDataView train, IDataView? validation)
+    {
+        var epochs = new List<TrainingProgress>();
+        using var reporter = new TrainingReporter(_context, "Translation", new Recorder(epochs, _options.Progress));
+        Action<string>? log = TrainingReporter.LogTo(_context, "Translation");
+        Device device = TrainingSetup.Prepare(_options, reporter);
+
+        List<(string Source, string Target)> trainPairs = ReadPairs(train, reporter, "training");
+        List<(string Source, string Target)> validationPairs = validation is null ? new() : ReadPairs(validation, reporter, "validation");
+        if (trainPairs.Count == 0)
+        {
+            throw new InvalidOperationException(
+                $"Columns '{_options.SourceColumnName}' and '{_options.TargetColumnName}' hold no pair with text on both sides: nothing to train on.");
+        }
+
+        TranslationCodec codec;
+        EncoderDecoderTransformer model;
+        if (_options.BaseModelPath is not null)
+        {
+            using TranslationTransformer source = TranslationTransformer.Load(_options.BaseModelPath, "cpu", log);
+            codec = source.Codec;
+            model = new EncoderDecoderTransformer("transformer", source.Model.Config, codec.VocabularySize);
+            ModelFile.LoadInto(model, ModuleState.Of(source.Model), _options.BaseModelPath);
+        }
+        else
+        {
+            // One BPE vocabulary for both languages, learned from both sides of the training pairs.
+            string text = string.Join("\n", trainPairs.Select(p => p.Source + "\n" + p.Target));
+            codec = new TranslationCodec(TextTokenizer.Train(TokenizerKind.BytePairEncoding, text, _options.VocabularySize), _options.MaxSentenceTokens);
+            TransformerConfig config = _options.EffectiveModel;
+            config.MaxSequenceLength = Math.Max(config.MaxSequenceLength, _options.MaxSentenceTokens + 51); // room for input + 50
+            model = new EncoderDecoderTransformer("transformer", config, codec.VocabularySize);
+        }
+        model.to(device);
+
+        var (trainIds, truncated) = Encode(codec, trainPairs);
+        var (validationIds, _) = Encode(codec, validationPairs);
+        if (truncated > 0)
+        {
+            reporter.Info($"{truncated} training sentence(s) longer than MaxSentenceTokens ({_options.MaxSentenceTokens}) were truncated.");
+        }
+
+        var transformer = new TranslationTransformer(model, codec, device, _options.SourceColumnName, _options.OutputColumnName,
+            _options.BeamSize, _options.LengthPenalty, _options.TransformBatchSize, log);
+        var task = new TranslationTask(model, codec, trainIds, validationIds, _options.MaxTokensPerBatch, model.Config.LabelSmoothing, device,
+            _ => _options.SampleSentence is null ? null : transformer.Translate(_options.SampleSentence, _options.BeamSize, _options.LengthPenalty));
+        new TrainingLoop<int[]>(model, _options, task, reporter, model.Config.ModelDimension, model.Config.ToJson()).Run();
+        transformer.EpochReports = epochs;
+        return transformer;
+    }
+
+    private static (List<(int[], int[])> Pairs, int Truncated) Encode(TranslationCodec codec, List<(string Source, string Target)> pairs)
+    {
+        int truncated = 0;
+        var encoded = new List<(int[], int[])>(pairs.Count);
+        foreach ((string source, string target) in pairs)
+        {
+            (int[] s, bool cutSource) = codec.Encode(source);
+            (int[] t, bool cutTarget) = codec.Encode(target);
+            truncated += (cutSource ? 1 : 0) + (cutTarget ? 1 : 0);
+            encoded.Add((s, t));
+        }
+        return (encoded, truncated);
+    }
+
+    /// <summary>The (source, target) pairs; pairs with an empty or whitespace-only side are skipped and counted in the log.</summary>
+    private List<(string, string)> ReadPairs(IDataView data, TrainingReporter reporter, string what)
+    {
+        List<string> sources = ReadTextColumn(data, _options.SourceColumnName);
+        List<string> targets = ReadTextColumn(data, _options.TargetColumnName);
+        var pairs = new List<(string, string)>(sources.Count);
+        int skipped = 0;
+        for (int i = 0; i < sources.Count; i++)
+        {
+            if (string.IsNullOrWhiteSpace(sources[i]) || string.IsNullOrWhiteSpace(targets[i]))
+            {
+                skipped++;
+                continue;
+            }
+            pairs.Add((sources[i], targets[i]));
+        }
+        if (skipped > 0)
+        {
+            reporter.Warning($"Skipped {skipped} {what} pair(s) with an empty or whitespace-only sentence.");
+        }
+        return pairs;
+    }
+
+    internal static List<string> ReadTextColumn(IDataView data, string name)
+    {
+        DataViewSchema.Column column = data.Schema.GetColumnOrNull(name)
+            ?? throw new ArgumentOutOfRangeException(nameof(name), $"The data has no column '{name}'; it has: {string.Join(", ", data.Schema.Select(c => c.Name))}.");
+        if (column.Type is not TextDataViewType)
+        {
+            throw new ArgumentOutOfRangeException(nameof(name), $"Column '{name}' is {column.Type}; expected Text (string).");
+        }
+        var values = new List<string>();
+        using DataViewRowCursor cursor = data.GetRowCursor(new[] { column });
+        ValueGetter<ReadOnlyMemory<char>> getter = cursor.GetGetter<ReadOnlyMemory<char>>(column);
+        ReadOnlyMemory<char> value = default;
+        while (cursor.MoveNext())
+        {
+            getter(ref value);
+            values.Add(value.ToString());
+        }
+        return values;
+    }
+
+    /// <summary>Reads the reference column: one Text reference, or a vector of Text references, per row.</summary>
+    internal static List<IReadOnlyList<string>> ReadReferences(IDataView data, string name)
+    {
+        DataViewSchema.Column column = data.Schema.GetColumnOrNull(name)
+            ?? throw new ArgumentOutOfRangeException(nameof(name), $"The data has no reference column '{name}'; it has: {string.Join(", ", data.Schema.Select(c => c.Name))}.");
+        if (column.Type is TextDataViewType)
+        {
+            return ReadTextColumn(data, name).Select(r => (IReadOnlyList<string>)new[] { r }).ToList();
+        }
+        if (column.Type is VectorDataViewType { ItemType: TextDataViewType })
+        {
+            var values = new List<IReadOnlyList<string>>();
+            using DataViewRowCursor cursor = data.GetRowCursor(new[] { column });
+            ValueGetter<VBuffer<ReadOnlyMemory<char>>> getter = cursor.GetGetter<VBuffer<ReadOnlyMemory<char>>>(column);
+            VBuffer<ReadOnlyMemory<char>> value = default;
+            while (cursor.MoveNext())
+            {
+                getter(ref value);
+                values.Add(value.DenseValues().Select(v => v.ToString()).ToList());
+            }
+            return values;
+        }
+        throw new ArgumentOutOfRangeException(nameof(name), $"Reference column '{name}' is {column.Type}; expected Text or a vector of Text (several references).");
+    }
+
+    private sealed class Recorder(List<TrainingProgress> epochs, IProgress<TrainingProgress>? inner) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress value)
+        {
+            if (value.Kind == TrainingProgressKind.EpochEnd)
+            {
+                epochs.Add(value);
+            }
+            inner?.Report(value);
+        }
+    }
+}

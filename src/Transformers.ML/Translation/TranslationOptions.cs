@@ -1,0 +1,107 @@
+using System.Text.Json.Serialization;
+using Transformers.ML.Core;
+using Transformers.ML.Core.Training;
+
+namespace Transformers.ML.Translation;
+
+/// <summary>Model sizes for translation: the paper's two and a small one for CPUs.</summary>
+public enum TranslationPreset
+{
+    /// <summary>N=3, d_model=256, d_ff=1024, h=4, P_drop=0.1: trains in minutes on a 2-core CPU (default).</summary>
+    Small,
+
+    /// <summary>The paper's base model: N=6, d_model=512, d_ff=2048, h=8, P_drop=0.1.</summary>
+    Base,
+
+    /// <summary>The paper's big model: N=6, d_model=1024, d_ff=4096, h=16, P_drop=0.3.</summary>
+    Big,
+}
+
+/// <summary>Options of the translation trainer: columns, tokenizer, model (every Table 3 knob), batching, training and decoding.</summary>
+public sealed class TranslationOptions : TrainingOptions
+{
+    /// <summary>Creates the options with the paper's optimiser: Adam (beta2 0.98, eps 1e-9) and the warmup schedule.</summary>
+    public TranslationOptions()
+    {
+        Schedule = LearningRateScheduleKind.InverseSquareRoot;
+        WarmupSteps = 400;
+        LearningRateScale = 1.0;
+        Beta1 = 0.9;
+        Beta2 = 0.98;
+        AdamEpsilon = 1e-9;
+        WeightDecay = 0;
+        GradientClipNorm = 1.0;
+        Epochs = 10;
+        LogEverySteps = 50;
+    }
+
+    /// <summary>Column of source sentences. Default "Spanish".</summary>
+    public string SourceColumnName { get; set; } = "Spanish";
+
+    /// <summary>Column of target sentences (training only). Default "English".</summary>
+    public string TargetColumnName { get; set; } = "English";
+
+    /// <summary>Column Transform adds with the translations. Default "Translation".</summary>
+    public string OutputColumnName { get; set; } = "Translation";
+
+    /// <summary>Size of the byte-level BPE vocabulary shared by source and target. Range 257..200000; default 8000.</summary>
+    public int VocabularySize { get; set; } = 8000;
+
+    /// <summary>Model size. Default <see cref="TranslationPreset.Small"/>; <see cref="Model"/> overrides it.</summary>
+    public TranslationPreset Preset { get; set; } = TranslationPreset.Small;
+
+    /// <summary>Every Table 3 knob (N, d_model, d_ff, h, d_k, d_v, P_drop, eps_ls, positional encoding); null uses <see cref="Preset"/>.</summary>
+    public TransformerConfig? Model { get; set; }
+
+    /// <summary>Most tokens of a sentence (source or target, end token included); longer ones are truncated (and counted in the log). Range 4..4096; default 64.</summary>
+    public int MaxSentenceTokens { get; set; } = 64;
+
+    /// <summary>Token budget of a batch: sentences of similar length are grouped until source or target tokens (padding included) reach it. Range 16..10^6; default 4096 (the paper: about 25000).</summary>
+    public int MaxTokensPerBatch { get; set; } = 4096;
+
+    /// <summary>Prompt translated after every epoch and reported as the progress sample; null for none. Default "Soy un estudiante".</summary>
+    public string? SampleSentence { get; set; } = "Soy un estudiante";
+
+    /// <summary>Beam size of Transform and of the samples (1: greedy). Range 1..64; default 4 (the paper).</summary>
+    public int BeamSize { get; set; } = 4;
+
+    /// <summary>Length penalty alpha of beam search, ((5 + |Y|) / 6)^alpha (Wu et al. 2016). Range [0, 10]; default 0.6 (the paper).</summary>
+    public double LengthPenalty { get; set; } = 0.6;
+
+    /// <summary>Sentences translated together by Transform. Range 1..4096; default 32.</summary>
+    public int TransformBatchSize { get; set; } = 32;
+
+    /// <summary>Continue training this saved translation model (architecture and tokenizer kept); null trains from scratch.</summary>
+    public string? BaseModelPath { get; set; }
+
+    /// <summary>The architecture of a preset: post-LN, sinusoidal positions, shared and tied embeddings scaled by sqrt(d_model), eps_ls 0.1.</summary>
+    public static TransformerConfig PresetConfig(TranslationPreset preset) => preset switch
+    {
+        TranslationPreset.Small => new TransformerConfig { NumLayers = 3, ModelDimension = 256, FeedForwardDimension = 1024, NumHeads = 4, Dropout = 0.1, MaxSequenceLength = 256 },
+        TranslationPreset.Base => TransformerConfig.Base(),
+        TranslationPreset.Big => TransformerConfig.Big(),
+        _ => throw new ArgumentOutOfRangeException(nameof(preset), preset, "Unknown translation preset."),
+    };
+
+    /// <inheritdoc />
+    public override void Validate()
+    {
+        base.Validate();
+        Check(!string.IsNullOrWhiteSpace(SourceColumnName), nameof(SourceColumnName), SourceColumnName, "a column name");
+        Check(!string.IsNullOrWhiteSpace(TargetColumnName), nameof(TargetColumnName), TargetColumnName, "a column name");
+        Check(!string.IsNullOrWhiteSpace(OutputColumnName), nameof(OutputColumnName), OutputColumnName, "a column name");
+        Check(VocabularySize is >= 257 and <= 200_000, nameof(VocabularySize), VocabularySize, "in [257, 200000]");
+        Check(Enum.IsDefined(Preset), nameof(Preset), Preset, string.Join(", ", Enum.GetNames<TranslationPreset>()));
+        Check(MaxSentenceTokens is >= 4 and <= 4096, nameof(MaxSentenceTokens), MaxSentenceTokens, "in [4, 4096]");
+        Check(MaxTokensPerBatch is >= 16 and <= 1_000_000, nameof(MaxTokensPerBatch), MaxTokensPerBatch, "in [16, 10^6]");
+        Check(MaxTokensPerBatch >= MaxSentenceTokens, nameof(MaxTokensPerBatch), MaxTokensPerBatch, $">= MaxSentenceTokens ({MaxSentenceTokens})");
+        Check(BeamSize is >= 1 and <= 64, nameof(BeamSize), BeamSize, "in [1, 64]");
+        Check(LengthPenalty is >= 0 and <= 10, nameof(LengthPenalty), LengthPenalty, "in [0, 10]");
+        Check(TransformBatchSize is >= 1 and <= 4096, nameof(TransformBatchSize), TransformBatchSize, "in [1, 4096]");
+        Check(BaseModelPath is null || File.Exists(BaseModelPath), nameof(BaseModelPath), BaseModelPath, "an existing model file");
+        Model?.Validate();
+    }
+
+    [JsonIgnore]
+    internal TransformerConfig EffectiveModel => (Model ?? PresetConfig(Preset)).Clone();
+}

@@ -1,0 +1,182 @@
+using System.Text.Json;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using TorchSharp;
+using Transformers.ML.Core;
+using Transformers.ML.Core.DataView;
+using Transformers.ML.Core.IO;
+using Transformers.ML.Core.Modules;
+using Transformers.ML.Core.Tokenization;
+using Transformers.ML.Core.Training;
+using static TorchSharp.torch;
+
+namespace Transformers.ML.Translation;
+
+/// <summary>
+/// A trained encoder-decoder Transformer as an ML.NET transformer: Transform adds a column with the translation
+/// of each source sentence (beam search, in batches); the model also translates, saves and loads directly.
+/// </summary>
+/// <remarks>
+/// | column | type | |
+/// |---|---|---|
+/// | source (<see cref="SourceColumnName"/>) | Text | input |
+/// | translation (<see cref="OutputColumnName"/>) | Text | output; empty for an empty or whitespace-only source |
+/// </remarks>
+public sealed class TranslationTransformer : ITransformer, IDisposable
+{
+    internal const string Capability = "translation";
+    private readonly Action<string>? _log;
+
+    internal TranslationTransformer(EncoderDecoderTransformer model, TranslationCodec codec, Device device, string sourceColumn, string outputColumn,
+        int beamSize, double lengthPenalty, int batchSize, Action<string>? log)
+    {
+        Model = model;
+        Codec = codec;
+        Device = device;
+        SourceColumnName = sourceColumn;
+        OutputColumnName = outputColumn;
+        BeamSize = beamSize;
+        LengthPenalty = lengthPenalty;
+        TransformBatchSize = batchSize;
+        _log = log;
+    }
+
+    internal EncoderDecoderTransformer Model { get; }
+
+    internal TranslationCodec Codec { get; }
+
+    internal Device Device { get; }
+
+    /// <summary>The column of source sentences that Transform reads.</summary>
+    public string SourceColumnName { get; }
+
+    /// <summary>The column of translations that Transform adds.</summary>
+    public string OutputColumnName { get; }
+
+    /// <summary>Beam size of Transform and PredictionEngine (1: greedy).</summary>
+    public int BeamSize { get; set; }
+
+    /// <summary>Length penalty alpha of Transform and PredictionEngine.</summary>
+    public double LengthPenalty { get; set; }
+
+    /// <summary>Sentences translated together by Transform.</summary>
+    public int TransformBatchSize { get; }
+
+    /// <summary>The architecture.</summary>
+    public TransformerConfig Config => Model.Config.Clone();
+
+    /// <summary>Parameters of the model.</summary>
+    public long ParameterCount => Model.parameters().Sum(p => p.numel());
+
+    /// <summary>Per-epoch reports of training (loss, validation loss, sample translation), when trained in this process.</summary>
+    public IReadOnlyList<TrainingProgress> EpochReports { get; internal set; } = Array.Empty<TrainingProgress>();
+
+    /// <inheritdoc />
+    public bool IsRowToRowMapper => true;
+
+    /// <summary>Translates one sentence with beam search (<paramref name="beamSize"/> 1: greedy); the output is at most 50 tokens longer than the input.</summary>
+    public string Translate(string sentence, int beamSize = 4, double lengthPenalty = 0.6) => Translate(new[] { sentence }, beamSize, lengthPenalty)[0];
+
+    /// <summary>Translates sentences in batches (sorted by length inside, returned in order).</summary>
+    public IReadOnlyList<string> Translate(IReadOnlyList<string> sentences, int beamSize = 4, double lengthPenalty = 0.6) =>
+        TranslateBatch(sentences, beamSize, lengthPenalty, useCache: true);
+
+    internal string[] TranslateBatch(IReadOnlyList<string> sentences, int beamSize, double lengthPenalty, bool useCache)
+    {
+        if (beamSize < 1 || !(lengthPenalty >= 0))
+        {
+            throw new ArgumentOutOfRangeException(nameof(beamSize), $"Beam size must be >= 1 and length penalty >= 0; found {beamSize} and {lengthPenalty}.");
+        }
+        var results = new string[sentences.Count];
+        var work = new List<(int Row, int[] Ids)>();
+        int truncated = 0;
+        for (int i = 0; i < sentences.Count; i++)
+        {
+            if (string.IsNullOrWhiteSpace(sentences[i]))
+            {
+                results[i] = ""; // documented: an empty source has an empty translation
+                continue;
+            }
+            (int[] ids, bool cut) = Codec.Encode(sentences[i]);
+            truncated += cut ? 1 : 0;
+            work.Add((i, ids));
+        }
+        if (truncated > 0)
+        {
+            _log?.Invoke($"{truncated} source sentence(s) longer than {Codec.MaxSentenceTokens} tokens were truncated before translation.");
+        }
+        var decoder = new Seq2SeqDecoder(Model, Codec.EndOfSentence, Codec.Padding, Device);
+        foreach (var chunk in work.OrderBy(w => w.Ids.Length).Chunk(TransformBatchSize))
+        {
+            List<int>[] outputs = decoder.Decode(chunk.Select(c => c.Ids).ToList(), beamSize, lengthPenalty, useCache: useCache);
+            for (int j = 0; j < chunk.Length; j++)
+            {
+                results[chunk[j].Row] = Codec.Decode(outputs[j]);
+            }
+        }
+        return results;
+    }
+
+    /// <inheritdoc />
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => Mapper(inputSchema).OutputSchema;
+
+    /// <inheritdoc />
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => Mapper(inputSchema).RowMapper();
+
+    /// <inheritdoc />
+    public IDataView Transform(IDataView input) => Mapper(input.Schema).Map(input);
+
+    /// <summary>ML.NET's model format cannot hold outside components: use <see cref="Save(string)"/> and <c>LoadTranslation</c>.</summary>
+    void ICanSaveModel.Save(ModelSaveContext ctx) => throw new NotSupportedException(
+        "A TranslationTransformer cannot be written by mlContext.Model.Save (ML.NET keeps the writers of its model format internal). " +
+        "Use model.Save(path) and mlContext.Transformers().LoadTranslation(path).");
+
+    /// <summary>Writes the model (configuration, tokenizer, weights) to one safetensors file, atomically.</summary>
+    public void Save(string path)
+    {
+        var settings = new Dictionary<string, string>
+        {
+            ["columns"] = JsonSerializer.Serialize(new[] { SourceColumnName, OutputColumnName }),
+            ["max_sentence_tokens"] = Codec.MaxSentenceTokens.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["decoding"] = JsonSerializer.Serialize(new[] { BeamSize, LengthPenalty }),
+        };
+        ModelFile.Save(path, Capability, Model.Config.ToJson(), Codec.Tokenizer.Definition.ToJson(), Model, settings);
+    }
+
+    internal static TranslationTransformer Load(string path, string device, Action<string>? log)
+    {
+        Device target = DeviceSelector.Resolve(device, allowCpuFallback: false, log);
+        using ModelFileContents contents = ModelFile.Load(path, Capability);
+        TransformerConfig config = TransformerConfig.FromJson(contents.Config);
+        TextTokenizer tokenizer = TextTokenizer.FromDefinition(
+            TokenizerDefinition.FromJson(contents.Tokenizer ?? throw new InvalidDataException($"'{path}' has no tokenizer."), path), path);
+        int maxTokens = contents.Metadata.TryGetValue("max_sentence_tokens", out string? m) && int.TryParse(m, out int n) ? n : 64;
+        string[] columns = contents.Metadata.TryGetValue("columns", out string? c) ? JsonSerializer.Deserialize<string[]>(c) ?? new[] { "Spanish", "Translation" } : new[] { "Spanish", "Translation" };
+        double[] decoding = contents.Metadata.TryGetValue("decoding", out string? d) ? JsonSerializer.Deserialize<double[]>(d) ?? new[] { 4.0, 0.6 } : new[] { 4.0, 0.6 };
+        var codec = new TranslationCodec(tokenizer, maxTokens);
+        var model = new EncoderDecoderTransformer("transformer", config, codec.VocabularySize);
+        ModelFile.LoadInto(model, contents.Weights, path);
+        model.to(target);
+        model.eval();
+        return new TranslationTransformer(model, codec, target, columns[0], columns[1], (int)decoding[0], decoding[1], 32, log);
+    }
+
+    /// <summary>Frees the model's tensors.</summary>
+    public void Dispose() => Model.Dispose();
+
+    private BatchMapper<ReadOnlyMemory<char>> Mapper(DataViewSchema inputSchema)
+    {
+        DataViewSchema.Column column = inputSchema.GetColumnOrNull(SourceColumnName)
+            ?? throw new ArgumentOutOfRangeException(nameof(inputSchema),
+                $"The data has no source column '{SourceColumnName}'; it has: {string.Join(", ", inputSchema.Select(c => c.Name))}.");
+        if (column.Type is not TextDataViewType)
+        {
+            throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Source column '{SourceColumnName}' is {column.Type}; expected Text (string).");
+        }
+        return new BatchMapper<ReadOnlyMemory<char>>(inputSchema, SourceColumnName,
+            new[] { new OutputColumn(OutputColumnName, TextDataViewType.Instance) },
+            sources => TranslateBatch(sources.Select(s => s.ToString()).ToList(), BeamSize, LengthPenalty, useCache: true)
+                .Select(t => new object[] { t.AsMemory() }).ToArray(),
+            TransformBatchSize);
+    }
+}

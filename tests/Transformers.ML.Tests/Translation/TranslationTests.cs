@@ -1,0 +1,179 @@
+using Microsoft.ML;
+using Transformers.ML.Core;
+using Transformers.ML.Core.Training;
+using Transformers.ML.Translation;
+
+namespace Transformers.ML.Tests.Translation;
+
+public sealed class Pair
+{
+    public string English { get; set; } = "";
+
+    public string Spanish { get; set; } = "";
+}
+
+public sealed class SpanishSentence
+{
+    public string Spanish { get; set; } = "";
+}
+
+public sealed class EnglishTranslation
+{
+    public string Spanish { get; set; } = "";
+
+    public string Translation { get; set; } = "";
+}
+
+[TestClass]
+public sealed class TranslationTests
+{
+    private static TranslationTransformer _model = null!;
+    private static List<Pair> _pairs = null!;
+    private static readonly List<string> Logged = new();
+
+    [ClassInitialize]
+    public static void TrainOnce(TestContext _)
+    {
+        _pairs = File.ReadLines(Path.Combine(TestData.Folder, "translation", "spa-eng.txt")).Take(4000)
+            .Select(l => l.Split('\t')).Select(p => new Pair { English = p[0], Spanish = p[1] }).ToList();
+        var ml = new MLContext(seed: 1);
+        ml.Log += (_, e) => { lock (Logged) { Logged.Add(e.Message); } };
+        var data = _pairs.Concat(new[] { new Pair { English = "   ", Spanish = "Hola" }, new Pair { English = "Hi", Spanish = "" } });
+        _model = ml.Transformers().Translation(Tiny()).Fit(ml.Data.LoadFromEnumerable(data), ml.Data.LoadFromEnumerable(_pairs.Take(200)));
+    }
+
+    [ClassCleanup]
+    public static void Cleanup() => _model?.Dispose();
+
+    internal static TranslationOptions Tiny() => new()
+    {
+        Model = new TransformerConfig { NumLayers = 2, ModelDimension = 64, FeedForwardDimension = 128, NumHeads = 4, Dropout = 0.1, MaxSequenceLength = 128 },
+        VocabularySize = 500,
+        Epochs = 12,
+        MaxTokensPerBatch = 1024,
+        WarmupSteps = 50,
+        LearningRateScale = 0.2, // peak 0.2 * 64^-0.5 * 50^-0.5 = 3.5e-3 for this width
+        LogEverySteps = 1000,
+        TransformBatchSize = 64,
+    };
+
+    [TestMethod]
+    public void TrainingLowersTheValidationLossAndSkipsEmptyPairs()
+    {
+        var epochs = _model.EpochReports;
+        Assert.AreEqual(12, epochs.Count);
+        Assert.IsLessThan(epochs[0].ValidationValue!.Value, epochs[^1].ValidationValue!.Value);
+        Assert.IsLessThan(3.0, epochs[^1].ValidationValue!.Value, $"validation loss {epochs[^1].ValidationValue}");
+        Assert.IsTrue(epochs.All(e => e.Sample is not null), "a sample translation after each epoch");
+        lock (Logged)
+        {
+            Assert.IsTrue(Logged.Any(m => m.Contains("Skipped 2 training pair(s) with an empty or whitespace-only sentence")), string.Join("\n", Logged.Take(10)));
+        }
+    }
+
+    [TestMethod]
+    public void GreedyWithAndWithoutCacheAndBeamOfOneAgree()
+    {
+        string[] sentences = _pairs.Skip(3000).Take(12).Select(p => p.Spanish).ToArray();
+        string[] cached = _model.TranslateBatch(sentences, beamSize: 1, lengthPenalty: 0.6, useCache: true);
+        string[] uncached = _model.TranslateBatch(sentences, beamSize: 1, lengthPenalty: 0.6, useCache: false);
+        CollectionAssert.AreEqual(cached, uncached);
+        // Translating one at a time gives the same as in a padded batch (the padding is masked).
+        for (int i = 0; i < 4; i++)
+        {
+            Assert.AreEqual(cached[i], _model.Translate(sentences[i], beamSize: 1));
+        }
+        string[] beam4 = _model.TranslateBatch(sentences, beamSize: 4, lengthPenalty: 0.6, useCache: true);
+        Assert.AreEqual(sentences.Length, beam4.Length);
+        Assert.IsTrue(beam4.All(t => t.Length > 0));
+        for (int i = 0; i < 4; i++)
+        {
+            Assert.AreEqual(beam4[i], _model.Translate(sentences[i], beamSize: 4), "beam search per sentence equals in a batch");
+        }
+    }
+
+    [TestMethod]
+    public void TrainingSentencesAreLearned()
+    {
+        // Short training pairs: the model reproduces most of them (a memorisation check that the pipeline learns).
+        var train = _pairs.Where(p => p.Spanish.Length < 12).Take(40).ToList();
+        IReadOnlyList<string> translations = _model.Translate(train.Select(p => p.Spanish).ToList(), beamSize: 4);
+        TranslationMetrics metrics = SacreBleu.Score(translations, new[] { train.Select(p => p.English).ToList() });
+        Assert.IsGreaterThan(15.0, metrics.ChrF, metrics.ToString());
+    }
+
+    [TestMethod]
+    public void TransformPredictionEngineSaveLoadAndEvaluate()
+    {
+        var ml = new MLContext(seed: 1);
+        var test = _pairs.Skip(3500).Take(20).Append(new Pair { English = "", Spanish = "   " }).ToList();
+        IDataView scored = _model.Transform(ml.Data.LoadFromEnumerable(test));
+        var rows = ml.Data.CreateEnumerable<EnglishTranslation>(scored, reuseRowObject: false).ToList();
+        Assert.AreEqual(test.Count, rows.Count);
+        Assert.AreEqual("", rows[^1].Translation, "an empty source gets an empty translation");
+        IReadOnlyList<string> direct = _model.Translate(test.Take(20).Select(p => p.Spanish).ToList(), _model.BeamSize, _model.LengthPenalty);
+        CollectionAssert.AreEqual(direct.ToList(), rows.Take(20).Select(r => r.Translation).ToList());
+
+        var engine = ml.Model.CreatePredictionEngine<SpanishSentence, EnglishTranslation>(_model);
+        Assert.AreEqual(direct[0], engine.Predict(new SpanishSentence { Spanish = test[0].Spanish }).Translation);
+        Assert.AreEqual(direct[1], engine.Predict(new SpanishSentence { Spanish = test[1].Spanish }).Translation);
+
+        TranslationMetrics metrics = ml.Transformers().EvaluateTranslation(scored, referenceColumnName: "English", translationColumnName: "Translation");
+        TranslationMetrics expected = SacreBleu.Score(rows.Select(r => r.Translation).ToList(), new[] { test.Select(p => p.English).ToList() });
+        Assert.AreEqual(expected.Bleu, metrics.Bleu, 1e-9);
+        Assert.AreEqual(expected.ChrF, metrics.ChrF, 1e-9);
+        Assert.AreEqual(test.Count, metrics.Sentences);
+
+        string path = TestUtil.TempPath();
+        _model.Save(path);
+        using TranslationTransformer loaded = ml.Transformers().LoadTranslation(path);
+        CollectionAssert.AreEqual(direct.ToList(), loaded.Translate(test.Take(20).Select(p => p.Spanish).ToList(), _model.BeamSize, _model.LengthPenalty).ToList());
+        var wrong = Assert.ThrowsExactly<InvalidDataException>(() => ml.Transformers().LoadTextGeneration(path));
+        StringAssert.Contains(wrong.Message, "holds a 'translation' model; expected a 'text-generation' model");
+    }
+
+    [TestMethod]
+    public void BatchesFollowTheTokenBudgetAndCoverEveryPairOnce()
+    {
+        var random = new Random(3);
+        var pairs = Enumerable.Range(0, 500).Select(_ => (new int[random.Next(2, 30)], new int[random.Next(2, 30)])).ToList();
+        List<int[]> batches = TranslationTask.Batches(pairs, new Random(1), 256);
+        CollectionAssert.AreEquivalent(Enumerable.Range(0, 500).ToList(), batches.SelectMany(b => b).ToList());
+        foreach (int[] batch in batches)
+        {
+            int longest = batch.Max(i => Math.Max(pairs[i].Item1.Length, pairs[i].Item2.Length + 1));
+            Assert.IsTrue(batch.Length == 1 || batch.Length * longest <= 256, $"batch of {batch.Length} x {longest}");
+        }
+        // Similar lengths go together: far fewer padding tokens than in random batches of the same sizes.
+        Assert.IsGreaterThan(batches.Count / 2.0, (double)batches.Count(b => b.Max(i => pairs[i].Item1.Length) - b.Min(i => pairs[i].Item1.Length) <= 2));
+    }
+
+    [TestMethod]
+    public void BadInputNamesTheProblem()
+    {
+        var ml = new MLContext();
+        var missing = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() =>
+            ml.Transformers().Translation(new TranslationOptions { SourceColumnName = "French" }).Fit(ml.Data.LoadFromEnumerable(_pairs.Take(10))));
+        StringAssert.Contains(missing.Message, "no column 'French'");
+        IDataView numbers = ml.Data.LoadFromEnumerable(new[] { new { Spanish = 1f, English = "x" } });
+        var wrongType = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Transformers().Translation(Tiny()).Fit(numbers));
+        StringAssert.Contains(wrongType.Message, "Column 'Spanish' is Single; expected Text");
+        var empty = Assert.ThrowsExactly<InvalidOperationException>(() =>
+            ml.Transformers().Translation(Tiny()).Fit(ml.Data.LoadFromEnumerable(new[] { new Pair { English = " ", Spanish = "" } })));
+        StringAssert.Contains(empty.Message, "no pair with text on both sides");
+        var beam = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new TranslationOptions { BeamSize = 0 }.Validate());
+        StringAssert.Contains(beam.Message, "BeamSize");
+        var noSource = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => _model.Transform(ml.Data.LoadFromEnumerable(new[] { new { English = "x" } })));
+        StringAssert.Contains(noSource.Message, "no source column 'Spanish'");
+        // A sentence longer than the limit is truncated (and logged), not an error.
+        Assert.IsNotNull(_model.Translate(string.Join(" ", Enumerable.Repeat("hola", 200)), beamSize: 2));
+    }
+
+    [TestMethod]
+    public void LengthPenaltyIsGnmts()
+    {
+        Assert.AreEqual(1.0, Seq2SeqDecoder.Penalty(1, 0.6), 1e-12);
+        Assert.AreEqual(Math.Pow(10.0 / 6.0, 0.6), Seq2SeqDecoder.Penalty(5, 0.6), 1e-12);
+        Assert.AreEqual(1.0, Seq2SeqDecoder.Penalty(30, 0.0), 1e-12);
+    }
+}

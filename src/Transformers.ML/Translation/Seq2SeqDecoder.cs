@@ -39,7 +39,7 @@ internal sealed class Seq2SeqDecoder
         int[] limits = sources.Select(s => s.Length + extraLength).ToArray();
         return beamSize <= 1
             ? Greedy(memory, sourceMask, limits, useCache)
-            : Beam(memory, sourceMask, limits, beamSize, lengthPenalty);
+            : Beam(memory, sourceMask, limits, beamSize, lengthPenalty, useCache);
     }
 
     private List<int>[] Greedy(Tensor memory, Tensor sourceMask, int[] limits, bool useCache)
@@ -83,7 +83,7 @@ internal sealed class Seq2SeqDecoder
     }
 
     /// <summary>Beam search over B sentences with K beams each, as B*K rows of the decoder.</summary>
-    private List<int>[] Beam(Tensor memory, Tensor sourceMask, int[] limits, int k, double alpha)
+    private List<int>[] Beam(Tensor memory, Tensor sourceMask, int[] limits, int k, double alpha, bool useCache)
     {
         int batch = limits.Length;
         int rows = batch * k;
@@ -91,7 +91,7 @@ internal sealed class Seq2SeqDecoder
         Tensor expand = arange(batch, device: _device).repeat_interleave(k);
         Tensor beamMemory = memory.index_select(0, expand);
         Tensor beamMask = sourceMask.index_select(0, expand);
-        using KeyValueCache cache = _model.Decoder.CreateCache();
+        using KeyValueCache? cache = useCache ? _model.Decoder.CreateCache() : null;
 
         var tokens = Enumerable.Range(0, rows).Select(_ => new List<int>()).ToArray();
         var scores = new double[rows];
@@ -106,7 +106,11 @@ internal sealed class Seq2SeqDecoder
         for (int step = 0; step < limits.Max() && !done.All(d => d); step++)
         {
             using var scope = NewDisposeScope();
-            Tensor logits = _model.Decode(Column(input), step == 0 ? beamMemory : null, beamMask, cache: cache).select(1, -1);
+            Tensor logits = (cache is not null
+                ? _model.Decode(Column(input), step == 0 ? beamMemory : null, beamMask, cache: cache)
+                // Without the cache: the whole prefix of every beam again (start token + its tokens).
+                : _model.Decode(tensor(tokens.SelectMany(t => new long[] { _endOfSentence }.Concat(t.Select(x => (long)x))).ToArray(),
+                    new long[] { rows, step + 1 }, device: _device), beamMemory, beamMask)).select(1, -1);
             Tensor logProbs = F.log_softmax(logits, -1);
             logProbs.select(1, _padding).fill_(double.NegativeInfinity);
             int vocabulary = (int)logProbs.shape[1];
@@ -163,16 +167,16 @@ internal sealed class Seq2SeqDecoder
                 for (int slot = b * k + filled; slot < (b + 1) * k; slot++)
                 {
                     reorder[slot] = b * k;
-                    nextTokens[slot] = new List<int>();
+                    nextTokens[slot] = Enumerable.Repeat(_endOfSentence, step + 1).ToList(); // same length as the live beams
                     nextScores[slot] = double.NegativeInfinity;
                 }
             }
-            cache.Reorder(tensor(reorder, device: _device));
+            cache?.Reorder(tensor(reorder, device: _device));
             tokens = nextTokens;
             scores = nextScores;
             for (int r = 0; r < rows; r++)
             {
-                input[r] = tokens[r].Count > 0 ? tokens[r][^1] : _endOfSentence;
+                input[r] = tokens[r][^1];
             }
         }
 
@@ -183,7 +187,7 @@ internal sealed class Seq2SeqDecoder
             var candidates = finished[b].ToList();
             for (int slot = b * k; slot < (b + 1) * k; slot++)
             {
-                if (!double.IsNegativeInfinity(scores[slot]) && !done[b])
+                if (!double.IsNegativeInfinity(scores[slot]) && !done[b] && tokens[slot].All(t => t != _endOfSentence))
                 {
                     candidates.Add((scores[slot] / Penalty(tokens[slot].Count + 1, alpha), tokens[slot]));
                 }

@@ -84,6 +84,8 @@ public sealed class TranslationTests
             Assert.AreEqual(cached[i], _model.Translate(sentences[i], beamSize: 1));
         }
         string[] beam4 = _model.TranslateBatch(sentences, beamSize: 4, lengthPenalty: 0.6, useCache: true);
+        CollectionAssert.AreEqual(beam4, _model.TranslateBatch(sentences, beamSize: 4, lengthPenalty: 0.6, useCache: false),
+            "beam search with the cache (reordered as beams move) equals recomputing every prefix");
         Assert.AreEqual(sentences.Length, beam4.Length);
         Assert.IsTrue(beam4.All(t => t.Length > 0));
         for (int i = 0; i < 4; i++)

@@ -2,6 +2,8 @@
 // TRANSFORMERS_ML_DATA environment variable, then shared/data beside the repository (searched upwards from
 // the current folder and from the program). A user with none of these can let a file be downloaded once
 // from the data set's canonical address into a cache folder (~/.cache/transformers-ml).
+using System.IO.Compression;
+
 namespace Transformers.ML.Examples;
 
 internal static class DataLocator
@@ -38,7 +40,8 @@ internal static class DataLocator
     /// The path of <paramref name="relativePath"/> under the data folder; when there is no data folder and
     /// <paramref name="allowDownload"/> is set, the file is downloaded from <paramref name="canonicalUrl"/> into the cache.
     /// </summary>
-    public static string File(string? option, string relativePath, string canonicalUrl, bool allowDownload)
+    /// <param name="zipEntry">When the canonical address is a zip archive: the entry to extract.</param>
+    public static string File(string? option, string relativePath, string canonicalUrl, bool allowDownload, string? zipEntry = null)
     {
         string? folder = Find(option);
         if (folder is not null)
@@ -61,7 +64,17 @@ internal static class DataLocator
         using var http = new HttpClient();
         byte[] bytes = http.GetByteArrayAsync(canonicalUrl).GetAwaiter().GetResult();
         string temp = cache + ".part";
-        System.IO.File.WriteAllBytes(temp, bytes);
+        if (zipEntry is null)
+        {
+            System.IO.File.WriteAllBytes(temp, bytes);
+        }
+        else
+        {
+            using var archive = new ZipArchive(new MemoryStream(bytes));
+            ZipArchiveEntry entry = archive.Entries.FirstOrDefault(e => e.Name == zipEntry)
+                ?? throw new InvalidDataException($"{canonicalUrl} has no entry '{zipEntry}'.");
+            entry.ExtractToFile(temp, overwrite: true);
+        }
         System.IO.File.Move(temp, cache, overwrite: true);
         return cache;
     }

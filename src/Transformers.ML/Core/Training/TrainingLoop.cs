@@ -288,6 +288,12 @@ internal sealed class TrainingLoop<TBatch>
         TimeSpan? remaining = stepsThisRun > 0 && totalSteps > state.Step
             ? TimeSpan.FromSeconds(elapsed.TotalSeconds / stepsThisRun * (totalSteps - state.Step))
             : null;
+        if (_options.MaxTrainingTime is TimeSpan budget && remaining is TimeSpan bysteps)
+        {
+            // A time budget ends the run first when it is shorter than the steps left.
+            TimeSpan left = budget - elapsed;
+            remaining = left < bysteps ? (left > TimeSpan.Zero ? left : TimeSpan.Zero) : bysteps;
+        }
         return new TrainingProgress
         {
             Kind = kind,

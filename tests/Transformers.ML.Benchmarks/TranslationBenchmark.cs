@@ -1,0 +1,173 @@
+using System.Diagnostics;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using TorchSharp;
+using Transformers.ML.Core.Modules;
+using Transformers.ML.Core.Tokenization;
+using Transformers.ML.Core.Training;
+using Transformers.ML.Examples;
+using Transformers.ML.Translation;
+using static TorchSharp.torch;
+
+namespace Transformers.ML.Benchmarks;
+
+/// <summary>Translation rows: BLEU and chrF against minutes of training, decoding speed, trainer overhead.</summary>
+internal static class TranslationBenchmark
+{
+    public sealed class Pair
+    {
+        [LoadColumn(0)]
+        public string English { get; set; } = "";
+
+        [LoadColumn(1)]
+        public string Spanish { get; set; } = "";
+    }
+
+    public static void Run(ResultsTable table, BenchmarkOptions options)
+    {
+        string path = DataLocator.File(options.Data, Path.Combine("translation", "spa-eng.txt"), "https://www.manythings.org/anki/spa-eng.zip", options.Download, "spa.txt");
+        var ml = new MLContext(seed: 1);
+        IDataView all = ml.Data.LoadFromTextFile<Pair>(path, separatorChar: '\t', hasHeader: false, allowQuoting: false);
+        // The example's split: by unique English sentence, fixed seeds; 500 held-out sentences.
+        var split = ml.Data.TrainTestSplit(all, testFraction: 0.02, samplingKeyColumnName: nameof(Pair.English), seed: 1);
+        var trainValidation = ml.Data.TrainTestSplit(split.TrainSet, testFraction: 0.01, samplingKeyColumnName: nameof(Pair.English), seed: 2);
+        IDataView test = ml.Data.TakeRows(split.TestSet, 500);
+        bool Runs(string part) => options.Only.Length == 0 || options.Only.Contains("translation") || options.Only.Contains("translation." + part);
+
+        TranslationTransformer? model = null;
+        if (Runs("quality") || Runs("speed"))
+        {
+            double minutes = options.Quick ? 2 : 8;
+            var trainer = Options();
+            trainer.MaxTrainingTime = TimeSpan.FromMinutes(minutes);
+            var clock = Stopwatch.StartNew();
+            model = ml.Transformers().Translation(trainer).Fit(trainValidation.TrainSet, trainValidation.TestSet);
+            double trained = clock.Elapsed.TotalMinutes;
+            if (Runs("quality"))
+            {
+                foreach (int beam in new[] { 1, 4 })
+                {
+                    model.BeamSize = beam;
+                    TranslationMetrics m = ml.Transformers().EvaluateTranslation(model.Transform(test), nameof(Pair.English), "Translation");
+                    table.Add(new BenchmarkRow("translation", $"BLEU, {(beam == 1 ? "greedy" : "beam 4")}, after {trained:F1} min of training", m.Bleu, "BLEU",
+                        "baseline", $"chrF2 {m.ChrF:F1}; 500 held-out sentences; Small preset (N=3, d=256), {model.EpochReports.Count} epochs"));
+                }
+            }
+        }
+        if (Runs("speed"))
+        {
+            List<string> sentences = ml.Data.CreateEnumerable<Pair>(test, false).Select(p => p.Spanish).Take(options.Quick ? 32 : 64).ToList();
+            foreach (int batch in new[] { 1, 32 })
+            {
+                foreach ((string name, int beam) in new[] { ("greedy", 1), ("beam 4", 4) })
+                {
+                    double cached = Speed(model!, sentences, batch, beam, useCache: true);
+                    double uncached = Speed(model!, sentences, batch, beam, useCache: false);
+                    table.Add(new BenchmarkRow("translation", $"decoding {name}, batch {batch}, with cache", cached, "sentences/s", "-",
+                        $"without cache {uncached:F1} sentences/s ({cached / uncached:F1}x); {sentences.Count} sentences"));
+                }
+            }
+        }
+        model?.Dispose();
+        if (Runs("trainer"))
+        {
+            TrainerOverhead(table, options, ml, trainValidation.TrainSet);
+        }
+    }
+
+    /// <summary>The example's settings: Small preset, shared BPE of 4000, batches of 2048 tokens, the paper's schedule with warmup 400 and scale 0.5.</summary>
+    private static TranslationOptions Options() => new()
+    {
+        SourceColumnName = nameof(Pair.Spanish),
+        TargetColumnName = nameof(Pair.English),
+        VocabularySize = 4000,
+        Epochs = 20,
+        MaxTokensPerBatch = 2048,
+        WarmupSteps = 400,
+        LearningRateScale = 0.5,
+        LogEverySteps = 1_000_000,
+        SampleSentence = null,
+    };
+
+    private static double Speed(TranslationTransformer model, List<string> sentences, int batch, int beam, bool useCache)
+    {
+        var clock = Stopwatch.StartNew();
+        foreach (string[] chunk in sentences.Chunk(batch))
+        {
+            model.TranslateBatch(chunk, beam, 0.6, useCache);
+        }
+        return sentences.Count / clock.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>Throughput (target tokens/s) through Fit against a plain loop over the same batches, same model shape.</summary>
+    private static void TrainerOverhead(ResultsTable table, BenchmarkOptions options, MLContext ml, IDataView train)
+    {
+        IDataView subset = ml.Data.TakeRows(train, 20_000);
+        int steps = options.Quick ? 30 : 60;
+        double trainer = 0, plain = 0;
+        for (int round = 0; round < 2; round++)
+        {
+            plain = Math.Max(plain, PlainLoop(ml, subset, steps));
+            trainer = Math.Max(trainer, ThroughFit(ml, subset, steps));
+        }
+        table.Add(new BenchmarkRow("translation", "training through the ML.NET trainer", trainer, "tokens/s", "-", $"target tokens; Small preset; {steps} steps of 2048-token batches"));
+        table.Add(new BenchmarkRow("translation", "training, plain TorchSharp loop", plain, "tokens/s", "-", "same model, codec and batches"));
+        table.Add(new BenchmarkRow("translation", "ML.NET trainer / plain loop", trainer / plain, "ratio", ">= 0.97", "best of 2 alternating runs"));
+    }
+
+    private static double ThroughFit(MLContext ml, IDataView data, int steps)
+    {
+        var reports = new List<TrainingProgress>();
+        var options = Options();
+        options.Epochs = 1;
+        options.MaxSteps = steps;
+        options.LogEverySteps = steps / 3;
+        options.Progress = new Progress(reports.Add);
+        ml.Transformers().Translation(options).Fit(data).Dispose();
+        return reports.Where(r => r.Kind == TrainingProgressKind.Step).Skip(1).Average(r => r.Throughput);
+    }
+
+    private static double PlainLoop(MLContext ml, IDataView data, int steps)
+    {
+        var pairs = ml.Data.CreateEnumerable<Pair>(data, false).Where(p => !string.IsNullOrWhiteSpace(p.English) && !string.IsNullOrWhiteSpace(p.Spanish)).ToList();
+        var options = Options();
+        var codec = new TranslationCodec(TextTokenizer.Train(TokenizerKind.BytePairEncoding, string.Join("\n", pairs.Select(p => p.Spanish + "\n" + p.English)), options.VocabularySize), options.MaxSentenceTokens);
+        var encoded = pairs.Select(p => (codec.Encode(p.Spanish).Ids, codec.Encode(p.English).Ids)).ToList();
+        manual_seed(1);
+        var config = options.EffectiveModel;
+        config.MaxSequenceLength = Math.Max(config.MaxSequenceLength, options.MaxSentenceTokens + 51);
+        using var model = new EncoderDecoderTransformer("transformer", config, codec.VocabularySize);
+        var task = new TranslationTask(model, codec, encoded, new(), options.MaxTokensPerBatch, config.LabelSmoothing, CPU, _ => null);
+        using var optimizer = new AdamW(model.named_parameters(), 0.9, 0.98, 1e-9, 0);
+        var schedule = new InverseSquareRootSchedule(config.ModelDimension, 400, 0.5);
+        IReadOnlyList<int[]> batches = task.PlanEpoch(0, new Random(1));
+        model.train();
+        int warmup = steps / 3;
+        long tokens = 0;
+        var clock = new Stopwatch();
+        for (int step = 0; step < steps; step++)
+        {
+            if (step == warmup)
+            {
+                clock.Start();
+            }
+            using var scope = NewDisposeScope();
+            optimizer.ZeroGrad();
+            LossSum loss = task.ComputeLoss(batches[step % batches.Count]);
+            long count = loss.Count.item<long>();
+            loss.Sum.div(count).backward();
+            nn.utils.clip_grad_norm_(optimizer.Parameters, 1.0);
+            optimizer.Step(schedule.At(step + 1));
+            if (step >= warmup)
+            {
+                tokens += count;
+            }
+        }
+        return tokens / clock.Elapsed.TotalSeconds;
+    }
+
+    private sealed class Progress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress value) => report(value);
+    }
+}

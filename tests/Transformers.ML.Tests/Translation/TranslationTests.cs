@@ -172,6 +172,25 @@ public sealed class TranslationTests
     }
 
     [TestMethod]
+    public void EvaluationAcceptsSeveralReferencesPerSentence()
+    {
+        var ml = new MLContext();
+        // sacreBLEU's README example, with both reference streams in one vector column per sentence.
+        var rows = new[]
+        {
+            new { Translation = "The dog bit the man.", English = new[] { "The dog bit the man.", "The dog had bit the man." } },
+            new { Translation = "It wasn't surprising.", English = new[] { "It was not unexpected.", "No one was surprised." } },
+            new { Translation = "The man had just bitten him.", English = new[] { "The man bit him first.", "The man had bitten the dog." } },
+        };
+        TranslationMetrics m = ml.Transformers().EvaluateTranslation(ml.Data.LoadFromEnumerable(rows));
+        Assert.AreEqual(48.530827, m.Bleu, 1e-5);
+        Assert.AreEqual(59.73, m.ChrF, 0.005);
+        var wrong = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() =>
+            ml.Transformers().EvaluateTranslation(ml.Data.LoadFromEnumerable(new[] { new { Translation = "a", English = 1f } })));
+        StringAssert.Contains(wrong.Message, "Reference column 'English' is Single");
+    }
+
+    [TestMethod]
     public void LengthPenaltyIsGnmts()
     {
         Assert.AreEqual(1.0, Seq2SeqDecoder.Penalty(1, 0.6), 1e-12);

@@ -47,7 +47,7 @@ internal static class TextGenerationBenchmark
     private static void Quality(ResultsTable table, BenchmarkOptions options, string text)
     {
         var ml = new MLContext(seed: 1);
-        double minutes = options.Quick ? 1.5 : 5;
+        double minutes = options.Quick ? 1 : 5;
         var config = TextGenerationOptions.PresetConfig(GptPreset.Small);
         config.MaxSequenceLength = 64;
         config.Dropout = 0;
@@ -97,7 +97,7 @@ internal static class TextGenerationBenchmark
     /// </summary>
     private static void GenerationSpeed(ResultsTable table, BenchmarkOptions options)
     {
-        int newTokens = options.Quick ? 128 : 256;
+        int newTokens = options.Quick ? 64 : 256;
         foreach ((string name, GptPreset preset) in new[] { ("Small 4L/4H/128d", GptPreset.Small), ("Baby 6L/6H/384d", GptPreset.Baby) })
         {
             var config = TextGenerationOptions.PresetConfig(preset);
@@ -130,7 +130,7 @@ internal static class TextGenerationBenchmark
     /// <summary>Training throughput through the ML.NET trainer (Fit) against a plain loop over batches of the same shape.</summary>
     private static void TrainerOverhead(ResultsTable table, BenchmarkOptions options, string text)
     {
-        int steps = options.Quick ? 30 : 80;
+        int steps = options.Quick ? 15 : 80;
         string corpus = text[..300_000];
         double trainer = 0, plain = 0;
         for (int round = 0; round < 3; round++)

@@ -37,7 +37,7 @@ internal static class TranslationBenchmark
         TranslationTransformer? model = null;
         if (Runs("quality") || Runs("speed"))
         {
-            double minutes = options.Quick ? 2 : 8;
+            double minutes = options.Quick ? 1 : 8;
             var trainer = Options();
             trainer.MaxTrainingTime = TimeSpan.FromMinutes(minutes);
             var clock = Stopwatch.StartNew();
@@ -56,7 +56,7 @@ internal static class TranslationBenchmark
         }
         if (Runs("speed"))
         {
-            List<string> sentences = ml.Data.CreateEnumerable<Pair>(test, false).Select(p => p.Spanish).Take(options.Quick ? 32 : 64).ToList();
+            List<string> sentences = ml.Data.CreateEnumerable<Pair>(test, false).Select(p => p.Spanish).Take(options.Quick ? 16 : 64).ToList();
             foreach (int batch in new[] { 1, 32 })
             {
                 foreach ((string name, int beam) in new[] { ("greedy", 1), ("beam 4", 4) })
@@ -103,7 +103,7 @@ internal static class TranslationBenchmark
     private static void TrainerOverhead(ResultsTable table, BenchmarkOptions options, MLContext ml, IDataView train)
     {
         IDataView subset = ml.Data.TakeRows(train, 20_000);
-        int steps = options.Quick ? 30 : 60;
+        int steps = options.Quick ? 15 : 60;
         double trainer = 0, plain = 0;
         for (int round = 0; round < 2; round++)
         {

@@ -96,7 +96,7 @@ public sealed class TransformersCatalog
     public TranslationMetrics EvaluateTranslation(IDataView data, string referenceColumnName = "English", string translationColumnName = "Translation")
     {
         ArgumentNullException.ThrowIfNull(data);
-        List<string> hypotheses = TranslationEstimator.ReadTextColumn(data, translationColumnName);
+        List<string> hypotheses = Core.DataView.TextColumns.Read(data, translationColumnName);
         var references = TranslationEstimator.ReadReferences(data, referenceColumnName);
         return SacreBleu.ScorePerSentence(hypotheses, references);
     }
@@ -108,6 +108,6 @@ public sealed class TransformersCatalog
     public TextGenerationMetrics EvaluateTextGeneration(TextGenerationTransformer model, IDataView data, string textColumnName = "Text")
     {
         ArgumentNullException.ThrowIfNull(model);
-        return TextGenerationMetrics.Compute(model, TextGenerationEstimator.ReadTexts(data, textColumnName));
+        return TextGenerationMetrics.Compute(model, Core.DataView.TextColumns.Read(data, textColumnName));
     }
 }

@@ -70,7 +70,7 @@ internal static class TextGenerationBenchmark
             GradientClipNorm = 1.0,
             MaxTrainingTime = TimeSpan.FromMinutes(minutes),
             LogEverySteps = 1_000_000,
-            Progress = new Progress(p =>
+            Progress = new CallbackProgress(p =>
             {
                 if (p.Kind == TrainingProgressKind.EpochEnd && p.ValidationValue is double loss)
                 {
@@ -155,7 +155,7 @@ internal static class TextGenerationBenchmark
             BatchesPerEpoch = steps,
             ValidationFraction = 0,
             LogEverySteps = steps / 3,
-            Progress = new Progress(reports.Add),
+            Progress = new CallbackProgress(reports.Add),
         };
         using TextGenerationTransformer model = ml.Transformers().TextGeneration(options).Fit(ml.Data.LoadFromEnumerable(new[] { new Document { Text = corpus } }));
         // The loop's own throughput over the later reports: the first window includes warm-up, as the plain loop's first steps.
@@ -192,10 +192,5 @@ internal static class TextGenerationBenchmark
             optimizer.Step(1e-3);
         }
         return (double)(steps - warmup) * batch * context / clock.Elapsed.TotalSeconds;
-    }
-
-    private sealed class Progress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
-    {
-        public void Report(TrainingProgress value) => report(value);
     }
 }

@@ -122,7 +122,7 @@ internal static class TranslationBenchmark
         options.Epochs = 1;
         options.MaxSteps = steps;
         options.LogEverySteps = steps / 3;
-        options.Progress = new Progress(reports.Add);
+        options.Progress = new CallbackProgress(reports.Add);
         ml.Transformers().Translation(options).Fit(data).Dispose();
         return reports.Where(r => r.Kind == TrainingProgressKind.Step).Skip(1).Average(r => r.Throughput);
     }
@@ -164,10 +164,5 @@ internal static class TranslationBenchmark
             }
         }
         return tokens / clock.Elapsed.TotalSeconds;
-    }
-
-    private sealed class Progress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
-    {
-        public void Report(TrainingProgress value) => report(value);
     }
 }

@@ -3,6 +3,7 @@ using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
 using TorchSharp;
 using Transformers.ML.Core;
+using Transformers.ML.Core.DataView;
 using Transformers.ML.Core.IO;
 using Transformers.ML.Core.Tokenization;
 using Transformers.ML.Core.Training;
@@ -36,20 +37,7 @@ public sealed class TextGenerationEstimator : IEstimator<TextGenerationTransform
     /// <inheritdoc />
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
     {
-        string prompt = _options.PromptColumnName ?? _options.TextColumnName;
-        SchemaShape.Column column = inputSchema.LastOrDefault(c => c.Name == prompt);
-        if (column.Name is null)
-        {
-            throw new ArgumentOutOfRangeException(nameof(inputSchema),
-                $"The data has no column '{prompt}'; it has: {string.Join(", ", inputSchema.Select(c => c.Name))}.");
-        }
-        if (column.ItemType is not TextDataViewType || column.Kind != SchemaShape.Column.VectorKind.Scalar)
-        {
-            throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Column '{prompt}' is {column.ItemType}; expected a Text (string) column.");
-        }
-        // SchemaShape.Column has no public constructor; a copy of the (text) prompt column has exactly the shape
-        // of the output column, so ML.NET's CopyColumns estimator describes it.
-        return _context.Transforms.CopyColumns(_options.OutputColumnName, prompt).GetOutputSchema(inputSchema);
+        return TextColumns.WithTextOutput(_context, inputSchema, _options.PromptColumnName ?? _options.TextColumnName, _options.OutputColumnName);
     }
 
     /// <summary>Trains on the documents of the text column.</summary>
@@ -61,15 +49,15 @@ public sealed class TextGenerationEstimator : IEstimator<TextGenerationTransform
     /// </summary>
     public TextGenerationTransformer Fit(IDataView input, IDataView? validation)
     {
-        List<string> documents = ReadTexts(input, _options.TextColumnName);
+        List<string> documents = TextColumns.Read(input, _options.TextColumnName);
         if (documents.All(string.IsNullOrEmpty))
         {
             throw new InvalidOperationException($"Column '{_options.TextColumnName}' holds no text ({documents.Count} rows, all empty): nothing to train on.");
         }
-        List<string>? validationDocuments = validation is null ? null : ReadTexts(validation, _options.TextColumnName);
+        List<string>? validationDocuments = validation is null ? null : TextColumns.Read(validation, _options.TextColumnName);
 
-        var epochs = new List<TrainingProgress>();
-        using var reporter = new TrainingReporter(_context, "TextGeneration", new RecordingProgress(epochs, _options.Progress));
+        var recorder = new EpochRecorder(_options.Progress);
+        using var reporter = new TrainingReporter(_context, "TextGeneration", recorder);
         Action<string>? log = TrainingReporter.LogTo(_context, "TextGeneration");
         Device device = TrainingSetup.Prepare(_options, reporter);
 
@@ -117,7 +105,7 @@ public sealed class TextGenerationEstimator : IEstimator<TextGenerationTransform
         var task = new LanguageModelTask(model, trainTokens, validationTokens, _options.BatchSize, _options.BatchesPerEpoch, _options.ValidationBatches,
             _ => _options.SamplePrompt is null ? null : transformer.Generate(_options.SamplePrompt, _options.Generation));
         new TrainingLoop<long[]>(model, _options, task, reporter, model.Config.ModelDimension, model.Config.ToJson()).Run();
-        transformer.EpochReports = epochs;
+        transformer.EpochReports = recorder.Epochs;
         return transformer;
     }
 
@@ -135,38 +123,5 @@ public sealed class TextGenerationEstimator : IEstimator<TextGenerationTransform
         }
         int split = (int)(all.Length * (1 - _options.ValidationFraction));
         return (all[..split], all[split..]);
-    }
-
-    internal static List<string> ReadTexts(IDataView data, string columnName)
-    {
-        DataViewSchema.Column column = data.Schema.GetColumnOrNull(columnName)
-            ?? throw new ArgumentOutOfRangeException(nameof(columnName),
-                $"The data has no text column '{columnName}'; it has: {string.Join(", ", data.Schema.Select(c => c.Name))}.");
-        if (column.Type is not TextDataViewType)
-        {
-            throw new ArgumentOutOfRangeException(nameof(columnName), $"Column '{columnName}' is {column.Type}; expected Text (string).");
-        }
-        var texts = new List<string>();
-        using DataViewRowCursor cursor = data.GetRowCursor(new[] { column });
-        ValueGetter<ReadOnlyMemory<char>> getter = cursor.GetGetter<ReadOnlyMemory<char>>(column);
-        ReadOnlyMemory<char> value = default;
-        while (cursor.MoveNext())
-        {
-            getter(ref value);
-            texts.Add(value.ToString());
-        }
-        return texts;
-    }
-
-    private sealed class RecordingProgress(List<TrainingProgress> epochs, IProgress<TrainingProgress>? inner) : IProgress<TrainingProgress>
-    {
-        public void Report(TrainingProgress value)
-        {
-            if (value.Kind == TrainingProgressKind.EpochEnd)
-            {
-                epochs.Add(value);
-            }
-            inner?.Report(value);
-        }
     }
 }

@@ -2,6 +2,7 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using TorchSharp;
 using Transformers.ML.Core;
+using Transformers.ML.Core.DataView;
 using Transformers.ML.Core.IO;
 using Transformers.ML.Core.Modules;
 using Transformers.ML.Core.Tokenization;
@@ -35,13 +36,7 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
     /// <inheritdoc />
     public SchemaShape GetOutputSchema(SchemaShape inputSchema)
     {
-        SchemaShape.Column column = inputSchema.LastOrDefault(c => c.Name == _options.SourceColumnName);
-        if (column.Name is null || column.ItemType is not TextDataViewType || column.Kind != SchemaShape.Column.VectorKind.Scalar)
-        {
-            throw new ArgumentOutOfRangeException(nameof(inputSchema), $"The data needs a Text column '{_options.SourceColumnName}'.");
-        }
-        // SchemaShape.Column has no public constructor: a copy of the (text) source column has the output's shape.
-        return _context.Transforms.CopyColumns(_options.OutputColumnName, _options.SourceColumnName).GetOutputSchema(inputSchema);
+        return TextColumns.WithTextOutput(_context, inputSchema, _options.SourceColumnName, _options.OutputColumnName);
     }
 
     /// <summary>Trains on the pairs of <paramref name="train"/>, without validation.</summary>
@@ -50,8 +45,8 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
     /// <summary>Trains on <paramref name="train"/>; validation loss (and early stopping, when set) on <paramref name="validation"/>.</summary>
     public TranslationTransformer Fit(IDataView train, IDataView? validation)
     {
-        var epochs = new List<TrainingProgress>();
-        using var reporter = new TrainingReporter(_context, "Translation", new Recorder(epochs, _options.Progress));
+        var recorder = new EpochRecorder(_options.Progress);
+        using var reporter = new TrainingReporter(_context, "Translation", recorder);
         Action<string>? log = TrainingReporter.LogTo(_context, "Translation");
         Device device = TrainingSetup.Prepare(_options, reporter);
 
@@ -95,7 +90,7 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
         var task = new TranslationTask(model, codec, trainIds, validationIds, _options.MaxTokensPerBatch, model.Config.LabelSmoothing, device,
             _ => _options.SampleSentence is null ? null : transformer.Translate(_options.SampleSentence, _options.BeamSize, _options.LengthPenalty));
         new TrainingLoop<int[]>(model, _options, task, reporter, model.Config.ModelDimension, model.Config.ToJson()).Run();
-        transformer.EpochReports = epochs;
+        transformer.EpochReports = recorder.Epochs;
         return transformer;
     }
 
@@ -116,8 +111,8 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
     /// <summary>The (source, target) pairs; pairs with an empty or whitespace-only side are skipped and counted in the log.</summary>
     private List<(string, string)> ReadPairs(IDataView data, TrainingReporter reporter, string what)
     {
-        List<string> sources = ReadTextColumn(data, _options.SourceColumnName);
-        List<string> targets = ReadTextColumn(data, _options.TargetColumnName);
+        List<string> sources = TextColumns.Read(data, _options.SourceColumnName);
+        List<string> targets = TextColumns.Read(data, _options.TargetColumnName);
         var pairs = new List<(string, string)>(sources.Count);
         int skipped = 0;
         for (int i = 0; i < sources.Count; i++)
@@ -136,26 +131,6 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
         return pairs;
     }
 
-    internal static List<string> ReadTextColumn(IDataView data, string name)
-    {
-        DataViewSchema.Column column = data.Schema.GetColumnOrNull(name)
-            ?? throw new ArgumentOutOfRangeException(nameof(name), $"The data has no column '{name}'; it has: {string.Join(", ", data.Schema.Select(c => c.Name))}.");
-        if (column.Type is not TextDataViewType)
-        {
-            throw new ArgumentOutOfRangeException(nameof(name), $"Column '{name}' is {column.Type}; expected Text (string).");
-        }
-        var values = new List<string>();
-        using DataViewRowCursor cursor = data.GetRowCursor(new[] { column });
-        ValueGetter<ReadOnlyMemory<char>> getter = cursor.GetGetter<ReadOnlyMemory<char>>(column);
-        ReadOnlyMemory<char> value = default;
-        while (cursor.MoveNext())
-        {
-            getter(ref value);
-            values.Add(value.ToString());
-        }
-        return values;
-    }
-
     /// <summary>Reads the reference column: one Text reference, or a vector of Text references, per row.</summary>
     internal static List<IReadOnlyList<string>> ReadReferences(IDataView data, string name)
     {
@@ -163,7 +138,7 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
             ?? throw new ArgumentOutOfRangeException(nameof(name), $"The data has no reference column '{name}'; it has: {string.Join(", ", data.Schema.Select(c => c.Name))}.");
         if (column.Type is TextDataViewType)
         {
-            return ReadTextColumn(data, name).Select(r => (IReadOnlyList<string>)new[] { r }).ToList();
+            return TextColumns.Read(data, name).Select(r => (IReadOnlyList<string>)new[] { r }).ToList();
         }
         if (column.Type is VectorDataViewType { ItemType: TextDataViewType })
         {
@@ -179,17 +154,5 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
             return values;
         }
         throw new ArgumentOutOfRangeException(nameof(name), $"Reference column '{name}' is {column.Type}; expected Text or a vector of Text (several references).");
-    }
-
-    private sealed class Recorder(List<TrainingProgress> epochs, IProgress<TrainingProgress>? inner) : IProgress<TrainingProgress>
-    {
-        public void Report(TrainingProgress value)
-        {
-            if (value.Kind == TrainingProgressKind.EpochEnd)
-            {
-                epochs.Add(value);
-            }
-            inner?.Report(value);
-        }
     }
 }

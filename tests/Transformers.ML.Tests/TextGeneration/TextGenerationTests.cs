@@ -289,7 +289,7 @@ public sealed class TextGenerationTests
 
         var missing = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() =>
             ml.Transformers().TextGeneration(new TextGenerationOptions { TextColumnName = "Body", Preset = GptPreset.Tiny }).Fit(Load(ml, "abc")));
-        StringAssert.Contains(missing.Message, "no text column 'Body'");
+        StringAssert.Contains(missing.Message, "no column 'Body'");
 
         IDataView numbers = ml.Data.LoadFromEnumerable(new[] { new { Text = 1.5f } });
         var wrongType = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Transformers().TextGeneration(Tiny()).Fit(numbers));

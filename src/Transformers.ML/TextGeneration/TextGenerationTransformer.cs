@@ -121,8 +121,7 @@ public sealed class TextGenerationTransformer : ITransformer, IDisposable
         Device target = DeviceSelector.Resolve(device, allowCpuFallback: false, log);
         using ModelFileContents contents = ModelFile.Load(path, Capability);
         TransformerConfig config = TransformerConfig.FromJson(contents.Config);
-        TextTokenizer tokenizer = TextTokenizer.FromDefinition(
-            TokenizerDefinition.FromJson(contents.Tokenizer ?? throw new InvalidDataException($"'{path}' has no tokenizer."), path), path);
+        TextTokenizer tokenizer = TextTokenizer.FromModelFile(contents);
         int vocabulary = contents.Metadata.TryGetValue("vocabulary_size", out string? v) && int.TryParse(v, out int n) ? n : tokenizer.VocabularySize;
         string[] columns = contents.Metadata.TryGetValue("columns", out string? c) ? JsonSerializer.Deserialize<string[]>(c) ?? new[] { "Text", "GeneratedText" } : new[] { "Text", "GeneratedText" };
         var model = new GptModel(config, vocabulary);

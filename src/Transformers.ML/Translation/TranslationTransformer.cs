@@ -148,8 +148,7 @@ public sealed class TranslationTransformer : ITransformer, IDisposable
         Device target = DeviceSelector.Resolve(device, allowCpuFallback: false, log);
         using ModelFileContents contents = ModelFile.Load(path, Capability);
         TransformerConfig config = TransformerConfig.FromJson(contents.Config);
-        TextTokenizer tokenizer = TextTokenizer.FromDefinition(
-            TokenizerDefinition.FromJson(contents.Tokenizer ?? throw new InvalidDataException($"'{path}' has no tokenizer."), path), path);
+        TextTokenizer tokenizer = TextTokenizer.FromModelFile(contents);
         int maxTokens = contents.Metadata.TryGetValue("max_sentence_tokens", out string? m) && int.TryParse(m, out int n) ? n : 64;
         string[] columns = contents.Metadata.TryGetValue("columns", out string? c) ? JsonSerializer.Deserialize<string[]>(c) ?? new[] { "Spanish", "Translation" } : new[] { "Spanish", "Translation" };
         double[] decoding = contents.Metadata.TryGetValue("decoding", out string? d) ? JsonSerializer.Deserialize<double[]>(d) ?? new[] { 4.0, 0.6 } : new[] { 4.0, 0.6 };

@@ -137,6 +137,11 @@ internal sealed class TextTokenizer
         }
     }
 
+    /// <summary>The tokenizer stored in a model file's metadata; the message names the file when it has none.</summary>
+    public static TextTokenizer FromModelFile(IO.ModelFileContents contents) => FromDefinition(
+        TokenizerDefinition.FromJson(contents.Tokenizer ?? throw new InvalidDataException($"'{contents.Path}' has no tokenizer in its metadata."), contents.Path),
+        contents.Path);
+
     public const int Gpt2VocabularySize = 50257;
     public const int Gpt2EndOfText = 50256;
 }

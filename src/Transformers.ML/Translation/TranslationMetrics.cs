@@ -63,18 +63,7 @@ public static partial class SacreBleu
                 throw new ArgumentException($"Reference stream {k} has {references[k].Count} sentences; there are {hypotheses.Count} hypotheses.", nameof(references));
             }
         }
-        var perSentence = Enumerable.Range(0, hypotheses.Count).Select(i => (IReadOnlyList<string>)references.Select(r => r[i]).ToList()).ToList();
-        (double bleu, double[] precisions, double bp, long hypLength, long refLength) = Bleu(hypotheses, perSentence);
-        return new TranslationMetrics
-        {
-            Bleu = bleu,
-            Precisions = precisions,
-            BrevityPenalty = bp,
-            HypothesisLength = hypLength,
-            ReferenceLength = refLength,
-            ChrF = ChrF(hypotheses, perSentence),
-            Sentences = hypotheses.Count,
-        };
+        return ScorePerSentence(hypotheses, Enumerable.Range(0, hypotheses.Count).Select(i => (IReadOnlyList<string>)references.Select(r => r[i]).ToList()).ToList());
     }
 
     /// <summary>Scores hypotheses where each sentence has its own list of references (any number, at least one).</summary>

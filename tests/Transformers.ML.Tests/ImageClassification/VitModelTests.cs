@@ -1,0 +1,66 @@
+using Transformers.ML.ImageClassification;
+using static TorchSharp.torch;
+
+namespace Transformers.ML.Tests.ImageClassification;
+
+[TestClass]
+public sealed class VitModelTests
+{
+    [TestMethod]
+    public void PresetsCountThePublishedParameters()
+    {
+        // With a 1000-class head, as the published (timm) counts: ViT-Ti/16 5,717,416; ViT-S/16 22,050,664; ViT-B/16 86,567,656.
+        foreach ((VitConfig config, long expected) in new[] { (VitConfig.Tiny16(), 5_717_416L), (VitConfig.Small16(), 22_050_664L), (VitConfig.Base16(), 86_567_656L) })
+        {
+            using var model = new VitModel(config, 1000);
+            Assert.AreEqual(expected, model.parameters().Sum(p => p.numel()), $"width {config.Width}");
+        }
+    }
+
+    [TestMethod]
+    public void ForwardGivesLogitsFeaturesAndAttentionOfTheClsToken()
+    {
+        manual_seed(1);
+        var config = new VitConfig { ImageSize = 28, PatchSize = 7, Channels = 1, Width = 32, Depth = 2, Heads = 4, Dropout = 0 };
+        using var model = new VitModel(config, 10);
+        model.eval();
+        using Tensor images = randn(3, 1, 28, 28);
+        VitOutput output = model.Forward(images, needAttention: true);
+        CollectionAssert.AreEqual(new long[] { 3, 10 }, output.Logits.shape);
+        CollectionAssert.AreEqual(new long[] { 3, 32 }, output.Features.shape);
+        Assert.AreEqual(2, output.Attention!.Count);
+        CollectionAssert.AreEqual(new long[] { 3, 4, 17, 17 }, output.Attention[0].shape); // 16 patches + [CLS]
+        // The zero-initialised head gives uniform predictions before training.
+        Assert.AreEqual(0.0, output.Logits.abs().max().item<float>(), 0.0);
+
+        // Each image's output depends on that image only.
+        VitOutput single = model.Forward(images.narrow(0, 1, 1));
+        Assert.IsLessThan(1e-5, TestUtil.MaxAbsDiff(single.Features, output.Features.narrow(0, 1, 1)));
+
+        var e = Assert.ThrowsExactly<ArgumentException>(() => model.Forward(randn(2, 3, 28, 28)));
+        StringAssert.Contains(e.Message, "(batch, 1, 28, 28)");
+    }
+
+    [TestMethod]
+    public void PositionEmbeddingsAreInterpolatedForANewImageSize()
+    {
+        manual_seed(2);
+        var config = new VitConfig { ImageSize = 16, PatchSize = 4, Width = 16, Depth = 1, Heads = 2, Dropout = 0 };
+        using var model = new VitModel(config, 3);
+        var positions = model.named_parameters().Single(p => p.name == "pos_embed").parameter;
+        using Tensor before = positions.detach().clone();
+        model.ResizeImages(32); // 4 x 4 grid -> 8 x 8
+        Assert.AreEqual(32, model.Config.ImageSize);
+        CollectionAssert.AreEqual(new long[] { 1, 65, 16 }, positions.shape);
+        Assert.AreEqual(0.0, TestUtil.MaxAbsDiff(positions.narrow(1, 0, 1), before.narrow(1, 0, 1)), "the [CLS] position is kept");
+        // Bicubic interpolation keeps the range of the grid (up to overshoot) and its mean closely.
+        Assert.AreEqual(before.narrow(1, 1, 16).mean().item<float>(), positions.narrow(1, 1, 64).mean().item<float>(), 2e-3);
+        using Tensor logits = model.Forward(randn(2, 1, 32, 32)).Logits;
+        CollectionAssert.AreEqual(new long[] { 2, 3 }, logits.shape);
+
+        var bad = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new VitModel(new VitConfig { ImageSize = 30, PatchSize = 4 }, 2));
+        StringAssert.Contains(bad.Message, "a multiple of PatchSize (4)");
+        bad = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new VitModel(new VitConfig { ImageSize = 3, PatchSize = 4 }, 2));
+        StringAssert.Contains(bad.Message, "smaller than one patch");
+    }
+}

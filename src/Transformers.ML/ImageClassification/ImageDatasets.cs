@@ -1,0 +1,173 @@
+// Readers for the image data sets the classifier is measured on: the idx format of MNIST and Fashion-MNIST
+// (LeCun et al.; big-endian header, optionally gzip-compressed) and numpy .npz archives such as MedMNIST's
+// octmnist.npz (a zip of .npy arrays: magic, version, a Python-dict header, raw little-endian data).
+using System.Buffers.Binary;
+using System.IO.Compression;
+using System.Text;
+using System.Text.RegularExpressions;
+
+namespace Transformers.ML.ImageClassification;
+
+/// <summary>An array read from a data file: its shape and bytes (one byte per element for images and labels).</summary>
+public sealed record ImageArray(int[] Shape, byte[] Data)
+{
+    /// <summary>Elements in all dimensions but the first (pixels per image).</summary>
+    public int ItemSize => Shape.Skip(1).Aggregate(1, (a, b) => a * b);
+
+    /// <summary>Number of items (images or labels).</summary>
+    public int Count => Shape[0];
+}
+
+/// <summary>Reads idx files (MNIST, Fashion-MNIST) and .npz archives (MedMNIST) of unsigned 8-bit arrays.</summary>
+public static partial class ImageDatasets
+{
+    /// <summary>Reads an idx file of unsigned bytes (.gz or plain); the message names the file and what is wrong.</summary>
+    public static ImageArray ReadIdx(string path)
+    {
+        byte[] bytes = ReadMaybeGzip(path);
+        if (bytes.Length < 4 || bytes[0] != 0 || bytes[1] != 0)
+        {
+            throw new InvalidDataException($"'{path}' is not an idx file: it does not start with two zero bytes.");
+        }
+        if (bytes[2] != 0x08)
+        {
+            throw new InvalidDataException($"'{path}' holds idx type 0x{bytes[2]:X2}; only unsigned bytes (0x08) are read.");
+        }
+        int dims = bytes[3];
+        if (dims < 1 || bytes.Length < 4 + 4 * dims)
+        {
+            throw new InvalidDataException($"'{path}' has {dims} dimensions and a header longer than the file (truncated).");
+        }
+        var shape = new int[dims];
+        long elements = 1;
+        for (int d = 0; d < dims; d++)
+        {
+            shape[d] = BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(4 + 4 * d));
+            elements *= shape[d];
+        }
+        int start = 4 + 4 * dims;
+        if (bytes.Length - start != elements)
+        {
+            throw new InvalidDataException($"'{path}' should hold {elements} bytes of data for shape [{string.Join(", ", shape)}] but holds {bytes.Length - start} (truncated or corrupted).");
+        }
+        return new ImageArray(shape, bytes[start..]);
+    }
+
+    /// <summary>Reads every unsigned-byte or integer array of an .npz archive (integers are narrowed to bytes; labels fit).</summary>
+    public static Dictionary<string, ImageArray> ReadNpz(string path)
+    {
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"'{path}' does not exist.", path);
+        }
+        var arrays = new Dictionary<string, ImageArray>(StringComparer.Ordinal);
+        ZipArchive archive;
+        try
+        {
+            archive = ZipFile.OpenRead(path);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new InvalidDataException($"'{path}' is not an .npz (zip) archive: {e.Message}", e);
+        }
+        using (archive)
+        {
+            foreach (ZipArchiveEntry entry in archive.Entries.Where(e => e.Name.EndsWith(".npy", StringComparison.Ordinal)))
+            {
+                using var stream = entry.Open();
+                using var memory = new MemoryStream();
+                stream.CopyTo(memory);
+                arrays[entry.Name[..^4]] = ReadNpy(memory.ToArray(), $"{path}:{entry.Name}");
+            }
+        }
+        return arrays;
+    }
+
+    [GeneratedRegex(@"'descr':\s*'(?<descr>[^']+)'.*'fortran_order':\s*(?<fortran>True|False).*'shape':\s*\((?<shape>[^)]*)\)", RegexOptions.Singleline)]
+    private static partial Regex NpyHeader();
+
+    internal static ImageArray ReadNpy(byte[] bytes, string source)
+    {
+        if (bytes.Length < 10 || bytes[0] != 0x93 || Encoding.ASCII.GetString(bytes, 1, 5) != "NUMPY")
+        {
+            throw new InvalidDataException($"'{source}' is not a .npy array (no \\x93NUMPY magic).");
+        }
+        int major = bytes[6];
+        int headerLength = major == 1 ? BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan(8)) : BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(8));
+        int start = (major == 1 ? 10 : 12) + headerLength;
+        if (start > bytes.Length)
+        {
+            throw new InvalidDataException($"'{source}': the .npy header runs past the end of the array (truncated).");
+        }
+        string header = Encoding.ASCII.GetString(bytes, major == 1 ? 10 : 12, headerLength);
+        Match match = NpyHeader().Match(header);
+        if (!match.Success)
+        {
+            throw new InvalidDataException($"'{source}': cannot read the .npy header '{header.Trim()}'.");
+        }
+        if (match.Groups["fortran"].Value == "True")
+        {
+            throw new InvalidDataException($"'{source}' is stored in Fortran order; only C order is read.");
+        }
+        int[] shape = match.Groups["shape"].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray();
+        if (shape.Length == 0)
+        {
+            shape = new[] { 1 };
+        }
+        long elements = shape.Aggregate(1L, (a, b) => a * b);
+        string descr = match.Groups["descr"].Value;
+        int width = descr switch
+        {
+            "|u1" or "<u1" or "|i1" => 1,
+            "<i2" or "<u2" => 2,
+            "<i4" or "<u4" => 4,
+            "<i8" or "<u8" => 8,
+            _ => throw new InvalidDataException($"'{source}' has dtype '{descr}'; unsigned bytes and little-endian integers are read."),
+        };
+        if (bytes.Length - start != elements * width)
+        {
+            throw new InvalidDataException($"'{source}' should hold {elements * width} bytes for shape ({string.Join(", ", shape)}) of {descr} but holds {bytes.Length - start}.");
+        }
+        var data = new byte[elements];
+        for (long i = 0; i < elements; i++)
+        {
+            long value = width switch
+            {
+                1 => bytes[start + i],
+                2 => BinaryPrimitives.ReadInt16LittleEndian(bytes.AsSpan((int)(start + 2 * i))),
+                4 => BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan((int)(start + 4 * i))),
+                _ => BinaryPrimitives.ReadInt64LittleEndian(bytes.AsSpan((int)(start + 8 * i))),
+            };
+            if (value is < 0 or > 255)
+            {
+                throw new InvalidDataException($"'{source}' element {i} is {value}, outside 0..255 (not an image or label array).");
+            }
+            data[i] = (byte)value;
+        }
+        return new ImageArray(shape, data);
+    }
+
+    private static byte[] ReadMaybeGzip(string path)
+    {
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"'{path}' does not exist.", path);
+        }
+        byte[] raw = File.ReadAllBytes(path);
+        if (raw.Length >= 2 && raw[0] == 0x1F && raw[1] == 0x8B)
+        {
+            using var gzip = new GZipStream(new MemoryStream(raw), CompressionMode.Decompress);
+            using var output = new MemoryStream();
+            try
+            {
+                gzip.CopyTo(output);
+            }
+            catch (InvalidDataException e)
+            {
+                throw new InvalidDataException($"'{path}' is a damaged gzip file: {e.Message}", e);
+            }
+            return output.ToArray();
+        }
+        return raw;
+    }
+}

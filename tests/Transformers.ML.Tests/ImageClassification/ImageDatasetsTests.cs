@@ -1,0 +1,71 @@
+using System.IO.Compression;
+using System.Text;
+using Transformers.ML.ImageClassification;
+
+namespace Transformers.ML.Tests.ImageClassification;
+
+[TestClass]
+public sealed class ImageDatasetsTests
+{
+    [TestMethod]
+    public void ReadsFashionMnistTestSet()
+    {
+        string folder = Path.Combine(TestData.Folder, "fashion-mnist");
+        ImageArray images = ImageDatasets.ReadIdx(Path.Combine(folder, "t10k-images-idx3-ubyte.gz"));
+        ImageArray labels = ImageDatasets.ReadIdx(Path.Combine(folder, "t10k-labels-idx1-ubyte.gz"));
+        CollectionAssert.AreEqual(new[] { 10000, 28, 28 }, images.Shape);
+        Assert.AreEqual(784, images.ItemSize);
+        CollectionAssert.AreEqual(new[] { 10000 }, labels.Shape);
+        // The test set is balanced: 1000 images of each of the 10 classes.
+        var counts = labels.Data.GroupBy(l => l).ToDictionary(g => g.Key, g => g.Count());
+        Assert.AreEqual(10, counts.Count);
+        Assert.IsTrue(counts.Values.All(c => c == 1000));
+        // Real images: mostly dark background with bright garments, not noise.
+        double mean = images.Data.Average(b => (double)b);
+        Assert.IsTrue(mean is > 40 and < 100, $"mean pixel {mean}");
+    }
+
+    [TestMethod]
+    public void ReadsAnNpzWrittenHereAndRejectsDamagedFiles()
+    {
+        string path = TestUtil.TempPath(".npz");
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        byte[] images = Enumerable.Range(0, 2 * 3 * 3).Select(i => (byte)(i * 10)).ToArray();
+        long[] labels = { 3, 1 };
+        using (var zip = ZipFile.Open(path, ZipArchiveMode.Create))
+        {
+            Write(zip, "train_images.npy", "|u1", "(2, 3, 3)", images);
+            Write(zip, "train_labels.npy", "<i8", "(2, 1)", labels.SelectMany(BitConverter.GetBytes).ToArray());
+        }
+        var arrays = ImageDatasets.ReadNpz(path);
+        CollectionAssert.AreEqual(new[] { 2, 3, 3 }, arrays["train_images"].Shape);
+        CollectionAssert.AreEqual(images, arrays["train_images"].Data);
+        CollectionAssert.AreEqual(new byte[] { 3, 1 }, arrays["train_labels"].Data);
+
+        string idx = TestUtil.TempPath(".idx");
+        File.WriteAllBytes(idx, new byte[] { 0, 0, 8, 1, 0, 0, 0, 5, 1, 2 });
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => ImageDatasets.ReadIdx(idx));
+        StringAssert.Contains(e.Message, "should hold 5 bytes");
+        File.WriteAllBytes(idx, new byte[] { 1, 2, 3, 4 });
+        e = Assert.ThrowsExactly<InvalidDataException>(() => ImageDatasets.ReadIdx(idx));
+        StringAssert.Contains(e.Message, "not an idx file");
+        File.WriteAllBytes(path, new byte[] { 1, 2, 3 });
+        e = Assert.ThrowsExactly<InvalidDataException>(() => ImageDatasets.ReadNpz(path));
+        StringAssert.Contains(e.Message, "not an .npz (zip) archive");
+    }
+
+    /// <summary>A version 1.0 .npy entry written to the format description: magic, version, padded header, data.</summary>
+    private static void Write(ZipArchive zip, string name, string descr, string shape, byte[] data)
+    {
+        string header = $"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}";
+        int total = 10 + header.Length + 1;
+        header = header.PadRight(header.Length + (64 - total % 64) % 64) + "\n";
+        using var stream = zip.CreateEntry(name).Open();
+        stream.Write(new byte[] { 0x93 });
+        stream.Write(Encoding.ASCII.GetBytes("NUMPY"));
+        stream.Write(new byte[] { 1, 0 });
+        stream.Write(BitConverter.GetBytes((ushort)header.Length));
+        stream.Write(Encoding.ASCII.GetBytes(header));
+        stream.Write(data);
+    }
+}

@@ -1,0 +1,111 @@
+// SYNTHETIC retinal OCT B-scans, for tests and the default example run (the real data sets cannot be had here).
+// They imitate the look of the Kermany OCT2017 classes, nothing more: curved retinal layers with a foveal pit
+// under speckle noise; CNV raises the pigment layer (RPE) with a bright lesion and dark fluid above it; DME adds
+// dark intraretinal cysts and thickens the retina; DRUSEN puts small bumps under the RPE. Not medical data.
+namespace Transformers.ML.ImageClassification;
+
+/// <summary>The four classes of the Kermany OCT2017 data set.</summary>
+public enum OctClass
+{
+    /// <summary>Choroidal neovascularisation.</summary>
+    Cnv,
+
+    /// <summary>Diabetic macular edema.</summary>
+    Dme,
+
+    /// <summary>Drusen (early age-related macular degeneration).</summary>
+    Drusen,
+
+    /// <summary>A healthy retina.</summary>
+    Normal,
+}
+
+/// <summary>Generates synthetic OCT B-scans (documented as synthetic wherever they are used).</summary>
+public static class SyntheticOct
+{
+    /// <summary>A size x size grayscale image in [0, 1], row-major, of the given class; the same seed gives the same image.</summary>
+    public static float[] Generate(OctClass kind, int size, int seed)
+    {
+        if (size < 16)
+        {
+            throw new ArgumentOutOfRangeException(nameof(size), size, "Synthetic OCT images need at least 16 x 16 pixels.");
+        }
+        var random = new Random(seed);
+        double Uniform(double lo, double hi) => lo + (hi - lo) * random.NextDouble();
+
+        // Geometry, in fractions of the image: the retina's top surface curves, with a foveal pit near the centre.
+        double top = Uniform(0.30, 0.40), curvature = Uniform(-0.25, 0.25), tilt = Uniform(-0.08, 0.08);
+        double pitCentre = Uniform(0.4, 0.6), pitDepth = Uniform(0.04, 0.08), pitWidth = Uniform(0.05, 0.09);
+        double thickness = Uniform(0.22, 0.28) * (kind == OctClass.Dme ? Uniform(1.25, 1.45) : 1.0);
+
+        // Pathology parameters.
+        double lesionCentre = Uniform(0.3, 0.7), lesionWidth = Uniform(0.08, 0.14), lesionHeight = Uniform(0.05, 0.09);
+        var cysts = Enumerable.Range(0, kind == OctClass.Dme ? random.Next(3, 7) : 0)
+            .Select(_ => (X: Uniform(0.25, 0.75), Depth: Uniform(0.3, 0.7), Rx: Uniform(0.02, 0.05), Ry: Uniform(0.015, 0.035))).ToList();
+        var drusen = Enumerable.Range(0, kind == OctClass.Drusen ? random.Next(3, 7) : 0)
+            .Select(_ => (X: Uniform(0.2, 0.8), Width: Uniform(0.02, 0.05), Height: Uniform(0.015, 0.035))).ToList();
+
+        var image = new float[size * size];
+        for (int col = 0; col < size; col++)
+        {
+            double x = (col + 0.5) / size;
+            double surface = top + tilt * (x - 0.5) + curvature * (x - 0.5) * (x - 0.5)
+                + pitDepth * Math.Exp(-Math.Pow((x - pitCentre) / pitWidth, 2));            // the pit dips the surface
+            double rpe = top + thickness + tilt * (x - 0.5) + curvature * (x - 0.5) * (x - 0.5);
+            double rpeLift = 0;
+            if (kind == OctClass.Cnv)
+            {
+                rpeLift = lesionHeight * Math.Exp(-Math.Pow((x - lesionCentre) / lesionWidth, 2));
+            }
+            foreach (var d in drusen)
+            {
+                rpeLift = Math.Max(rpeLift, d.Height * Math.Exp(-Math.Pow((x - d.X) / d.Width, 2)));
+            }
+            double rpeTop = rpe - rpeLift;
+
+            for (int row = 0; row < size; row++)
+            {
+                double y = (row + 0.5) / size;
+                double value = 0.05; // vitreous: dark
+                if (y >= surface && y < rpeTop)
+                {
+                    // Inner retina: layered bands of alternating reflectivity, brightest at the nerve fibre layer.
+                    double depth = (y - surface) / Math.Max(rpeTop - surface, 1e-3);
+                    value = 0.55 * Math.Exp(-depth * 12) + 0.25 + 0.12 * Math.Sin(depth * Math.PI * 7);
+                    if (depth > 0.55 && depth < 0.8)
+                    {
+                        value *= 0.55; // outer nuclear layer: dark
+                    }
+                    foreach (var c in cysts)
+                    {
+                        double cy = surface + c.Depth * (rpeTop - surface);
+                        if (Math.Pow((x - c.X) / c.Rx, 2) + Math.Pow((y - cy) / c.Ry, 2) < 1)
+                        {
+                            value = 0.04; // fluid-filled cyst: black
+                        }
+                    }
+                    if (kind == OctClass.Cnv && Math.Abs(x - lesionCentre) < lesionWidth * 0.8 && y > rpeTop - 0.05 && y < rpeTop - 0.015)
+                    {
+                        value = 0.06; // subretinal fluid above the lesion
+                    }
+                }
+                else if (y >= rpeTop && y < rpeTop + 0.035)
+                {
+                    value = 0.95; // RPE: the brightest band
+                }
+                else if (y >= rpeTop + 0.035 && y < rpe + 0.12)
+                {
+                    value = 0.35 * Math.Exp(-(y - rpeTop) * 15) + 0.12; // choroid fading into the sclera
+                }
+                if (kind == OctClass.Cnv && Math.Pow((x - lesionCentre) / (lesionWidth * 0.6), 2) + Math.Pow((y - (rpeTop + 0.02)) / 0.03, 2) < 1)
+                {
+                    value = 1.0; // hyper-reflective lesion
+                }
+                // Speckle: multiplicative noise, as coherent imaging produces.
+                double speckle = -Math.Log(1 - random.NextDouble()) * 0.6 + 0.4;
+                image[row * size + col] = (float)Math.Clamp(value * speckle, 0, 1);
+            }
+        }
+        return image;
+    }
+}

@@ -83,6 +83,35 @@ public static partial class ImageDatasets
         return arrays;
     }
 
+    /// <summary>Class folders of the Kermany OCT2017 layout, in the order of OCTMNIST's labels (0 CNV, 1 DME, 2 DRUSEN, 3 NORMAL).</summary>
+    public static readonly IReadOnlyList<string> Oct2017Classes = new[] { "CNV", "DME", "DRUSEN", "NORMAL" };
+
+    /// <summary>
+    /// The images of a Kermany OCT2017 folder (<c>CLASS/CLASS-patient-n.jpeg</c>, either directly under
+    /// <paramref name="folder"/> or under its <paramref name="split"/> subfolder, "train" or "test"), as (path, label) pairs
+    /// sorted by path. Missing class folders are an error that names them; files of other types are ignored.
+    /// </summary>
+    public static List<(string Path, string Label)> ReadOct2017Folder(string folder, string? split = null)
+    {
+        string root = split is null ? folder : Path.Combine(folder, split);
+        if (!Directory.Exists(root))
+        {
+            throw new DirectoryNotFoundException($"OCT2017 folder '{root}' does not exist.");
+        }
+        var missing = Oct2017Classes.Where(c => !Directory.Exists(Path.Combine(root, c))).ToList();
+        if (missing.Count > 0)
+        {
+            throw new DirectoryNotFoundException(
+                $"'{root}' is not in the OCT2017 layout: class folder(s) {string.Join(", ", missing)} missing (expected {string.Join(", ", Oct2017Classes)}).");
+        }
+        return Oct2017Classes
+            .SelectMany(c => Directory.EnumerateFiles(Path.Combine(root, c))
+                .Where(f => f.EndsWith(".jpeg", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".jpg", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".png", StringComparison.OrdinalIgnoreCase))
+                .Select(f => (Path: f, Label: c)))
+            .OrderBy(p => p.Path, StringComparer.Ordinal)
+            .ToList();
+    }
+
     [GeneratedRegex(@"'descr':\s*'(?<descr>[^']+)'.*'fortran_order':\s*(?<fortran>True|False).*'shape':\s*\((?<shape>[^)]*)\)", RegexOptions.Singleline)]
     private static partial Regex NpyHeader();
 

@@ -26,6 +26,19 @@ public sealed class ImageDatasetsTests
     }
 
     [TestMethod]
+    public void ReadsTheOct2017FolderLayout()
+    {
+        var images = ImageDatasets.ReadOct2017Folder(Path.Combine(TestData.Folder, "oct-samples"));
+        Assert.AreEqual(48, images.Count);
+        Assert.IsTrue(ImageDatasets.Oct2017Classes.All(c => images.Count(i => i.Label == c) == 12));
+        Assert.IsTrue(images.All(i => Path.GetFileName(i.Path).StartsWith(i.Label + "-", StringComparison.Ordinal)), "labels come from the folders");
+        var e = Assert.ThrowsExactly<DirectoryNotFoundException>(() => ImageDatasets.ReadOct2017Folder(Path.Combine(TestData.Folder, "oct-samples"), "train"));
+        StringAssert.Contains(e.Message, "does not exist");
+        e = Assert.ThrowsExactly<DirectoryNotFoundException>(() => ImageDatasets.ReadOct2017Folder(Path.Combine(TestData.Folder, "text")));
+        StringAssert.Contains(e.Message, "CNV, DME, DRUSEN, NORMAL missing");
+    }
+
+    [TestMethod]
     public void ReadsAnNpzWrittenHereAndRejectsDamagedFiles()
     {
         string path = TestUtil.TempPath(".npz");

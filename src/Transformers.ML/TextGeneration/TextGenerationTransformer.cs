@@ -1,6 +1,4 @@
 using System.Text.Json;
-using Microsoft.ML;
-using Microsoft.ML.Data;
 using TorchSharp;
 using Transformers.ML.Core;
 using Transformers.ML.Core.DataView;
@@ -19,23 +17,21 @@ namespace Transformers.ML.TextGeneration;
 /// | column | type | |
 /// |---|---|---|
 /// | prompt (<see cref="PromptColumnName"/>) | Text | input |
-/// | completion (<see cref="OutputColumnName"/>) | Text | output: the generated continuation, without the prompt |
+/// | completion (<see cref="TextToTextTransformer.OutputColumnName"/>) | Text | output: the generated continuation, without the prompt |
 /// </remarks>
-public sealed class TextGenerationTransformer : ITransformer, IDisposable
+public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposable
 {
     internal const string Capability = "text-generation";
     private readonly Action<string>? _log;
 
     internal TextGenerationTransformer(GptModel model, TextTokenizer tokenizer, Device device, string promptColumn, string outputColumn,
         GenerationOptions generation, int batchSize, Action<string>? log)
+        : base(promptColumn, outputColumn, batchSize, "prompt", "LoadTextGeneration")
     {
         Model = model;
         Tokenizer = tokenizer;
         Device = device;
-        PromptColumnName = promptColumn;
-        OutputColumnName = outputColumn;
         Generation = generation;
-        TransformBatchSize = batchSize;
         _log = log;
     }
 
@@ -46,16 +42,10 @@ public sealed class TextGenerationTransformer : ITransformer, IDisposable
     internal Device Device { get; }
 
     /// <summary>The column of prompts that Transform reads.</summary>
-    public string PromptColumnName { get; }
-
-    /// <summary>The column of completions that Transform adds.</summary>
-    public string OutputColumnName { get; }
+    public string PromptColumnName => InputColumnName;
 
     /// <summary>How Transform and PredictionEngine generate (change its properties to change them).</summary>
     public GenerationOptions Generation { get; }
-
-    /// <summary>Rows generated together by Transform.</summary>
-    public int TransformBatchSize { get; }
 
     /// <summary>The architecture of the model.</summary>
     public TransformerConfig Config => Model.Config.Clone();
@@ -72,9 +62,6 @@ public sealed class TextGenerationTransformer : ITransformer, IDisposable
     /// <summary>What training did: per-epoch reports (loss, validation loss, sample), when this model was trained in this process.</summary>
     public IReadOnlyList<TrainingProgress> EpochReports { get; internal set; } = Array.Empty<TrainingProgress>();
 
-    /// <inheritdoc />
-    public bool IsRowToRowMapper => true;
-
     /// <summary>The completion of <paramref name="prompt"/> (without the prompt).</summary>
     public string Generate(string prompt, GenerationOptions? options = null) =>
         Generator().Generate(new[] { prompt }, options ?? Generation)[0];
@@ -86,23 +73,6 @@ public sealed class TextGenerationTransformer : ITransformer, IDisposable
     /// <summary>The completion of <paramref name="prompt"/>, piece by piece as it is generated.</summary>
     public IAsyncEnumerable<string> GenerateStreaming(string prompt, GenerationOptions? options = null, CancellationToken cancellation = default) =>
         Generator().GenerateStreaming(prompt, options ?? Generation, cancellation);
-
-    /// <inheritdoc />
-    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => Mapper(inputSchema).OutputSchema;
-
-    /// <inheritdoc />
-    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => Mapper(inputSchema).RowMapper();
-
-    /// <inheritdoc />
-    public IDataView Transform(IDataView input) => Mapper(input.Schema).Map(input);
-
-    /// <summary>
-    /// ML.NET's own model format cannot hold components from outside ML.NET (its writers are internal): save with
-    /// <see cref="Save(string)"/> and load with <c>mlContext.Transformers().LoadTextGeneration(path)</c>.
-    /// </summary>
-    void ICanSaveModel.Save(ModelSaveContext ctx) => throw new NotSupportedException(
-        "A TextGenerationTransformer cannot be written by mlContext.Model.Save (ML.NET keeps the writers of its model format internal). " +
-        "Use model.Save(path) and mlContext.Transformers().LoadTextGeneration(path).");
 
     /// <summary>Writes the model (configuration, tokenizer, weights) to one safetensors file, atomically.</summary>
     public void Save(string path)
@@ -152,19 +122,6 @@ public sealed class TextGenerationTransformer : ITransformer, IDisposable
 
     internal TextGenerator Generator() => new(Model, Tokenizer, Device, _log);
 
-    private BatchMapper<ReadOnlyMemory<char>> Mapper(DataViewSchema inputSchema)
-    {
-        DataViewSchema.Column column = inputSchema.GetColumnOrNull(PromptColumnName)
-            ?? throw new ArgumentOutOfRangeException(nameof(inputSchema),
-                $"The data has no prompt column '{PromptColumnName}'; it has: {string.Join(", ", inputSchema.Select(c => c.Name))}.");
-        if (column.Type is not TextDataViewType)
-        {
-            throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Prompt column '{PromptColumnName}' is {column.Type}; expected Text (string).");
-        }
-        return new BatchMapper<ReadOnlyMemory<char>>(inputSchema, PromptColumnName,
-            new[] { new OutputColumn(OutputColumnName, TextDataViewType.Instance) },
-            prompts => Generator().Generate(prompts.Select(p => p.ToString()).ToList(), Generation, TransformBatchSize)
-                .Select(text => new object[] { text.AsMemory() }).ToArray(),
-            TransformBatchSize);
-    }
+    private protected override IReadOnlyList<string> MapBatch(IReadOnlyList<string> inputs) =>
+        Generator().Generate(inputs, Generation, TransformBatchSize);
 }

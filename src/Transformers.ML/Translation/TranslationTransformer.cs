@@ -1,6 +1,4 @@
 using System.Text.Json;
-using Microsoft.ML;
-using Microsoft.ML.Data;
 using TorchSharp;
 using Transformers.ML.Core;
 using Transformers.ML.Core.DataView;
@@ -20,24 +18,22 @@ namespace Transformers.ML.Translation;
 /// | column | type | |
 /// |---|---|---|
 /// | source (<see cref="SourceColumnName"/>) | Text | input |
-/// | translation (<see cref="OutputColumnName"/>) | Text | output; empty for an empty or whitespace-only source |
+/// | translation (<see cref="TextToTextTransformer.OutputColumnName"/>) | Text | output; empty for an empty or whitespace-only source |
 /// </remarks>
-public sealed class TranslationTransformer : ITransformer, IDisposable
+public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
 {
     internal const string Capability = "translation";
     private readonly Action<string>? _log;
 
     internal TranslationTransformer(EncoderDecoderTransformer model, TranslationCodec codec, Device device, string sourceColumn, string outputColumn,
         int beamSize, double lengthPenalty, int batchSize, Action<string>? log)
+        : base(sourceColumn, outputColumn, batchSize, "source", "LoadTranslation")
     {
         Model = model;
         Codec = codec;
         Device = device;
-        SourceColumnName = sourceColumn;
-        OutputColumnName = outputColumn;
         BeamSize = beamSize;
         LengthPenalty = lengthPenalty;
-        TransformBatchSize = batchSize;
         _log = log;
     }
 
@@ -48,19 +44,13 @@ public sealed class TranslationTransformer : ITransformer, IDisposable
     internal Device Device { get; }
 
     /// <summary>The column of source sentences that Transform reads.</summary>
-    public string SourceColumnName { get; }
-
-    /// <summary>The column of translations that Transform adds.</summary>
-    public string OutputColumnName { get; }
+    public string SourceColumnName => InputColumnName;
 
     /// <summary>Beam size of Transform and PredictionEngine (1: greedy).</summary>
     public int BeamSize { get; set; }
 
     /// <summary>Length penalty alpha of Transform and PredictionEngine.</summary>
     public double LengthPenalty { get; set; }
-
-    /// <summary>Sentences translated together by Transform.</summary>
-    public int TransformBatchSize { get; }
 
     /// <summary>The architecture.</summary>
     public TransformerConfig Config => Model.Config.Clone();
@@ -70,9 +60,6 @@ public sealed class TranslationTransformer : ITransformer, IDisposable
 
     /// <summary>Per-epoch reports of training (loss, validation loss, sample translation), when trained in this process.</summary>
     public IReadOnlyList<TrainingProgress> EpochReports { get; internal set; } = Array.Empty<TrainingProgress>();
-
-    /// <inheritdoc />
-    public bool IsRowToRowMapper => true;
 
     /// <summary>Translates one sentence with beam search (<paramref name="beamSize"/> 1: greedy); the output is at most 50 tokens longer than the input.</summary>
     public string Translate(string sentence, int beamSize = 4, double lengthPenalty = 0.6) => Translate(new[] { sentence }, beamSize, lengthPenalty)[0];
@@ -117,20 +104,6 @@ public sealed class TranslationTransformer : ITransformer, IDisposable
         return results;
     }
 
-    /// <inheritdoc />
-    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => Mapper(inputSchema).OutputSchema;
-
-    /// <inheritdoc />
-    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => Mapper(inputSchema).RowMapper();
-
-    /// <inheritdoc />
-    public IDataView Transform(IDataView input) => Mapper(input.Schema).Map(input);
-
-    /// <summary>ML.NET's model format cannot hold outside components: use <see cref="Save(string)"/> and <c>LoadTranslation</c>.</summary>
-    void ICanSaveModel.Save(ModelSaveContext ctx) => throw new NotSupportedException(
-        "A TranslationTransformer cannot be written by mlContext.Model.Save (ML.NET keeps the writers of its model format internal). " +
-        "Use model.Save(path) and mlContext.Transformers().LoadTranslation(path).");
-
     /// <summary>Writes the model (configuration, tokenizer, weights) to one safetensors file, atomically.</summary>
     public void Save(string path)
     {
@@ -163,19 +136,6 @@ public sealed class TranslationTransformer : ITransformer, IDisposable
     /// <summary>Frees the model's tensors.</summary>
     public void Dispose() => Model.Dispose();
 
-    private BatchMapper<ReadOnlyMemory<char>> Mapper(DataViewSchema inputSchema)
-    {
-        DataViewSchema.Column column = inputSchema.GetColumnOrNull(SourceColumnName)
-            ?? throw new ArgumentOutOfRangeException(nameof(inputSchema),
-                $"The data has no source column '{SourceColumnName}'; it has: {string.Join(", ", inputSchema.Select(c => c.Name))}.");
-        if (column.Type is not TextDataViewType)
-        {
-            throw new ArgumentOutOfRangeException(nameof(inputSchema), $"Source column '{SourceColumnName}' is {column.Type}; expected Text (string).");
-        }
-        return new BatchMapper<ReadOnlyMemory<char>>(inputSchema, SourceColumnName,
-            new[] { new OutputColumn(OutputColumnName, TextDataViewType.Instance) },
-            sources => TranslateBatch(sources.Select(s => s.ToString()).ToList(), BeamSize, LengthPenalty, useCache: true)
-                .Select(t => new object[] { t.AsMemory() }).ToArray(),
-            TransformBatchSize);
-    }
+    private protected override IReadOnlyList<string> MapBatch(IReadOnlyList<string> inputs) =>
+        TranslateBatch(inputs, BeamSize, LengthPenalty, useCache: true);
 }

@@ -191,6 +191,20 @@ public sealed class TranslationTests
     }
 
     [TestMethod]
+    public void MLNetsModelSaveIsRefusedWithTheWayToSave()
+    {
+        var ml = new MLContext();
+        IDataView data = ml.Data.LoadFromEnumerable(_pairs.Take(2));
+        Exception e = Assert.Throws<Exception>(() => ml.Model.Save(_model, data.Schema, TestUtil.TempPath(".zip")));
+        while (e is not NotSupportedException && e.InnerException is not null)
+        {
+            e = e.InnerException;
+        }
+        Assert.IsInstanceOfType<NotSupportedException>(e);
+        StringAssert.Contains(e.Message, "Use model.Save(path) and mlContext.Transformers().LoadTranslation(path)");
+    }
+
+    [TestMethod]
     public void LengthPenaltyIsGnmts()
     {
         Assert.AreEqual(1.0, Seq2SeqDecoder.Penalty(1, 0.6), 1e-12);

@@ -1,5 +1,6 @@
 using Microsoft.ML;
 using Transformers.ML.Core.Tokenization;
+using Transformers.ML.ImageClassification;
 using Transformers.ML.TextGeneration;
 using Transformers.ML.Translation;
 
@@ -110,4 +111,44 @@ public sealed class TransformersCatalog
         ArgumentNullException.ThrowIfNull(model);
         return TextGenerationMetrics.Compute(model, Core.DataView.TextColumns.Read(data, textColumnName));
     }
+
+    /// <summary>
+    /// Trains a Vision Transformer classifier on an image column and a label column (Key: multiclass; Boolean: binary). The
+    /// column names given here override those of <paramref name="options"/>.
+    /// </summary>
+    /// <param name="labelColumnName">Label column: a Key (from MapValueToKey) or a Boolean.</param>
+    /// <param name="imageColumnName">Image column: an image (LoadImages), a Text path, or a known-size vector of Single.</param>
+    /// <param name="options">Every other option; null for the defaults.</param>
+    public ImageClassificationEstimator ImageClassification(string labelColumnName = "Label", string imageColumnName = "Image",
+        ImageClassificationOptions? options = null)
+    {
+        ImageClassificationOptions copy = options?.CloneKeepingProgress() ?? new ImageClassificationOptions();
+        copy.LabelColumnName = labelColumnName;
+        copy.ImageColumnName = imageColumnName;
+        return new ImageClassificationEstimator(Context, copy);
+    }
+
+    /// <summary>Trains a Vision Transformer classifier with every option.</summary>
+    public ImageClassificationEstimator ImageClassification(ImageClassificationOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return new ImageClassificationEstimator(Context, options.CloneKeepingProgress());
+    }
+
+    /// <summary>
+    /// Fine-tunes <paramref name="baseModel"/> (architecture kept; a new head when the classes differ; with
+    /// <c>options.Model.ImageSize</c> set, the position embeddings are interpolated to that image size).
+    /// </summary>
+    public ImageClassificationEstimator ImageClassification(ImageClassificationTransformer baseModel, ImageClassificationOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(baseModel);
+        ArgumentNullException.ThrowIfNull(options);
+        return new ImageClassificationEstimator(Context, options.CloneKeepingProgress(), baseModel);
+    }
+
+    /// <summary>Loads an image classifier saved by <see cref="ImageClassificationTransformer.Save(string)"/>.</summary>
+    /// <param name="path">The model file.</param>
+    /// <param name="device">"auto", "cpu", "cuda" or "cuda:N".</param>
+    public ImageClassificationTransformer LoadImageClassification(string path, string device = "auto") =>
+        ImageClassificationTransformer.Load(path, device, Core.Training.TrainingReporter.LogTo(Context, "ImageClassification"));
 }

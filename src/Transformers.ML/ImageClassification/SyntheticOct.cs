@@ -39,12 +39,13 @@ public static class SyntheticOct
         double thickness = Uniform(0.22, 0.28) * (kind == OctClass.Dme ? Uniform(1.25, 1.45) : 1.0);
 
         // Pathology parameters.
-        double lesionCentre = Uniform(0.3, 0.7), lesionWidth = Uniform(0.08, 0.14), lesionHeight = Uniform(0.05, 0.09);
+        double lesionCentre = Uniform(0.3, 0.7), lesionWidth = Uniform(0.10, 0.16), lesionHeight = Uniform(0.08, 0.13);
         var cysts = Enumerable.Range(0, kind == OctClass.Dme ? random.Next(3, 7) : 0)
             .Select(_ => (X: Uniform(0.25, 0.75), Depth: Uniform(0.3, 0.7), Rx: Uniform(0.02, 0.05), Ry: Uniform(0.015, 0.035))).ToList();
-        var drusen = Enumerable.Range(0, kind == OctClass.Drusen ? random.Next(3, 7) : 0)
-            .Select(_ => (X: Uniform(0.2, 0.8), Width: Uniform(0.02, 0.05), Height: Uniform(0.015, 0.035))).ToList();
+        var drusen = Enumerable.Range(0, kind == OctClass.Drusen ? random.Next(4, 8) : 0)
+            .Select(_ => (X: Uniform(0.15, 0.85), Width: Uniform(0.03, 0.06), Height: Uniform(0.045, 0.07))).ToList();
 
+        double speckleStrength = 0.6 * Math.Min(1, Math.Sqrt(size / 256.0));
         var image = new float[size * size];
         for (int col = 0; col < size; col++)
         {
@@ -101,8 +102,9 @@ public static class SyntheticOct
                 {
                     value = 1.0; // hyper-reflective lesion
                 }
-                // Speckle: multiplicative noise, as coherent imaging produces.
-                double speckle = -Math.Log(1 - random.NextDouble()) * 0.6 + 0.4;
+                // Speckle: multiplicative noise, as coherent imaging produces. A small image stands for a downsampled scan,
+                // whose pixels average many speckle grains: the noise shrinks with the side (full strength at 256 pixels).
+                double speckle = -Math.Log(1 - random.NextDouble()) * speckleStrength + (1 - speckleStrength);
                 image[row * size + col] = (float)Math.Clamp(value * speckle, 0, 1);
             }
         }

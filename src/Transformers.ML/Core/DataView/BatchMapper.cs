@@ -7,14 +7,16 @@ using Microsoft.ML.Data;
 namespace Transformers.ML.Core.DataView;
 
 /// <summary>A column the mapper adds: its name and ML.NET type.</summary>
-internal sealed record OutputColumn(string Name, DataViewType Type);
+internal sealed record OutputColumn(string Name, DataViewType Type, DataViewSchema.Annotations? Annotations = null);
 
 /// <summary>Computes the output columns of a batch of input values: result[row][column].</summary>
 internal delegate object[][] BatchFunction<TIn>(IReadOnlyList<TIn> inputs);
 
 internal sealed class BatchMapper<TIn>
 {
-    public BatchMapper(DataViewSchema inputSchema, string inputColumn, IReadOnlyList<OutputColumn> outputs, BatchFunction<TIn> compute, int batchSize)
+    /// <param name="reader">Reads the input value of the current row (e.g. converting it at once, or catching a failed read); null: the column's getter of TIn.</param>
+    public BatchMapper(DataViewSchema inputSchema, string inputColumn, IReadOnlyList<OutputColumn> outputs, BatchFunction<TIn> compute, int batchSize,
+        Func<DataViewRow, Func<TIn>>? reader = null)
     {
         InputSchema = inputSchema;
         Outputs = outputs;
@@ -22,11 +24,21 @@ internal sealed class BatchMapper<TIn>
         BatchSize = Math.Max(1, batchSize);
         InputColumn = inputSchema.GetColumnOrNull(inputColumn)
             ?? throw new ArgumentOutOfRangeException(nameof(inputColumn), $"Input column '{inputColumn}' not found in the data; it has: {string.Join(", ", inputSchema.Select(c => c.Name))}.");
+        Reader = reader ?? (row =>
+        {
+            ValueGetter<TIn> getter = row.GetGetter<TIn>(InputColumn);
+            return () =>
+            {
+                TIn value = default!;
+                getter(ref value);
+                return value;
+            };
+        });
         var builder = new DataViewSchema.Builder();
         builder.AddColumns(inputSchema);
         foreach (OutputColumn output in outputs)
         {
-            builder.AddColumn(output.Name, output.Type);
+            builder.AddColumn(output.Name, output.Type, output.Annotations);
         }
         OutputSchema = builder.ToSchema();
     }
@@ -40,6 +52,8 @@ internal sealed class BatchMapper<TIn>
     public IReadOnlyList<OutputColumn> Outputs { get; }
 
     public BatchFunction<TIn> Compute { get; }
+
+    public Func<DataViewRow, Func<TIn>> Reader { get; }
 
     public int BatchSize { get; }
 
@@ -88,7 +102,7 @@ internal sealed class MappedDataView<TIn> : IDataView
         private readonly BatchMapper<TIn> _mapper;
         private readonly DataViewRowCursor _main;
         private readonly DataViewRowCursor? _ahead;
-        private readonly ValueGetter<TIn>? _aheadGetter;
+        private readonly Func<TIn>? _aheadRead;
         private readonly HashSet<int> _active;
         private object[][] _batch = Array.Empty<object[]>();
         private int _inBatch = -1;
@@ -101,7 +115,7 @@ internal sealed class MappedDataView<TIn> : IDataView
             if (anyOutput)
             {
                 _ahead = input.GetRowCursor(new[] { mapper.InputColumn });
-                _aheadGetter = _ahead.GetGetter<TIn>(mapper.InputColumn);
+                _aheadRead = mapper.Reader(_ahead);
             }
         }
 
@@ -125,9 +139,7 @@ internal sealed class MappedDataView<TIn> : IDataView
                     var values = new List<TIn>(_mapper.BatchSize);
                     while (values.Count < _mapper.BatchSize && _ahead.MoveNext())
                     {
-                        TIn value = default!;
-                        _aheadGetter!(ref value);
-                        values.Add(value);
+                        values.Add(_aheadRead!());
                     }
                     _batch = values.Count == 0 ? Array.Empty<object[]>() : _mapper.Compute(values);
                     _inBatch = 0;
@@ -229,14 +241,12 @@ internal sealed class RowMapper<TIn> : IRowToRowMapper
                 return _input.GetGetter<TValue>(_input.Schema[column.Index]);
             }
             int output = column.Index - _mapper.InputSchema.Count;
-            ValueGetter<TIn> source = _input.GetGetter<TIn>(_mapper.InputColumn);
+            Func<TIn> source = _mapper.Reader(_input);
             return MappedDataView<TIn>.OutputGetter<TValue>(column, () =>
             {
                 if (_computedAt != _input.Position || _values.Length == 0)
                 {
-                    TIn value = default!;
-                    source(ref value);
-                    _values = _mapper.Compute(new[] { value })[0];
+                    _values = _mapper.Compute(new[] { source() })[0];
                     _computedAt = _input.Position;
                 }
                 return _values[output];

@@ -23,7 +23,8 @@ internal static class LabelSmoothedCrossEntropy
     /// Logits (..., K) and integer targets (...) -> the summed smoothed loss over targets that are not
     /// <paramref name="ignoreIndex"/>, and how many there were.
     /// </summary>
-    public static LossSum Sum(Tensor logits, Tensor targets, double epsilon, long ignoreIndex = -100)
+    /// <param name="weights">Optional weight of each target (...), e.g. for class balancing; the count stays the number of targets.</param>
+    public static LossSum Sum(Tensor logits, Tensor targets, double epsilon, long ignoreIndex = -100, Tensor? weights = null)
     {
         if (!(epsilon >= 0 && epsilon < 1))
         {
@@ -43,6 +44,10 @@ internal static class LabelSmoothedCrossEntropy
         Tensor safeTargets = flat.mul(keep.to(flat.dtype)).unsqueeze(1); // ignored targets read class 0, then count 0
         Tensor nll = logProbs.gather(1, safeTargets).squeeze(1).neg();                         // (N)
         Tensor perToken = epsilon > 0 ? nll.mul(1 - epsilon).add(logProbs.mean(new long[] { -1 }).neg().mul(epsilon)) : nll;
+        if (weights is not null)
+        {
+            perToken = perToken.mul(weights.reshape(-1).to(perToken.dtype));
+        }
         Tensor sum = perToken.mul(keep.to(perToken.dtype)).sum();
         Tensor count = keep.sum();
         return new LossSum(sum.MoveToOuterDisposeScope(), count.MoveToOuterDisposeScope());

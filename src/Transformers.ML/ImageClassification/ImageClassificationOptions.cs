@@ -1,0 +1,221 @@
+using System.Text.Json.Serialization;
+using Transformers.ML.Core.Training;
+
+namespace Transformers.ML.ImageClassification;
+
+/// <summary>ViT sizes: a small one for CPUs and the three of the ViT/DeiT papers.</summary>
+public enum VitPreset
+{
+    /// <summary>64x64 grayscale, patch 8, width 128, depth 4, 4 heads (0.8M parameters): trains in minutes on a 2-core CPU (default).</summary>
+    Small,
+
+    /// <summary>ViT-Ti/16: 224x224 RGB, width 192, depth 12, 3 heads.</summary>
+    Tiny16,
+
+    /// <summary>ViT-S/16: 224x224 RGB, width 384, depth 12, 6 heads.</summary>
+    Small16,
+
+    /// <summary>ViT-B/16 of the paper: 224x224 RGB, width 768, depth 12, 12 heads (86M parameters).</summary>
+    Base16,
+}
+
+/// <summary>How an imbalanced training set is evened out.</summary>
+public enum ClassBalance
+{
+    /// <summary>Every image counts the same (default).</summary>
+    None,
+
+    /// <summary>The loss of an image is weighted by the inverse frequency of its class (weights average 1 over the training set).</summary>
+    WeightedLoss,
+
+    /// <summary>Each epoch draws its images with replacement, each class equally likely.</summary>
+    BalancedSampling,
+}
+
+/// <summary>
+/// Random changes applied to training images (never at validation or Transform): all drawn per image, combined into one
+/// affine resampling. Defaults suit retinal OCT B-scans (left and right eyes mirror each other; small tilts and shifts).
+/// </summary>
+public sealed class ImageAugmentation
+{
+    /// <summary>Mirror left-right with probability 0.5. Default true.</summary>
+    public bool HorizontalFlip { get; set; } = true;
+
+    /// <summary>Largest rotation, degrees (uniform in [-r, r]). Range [0, 180]; default 5.</summary>
+    public double RotationDegrees { get; set; } = 5;
+
+    /// <summary>Largest shift, as a fraction of the image side (each axis uniform in [-t, t]). Range [0, 0.5]; default 0.05.</summary>
+    public double TranslationFraction { get; set; } = 0.05;
+
+    /// <summary>Random resized crop: the smallest fraction of the image area kept (the crop is resized back to the full size). 1 turns it off. Range (0, 1]; default 0.8.</summary>
+    public double CropMinScale { get; set; } = 0.8;
+
+    /// <summary>Largest brightness change, as a fraction of the pixel range (added). Range [0, 1]; default 0.1.</summary>
+    public double Brightness { get; set; } = 0.1;
+
+    /// <summary>Largest contrast change, as a factor around the image mean (multiplied by 1 +- c). Range [0, 1]; default 0.1.</summary>
+    public double Contrast { get; set; } = 0.1;
+
+    /// <summary>No augmentation at all.</summary>
+    public static ImageAugmentation None => new() { HorizontalFlip = false, RotationDegrees = 0, TranslationFraction = 0, CropMinScale = 1, Brightness = 0, Contrast = 0 };
+
+    internal bool IsIdentity => !HorizontalFlip && RotationDegrees == 0 && TranslationFraction == 0 && CropMinScale == 1 && Brightness == 0 && Contrast == 0;
+
+    internal void Validate()
+    {
+        static void Check(bool ok, string name, double value, string range)
+        {
+            if (!ok)
+            {
+                throw new ArgumentOutOfRangeException(name, value, $"Augmentation option {name} must be in {range}; found {value}.");
+            }
+        }
+        Check(RotationDegrees is >= 0 and <= 180, nameof(RotationDegrees), RotationDegrees, "[0, 180]");
+        Check(TranslationFraction is >= 0 and <= 0.5, nameof(TranslationFraction), TranslationFraction, "[0, 0.5]");
+        Check(CropMinScale is > 0 and <= 1, nameof(CropMinScale), CropMinScale, "(0, 1]");
+        Check(Brightness is >= 0 and <= 1, nameof(Brightness), Brightness, "[0, 1]");
+        Check(Contrast is >= 0 and <= 1, nameof(Contrast), Contrast, "[0, 1]");
+    }
+}
+
+/// <summary>Options of the ViT image classifier: columns, model, augmentation, class balance, validation and training.</summary>
+public sealed class ImageClassificationOptions : TrainingOptions
+{
+    /// <summary>Creates the options with the ViT recipe: AdamW (0.9, 0.999, weight decay 0.05), warmup + cosine decay, clipping at 1.</summary>
+    public ImageClassificationOptions()
+    {
+        LearningRate = 1e-3;
+        Schedule = LearningRateScheduleKind.WarmupCosine;
+        WarmupSteps = 100;
+        MinLearningRateRatio = 0.01;
+        WeightDecay = 0.05;
+        Beta1 = 0.9;
+        Beta2 = 0.999;
+        AdamEpsilon = 1e-8;
+        GradientClipNorm = 1.0;
+        Epochs = 10;
+        LogEverySteps = 20;
+    }
+
+    /// <summary>
+    /// Label column: a Key (from <c>MapValueToKey</c>; multiclass, output Score vector and PredictedLabel key) or a
+    /// Boolean (binary, e.g. abnormal = true; output Score, Probability, PredictedLabel Boolean). Default "Label".
+    /// </summary>
+    public string LabelColumnName { get; set; } = "Label";
+
+    /// <summary>
+    /// Image column: an image (ML.NET's MLImage, from <c>LoadImages</c>; grayscale or colour, any size), a path (Text,
+    /// read from <see cref="ImageFolder"/>), or a vector of floats (pixels, e.g. from <c>ExtractPixels</c>, channel-major).
+    /// Every image is resized to the model's image size (bilinear, antialiased), so sizes need not divide by the patch size.
+    /// Default "Image".
+    /// </summary>
+    public string ImageColumnName { get; set; } = "Image";
+
+    /// <summary>Folder that relative paths of a Text image column are read from; null: the working directory.</summary>
+    public string? ImageFolder { get; set; }
+
+    /// <summary>Height of the images in a float-vector image column; null: square (side = sqrt(length / channels)).</summary>
+    public int? VectorImageHeight { get; set; }
+
+    /// <summary>Width of the images in a float-vector image column; null: length / (channels x height).</summary>
+    public int? VectorImageWidth { get; set; }
+
+    /// <summary>Output column of the class scores: a vector of probabilities (multiclass) or the logit (binary). Default "Score".</summary>
+    public string ScoreColumnName { get; set; } = "Score";
+
+    /// <summary>Output column of the predicted class: a key like the label (multiclass) or a Boolean (binary). Default "PredictedLabel".</summary>
+    public string PredictedLabelColumnName { get; set; } = "PredictedLabel";
+
+    /// <summary>Output column of the probability of the positive class (binary only). Default "Probability".</summary>
+    public string ProbabilityColumnName { get; set; } = "Probability";
+
+    /// <summary>Output column of the image embedding (the [CLS] features after the final LayerNorm), for any ML.NET trainer to follow. Default "Embedding".</summary>
+    public string EmbeddingColumnName { get; set; } = "Embedding";
+
+    /// <summary>
+    /// Also output the attention of the [CLS] token (column "ClsAttention": layers x heads x (patches + 1), row-major) and the
+    /// attention rollout over the patch grid (column "AttentionRollout": grid x grid). Slower (no fused attention). Default false.
+    /// </summary>
+    public bool OutputAttention { get; set; }
+
+    /// <summary>Model size. Default <see cref="VitPreset.Small"/>; <see cref="Model"/> overrides it.</summary>
+    public VitPreset Preset { get; set; } = VitPreset.Small;
+
+    /// <summary>Every architecture knob (image size, patch size, channels, width, depth, heads, MLP ratio, dropout); null uses <see cref="Preset"/>.</summary>
+    public VitConfig? Model { get; set; }
+
+    /// <summary>Training augmentation; <see cref="ImageAugmentation.None"/> (or null) for none. Default: the OCT-friendly defaults of <see cref="ImageAugmentation"/>.</summary>
+    public ImageAugmentation? Augmentation { get; set; } = new();
+
+    /// <summary>How an imbalanced training set is evened out. Default <see cref="ClassBalance.None"/>.</summary>
+    public ClassBalance ClassBalance { get; set; } = ClassBalance.None;
+
+    /// <summary>Label smoothing of the cross-entropy. Range [0, 1); default 0.1.</summary>
+    public double LabelSmoothing { get; set; } = 0.1;
+
+    /// <summary>Images per optimizer step (before gradient accumulation). Range 1..65536; default 64.</summary>
+    public int BatchSize { get; set; } = 64;
+
+    /// <summary>
+    /// When Fit gets no validation set: the fraction of the training images held out (stratified by class, seeded) for validation
+    /// loss, accuracy and early stopping. 0 turns validation off. Range [0, 0.5]; default 0.1.
+    /// </summary>
+    public double ValidationFraction { get; set; } = 0.1;
+
+    /// <summary>Skip images that cannot be read (missing or corrupt files), counting them in the log, instead of failing (default false).</summary>
+    public bool SkipUnreadableImages { get; set; }
+
+    /// <summary>Rows classified together by Transform. Range 1..65536; default 64.</summary>
+    public int TransformBatchSize { get; set; } = 64;
+
+    /// <summary>The architecture in use: <see cref="Model"/>, else the preset's.</summary>
+    [JsonIgnore]
+    public VitConfig EffectiveModel => (Model ?? FromPreset(Preset)).Clone();
+
+    /// <summary>A copy for a trained model (no progress receiver).</summary>
+    internal ImageClassificationOptions Clone()
+    {
+        ImageClassificationOptions copy = CloneKeepingProgress();
+        copy.Progress = null;
+        return copy;
+    }
+
+    /// <summary>A copy for an estimator: later changes to these options do not reach it.</summary>
+    internal ImageClassificationOptions CloneKeepingProgress()
+    {
+        var copy = (ImageClassificationOptions)MemberwiseClone();
+        copy.Model = Model?.Clone();
+        return copy;
+    }
+
+    internal static VitConfig FromPreset(VitPreset preset) => preset switch
+    {
+        VitPreset.Small => new VitConfig { ImageSize = 64, PatchSize = 8, Channels = 1, Width = 128, Depth = 4, Heads = 4, MlpRatio = 2, Dropout = 0.1 },
+        VitPreset.Tiny16 => VitConfig.Tiny16(),
+        VitPreset.Small16 => VitConfig.Small16(),
+        VitPreset.Base16 => VitConfig.Base16(),
+        _ => throw new ArgumentOutOfRangeException(nameof(preset), preset, $"Unknown ViT preset; expected one of {string.Join(", ", Enum.GetNames<VitPreset>())}."),
+    };
+
+    /// <inheritdoc />
+    public override void Validate()
+    {
+        base.Validate();
+        foreach ((string name, string? value) in new[] { (nameof(LabelColumnName), LabelColumnName), (nameof(ImageColumnName), ImageColumnName),
+            (nameof(ScoreColumnName), ScoreColumnName), (nameof(PredictedLabelColumnName), PredictedLabelColumnName),
+            (nameof(ProbabilityColumnName), ProbabilityColumnName), (nameof(EmbeddingColumnName), EmbeddingColumnName) })
+        {
+            Check(!string.IsNullOrWhiteSpace(value), name, value, "a column name");
+        }
+        Check(Enum.IsDefined(Preset), nameof(Preset), Preset, string.Join(", ", Enum.GetNames<VitPreset>()));
+        Check(Enum.IsDefined(ClassBalance), nameof(ClassBalance), ClassBalance, string.Join(", ", Enum.GetNames<ClassBalance>()));
+        Check(LabelSmoothing is >= 0 and < 1, nameof(LabelSmoothing), LabelSmoothing, "[0, 1)");
+        Check(BatchSize is >= 1 and <= 65536, nameof(BatchSize), BatchSize, "[1, 65536]");
+        Check(TransformBatchSize is >= 1 and <= 65536, nameof(TransformBatchSize), TransformBatchSize, "[1, 65536]");
+        Check(ValidationFraction is >= 0 and <= 0.5, nameof(ValidationFraction), ValidationFraction, "[0, 0.5]");
+        Check(VectorImageHeight is null or >= 1, nameof(VectorImageHeight), VectorImageHeight, ">= 1 or null");
+        Check(VectorImageWidth is null or >= 1, nameof(VectorImageWidth), VectorImageWidth, ">= 1 or null");
+        Augmentation?.Validate();
+        EffectiveModel.Validate();
+    }
+}

@@ -1,0 +1,388 @@
+using System.Text.Json;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Transformers.ML.Core.DataView;
+using Transformers.ML.Core.IO;
+using Transformers.ML.Core.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Transformers.ML.ImageClassification;
+
+/// <summary>
+/// A trained ViT as an ML.NET transformer: Transform adds the columns of an ML.NET classifier (so that
+/// <c>MulticlassClassification.Evaluate</c> or <c>BinaryClassification.Evaluate</c> work unchanged) and the image embedding,
+/// classifying in batches; PredictionEngine works; the model also explains (attention), saves and loads.
+/// </summary>
+/// <remarks>
+/// | column | type | |
+/// |---|---|---|
+/// | image (<see cref="ImageColumnName"/>) | image, Text path or vector of Single | input |
+/// | Score | vector of Single (multiclass: class probabilities, slot names = classes) or Single (binary: logit) | output |
+/// | Probability | Single | binary only: probability of true |
+/// | PredictedLabel | key (multiclass, key values = classes) or Boolean (binary) | output |
+/// | Embedding | vector of Single (width) | output: the [CLS] features |
+/// | ClsAttention, AttentionRollout | vector of Single | with OutputAttention: layers x heads x (patches + 1), and grid x grid |
+/// Rows whose image cannot be read fail with a message naming the row and file, or, with SkipUnreadableImages, get NaN scores
+/// and a missing PredictedLabel (key 0; false when binary).
+/// </remarks>
+public sealed class ImageClassificationTransformer : ITransformer, IDisposable
+{
+    internal const string Capability = "image-classification";
+    private readonly Action<string>? _log;
+
+    internal ImageClassificationTransformer(VitClassifier classifier, ImageClassificationOptions options, Action<string>? log)
+    {
+        Classifier = classifier;
+        Options = options;
+        _log = log;
+    }
+
+    internal VitClassifier Classifier { get; }
+
+    /// <summary>The options the model was trained with (columns, input handling); changes apply to later Transform calls.</summary>
+    internal ImageClassificationOptions Options { get; }
+
+    /// <summary>The column that Transform reads.</summary>
+    public string ImageColumnName => Options.ImageColumnName;
+
+    /// <summary>The label column the model was trained on (checked, when present at Transform, for classes unseen in training).</summary>
+    public string LabelColumnName => Options.LabelColumnName;
+
+    /// <summary>The classes, in the order of the Score vector (key order); "False", "True" for a binary classifier.</summary>
+    public IReadOnlyList<string> ClassNames => Classifier.ClassNames;
+
+    /// <summary>True when trained on a Boolean label (Score, Probability, PredictedLabel as ML.NET's binary classifiers).</summary>
+    public bool IsBinary => Classifier.Binary;
+
+    /// <summary>The architecture.</summary>
+    public VitConfig Config => Classifier.Model.Config.Clone();
+
+    /// <summary>Parameters of the model.</summary>
+    public long ParameterCount => Classifier.Model.parameters().Sum(p => p.numel());
+
+    /// <summary>Also output ClsAttention and AttentionRollout (slower).</summary>
+    public bool OutputAttention { get => Options.OutputAttention; set => Options.OutputAttention = value; }
+
+    /// <summary>Per-epoch reports of training (loss, validation loss, validation accuracy), when trained in this process.</summary>
+    public IReadOnlyList<TrainingProgress> EpochReports { get; internal set; } = Array.Empty<TrainingProgress>();
+
+    /// <inheritdoc />
+    public bool IsRowToRowMapper => true;
+
+    /// <inheritdoc />
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => Mapper(inputSchema).OutputSchema;
+
+    /// <inheritdoc />
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => Mapper(inputSchema).RowMapper();
+
+    /// <inheritdoc />
+    public IDataView Transform(IDataView input) => Mapper(input.Schema).Map(input);
+
+    /// <summary>ML.NET's model format cannot hold components from outside ML.NET: use Save(path) and LoadImageClassification.</summary>
+    void ICanSaveModel.Save(ModelSaveContext ctx) => throw new NotSupportedException(
+        $"An {nameof(ImageClassificationTransformer)} cannot be written by mlContext.Model.Save (ML.NET keeps the writers of its model format internal). " +
+        "Use model.Save(path) and mlContext.Transformers().LoadImageClassification(path), or export to ONNX for an ML.NET pipeline that Model.Save can hold.");
+
+    /// <summary>
+    /// The attention of the [CLS] token for one image: per layer and head, and the rollout over the patch grid (sums to 1),
+    /// e.g. for <see cref="AttentionHeatmap.Save(Microsoft.ML.Data.MLImage, AttentionMap, string, float)"/>.
+    /// </summary>
+    public AttentionMap Explain(MLImage image)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        using var scope = NewDisposeScope();
+        var input = new ImageInput(SingleImageSchema, "Image", Classifier.Model.Config, null, null, null);
+        Tensor pixels = input.ToTensor(image, 0).unsqueeze(0);
+        VitPredictions predictions = Classifier.Predict(pixels, needAttention: true);
+        VitConfig config = Classifier.Model.Config;
+        return new AttentionMap(config.GridSize, config.Depth, config.Heads, predictions.Rollout![0], predictions.ClsAttention![0], predictions.Probabilities[0]);
+    }
+
+    private static readonly DataViewSchema SingleImageSchema = BuildImageSchema();
+
+    private static DataViewSchema BuildImageSchema()
+    {
+        var builder = new DataViewSchema.Builder();
+        builder.AddColumn("Image", new Microsoft.ML.Transforms.Image.ImageDataViewType());
+        return builder.ToSchema();
+    }
+
+    /// <summary>Writes the model (configuration, classes, normalisation, column settings, weights) to one safetensors file, atomically.</summary>
+    public void Save(string path)
+    {
+        var settings = new Dictionary<string, string>
+        {
+            ["classes"] = JsonSerializer.Serialize(Classifier.ClassNames),
+            ["binary"] = Classifier.Binary ? "true" : "false",
+            ["normalization"] = JsonSerializer.Serialize(new { mean = Classifier.Mean, std = Classifier.Std }),
+            ["options"] = JsonSerializer.Serialize(new SavedColumns
+            {
+                Label = Options.LabelColumnName, Image = Options.ImageColumnName, ImageFolder = Options.ImageFolder,
+                VectorHeight = Options.VectorImageHeight, VectorWidth = Options.VectorImageWidth, Score = Options.ScoreColumnName,
+                PredictedLabel = Options.PredictedLabelColumnName, Probability = Options.ProbabilityColumnName,
+                Embedding = Options.EmbeddingColumnName, OutputAttention = Options.OutputAttention, SkipUnreadable = Options.SkipUnreadableImages,
+                TransformBatchSize = Options.TransformBatchSize,
+            }),
+        };
+        ModelFile.Save(path, Capability, JsonSerializer.Serialize(Classifier.Model.Config), null, Classifier.Model, settings);
+    }
+
+    private sealed class SavedColumns
+    {
+        public string Label { get; set; } = "Label";
+        public string Image { get; set; } = "Image";
+        public string? ImageFolder { get; set; }
+        public int? VectorHeight { get; set; }
+        public int? VectorWidth { get; set; }
+        public string Score { get; set; } = "Score";
+        public string PredictedLabel { get; set; } = "PredictedLabel";
+        public string Probability { get; set; } = "Probability";
+        public string Embedding { get; set; } = "Embedding";
+        public bool OutputAttention { get; set; }
+        public bool SkipUnreadable { get; set; }
+        public int TransformBatchSize { get; set; } = 64;
+    }
+
+    internal static ImageClassificationTransformer Load(string path, string device, Action<string>? log)
+    {
+        Device target = DeviceSelector.Resolve(device, allowCpuFallback: false, log);
+        using ModelFileContents contents = ModelFile.Load(path, Capability);
+        VitConfig config = JsonSerializer.Deserialize<VitConfig>(contents.Config)
+            ?? throw new InvalidDataException($"'{path}' has an empty ViT configuration.");
+        string Entry(string key) => contents.Metadata.TryGetValue(key, out string? value) ? value
+            : throw new InvalidDataException($"'{path}' has no '{key}' entry in its metadata; it was not written by ImageClassificationTransformer.Save.");
+        string[] classes = JsonSerializer.Deserialize<string[]>(Entry("classes"))!;
+        bool binary = Entry("binary") == "true";
+        using JsonDocument normalization = JsonDocument.Parse(Entry("normalization"));
+        float[] mean = normalization.RootElement.GetProperty("mean").EnumerateArray().Select(e => e.GetSingle()).ToArray();
+        float[] std = normalization.RootElement.GetProperty("std").EnumerateArray().Select(e => e.GetSingle()).ToArray();
+        SavedColumns columns = JsonSerializer.Deserialize<SavedColumns>(Entry("options"))!;
+        var model = new VitModel(config, binary ? 2 : classes.Length);
+        ModelFile.LoadInto(model, contents.Weights, path);
+        model.to(target);
+        model.eval();
+        var options = new ImageClassificationOptions
+        {
+            LabelColumnName = columns.Label, ImageColumnName = columns.Image, ImageFolder = columns.ImageFolder,
+            VectorImageHeight = columns.VectorHeight, VectorImageWidth = columns.VectorWidth, ScoreColumnName = columns.Score,
+            PredictedLabelColumnName = columns.PredictedLabel, ProbabilityColumnName = columns.Probability, EmbeddingColumnName = columns.Embedding,
+            OutputAttention = columns.OutputAttention, SkipUnreadableImages = columns.SkipUnreadable, TransformBatchSize = columns.TransformBatchSize,
+            Model = config,
+        };
+        return new ImageClassificationTransformer(new VitClassifier(model, target, classes, binary, mean, std), options, log);
+    }
+
+    /// <summary>Frees the model's tensors.</summary>
+    public void Dispose() => Classifier.Dispose();
+
+    /// <summary>The columns Transform adds, with the annotations ML.NET's evaluators and MapKeyToValue read.</summary>
+    internal IReadOnlyList<OutputColumn> OutputColumns()
+    {
+        int k = ClassNames.Count;
+        VitConfig config = Classifier.Model.Config;
+        var columns = new List<OutputColumn>();
+        if (IsBinary)
+        {
+            columns.Add(new OutputColumn(Options.ScoreColumnName, NumberDataViewType.Single, ScoreAnnotations("BinaryClassification", null)));
+            columns.Add(new OutputColumn(Options.ProbabilityColumnName, NumberDataViewType.Single, ScoreAnnotations("BinaryClassification", "Probability")));
+            columns.Add(new OutputColumn(Options.PredictedLabelColumnName, BooleanDataViewType.Instance, ScoreAnnotations("BinaryClassification", "PredictedLabel")));
+        }
+        else
+        {
+            columns.Add(new OutputColumn(Options.ScoreColumnName, new VectorDataViewType(NumberDataViewType.Single, k), SlotNames(ClassNames, ScoreAnnotations("MulticlassClassification", null))));
+            var keyValues = new DataViewSchema.Annotations.Builder();
+            keyValues.Add(KeyValuesKind, new VectorDataViewType(TextDataViewType.Instance, k), TextVector(ClassNames));
+            keyValues.Add(ScoreAnnotations("MulticlassClassification", "PredictedLabel"), _ => true);
+            columns.Add(new OutputColumn(Options.PredictedLabelColumnName, new KeyDataViewType(typeof(uint), k), keyValues.ToAnnotations()));
+        }
+        columns.Add(new OutputColumn(Options.EmbeddingColumnName, new VectorDataViewType(NumberDataViewType.Single, config.Width)));
+        if (Options.OutputAttention)
+        {
+            int tokens = config.GridSize * config.GridSize + 1;
+            columns.Add(new OutputColumn(ClsAttentionColumn, new VectorDataViewType(NumberDataViewType.Single, config.Depth, config.Heads, tokens)));
+            columns.Add(new OutputColumn(RolloutColumn, new VectorDataViewType(NumberDataViewType.Single, config.GridSize, config.GridSize)));
+        }
+        return columns;
+    }
+
+    /// <summary>Name of the [CLS] attention column (with OutputAttention).</summary>
+    public const string ClsAttentionColumn = "ClsAttention";
+
+    /// <summary>Name of the attention rollout column (with OutputAttention).</summary>
+    public const string RolloutColumn = "AttentionRollout";
+
+    // ML.NET's annotation kinds (AnnotationUtils.Kinds is internal; the strings are part of its saved-model format).
+    private const string KeyValuesKind = "KeyValues";
+    private const string SlotNamesKind = "SlotNames";
+
+    private static ValueGetter<VBuffer<ReadOnlyMemory<char>>> TextVector(IReadOnlyList<string> values) =>
+        (ref VBuffer<ReadOnlyMemory<char>> destination) => destination = new VBuffer<ReadOnlyMemory<char>>(values.Count, values.Select(v => v.AsMemory()).ToArray());
+
+    private static DataViewSchema.Annotations SlotNames(IReadOnlyList<string> names, DataViewSchema.Annotations others)
+    {
+        var builder = new DataViewSchema.Annotations.Builder();
+        builder.Add(SlotNamesKind, new VectorDataViewType(TextDataViewType.Instance, names.Count), TextVector(names));
+        builder.Add(others, _ => true);
+        return builder.ToAnnotations();
+    }
+
+    /// <summary>The annotations ML.NET's scorers put on their columns (score column kind and value kind), so tools that look for them find them.</summary>
+    private static DataViewSchema.Annotations ScoreAnnotations(string kind, string? valueKind)
+    {
+        var builder = new DataViewSchema.Annotations.Builder();
+        builder.Add("ScoreColumnKind", TextDataViewType.Instance, (ref ReadOnlyMemory<char> v) => v = kind.AsMemory());
+        builder.Add("ScoreValueKind", TextDataViewType.Instance, (ref ReadOnlyMemory<char> v) => v = (valueKind ?? "Score").AsMemory());
+        return builder.ToAnnotations();
+    }
+
+    private BatchMapper<ImageValue> Mapper(DataViewSchema inputSchema)
+    {
+        CheckLabelClasses(inputSchema);
+        var input = new ImageInput(inputSchema, Options.ImageColumnName, Classifier.Model.Config, Options.ImageFolder, Options.VectorImageHeight, Options.VectorImageWidth);
+        IReadOnlyList<OutputColumn> outputs = OutputColumns();
+        return new BatchMapper<ImageValue>(inputSchema, Options.ImageColumnName, outputs, values => MapBatch(values, outputs.Count),
+            Options.TransformBatchSize, row => ImageValue.Reader(input, row, Options.SkipUnreadableImages));
+    }
+
+    /// <summary>When the data carries the training label as a key, its classes must be the model's, in the same order.</summary>
+    private void CheckLabelClasses(DataViewSchema schema)
+    {
+        DataViewSchema.Column? label = schema.GetColumnOrNull(Options.LabelColumnName);
+        if (IsBinary || label is not { Type: KeyDataViewType } column || !column.HasKeyValues())
+        {
+            return;
+        }
+        string[] names = LabelInfo.Of(schema, column.Name).Names;
+        if (!names.SequenceEqual(ClassNames))
+        {
+            string[] unseen = names.Except(ClassNames).ToArray();
+            throw new ArgumentOutOfRangeException(nameof(schema),
+                $"Label column '{column.Name}' has the classes [{string.Join(", ", names)}], but the model was trained on [{string.Join(", ", ClassNames)}]" +
+                (unseen.Length > 0 ? $"; unseen in training: {string.Join(", ", unseen)}" : "; same classes in another order") +
+                ". Map the labels with the MapValueToKey fitted on the training data (fit it once, on the training set, and reuse it).");
+        }
+    }
+
+    private object[][] MapBatch(IReadOnlyList<ImageValue> values, int columnCount)
+    {
+        var rows = new object[values.Count][];
+        var readable = Enumerable.Range(0, values.Count).Where(i => values[i].Pixels is not null).ToList();
+        VitPredictions? predictions = null;
+        if (readable.Count > 0)
+        {
+            using var scope = NewDisposeScope();
+            Tensor batch = stack(readable.Select(i => values[i].Pixels!).ToArray());
+            predictions = Classifier.Predict(batch, Options.OutputAttention);
+        }
+        foreach (ImageValue value in values)
+        {
+            value.Pixels?.Dispose();
+        }
+        int unreadable = values.Count - readable.Count;
+        if (unreadable > 0)
+        {
+            _log?.Invoke($"{unreadable} image(s) could not be read: NaN scores and a missing PredictedLabel ({values.First(v => v.Error is not null).Error!.Message}).");
+        }
+        int next = 0;
+        VitConfig config = Classifier.Model.Config;
+        for (int i = 0; i < values.Count; i++)
+        {
+            if (values[i].Pixels is null)
+            {
+                rows[i] = MissingRow(config, columnCount);
+                continue;
+            }
+            int j = next++;
+            float[] p = predictions!.Probabilities[j];
+            var row = new List<object>(columnCount);
+            if (IsBinary)
+            {
+                // Score is the logit of "true" (log p1 - log p0), as ML.NET's binary trainers; Probability = sigmoid(Score).
+                row.Add((float)(Math.Log(Math.Max(p[1], 1e-30)) - Math.Log(Math.Max(p[0], 1e-30))));
+                row.Add(p[1]);
+                row.Add(p[1] > 0.5f);
+            }
+            else
+            {
+                row.Add(new VBuffer<float>(p.Length, p));
+                row.Add((uint)(Array.IndexOf(p, p.Max()) + 1)); // keys count from 1; 0 is missing
+            }
+            row.Add(new VBuffer<float>(predictions.Embeddings[j].Length, predictions.Embeddings[j]));
+            if (Options.OutputAttention)
+            {
+                row.Add(new VBuffer<float>(predictions.ClsAttention![j].Length, predictions.ClsAttention[j]));
+                row.Add(new VBuffer<float>(predictions.Rollout![j].Length, predictions.Rollout[j]));
+            }
+            rows[i] = row.ToArray();
+        }
+        return rows;
+    }
+
+    private object[] MissingRow(VitConfig config, int columnCount)
+    {
+        static VBuffer<float> NaNs(int n) => new(n, Enumerable.Repeat(float.NaN, n).ToArray());
+        var row = new List<object>(columnCount);
+        if (IsBinary)
+        {
+            row.AddRange(new object[] { float.NaN, float.NaN, false });
+        }
+        else
+        {
+            row.AddRange(new object[] { NaNs(ClassNames.Count), 0u });
+        }
+        row.Add(NaNs(config.Width));
+        if (Options.OutputAttention)
+        {
+            row.Add(NaNs(config.Depth * config.Heads * (config.GridSize * config.GridSize + 1)));
+            row.Add(NaNs(config.GridSize * config.GridSize));
+        }
+        return row.ToArray();
+    }
+}
+
+/// <summary>A row's image, converted to the model's input, or why it could not be.</summary>
+internal readonly record struct ImageValue(Tensor? Pixels, Exception? Error)
+{
+    /// <summary>Reads and converts the image of the current row; a failure is thrown, or kept when <paramref name="skipUnreadable"/>.</summary>
+    public static Func<ImageValue> Reader(ImageInput input, DataViewRow row, bool skipUnreadable)
+    {
+        Func<object?> getter = input.Getter(row);
+        return () =>
+        {
+            try
+            {
+                return new ImageValue(input.ToTensor(getter(), row.Position), null);
+            }
+            catch (Exception e) when (skipUnreadable && e is not OutOfMemoryException and not InvalidOperationException)
+            {
+                return new ImageValue(null, e);
+            }
+            catch (Exception e) when (e is not UnreadableImageException and not OutOfMemoryException and not InvalidOperationException)
+            {
+                throw new UnreadableImageException($"The image in row {row.Position} of column '{input.Column.Name}' could not be read: {e.Message}", e);
+            }
+        };
+    }
+}
+
+/// <summary>Where a ViT looked: the attention of its [CLS] token for one image.</summary>
+/// <param name="GridSize">Patches per side.</param>
+/// <param name="Layers">Encoder layers.</param>
+/// <param name="Heads">Heads per layer.</param>
+/// <param name="Rollout">Attention rollout over the grid, row-major (GridSize x GridSize), summing to 1.</param>
+/// <param name="ClsAttention">[CLS] attention per layer, head and token (token 0 is [CLS] itself), row-major.</param>
+/// <param name="Probabilities">The class probabilities of the image.</param>
+public sealed record AttentionMap(int GridSize, int Layers, int Heads, float[] Rollout, float[] ClsAttention, float[] Probabilities)
+{
+    /// <summary>The [CLS] attention of one layer and head over the patch grid (GridSize x GridSize, row-major).</summary>
+    public float[] Head(int layer, int head)
+    {
+        if (layer < 0 || layer >= Layers || head < 0 || head >= Heads)
+        {
+            throw new ArgumentOutOfRangeException(nameof(layer), $"Layer {layer} and head {head} must be in [0, {Layers}) and [0, {Heads}).");
+        }
+        int tokens = GridSize * GridSize + 1;
+        return ClsAttention.AsSpan((layer * Heads + head) * tokens + 1, tokens - 1).ToArray();
+    }
+}

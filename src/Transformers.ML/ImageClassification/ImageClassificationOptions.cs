@@ -106,7 +106,7 @@ public sealed class ImageClassificationOptions : TrainingOptions
     /// <summary>
     /// Image column: an image (ML.NET's MLImage, from <c>LoadImages</c>; grayscale or colour, any size), a path (Text,
     /// read from <see cref="ImageFolder"/>), or a vector of floats (pixels, e.g. from <c>ExtractPixels</c>, channel-major).
-    /// Every image is resized to the model's image size (bilinear, antialiased), so sizes need not divide by the patch size.
+    /// Every image is resized to the model's image size (area averaging to shrink, bilinear to enlarge; the aspect ratio is not kept), so sizes need not divide by the patch size.
     /// Default "Image".
     /// </summary>
     public string ImageColumnName { get; set; } = "Image";

@@ -1,6 +1,6 @@
 // Turning the values of an image column into the model's input: MLImage (ML.NET's LoadImages), a file path, or a
-// float vector of pixels -> channels-first floats at the model's resolution. Images are resized (bilinear with
-// antialiasing, so a 512-pixel scan shrinks without aliasing) to ImageSize x ImageSize; the aspect ratio is not kept
+// float vector of pixels -> channels-first floats at the model's resolution. Images are resized (area averaging to
+// shrink, so a 512-pixel scan shrinks without aliasing; bilinear to enlarge) to ImageSize x ImageSize; the aspect ratio is not kept
 // (OCT B-scans are wider than tall; a square input keeps every column of the scan).
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -144,9 +144,15 @@ internal sealed class ImageInput
                 ? (image[.., 0] * 0.299f + image[.., 1] * 0.587f + image[.., 2] * 0.114f).unsqueeze(1) // ITU-R BT.601 luma
                 : image.expand(1, 3, height, width);
         }
-        if (height != _imageSize || width != _imageSize)
+        if (height > _imageSize || width > _imageSize)
         {
-            image = F.interpolate(image, new long[] { _imageSize, _imageSize }, mode: InterpolationMode.Bilinear, align_corners: false, antialias: true);
+            // Shrinking: area averaging (every source pixel counts once; no aliasing of the speckle). libtorch's antialiased
+            // bilinear mode fails for large factors (a 1536-pixel scan to 32), so it is not used.
+            image = F.adaptive_avg_pool2d(image, new long[] { Math.Min(height, _imageSize), Math.Min(width, _imageSize) });
+        }
+        if (image.shape[2] != _imageSize || image.shape[3] != _imageSize)
+        {
+            image = F.interpolate(image, new long[] { _imageSize, _imageSize }, mode: InterpolationMode.Bilinear, align_corners: false);
         }
         return image.squeeze(0).contiguous().MoveToOuterDisposeScope();
     }

@@ -110,4 +110,46 @@ public static class SyntheticOct
         }
         return image;
     }
+
+    /// <summary>
+    /// Writes SYNTHETIC scans as grayscale PNG files in the Kermany OCT2017 layout, <c>train|test/CNV|DME|DRUSEN|NORMAL/*.png</c>,
+    /// so that the real data set and the synthetic one go through the same code (<see cref="ImageDatasets.ReadOct2017Folder"/>,
+    /// <c>LoadImages</c>). File names start with "SYNTHETIC-". Returns <paramref name="folder"/>.
+    /// </summary>
+    public static string WriteOct2017Folder(string folder, int trainPerClass, int testPerClass, int size, int seed)
+    {
+        if (trainPerClass < 1 || testPerClass < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(trainPerClass), $"Need at least one training image per class and no negative test count; found {trainPerClass} and {testPerClass}.");
+        }
+        foreach ((string split, int count, int offset) in new[] { ("train", trainPerClass, 0), ("test", testPerClass, 1_000_000) })
+        {
+            foreach (OctClass kind in Enum.GetValues<OctClass>())
+            {
+                string name = kind.ToString().ToUpperInvariant();
+                string directory = Path.Combine(folder, split, name);
+                Directory.CreateDirectory(directory);
+                for (int i = 0; i < count; i++)
+                {
+                    int imageSeed = unchecked(seed * 7_919 + (offset + i) * 4 + (int)kind);
+                    SavePng(Generate(kind, size, imageSeed), size, Path.Combine(directory, $"SYNTHETIC-{name}-{i}.png"));
+                }
+            }
+        }
+        return folder;
+    }
+
+    /// <summary>Writes a size x size grayscale image with values in [0, 1] as a PNG, atomically.</summary>
+    public static void SavePng(float[] pixels, int size, string path)
+    {
+        if (pixels.Length != size * size)
+        {
+            throw new ArgumentException($"Expected {size} x {size} = {size * size} pixels; found {pixels.Length}.", nameof(pixels));
+        }
+        using var bitmap = new SkiaSharp.SKBitmap(size, size, SkiaSharp.SKColorType.Gray8, SkiaSharp.SKAlphaType.Opaque);
+        byte[] bytes = pixels.Select(v => (byte)Math.Round(Math.Clamp(v, 0f, 1f) * 255)).ToArray();
+        System.Runtime.InteropServices.Marshal.Copy(bytes, 0, bitmap.GetPixels(), bytes.Length);
+        using SkiaSharp.SKData data = bitmap.Encode(SkiaSharp.SKEncodedImageFormat.Png, 100);
+        Transformers.ML.Core.IO.AtomicFile.Write(path, stream => data.SaveTo(stream));
+    }
 }

@@ -1,0 +1,207 @@
+using System.Diagnostics;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Transformers.ML.Core.Training;
+using Transformers.ML.Examples;
+using Transformers.ML.ImageClassification;
+using static TorchSharp.torch;
+
+namespace Transformers.ML.Benchmarks;
+
+/// <summary>Image classification rows: Fashion-MNIST accuracy against minutes of training, trainer overhead, Transform vs PredictionEngine.</summary>
+internal static class ImageClassificationBenchmark
+{
+    public sealed class Image
+    {
+        public float[] Pixels { get; set; } = Array.Empty<float>();
+
+        public float Label { get; set; }
+    }
+
+    public sealed class Prediction
+    {
+        public uint PredictedLabel { get; set; }
+    }
+
+    public static void Run(ResultsTable table, BenchmarkOptions options)
+    {
+        var ml = new MLContext(seed: 1);
+        string Path(string name) => DataLocator.File(options.Data, System.IO.Path.Combine("fashion-mnist", name),
+            $"http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/{name}", options.Download);
+        IDataView train = Load(ml, Path("train-images-idx3-ubyte.gz"), Path("train-labels-idx1-ubyte.gz"));
+        IDataView test = Load(ml, Path("t10k-images-idx3-ubyte.gz"), Path("t10k-labels-idx1-ubyte.gz"));
+        var keys = ml.Transforms.Conversion.MapValueToKey("Label", keyOrdinality: Microsoft.ML.Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByValue).Fit(train);
+        train = keys.Transform(train);
+        test = keys.Transform(test);
+        bool Runs(string part) => options.Only.Length == 0 || options.Only.Contains("image") || options.Only.Contains("image." + part);
+
+        double trainerRate = 0;
+        if (Runs("trainer") || Runs("quality"))
+        {
+            trainerRate = TrainerOverhead(table, options, ml, train, report: Runs("trainer"));
+        }
+        if (Runs("quality"))
+        {
+            Quality(table, options, ml, train, test, trainerRate);
+        }
+        if (Runs("speed"))
+        {
+            Inference(table, options, ml, test);
+        }
+    }
+
+    private static IDataView Load(MLContext ml, string images, string labels)
+    {
+        ImageArray x = ImageDatasets.ReadIdx(images), y = ImageDatasets.ReadIdx(labels);
+        var rows = Enumerable.Range(0, x.Count).Select(i => new Image
+        {
+            Pixels = x.Data.AsSpan(i * 784, 784).ToArray().Select(b => b / 255f).ToArray(),
+            Label = y.Data[i],
+        }).ToList();
+        var schema = SchemaDefinition.Create(typeof(Image));
+        schema[nameof(Image.Pixels)].ColumnType = new VectorDataViewType(NumberDataViewType.Single, 784);
+        return ml.Data.LoadFromEnumerable(rows, schema);
+    }
+
+    /// <summary>A small ViT for 28 x 28 images: patch 4 (7 x 7 = 49 patches), width 64, depth 6, 4 heads, MLP 2x.</summary>
+    private static ImageClassificationOptions Options() => new()
+    {
+        ImageColumnName = nameof(Image.Pixels),
+        Model = new VitConfig { ImageSize = 28, PatchSize = 4, Channels = 1, Width = 64, Depth = 6, Heads = 4, MlpRatio = 2, Dropout = 0 },
+        BatchSize = 128,
+        LearningRate = 2e-3,
+        WarmupSteps = 300,
+        LabelSmoothing = 0.1,
+        Augmentation = new ImageAugmentation { HorizontalFlip = true, RotationDegrees = 0, TranslationFraction = 0.08, CropMinScale = 1, Brightness = 0, Contrast = 0 },
+        ValidationFraction = 0,
+        LogEverySteps = 1_000_000,
+        Seed = 1,
+    };
+
+    /// <summary>Trains for a time budget: the number of epochs is set from the measured images/s so that the cosine decay ends with the budget.</summary>
+    private static void Quality(ResultsTable table, BenchmarkOptions options, MLContext ml, IDataView train, IDataView test, double imagesPerSecond)
+    {
+        double minutes = options.Quick ? 1.5 : 14;
+        IDataView data = options.Quick ? ml.Data.TakeRows(train, 12_000) : train;
+        long count = data.GetColumn<float>(nameof(Image.Label)).LongCount();
+        ImageClassificationOptions o = Options();
+        o.Epochs = Math.Max(1, (int)Math.Floor(minutes * 60 * imagesPerSecond * 0.95 / count));
+        o.MaxTrainingTime = TimeSpan.FromMinutes(minutes);
+        var clock = Stopwatch.StartNew();
+        using ImageClassificationTransformer model = ml.Transformers().ImageClassification(o).Fit(data);
+        double trained = clock.Elapsed.TotalMinutes;
+        MulticlassClassificationMetrics m = ml.MulticlassClassification.Evaluate(model.Transform(test));
+        table.Add(new BenchmarkRow("image", $"Fashion-MNIST test accuracy after {trained:F1} min of training", m.MicroAccuracy, "accuracy", options.Quick ? "(quick run)" : ">= 0.90",
+            $"ViT 28x28/4, width 64, depth 6 ({model.ParameterCount:N0} params), {o.Epochs} epochs of {count:N0}; published: 2 conv + pooling 0.876-0.916, small CNNs 0.92-0.93, ResNet-18 ~0.95"));
+    }
+
+    /// <summary>Images/s through Fit against a plain loop over the same task, model and batches. Returns the trainer's rate.</summary>
+    private static double TrainerOverhead(ResultsTable table, BenchmarkOptions options, MLContext ml, IDataView train, bool report)
+    {
+        IDataView subset = ml.Data.TakeRows(train, 6_400);
+        int steps = options.Quick ? 30 : 90;
+        double trainer = 0, plain = 0;
+        for (int round = 0; round < (report ? 2 : 1); round++)
+        {
+            if (report)
+            {
+                plain = Math.Max(plain, PlainLoop(ml, subset, steps));
+            }
+            trainer = Math.Max(trainer, ThroughFit(ml, subset, steps));
+        }
+        if (report)
+        {
+            table.Add(new BenchmarkRow("image", "training through the ML.NET trainer", trainer, "images/s", "-", $"ViT 28x28/4 width 64 depth 6, batch 128, augmentation on; {steps} steps"));
+            table.Add(new BenchmarkRow("image", "training, plain TorchSharp loop", plain, "images/s", "-", "same model, images, augmentation and batches"));
+            table.Add(new BenchmarkRow("image", "ML.NET trainer / plain loop", trainer / plain, "ratio", ">= 0.97", "best of 2 alternating runs"));
+        }
+        return trainer;
+    }
+
+    private static double ThroughFit(MLContext ml, IDataView data, int steps)
+    {
+        var reports = new List<TrainingProgress>();
+        ImageClassificationOptions o = Options();
+        o.Epochs = 100;
+        o.MaxSteps = steps;
+        o.LogEverySteps = steps / 3;
+        o.Progress = new CallbackProgress(reports.Add);
+        ml.Transformers().ImageClassification(o).Fit(data).Dispose();
+        return reports.Where(r => r.Kind == TrainingProgressKind.Step).Skip(1).Average(r => r.Throughput);
+    }
+
+    private static double PlainLoop(MLContext ml, IDataView data, int steps)
+    {
+        ImageClassificationOptions o = Options();
+        float[][] pixels = data.GetColumn<float[]>(nameof(Image.Pixels)).ToArray();
+        long[] labels = data.GetColumn<uint>("Label").Select(k => (long)k - 1).ToArray();
+        using Tensor images = tensor(pixels.SelectMany(p => p).ToArray(), new long[] { pixels.Length, 1, 28, 28 });
+        manual_seed(1);
+        var model = new VitModel(o.Model!, 10);
+        (float[] mean, float[] std, double range) = ImageClassificationEstimator.Statistics(images);
+        using var classifier = new VitClassifier(model, CPU, Enumerable.Range(0, 10).Select(i => i.ToString()).ToArray(), false, mean, std);
+        var task = new ImageClassificationTask(classifier, new ImageSet(images.alias(), labels), null, o.BatchSize, o.LabelSmoothing, ClassBalance.None,
+            new ImageAugmenter(o.Augmentation!, range));
+        using var optimizer = new AdamW(model.named_parameters(), o.Beta1, o.Beta2, o.AdamEpsilon, o.WeightDecay);
+        IReadOnlyList<int[]> batches = task.PlanEpoch(0, new Random(1));
+        model.train();
+        int warmup = steps / 3;
+        long seen = 0;
+        var clock = new Stopwatch();
+        for (int step = 0; step < steps; step++)
+        {
+            if (step == warmup)
+            {
+                clock.Start();
+            }
+            using var scope = NewDisposeScope();
+            optimizer.ZeroGrad();
+            LossSum loss = task.ComputeLoss(batches[step % batches.Count]);
+            long count = loss.Count.item<long>();
+            loss.Sum.div(count).backward();
+            nn.utils.clip_grad_norm_(optimizer.Parameters, 1.0);
+            optimizer.Step(o.LearningRate);
+            if (step >= warmup)
+            {
+                seen += count;
+            }
+        }
+        return seen / clock.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>Batched Transform against a PredictionEngine loop, same (untrained: speed does not depend on the weights) model.</summary>
+    private static void Inference(ResultsTable table, BenchmarkOptions options, MLContext ml, IDataView test)
+    {
+        int rows = options.Quick ? 1_000 : 4_000;
+        IDataView data = ml.Data.TakeRows(test, rows);
+        ImageClassificationOptions o = Options();
+        o.Epochs = 1;
+        o.MaxSteps = 1;
+        using ImageClassificationTransformer model = ml.Transformers().ImageClassification(o).Fit(ml.Data.TakeRows(test, 256));
+        double batched = 0, engine = 0;
+        for (int round = 0; round < 2; round++)
+        {
+            var clock = Stopwatch.StartNew();
+            long n = model.Transform(data).GetColumn<uint>("PredictedLabel").LongCount();
+            batched = Math.Max(batched, n / clock.Elapsed.TotalSeconds);
+
+            var predictor = ml.Model.CreatePredictionEngine<Image, Prediction>(model, inputSchemaDefinition: Schema());
+            List<Image> images = ml.Data.CreateEnumerable<Image>(data, false, schemaDefinition: Schema()).ToList();
+            clock.Restart();
+            foreach (Image image in images)
+            {
+                predictor.Predict(image);
+            }
+            engine = Math.Max(engine, images.Count / clock.Elapsed.TotalSeconds);
+        }
+        table.Add(new BenchmarkRow("image", "inference, batched Transform (64 per batch)", batched, "images/s", "-", $"{rows} Fashion-MNIST images, ViT 28x28/4 width 64 depth 6"));
+        table.Add(new BenchmarkRow("image", "inference, PredictionEngine loop", engine, "images/s", "-", $"one image per call; Transform is {batched / engine:F1}x faster"));
+    }
+
+    private static SchemaDefinition Schema()
+    {
+        var schema = SchemaDefinition.Create(typeof(Image));
+        schema[nameof(Image.Pixels)].ColumnType = new VectorDataViewType(NumberDataViewType.Single, 784);
+        return schema;
+    }
+}

@@ -173,6 +173,25 @@ public sealed class ImageClassificationTransformer : ITransformer, IDisposable
         return new ImageClassificationTransformer(new VitClassifier(model, target, classes, binary, mean, std), options, log);
     }
 
+    /// <summary>
+    /// Exports the classifier to ONNX (opset 17): input "pixels" (batch, 3, S, S) RGB in [0, 1] (or the model's channels),
+    /// outputs "logits", "probabilities" (batch, classes) and "embedding" (batch, width); normalisation inside; classes and
+    /// configuration in the model's metadata. For ML.NET: LoadImages -> ResizeImages(S, S) -> ExtractPixels("pixels",
+    /// scaleImage: 1/255) -> ApplyOnnxModel. Written atomically.
+    /// </summary>
+    public void ExportToOnnx(string path, Onnx.OnnxExportOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        Onnx.OnnxGraph.Save(Onnx.VitOnnxExport.Build(Classifier, options ?? new Onnx.OnnxExportOptions()), path);
+    }
+
+    /// <summary>Exports the classifier to ONNX into a stream (see <see cref="ExportToOnnx(string, Onnx.OnnxExportOptions?)"/>).</summary>
+    public void ExportToOnnx(Stream stream, Onnx.OnnxExportOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        Google.Protobuf.MessageExtensions.WriteTo(Onnx.VitOnnxExport.Build(Classifier, options ?? new Onnx.OnnxExportOptions()), stream);
+    }
+
     /// <summary>Frees the model's tensors.</summary>
     public void Dispose() => Classifier.Dispose();
 

@@ -39,6 +39,9 @@ internal sealed class GptModel : nn.Module, ICausalLanguageModel
 
     public KeyValueCache CreateCache() => _decoder.CreateCache();
 
+    /// <summary>The token and position embeddings (for the ONNX export).</summary>
+    internal TokenEmbedding Embedding => _embedding;
+
     /// <summary>
     /// Token ids (B, T) -> logits (B, T, vocabulary). With a cache, the ids are the positions after the cached
     /// ones (a prompt, then one token per step) and the cache grows by T.

@@ -120,6 +120,20 @@ public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposab
     /// <summary>Frees the model's tensors.</summary>
     public void Dispose() => Model.Dispose();
 
+    /// <summary>
+    /// Exports the model to ONNX (opset 17) with its key/value cache: inputs input_ids (batch, sequence) and past_key_i /
+    /// past_value_i (batch, heads, past, head_dim); outputs logits and present_key_i / present_value_i. The tokenizer and
+    /// configuration are in the model's metadata: <see cref="Onnx.OnnxTextGenerator.Load"/> needs no other file. Written atomically.
+    /// </summary>
+    public void ExportToOnnx(string path) => Onnx.OnnxGraph.Save(Onnx.GptOnnxExport.Build(Model, Tokenizer), path);
+
+    /// <summary>Exports the model to ONNX into a stream (see <see cref="ExportToOnnx(string)"/>).</summary>
+    public void ExportToOnnx(Stream stream)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        Google.Protobuf.MessageExtensions.WriteTo(Onnx.GptOnnxExport.Build(Model, Tokenizer), stream);
+    }
+
     internal TextGenerator Generator() => new(Model, Tokenizer, Device, _log);
 
     private protected override IReadOnlyList<string> MapBatch(IReadOnlyList<string> inputs) =>

@@ -107,24 +107,27 @@ internal sealed class TextGenerator
     /// The prompt's token ids, cropped from the left to leave room for the new tokens in the context window
     /// (logged). An empty prompt starts from the end-of-text token: unconditional generation.
     /// </summary>
-    private List<int> PromptIds(string prompt, GenerationOptions options)
+    private List<int> PromptIds(string prompt, GenerationOptions options) => PromptIds(_tokenizer, _model.ContextLength, prompt, options, _log);
+
+    /// <summary>The prompt's ids for a model with <paramref name="contextLength"/> (shared with the ONNX Runtime generator).</summary>
+    internal static List<int> PromptIds(TextTokenizer tokenizer, int contextLength, string prompt, GenerationOptions options, Action<string>? log)
     {
         ArgumentNullException.ThrowIfNull(prompt);
-        var ids = _tokenizer.Encode(prompt).ToList();
+        var ids = tokenizer.Encode(prompt).ToList();
         if (ids.Count == 0)
         {
-            return new List<int> { _tokenizer.EndOfTextId };
+            return new List<int> { tokenizer.EndOfTextId };
         }
-        int room = Math.Max(1, _model.ContextLength - Math.Min(options.MaxNewTokens, _model.ContextLength / 2));
+        int room = Math.Max(1, contextLength - Math.Min(options.MaxNewTokens, contextLength / 2));
         if (ids.Count > room)
         {
-            _log?.Invoke($"The prompt has {ids.Count} tokens; the context window is {_model.ContextLength}: keeping its last {room} tokens.");
+            log?.Invoke($"The prompt has {ids.Count} tokens; the context window is {contextLength}: keeping its last {room} tokens.");
             ids = ids.GetRange(ids.Count - room, room);
         }
         return ids;
     }
 
-    private static int FindStop(string text, IReadOnlyList<string> stops)
+    internal static int FindStop(string text, IReadOnlyList<string> stops)
     {
         int first = -1;
         foreach (string stop in stops)
@@ -138,7 +141,7 @@ internal sealed class TextGenerator
         return first;
     }
 
-    private static string Cut(string text, IReadOnlyList<string> stops)
+    internal static string Cut(string text, IReadOnlyList<string> stops)
     {
         int at = FindStop(text, stops);
         return at >= 0 ? text[..at] : text;

@@ -133,6 +133,31 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
         return new TranslationTransformer(model, codec, target, columns[0], columns[1], (int)decoding[0], decoding[1], 32, log);
     }
 
+    /// <summary>
+    /// Exports the model to ONNX (opset 17) as two graphs in <paramref name="folder"/>: encoder.onnx (source ids and padding ->
+    /// the decoder's cross-attention keys and values) and decoder.onnx (one step with its key/value cache -> log-probabilities).
+    /// The tokenizer and configuration are in both files' metadata: <see cref="Onnx.OnnxTranslator.Load"/> needs nothing else.
+    /// Each file is written atomically.
+    /// </summary>
+    public void ExportToOnnx(string folder)
+    {
+        ArgumentNullException.ThrowIfNull(folder);
+        Directory.CreateDirectory(folder);
+        (global::Onnx.ModelProto encoder, global::Onnx.ModelProto decoder) = Onnx.TranslationOnnxExport.Build(Model, Codec);
+        Onnx.OnnxGraph.Save(encoder, Path.Combine(folder, Onnx.TranslationOnnxExport.EncoderFile));
+        Onnx.OnnxGraph.Save(decoder, Path.Combine(folder, Onnx.TranslationOnnxExport.DecoderFile));
+    }
+
+    /// <summary>Exports the two graphs into streams (see <see cref="ExportToOnnx(string)"/>).</summary>
+    public void ExportToOnnx(Stream encoder, Stream decoder)
+    {
+        ArgumentNullException.ThrowIfNull(encoder);
+        ArgumentNullException.ThrowIfNull(decoder);
+        (global::Onnx.ModelProto e, global::Onnx.ModelProto d) = Onnx.TranslationOnnxExport.Build(Model, Codec);
+        Google.Protobuf.MessageExtensions.WriteTo(e, encoder);
+        Google.Protobuf.MessageExtensions.WriteTo(d, decoder);
+    }
+
     /// <summary>Frees the model's tensors.</summary>
     public void Dispose() => Model.Dispose();
 

@@ -207,8 +207,8 @@ public sealed class TranslationTests
     [TestMethod]
     public void LengthPenaltyIsGnmts()
     {
-        Assert.AreEqual(1.0, Seq2SeqDecoder.Penalty(1, 0.6), 1e-12);
-        Assert.AreEqual(Math.Pow(10.0 / 6.0, 0.6), Seq2SeqDecoder.Penalty(5, 0.6), 1e-12);
-        Assert.AreEqual(1.0, Seq2SeqDecoder.Penalty(30, 0.0), 1e-12);
+        Assert.AreEqual(1.0, Seq2SeqSearch.Penalty(1, 0.6), 1e-12);
+        Assert.AreEqual(Math.Pow(10.0 / 6.0, 0.6), Seq2SeqSearch.Penalty(5, 0.6), 1e-12);
+        Assert.AreEqual(1.0, Seq2SeqSearch.Penalty(30, 0.0), 1e-12);
     }
 }

@@ -46,6 +46,9 @@ internal sealed class EncoderDecoderTransformer : nn.Module
 
     public TransformerDecoder Decoder => _decoder;
 
+    /// <summary>The shared token and position embeddings (for the ONNX export).</summary>
+    public TokenEmbedding Embedding => _embedding;
+
     /// <summary>Source ids (B, S) -> encoder output (B, S, d_model).</summary>
     public Tensor Encode(Tensor sourceIds, Tensor? sourcePaddingMask) =>
         _encoder.Forward(_embedding.Forward(sourceIds), sourcePaddingMask).Hidden;

@@ -1,0 +1,61 @@
+// The GPT model as one ONNX graph with a key/value cache (the layout of Hugging Face's decoder exports):
+// input_ids (batch, sequence) int64 and past_key_i / past_value_i (batch, heads, past, head_dim) -> logits
+// (batch, sequence, vocabulary) and present_key_i / present_value_i (batch, heads, past + sequence, head_dim).
+// A first call passes a past of length 0. The tokenizer and the configuration travel in the model's metadata.
+using Onnx;
+using Transformers.ML.Core;
+using Transformers.ML.Core.IO;
+using Transformers.ML.Core.Tokenization;
+using Transformers.ML.TextGeneration;
+using static TorchSharp.torch;
+using DataType = Onnx.TensorProto.Types.DataType;
+
+namespace Transformers.ML.Onnx;
+
+internal static class GptOnnxExport
+{
+    public const string InputIds = "input_ids";
+
+    public static string PastKey(int layer) => $"past_key_{layer}";
+
+    public static string PastValue(int layer) => $"past_value_{layer}";
+
+    public static string PresentKey(int layer) => $"present_key_{layer}";
+
+    public static string PresentValue(int layer) => $"present_value_{layer}";
+
+    public static ModelProto Build(GptModel model, TextTokenizer tokenizer)
+    {
+        TransformerConfig config = model.Config;
+        var graph = new OnnxGraph("gpt");
+        var blocks = new OnnxBlocks(graph, ModuleState.Of(model));
+        string ids = graph.Input(InputIds, DataType.Int64, "batch", "sequence");
+        var past = new KeyValue[config.NumLayers];
+        for (int i = 0; i < config.NumLayers; i++)
+        {
+            past[i] = new KeyValue(graph.Input(PastKey(i), DataType.Float, "batch", config.NumHeads, "past", config.HeadKeyDimension),
+                graph.Input(PastValue(i), DataType.Float, "batch", config.NumHeads, "past", config.HeadValueDimension));
+        }
+        string pastLength = blocks.Dimension(past[0].Key, 2);
+        string x = blocks.TokenEmbedding(ids, model.Embedding, "embedding", config, pastLength);
+        string mask = blocks.CausalMask(blocks.Dimension(ids, 1), pastLength);
+        for (int i = 0; i < config.NumLayers; i++)
+        {
+            (x, KeyValue present) = blocks.DecoderLayer(x, $"decoder.layers.{i}", config, mask, past[i], cross: null, crossMask: null);
+            graph.Output(present.Key, PresentKey(i), DataType.Float, "batch", config.NumHeads, "total", config.HeadKeyDimension);
+            graph.Output(present.Value, PresentValue(i), DataType.Float, "batch", config.NumHeads, "total", config.HeadValueDimension);
+        }
+        if (config.NormPosition == NormPosition.Pre)
+        {
+            x = blocks.LayerNorm(x, "decoder.final_norm", config.LayerNormEpsilon);
+        }
+        graph.Output(blocks.TiedLogits(x, "embedding"), "logits", DataType.Float, "batch", "sequence", model.VocabularySize);
+        return graph.ToModel(new Dictionary<string, string>
+        {
+            ["capability"] = TextGenerationTransformer.Capability,
+            ["config"] = config.ToJson(),
+            ["tokenizer"] = tokenizer.Definition.ToJson(),
+            ["vocabulary_size"] = model.VocabularySize.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        });
+    }
+}

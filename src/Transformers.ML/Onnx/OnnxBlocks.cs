@@ -1,0 +1,205 @@
+// The Core's blocks written as ONNX nodes, once, from a module's own weights (by their PyTorch-style names):
+// Linear, LayerNorm, the feed-forward network, multi-head attention (self or cross, with past keys/values and an
+// additive mask), residual connections (pre- or post-LN), encoder and decoder layers and stacks. The ViT, GPT and
+// translation exports compose them, as the TorchSharp models compose the Core's modules.
+using Transformers.ML.Core;
+using static TorchSharp.torch;
+
+namespace Transformers.ML.Onnx;
+
+/// <summary>Keys and values of one attention layer, (B, h, S, d_k) and (B, h, S, d_v).</summary>
+internal readonly record struct KeyValue(string Key, string Value);
+
+internal sealed class OnnxBlocks
+{
+    private readonly IReadOnlyDictionary<string, Tensor> _weights;
+
+    public OnnxBlocks(OnnxGraph graph, IReadOnlyDictionary<string, Tensor> weights)
+    {
+        Graph = graph;
+        _weights = weights;
+    }
+
+    public OnnxGraph Graph { get; }
+
+    public Tensor Weight(string name) => _weights.TryGetValue(name, out Tensor? t) ? t
+        : throw new InvalidOperationException($"ONNX export: the model has no weight '{name}' (it has {string.Join(", ", _weights.Keys.Take(8))}...).");
+
+    public bool HasWeight(string name) => _weights.ContainsKey(name);
+
+    /// <summary>x W^T + b: the weight is stored transposed (in, out) so that MatMul takes it as it is.</summary>
+    public string Linear(string x, string prefix)
+    {
+        string weight = Graph.Weight(prefix + ".weight_t", Weight(prefix + ".weight").t());
+        string y = Graph.Op("MatMul", new[] { x, weight });
+        return HasWeight(prefix + ".bias") ? Graph.Op("Add", new[] { y, Graph.Weight(prefix + ".bias", Weight(prefix + ".bias")) }) : y;
+    }
+
+    public string LayerNorm(string x, string prefix, double epsilon) =>
+        Graph.Op("LayerNormalization", new[] { x, Graph.Weight(prefix + ".weight", Weight(prefix + ".weight")), Graph.Weight(prefix + ".bias", Weight(prefix + ".bias")) },
+            ("axis", -1L), ("epsilon", (float)epsilon));
+
+    /// <summary>GELU, ReLU or GPT-2's tanh GELU, written with opset-17 ops.</summary>
+    public string Activation(string x, FeedForwardActivation activation)
+    {
+        switch (activation)
+        {
+            case FeedForwardActivation.Relu:
+                return Graph.Op("Relu", new[] { x });
+            case FeedForwardActivation.Gelu:
+            {
+                // 0.5 x (1 + erf(x / sqrt 2))
+                string erf = Graph.Op("Erf", new[] { Graph.Op("Mul", new[] { x, Graph.Scalar((float)(1 / Math.Sqrt(2))) }) });
+                return Graph.Op("Mul", new[] { Graph.Op("Mul", new[] { x, Graph.Scalar(0.5f) }), Graph.Op("Add", new[] { erf, Graph.Scalar(1f) }) });
+            }
+            case FeedForwardActivation.GeluTanh:
+            {
+                // 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+                string cube = Graph.Op("Mul", new[] { Graph.Op("Mul", new[] { x, x }), x });
+                string inner = Graph.Op("Add", new[] { x, Graph.Op("Mul", new[] { cube, Graph.Scalar(0.044715f) }) });
+                string tanh = Graph.Op("Tanh", new[] { Graph.Op("Mul", new[] { inner, Graph.Scalar((float)Math.Sqrt(2 / Math.PI)) }) });
+                return Graph.Op("Mul", new[] { Graph.Op("Mul", new[] { x, Graph.Scalar(0.5f) }), Graph.Op("Add", new[] { tanh, Graph.Scalar(1f) }) });
+            }
+            default:
+                throw new ArgumentOutOfRangeException(nameof(activation), activation, "Unknown activation.");
+        }
+    }
+
+    public string FeedForward(string x, string prefix, TransformerConfig config) =>
+        Linear(Activation(Linear(x, prefix + ".fc1"), config.Activation), prefix + ".fc2");
+
+    /// <summary>(B, T, h * d) -> (B, h, T, d).</summary>
+    public string SplitHeads(string x, int heads, int dimension) =>
+        Graph.Op("Transpose", new[] { Graph.Op("Reshape", new[] { x, Graph.Longs(0, 0, heads, dimension) }) }, ("perm", new long[] { 0, 2, 1, 3 }));
+
+    /// <summary>The projected keys and values of <paramref name="source"/> (for a cross-attention computed once).</summary>
+    public KeyValue KeysAndValues(string source, string prefix, TransformerConfig config) => new(
+        SplitHeads(Linear(source, prefix + ".k_proj"), config.NumHeads, config.HeadKeyDimension),
+        SplitHeads(Linear(source, prefix + ".v_proj"), config.NumHeads, config.HeadValueDimension));
+
+    /// <summary>
+    /// Multi-head attention of <paramref name="query"/> (B, T, d) over <paramref name="keyValue"/>'s projections, or over
+    /// <paramref name="given"/> keys and values; <paramref name="past"/> is prepended to the new ones (self-attention
+    /// cache). <paramref name="mask"/> is added to the scores (0 or the lowest float). Returns the output and the keys and values used.
+    /// </summary>
+    public (string Output, KeyValue Present) Attention(string query, string? keyValue, string prefix, TransformerConfig config, string? mask,
+        KeyValue? past = null, KeyValue? given = null)
+    {
+        int heads = config.NumHeads, dk = config.HeadKeyDimension, dv = config.HeadValueDimension;
+        string q = SplitHeads(Linear(query, prefix + ".q_proj"), heads, dk);
+        KeyValue kv = given ?? KeysAndValues(keyValue ?? throw new ArgumentNullException(nameof(keyValue)), prefix, config);
+        if (past is KeyValue p)
+        {
+            kv = new KeyValue(Graph.Op("Concat", new[] { p.Key, kv.Key }, ("axis", 2L)), Graph.Op("Concat", new[] { p.Value, kv.Value }, ("axis", 2L)));
+        }
+        string keysT = Graph.Op("Transpose", new[] { kv.Key }, ("perm", new long[] { 0, 1, 3, 2 }));
+        string scores = Graph.Op("Mul", new[] { Graph.Op("MatMul", new[] { q, keysT }), Graph.Scalar((float)(1 / Math.Sqrt(dk))) });
+        if (mask is not null)
+        {
+            scores = Graph.Op("Add", new[] { scores, mask });
+        }
+        string weights = Graph.Op("Softmax", new[] { scores }, ("axis", -1L));
+        string context = Graph.Op("MatMul", new[] { weights, kv.Value });
+        string merged = Graph.Op("Reshape", new[] { Graph.Op("Transpose", new[] { context }, ("perm", new long[] { 0, 2, 1, 3 })), Graph.Longs(0, 0, heads * dv) });
+        return (Linear(merged, prefix + ".out_proj"), kv);
+    }
+
+    /// <summary>A residual connection around <paramref name="sublayer"/>: pre-LN x + f(LN(x)), or post-LN LN(x + f(x)).</summary>
+    public string Residual(string x, string prefix, TransformerConfig config, Func<string, string> sublayer)
+    {
+        if (config.NormPosition == NormPosition.Pre)
+        {
+            return Graph.Op("Add", new[] { x, sublayer(LayerNorm(x, prefix + ".norm", config.LayerNormEpsilon)) });
+        }
+        return LayerNorm(Graph.Op("Add", new[] { x, sublayer(x) }), prefix + ".norm", config.LayerNormEpsilon);
+    }
+
+    public string EncoderLayer(string x, string prefix, TransformerConfig config, string? mask)
+    {
+        x = Residual(x, prefix + ".self_attn_residual", config, h => Attention(h, h, prefix + ".self_attn", config, mask).Output);
+        return Residual(x, prefix + ".ffn_residual", config, h => FeedForward(h, prefix + ".ffn", config));
+    }
+
+    /// <summary>The encoder stack (with the final LayerNorm of a pre-LN stack).</summary>
+    public string Encoder(string x, string prefix, TransformerConfig config, string? mask)
+    {
+        for (int i = 0; i < config.NumLayers; i++)
+        {
+            x = EncoderLayer(x, $"{prefix}.layers.{i}", config, mask);
+        }
+        return config.NormPosition == NormPosition.Pre ? LayerNorm(x, prefix + ".final_norm", config.LayerNormEpsilon) : x;
+    }
+
+    /// <summary>A decoder layer with a self-attention cache and, when <paramref name="cross"/> is given, cross-attention to precomputed keys and values.</summary>
+    public (string Output, KeyValue Present) DecoderLayer(string x, string prefix, TransformerConfig config, string? selfMask, KeyValue past,
+        KeyValue? cross, string? crossMask)
+    {
+        KeyValue present = default;
+        x = Residual(x, prefix + ".self_attn_residual", config, h =>
+        {
+            (string output, KeyValue kv) = Attention(h, h, prefix + ".self_attn", config, selfMask, past);
+            present = kv;
+            return output;
+        });
+        if (cross is KeyValue c)
+        {
+            x = Residual(x, prefix + ".cross_attn_residual", config, h => Attention(h, null, prefix + ".cross_attn", config, crossMask, given: c).Output);
+        }
+        x = Residual(x, prefix + ".ffn_residual", config, h => FeedForward(h, prefix + ".ffn", config));
+        return (x, present);
+    }
+
+    /// <summary>
+    /// The additive causal mask (1, 1, T, P + T) for T new positions after P cached ones: query i (absolute position P + i)
+    /// sees keys 0 .. P + i. <paramref name="newLength"/> and <paramref name="pastLength"/> are int64 scalars.
+    /// </summary>
+    public string CausalMask(string newLength, string pastLength)
+    {
+        string total = Graph.Op("Add", new[] { newLength, pastLength });
+        string rows = Graph.Op("Range", new[] { pastLength, total, Graph.LongScalar(1) });             // (T): absolute positions
+        string columns = Graph.Op("Range", new[] { Graph.LongScalar(0), total, Graph.LongScalar(1) }); // (P + T)
+        string blocked = Graph.Op("Greater", new[] { Graph.Op("Unsqueeze", new[] { columns, Graph.Longs(0) }), Graph.Op("Unsqueeze", new[] { rows, Graph.Longs(1) }) });
+        return Graph.Op("Unsqueeze", new[] { BlockedToAdditive(blocked), Graph.Longs(0, 1) });
+    }
+
+    /// <summary>A key padding mask (B, S) of 1 at padding (int64) -> the additive mask (B, 1, 1, S).</summary>
+    public string PaddingMask(string padding) =>
+        Graph.Op("Unsqueeze", new[] { BlockedToAdditive(Graph.Op("Cast", new[] { padding }, ("to", (long)TensorProtoBool))), Graph.Longs(1, 2) });
+
+    private const int TensorProtoBool = (int)global::Onnx.TensorProto.Types.DataType.Bool;
+
+    /// <summary>Boolean "blocked" -> 0 where allowed, the lowest float where blocked (finite, as the TorchSharp mask).</summary>
+    private string BlockedToAdditive(string blocked) =>
+        Graph.Op("Mul", new[] { Graph.Op("Cast", new[] { blocked }, ("to", (long)global::Onnx.TensorProto.Types.DataType.Float)), Graph.Scalar(float.MinValue) });
+
+    /// <summary>Dimension <paramref name="axis"/> of <paramref name="x"/> as an int64 scalar.</summary>
+    public string Dimension(string x, long axis) =>
+        Graph.Op("Gather", new[] { Graph.Op("Shape", new[] { x }), Graph.LongScalar(axis) }, ("axis", 0L));
+
+    /// <summary>
+    /// Token ids (B, T) at positions offset .. offset + T - 1 -> embeddings (B, T, d), as TokenEmbedding: the token row
+    /// (times sqrt(d) when the config scales), plus the position table (learned or sinusoidal, stored as it is).
+    /// </summary>
+    public string TokenEmbedding(string ids, Core.Modules.TokenEmbedding embedding, string prefix, TransformerConfig config, string offset)
+    {
+        string table = Graph.Weight(prefix + ".tokens.weight", embedding.Weight);
+        string x = Graph.Op("Gather", new[] { table, ids }, ("axis", 0L));
+        if (config.ScaleEmbeddings)
+        {
+            x = Graph.Op("Mul", new[] { x, Graph.Scalar((float)Math.Sqrt(config.ModelDimension)) });
+        }
+        using Tensor positions = embedding.Positions.Forward(0, embedding.Positions.MaxLength, CPU);
+        string positionTable = Graph.Weight(prefix + ".position_table", positions);
+        string length = Dimension(ids, 1);
+        string range = Graph.Op("Range", new[] { offset, Graph.Op("Add", new[] { offset, length }), Graph.LongScalar(1) });
+        return Graph.Op("Add", new[] { x, Graph.Op("Gather", new[] { positionTable, range }, ("axis", 0L)) });
+    }
+
+    /// <summary>
+    /// The tied pre-softmax projection: hidden (B, T, d) x token table^T -> logits (B, T, V). It reuses the table of
+    /// <see cref="TokenEmbedding"/> (called first) through a Transpose node, which ONNX Runtime folds once at load:
+    /// the file holds the matrix once.
+    /// </summary>
+    public string TiedLogits(string hidden, string prefix) =>
+        Graph.Op("MatMul", new[] { hidden, Graph.Op("Transpose", new[] { prefix + ".tokens.weight" }, ("perm", new long[] { 1, 0 })) });
+}

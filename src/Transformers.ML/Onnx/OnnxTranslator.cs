@@ -1,0 +1,214 @@
+// Translation with ONNX Runtime alone (no libtorch): the exported encoder and decoder graphs, the tokenizer from their
+// metadata, and the same search (Seq2SeqSearch: greedy or beam with the GNMT length penalty, output at most input + 50)
+// as the TorchSharp model, so the translations are identical.
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using Transformers.ML.Core;
+using Transformers.ML.Core.Tokenization;
+using Transformers.ML.Translation;
+
+namespace Transformers.ML.Onnx;
+
+/// <summary>Translates with a model exported by <see cref="TranslationTransformer.ExportToOnnx(string)"/>, through ONNX Runtime.</summary>
+public sealed class OnnxTranslator : IDisposable
+{
+    private readonly InferenceSession _encoder;
+    private readonly InferenceSession _decoder;
+    private readonly TransformerConfig _config;
+    private readonly TranslationCodec _codec;
+
+    private OnnxTranslator(InferenceSession encoder, InferenceSession decoder, string source)
+    {
+        _encoder = encoder;
+        _decoder = decoder;
+        IReadOnlyDictionary<string, string> metadata = OnnxModels.Metadata(encoder, source, TranslationTransformer.Capability);
+        OnnxModels.Metadata(decoder, source, TranslationTransformer.Capability);
+        _config = TransformerConfig.FromJson(metadata["config"]);
+        TextTokenizer tokenizer = TextTokenizer.FromDefinition(TokenizerDefinition.FromJson(metadata["tokenizer"], source), source);
+        _codec = new TranslationCodec(tokenizer, int.Parse(metadata["max_sentence_tokens"], System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>Loads the encoder.onnx and decoder.onnx of an export folder, with every ONNX Runtime graph optimisation on.</summary>
+    public static OnnxTranslator Load(string folder, SessionOptions? sessionOptions = null)
+    {
+        if (!Directory.Exists(folder))
+        {
+            throw new DirectoryNotFoundException($"ONNX translation export folder '{folder}' does not exist.");
+        }
+        InferenceSession encoder = OnnxModels.Session(Path.Combine(folder, TranslationOnnxExport.EncoderFile), sessionOptions);
+        try
+        {
+            return new OnnxTranslator(encoder, OnnxModels.Session(Path.Combine(folder, TranslationOnnxExport.DecoderFile), sessionOptions), folder);
+        }
+        catch
+        {
+            encoder.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Translates one sentence (beam 1: greedy).</summary>
+    public string Translate(string sentence, int beamSize = 4, double lengthPenalty = 0.6) => Translate(new[] { sentence }, beamSize, lengthPenalty)[0];
+
+    /// <summary>Translates sentences in batches of <paramref name="batchSize"/> (sorted by length inside, returned in order).</summary>
+    public IReadOnlyList<string> Translate(IReadOnlyList<string> sentences, int beamSize = 4, double lengthPenalty = 0.6, int batchSize = 32)
+    {
+        ArgumentNullException.ThrowIfNull(sentences);
+        if (beamSize < 1 || !(lengthPenalty >= 0) || batchSize < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(beamSize), $"Beam size and batch size must be >= 1 and length penalty >= 0; found {beamSize}, {batchSize} and {lengthPenalty}.");
+        }
+        var results = new string[sentences.Count];
+        var work = new List<(int Row, int[] Ids)>();
+        for (int i = 0; i < sentences.Count; i++)
+        {
+            if (string.IsNullOrWhiteSpace(sentences[i]))
+            {
+                results[i] = "";
+                continue;
+            }
+            work.Add((i, _codec.Encode(sentences[i]).Ids));
+        }
+        foreach (var chunk in work.OrderBy(w => w.Ids.Length).Chunk(batchSize))
+        {
+            List<int>[] outputs = Decode(chunk.Select(c => c.Ids).ToList(), beamSize, lengthPenalty);
+            for (int j = 0; j < chunk.Length; j++)
+            {
+                results[chunk[j].Row] = _codec.Decode(outputs[j]);
+            }
+        }
+        return results;
+    }
+
+    internal List<int>[] Decode(IReadOnlyList<int[]> sources, int beamSize, double lengthPenalty)
+    {
+        int k = Math.Max(1, beamSize);
+        int[] limits = sources.Select(s => s.Length + 50).ToArray();
+        var stepper = new Stepper(this, sources, k);
+        return k == 1
+            ? Seq2SeqSearch.Greedy(stepper, limits, _codec.EndOfSentence, _codec.Padding)
+            : Seq2SeqSearch.Beam(stepper, limits, k, lengthPenalty, _codec.EndOfSentence, _codec.Padding);
+    }
+
+    /// <summary>The ONNX decoder as a stepper: the encoder runs once (rows repeated per beam); the self-attention cache follows the beams.</summary>
+    private sealed class Stepper : ISeq2SeqStepper
+    {
+        private readonly OnnxTranslator _owner;
+        private readonly int _rows;
+        private readonly DenseTensor<long> _padding;
+        private readonly DenseTensor<float>[] _cross;
+        private DenseTensor<float>[] _past;
+
+        public Stepper(OnnxTranslator owner, IReadOnlyList<int[]> sources, int k)
+        {
+            _owner = owner;
+            TransformerConfig config = owner._config;
+            int batch = sources.Count, length = sources.Max(s => s.Length);
+            _rows = batch * k;
+            var ids = new DenseTensor<long>(new[] { batch, length });
+            var padding = new DenseTensor<long>(new[] { batch, length });
+            for (int b = 0; b < batch; b++)
+            {
+                for (int t = 0; t < length; t++)
+                {
+                    bool real = t < sources[b].Length;
+                    ids[b, t] = real ? sources[b][t] : owner._codec.Padding;
+                    padding[b, t] = real ? 0 : 1;
+                }
+            }
+            using var results = owner._encoder.Run(new[]
+            {
+                NamedOnnxValue.CreateFromTensor(TranslationOnnxExport.SourceIds, ids),
+                NamedOnnxValue.CreateFromTensor(TranslationOnnxExport.SourcePadding, padding),
+            });
+            var byName = results.ToDictionary(r => r.Name);
+            int[] repeat = Enumerable.Range(0, _rows).Select(r => r / k).ToArray(); // row -> sentence
+            _padding = Rows(padding, repeat);
+            _cross = new DenseTensor<float>[config.NumLayers * 2];
+            for (int l = 0; l < config.NumLayers; l++)
+            {
+                _cross[2 * l] = Rows(byName[TranslationOnnxExport.CrossKey(l)].AsTensor<float>(), repeat);
+                _cross[2 * l + 1] = Rows(byName[TranslationOnnxExport.CrossValue(l)].AsTensor<float>(), repeat);
+            }
+            _past = new DenseTensor<float>[config.NumLayers * 2];
+            for (int l = 0; l < config.NumLayers; l++)
+            {
+                _past[2 * l] = new DenseTensor<float>(new[] { _rows, config.NumHeads, 0, config.HeadKeyDimension });
+                _past[2 * l + 1] = new DenseTensor<float>(new[] { _rows, config.NumHeads, 0, config.HeadValueDimension });
+            }
+        }
+
+        public float[][] Step(IReadOnlyList<IReadOnlyList<int>> prefixes)
+        {
+            var last = new DenseTensor<long>(new[] { _rows, 1 });
+            for (int r = 0; r < _rows; r++)
+            {
+                last[r, 0] = prefixes[r][^1];
+            }
+            int layers = _owner._config.NumLayers;
+            var feeds = new List<NamedOnnxValue>
+            {
+                NamedOnnxValue.CreateFromTensor(TranslationOnnxExport.TargetIds, last),
+                NamedOnnxValue.CreateFromTensor(TranslationOnnxExport.SourcePadding, _padding),
+            };
+            for (int l = 0; l < layers; l++)
+            {
+                feeds.Add(NamedOnnxValue.CreateFromTensor(TranslationOnnxExport.CrossKey(l), _cross[2 * l]));
+                feeds.Add(NamedOnnxValue.CreateFromTensor(TranslationOnnxExport.CrossValue(l), _cross[2 * l + 1]));
+                feeds.Add(NamedOnnxValue.CreateFromTensor(GptOnnxExport.PastKey(l), _past[2 * l]));
+                feeds.Add(NamedOnnxValue.CreateFromTensor(GptOnnxExport.PastValue(l), _past[2 * l + 1]));
+            }
+            using var results = _owner._decoder.Run(feeds);
+            var byName = results.ToDictionary(r => r.Name);
+            for (int l = 0; l < layers; l++)
+            {
+                _past[2 * l] = byName[GptOnnxExport.PresentKey(l)].AsTensor<float>().ToDenseTensor();
+                _past[2 * l + 1] = byName[GptOnnxExport.PresentValue(l)].AsTensor<float>().ToDenseTensor();
+            }
+            Tensor<float> logProbs = byName["log_probs"].AsTensor<float>();
+            int vocabulary = logProbs.Dimensions[2];
+            var output = new float[_rows][];
+            for (int r = 0; r < _rows; r++)
+            {
+                output[r] = new float[vocabulary];
+                for (int v = 0; v < vocabulary; v++)
+                {
+                    output[r][v] = logProbs[r, 0, v];
+                }
+            }
+            return output;
+        }
+
+        public void Reorder(long[] rows)
+        {
+            int[] order = rows.Select(r => (int)r).ToArray();
+            for (int i = 0; i < _past.Length; i++)
+            {
+                _past[i] = Rows(_past[i], order);
+            }
+        }
+
+        /// <summary>A new tensor whose row i (first axis) is row <paramref name="rows"/>[i] of <paramref name="source"/>.</summary>
+        private static DenseTensor<T> Rows<T>(Tensor<T> source, int[] rows)
+        {
+            int[] dimensions = source.Dimensions.ToArray();
+            int rowSize = dimensions.Skip(1).Aggregate(1, (a, b) => a * b);
+            dimensions[0] = rows.Length;
+            var result = new DenseTensor<T>(dimensions);
+            T[] from = source.ToArray();
+            Span<T> to = result.Buffer.Span;
+            for (int i = 0; i < rows.Length; i++)
+            {
+                from.AsSpan(rows[i] * rowSize, rowSize).CopyTo(to.Slice(i * rowSize, rowSize));
+            }
+            return result;
+        }
+    }
+
+    /// <summary>Frees the ONNX Runtime sessions.</summary>
+    public void Dispose()
+    {
+        _encoder.Dispose();
+        _decoder.Dispose();
+    }
+}

@@ -1,0 +1,272 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using Transformers.ML.Core.IO;
+using Transformers.ML.ImageClassification;
+using Transformers.ML.Onnx;
+using Transformers.ML.TextGeneration;
+using Transformers.ML.Tests.TextGeneration;
+using Transformers.ML.Tests.Translation;
+using Transformers.ML.Translation;
+using static TorchSharp.torch;
+using Tensor = TorchSharp.torch.Tensor;
+
+namespace Transformers.ML.Tests.Onnx;
+
+/// <summary>The ONNX exports of the three models against their TorchSharp originals, through ONNX Runtime with every optimisation on.</summary>
+[TestClass]
+public sealed class OnnxExportTests
+{
+    private static InferenceSession Session(string path) =>
+        new(path, new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL });
+
+    private static float[] Run(InferenceSession session, string output, params NamedOnnxValue[] inputs)
+    {
+        using var results = session.Run(inputs);
+        return results.Single(r => r.Name == output).AsTensor<float>().ToArray();
+    }
+
+    private static double MaxAbsDiff(float[] a, Tensor b)
+    {
+        float[] expected = b.detach().to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
+        Assert.AreEqual(expected.Length, a.Length, "element count");
+        return a.Zip(expected).Max(p => Math.Abs(p.First - p.Second));
+    }
+
+    /// <summary>A ViT with random weights everywhere (the zero-initialised head too) and a grayscale input normalised by random statistics.</summary>
+    private static VitClassifier RandomVit(int seed)
+    {
+        manual_seed(seed);
+        var config = new VitConfig { ImageSize = 32, PatchSize = 8, Channels = 1, Width = 32, Depth = 2, Heads = 4, MlpRatio = 2, Dropout = 0 };
+        var model = new VitModel(config, 4);
+        using (no_grad())
+        {
+            foreach (var p in model.parameters())
+            {
+                p.add_(randn_like(p).mul(0.1));
+            }
+        }
+        model.eval();
+        return new VitClassifier(model, CPU, new[] { "CNV", "DME", "DRUSEN", "NORMAL" }, false, new[] { 0.4f }, new[] { 0.25f });
+    }
+
+    [TestMethod]
+    public void VitExportMatchesTorchSharpAtTwoBatchSizesAndTwoImageSizes()
+    {
+        using VitClassifier classifier = RandomVit(1);
+        foreach (int size in new[] { 32, 48 })
+        {
+            string path = TestUtil.TempPath(".onnx");
+            OnnxGraph.Save(VitOnnxExport.Build(classifier, new OnnxExportOptions { ImageSize = size }), path);
+            using InferenceSession session = Session(path);
+            // The TorchSharp reference at that size: the same weights, positions interpolated.
+            using var reference = new VitModel(classifier.Model.Config, 4);
+            ModelFile.LoadInto(reference, ModuleState.Of(classifier.Model), "test");
+            reference.ResizeImages(size);
+            reference.eval();
+            using var referenceClassifier = new VitClassifier(reference, CPU, classifier.ClassNames, false, classifier.Mean, classifier.Std);
+            foreach (int batch in new[] { 1, 3 })
+            {
+                using var scope = NewDisposeScope();
+                Tensor rgb = rand(batch, 3, size, size);
+                Tensor gray = (rgb[.., 0] * 0.299f + rgb[.., 1] * 0.587f + rgb[.., 2] * 0.114f).unsqueeze(1);
+                VitOutput expected;
+                using (no_grad())
+                {
+                    expected = reference.Forward(referenceClassifier.Normalize(gray));
+                }
+                var input = new DenseTensor<float>(rgb.data<float>().ToArray(), new[] { batch, 3, size, size });
+                NamedOnnxValue pixels = NamedOnnxValue.CreateFromTensor(VitOnnxExport.PixelsInput, input);
+                Assert.IsLessThan(1e-4, MaxAbsDiff(Run(session, "logits", pixels), expected.Logits), $"logits, size {size}, batch {batch}");
+                Assert.IsLessThan(1e-4, MaxAbsDiff(Run(session, "probabilities", pixels), expected.Logits.softmax(-1)), "probabilities");
+                Assert.IsLessThan(1e-4, MaxAbsDiff(Run(session, "embedding", pixels), expected.Features), "embedding");
+            }
+            Assert.AreEqual("[\"CNV\",\"DME\",\"DRUSEN\",\"NORMAL\"]", session.ModelMetadata.CustomMetadataMap["classes"]);
+        }
+    }
+
+    public sealed class ImageFile
+    {
+        public string ImagePath { get; set; } = "";
+
+        public string Diagnosis { get; set; } = "";
+    }
+
+    public sealed class OnnxScore
+    {
+        [ColumnName("probabilities")]
+        public float[] Probabilities { get; set; } = Array.Empty<float>();
+    }
+
+    [TestMethod]
+    public void ApplyOnnxModelPipelineGivesTheTransformersPredictionsAndSurvivesModelSave()
+    {
+        var ml = new MLContext(seed: 1);
+        string folder = Path.Combine(Path.GetTempPath(), "transformers-ml-tests", Guid.NewGuid().ToString("N"));
+        SyntheticOct.WriteOct2017Folder(folder, trainPerClass: 12, testPerClass: 4, size: 32, seed: 3);
+        IDataView Files(string split) => ml.Data.LoadFromEnumerable(ImageDatasets.ReadOct2017Folder(folder, split).Select(f => new ImageFile { ImagePath = f.Path, Diagnosis = f.Label }));
+        var keys = ml.Transforms.Conversion.MapValueToKey("Label", nameof(ImageFile.Diagnosis)).Append(ml.Transforms.LoadImages("Image", null, nameof(ImageFile.ImagePath)));
+        var prepared = keys.Fit(Files("train"));
+        var options = new ImageClassificationOptions
+        {
+            Model = new VitConfig { ImageSize = 32, PatchSize = 8, Channels = 1, Width = 32, Depth = 2, Heads = 4, MlpRatio = 2, Dropout = 0 },
+            Epochs = 3, BatchSize = 16, ValidationFraction = 0, Device = "cpu",
+        };
+        using ImageClassificationTransformer vit = ml.Transformers().ImageClassification("Label", "Image", options).Fit(prepared.Transform(Files("train")));
+        IDataView test = Files("test");
+        float[][] expected = vit.Transform(prepared.Transform(test)).GetColumn<float[]>("Score").ToArray();
+
+        string onnx = TestUtil.TempPath(".onnx");
+        vit.ExportToOnnx(onnx);
+        // The standard ML.NET way: LoadImages -> ResizeImages -> ExtractPixels -> ApplyOnnxModel.
+        var pipeline = ml.Transforms.LoadImages("Image", null, nameof(ImageFile.ImagePath))
+            .Append(ml.Transforms.ResizeImages("Image", 32, 32))
+            .Append(ml.Transforms.ExtractPixels("pixels", "Image", scaleImage: 1 / 255f))
+            .Append(ml.Transforms.ApplyOnnxModel(new[] { "probabilities" }, new[] { "pixels" }, onnx));
+        ITransformer model = pipeline.Fit(test);
+        float[][] actual = model.Transform(test).GetColumn<float[]>("probabilities").ToArray();
+        Assert.AreEqual(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            for (int k = 0; k < 4; k++)
+            {
+                Assert.AreEqual(expected[i][k], actual[i][k], 1e-4, $"row {i}, class {k}");
+            }
+        }
+
+        // ml.Model.Save holds the ONNX model in the .zip; the reloaded pipeline predicts the same.
+        string zip = TestUtil.TempPath(".zip");
+        ml.Model.Save(model, test.Schema, zip);
+        File.Delete(onnx);
+        ITransformer reloaded = ml.Model.Load(zip, out _);
+        float[][] again = reloaded.Transform(test).GetColumn<float[]>("probabilities").ToArray();
+        for (int i = 0; i < expected.Length; i++)
+        {
+            CollectionAssert.AreEqual(actual[i], again[i], $"row {i}");
+        }
+        var engine = ml.Model.CreatePredictionEngine<ImageFile, OnnxScore>(reloaded);
+        float[] single = engine.Predict(new ImageFile { ImagePath = ImageDatasets.ReadOct2017Folder(folder, "test")[0].Path }).Probabilities;
+        CollectionAssert.AreEqual(actual[0], single);
+    }
+
+    private static TextGenerationTransformer TrainGpt(MLContext ml)
+    {
+        TextGenerationOptions options = TextGenerationTests.Tiny();
+        options.Epochs = 1;
+        options.BatchesPerEpoch = 20;
+        string text = File.ReadAllText(TestData.Text("tinyshakespeare.txt"))[..20_000];
+        return ml.Transformers().TextGeneration(options).Fit(TextGenerationTests.Load(ml, text));
+    }
+
+    [TestMethod]
+    public void GptExportMatchesTorchSharpWithAndWithoutPastAndGeneratesTheSameGreedyText()
+    {
+        var ml = new MLContext(seed: 1);
+        using TextGenerationTransformer model = TrainGpt(ml);
+        string path = TestUtil.TempPath(".onnx");
+        model.ExportToOnnx(path);
+        using InferenceSession session = Session(path);
+        var config = model.Model.Config;
+        int layers = config.NumLayers, heads = config.NumHeads, dk = config.HeadKeyDimension;
+        manual_seed(4);
+        foreach (int batch in new[] { 1, 2 })
+        {
+            foreach (int length in new[] { 5, 9 })
+            {
+                using var scope = NewDisposeScope();
+                Tensor ids = randint(0, model.Model.VocabularySize, new long[] { batch, length + 3 });
+                Tensor expected;
+                using (no_grad())
+                {
+                    expected = model.Model.Forward(ids);
+                }
+                // The prompt with an empty past, then three more tokens with the returned keys and values.
+                var feeds = new List<NamedOnnxValue> { NamedOnnxValue.CreateFromTensor("input_ids", Ids(ids.narrow(1, 0, length))) };
+                for (int l = 0; l < layers; l++)
+                {
+                    feeds.Add(NamedOnnxValue.CreateFromTensor($"past_key_{l}", new DenseTensor<float>(new[] { batch, heads, 0, dk })));
+                    feeds.Add(NamedOnnxValue.CreateFromTensor($"past_value_{l}", new DenseTensor<float>(new[] { batch, heads, 0, dk })));
+                }
+                using var first = session.Run(feeds);
+                float[] prompt = first.Single(r => r.Name == "logits").AsTensor<float>().ToArray();
+                Assert.IsLessThan(1e-4, MaxAbsDiff(prompt, expected.narrow(1, 0, length)), $"batch {batch}, length {length}");
+                var next = new List<NamedOnnxValue> { NamedOnnxValue.CreateFromTensor("input_ids", Ids(ids.narrow(1, length, 3))) };
+                for (int l = 0; l < layers; l++)
+                {
+                    next.Add(NamedOnnxValue.CreateFromTensor($"past_key_{l}", first.Single(r => r.Name == $"present_key_{l}").AsTensor<float>().ToDenseTensor()));
+                    next.Add(NamedOnnxValue.CreateFromTensor($"past_value_{l}", first.Single(r => r.Name == $"present_value_{l}").AsTensor<float>().ToDenseTensor()));
+                }
+                using var second = session.Run(next);
+                Assert.IsLessThan(1e-4, MaxAbsDiff(second.Single(r => r.Name == "logits").AsTensor<float>().ToArray(), expected.narrow(1, length, 3)), "with past");
+                Assert.AreEqual(length + 3, second.Single(r => r.Name == "present_key_0").AsTensor<float>().Dimensions[2]);
+            }
+        }
+
+        // Greedy generation through ONNX Runtime alone equals the TorchSharp model's, past the context window (sliding) too.
+        using OnnxTextGenerator generator = OnnxTextGenerator.Load(path);
+        var greedy = new GenerationOptions { MaxNewTokens = model.Model.ContextLength + 20, Temperature = 0 };
+        string[] prompts = { "ROMEO:", "To be, or not", "KING" };
+        IReadOnlyList<string> expectedTexts = model.Generate(prompts, greedy);
+        Assert.IsTrue(expectedTexts.All(t => t.Length >= model.Model.ContextLength), "generation runs past the context window");
+        CollectionAssert.AreEqual(expectedTexts.ToArray(), generator.Generate(prompts, greedy).ToArray());
+        var penalised = new GenerationOptions { MaxNewTokens = 40, Temperature = 0, RepetitionPenalty = 1.3, StopStrings = new[] { "\n\n" } };
+        Assert.AreEqual(model.Generate("JULIET:", penalised), generator.Generate("JULIET:", penalised));
+        // Sampling runs with the same options (its random draws are .NET's, not libtorch's).
+        string sampled = generator.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 30, Temperature = 0.8, TopK = 20, TopP = 0.9, Seed = 1 });
+        Assert.AreEqual(sampled, generator.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 30, Temperature = 0.8, TopK = 20, TopP = 0.9, Seed = 1 }));
+        Assert.IsTrue(sampled.Length > 0);
+    }
+
+    private static DenseTensor<long> Ids(Tensor ids) =>
+        new(ids.contiguous().data<long>().ToArray(), ids.shape.Select(d => (int)d).ToArray());
+
+    [TestMethod]
+    public void TranslationExportTranslatesIdenticallyGreedyAndWithBeamSearch()
+    {
+        var pairs = File.ReadLines(Path.Combine(TestData.Folder, "translation", "spa-eng.txt")).Take(1500)
+            .Select(l => l.Split('\t')).Select(p => new Pair { English = p[0], Spanish = p[1] }).ToList();
+        var ml = new MLContext(seed: 1);
+        TranslationOptions options = TranslationTests.Tiny();
+        options.Epochs = 3;
+        using TranslationTransformer model = ml.Transformers().Translation(options).Fit(ml.Data.LoadFromEnumerable(pairs));
+        string folder = Path.Combine(Path.GetTempPath(), "transformers-ml-tests", Guid.NewGuid().ToString("N"));
+        model.ExportToOnnx(folder);
+        using OnnxTranslator translator = OnnxTranslator.Load(folder);
+        string[] sentences = pairs.Skip(700).Take(24).Select(p => p.Spanish).Append("Soy un estudiante").Append("").ToArray();
+        foreach (int beam in new[] { 1, 4 })
+        {
+            IReadOnlyList<string> expected = model.Translate(sentences, beam, 0.6);
+            Assert.IsGreaterThan(20, expected.Count(t => t.Length > 0), "the model translates (non-empty outputs)");
+            CollectionAssert.AreEqual(expected.ToArray(), translator.Translate(sentences, beam, 0.6, batchSize: 8).ToArray(), $"beam {beam}");
+        }
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => OnnxTextGenerator.Load(Path.Combine(folder, "decoder.onnx")));
+        StringAssert.Contains(e.Message, "holds a 'translation' ONNX model; expected a 'text-generation' export");
+    }
+
+    [TestMethod]
+    public void ArraySamplerRulesEqualTheTorchSharpProcessors()
+    {
+        manual_seed(7);
+        using Tensor logits = randn(1, 50);
+        using Tensor ids = tensor(new long[] { 3, 7, 7, 20 }).unsqueeze(0);
+        float[] Array(Tensor t) => t.contiguous().data<float>().ToArray();
+        var cases = new (Transformers.ML.Core.Generation.ILogitsProcessor Processor, Action<float[]> Plain)[]
+        {
+            (new Transformers.ML.Core.Generation.RepetitionPenaltyProcessor(1.5), l => LogitsSampler.RepetitionPenalty(l, new[] { 3, 7, 7, 20 }, 1.5)),
+            (new Transformers.ML.Core.Generation.TemperatureProcessor(0.7), l => LogitsSampler.Temperature(l, 0.7)),
+            (new Transformers.ML.Core.Generation.TopKProcessor(5), l => LogitsSampler.TopK(l, 5)),
+            (new Transformers.ML.Core.Generation.TopPProcessor(0.6), l => LogitsSampler.TopP(l, 0.6)),
+        };
+        foreach (var (processor, plain) in cases)
+        {
+            float[] expected = Array(processor.Process(logits, ids));
+            float[] actual = Array(logits);
+            plain(actual);
+            for (int i = 0; i < actual.Length; i++)
+            {
+                Assert.AreEqual(expected[i], actual[i], 1e-6, $"{processor.GetType().Name}, logit {i}");
+            }
+        }
+    }
+}

@@ -72,7 +72,9 @@ internal static class ImageClassificationBenchmark
         LearningRate = 2e-3,
         WarmupSteps = 300,
         LabelSmoothing = 0.1,
-        Augmentation = new ImageAugmentation { HorizontalFlip = true, RotationDegrees = 0, TranslationFraction = 0.08, CropMinScale = 1, Brightness = 0, Contrast = 0 },
+        // No augmentation: in 14 CPU minutes (about 18 epochs) this small ViT underfits Fashion-MNIST, and flips with 8 % shifts
+        // cost accuracy (4-minute runs: 0.839 with them, 0.881 without; 14 minutes with them: 0.886).
+        Augmentation = ImageAugmentation.None,
         ValidationFraction = 0,
         LogEverySteps = 1_000_000,
         Seed = 1,
@@ -111,8 +113,8 @@ internal static class ImageClassificationBenchmark
         }
         if (report)
         {
-            table.Add(new BenchmarkRow("image", "training through the ML.NET trainer", trainer, "images/s", "-", $"ViT 28x28/4 width 64 depth 6, batch 128, augmentation on; {steps} steps"));
-            table.Add(new BenchmarkRow("image", "training, plain TorchSharp loop", plain, "images/s", "-", "same model, images, augmentation and batches"));
+            table.Add(new BenchmarkRow("image", "training through the ML.NET trainer", trainer, "images/s", "-", $"ViT 28x28/4 width 64 depth 6, batch 128; {steps} steps"));
+            table.Add(new BenchmarkRow("image", "training, plain TorchSharp loop", plain, "images/s", "-", "same model, images and batches"));
             table.Add(new BenchmarkRow("image", "ML.NET trainer / plain loop", trainer / plain, "ratio", ">= 0.97", "best of 2 alternating runs"));
         }
         return trainer;
@@ -141,7 +143,7 @@ internal static class ImageClassificationBenchmark
         (float[] mean, float[] std, double range) = ImageClassificationEstimator.Statistics(images);
         using var classifier = new VitClassifier(model, CPU, Enumerable.Range(0, 10).Select(i => i.ToString()).ToArray(), false, mean, std);
         var task = new ImageClassificationTask(classifier, new ImageSet(images.alias(), labels), null, o.BatchSize, o.LabelSmoothing, ClassBalance.None,
-            new ImageAugmenter(o.Augmentation!, range));
+            o.Augmentation is { IsIdentity: false } a ? new ImageAugmenter(a, range) : null);
         using var optimizer = new AdamW(model.named_parameters(), o.Beta1, o.Beta2, o.AdamEpsilon, o.WeightDecay);
         IReadOnlyList<int[]> batches = task.PlanEpoch(0, new Random(1));
         model.train();

@@ -15,7 +15,7 @@ if (options is null)
     Console.WriteLine("  --threads    libtorch CPU threads (default: libtorch's choice)");
     Console.WriteLine("  --data       data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository)");
     Console.WriteLine("  --download   download missing data from its canonical address into ~/.cache/transformers-ml");
-    Console.WriteLine("  --only       comma-separated areas: core, textgen (.quality .speed .trainer), translation (.quality .speed .trainer), image (.quality .speed .trainer); default all");
+    Console.WriteLine("  --only       comma-separated areas: core, textgen (.quality .speed .trainer), translation (.quality .speed .trainer), image (.quality .speed .trainer), onnx; default all");
     return 2;
 }
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
@@ -44,6 +44,10 @@ if (options.Only.Length == 0 || options.Only.Any(a => a.StartsWith("translation"
 if (options.Only.Length == 0 || options.Only.Any(a => a.StartsWith("image", StringComparison.Ordinal)))
 {
     ImageClassificationBenchmark.Run(table, options);
+}
+if (options.Only.Length == 0 || options.Only.Contains("onnx"))
+{
+    OnnxBenchmark.Run(table, options);
 }
 
 Console.WriteLine();

@@ -1,0 +1,216 @@
+// ONNX export, Model Builder style: train the three models briefly (or take the files the other examples saved),
+// export each to ONNX, run them through ONNX Runtime, compare with TorchSharp, and ship the ViT the standard ML.NET
+// way: LoadImages -> ResizeImages -> ExtractPixels -> ApplyOnnxModel, saved and reloaded as an ML.NET .zip.
+// A second mode runs the exports with ONNX Runtime only, as a deployed application would: no libtorch is loaded.
+//
+//   dotnet run -c Release --project examples/OnnxExport -- [options]
+//     --out DIR          export folder (default: a temp folder)
+//     --gpt FILE         a text generator saved by examples/TextGeneration (default: train a small one for 1 minute)
+//     --translation FILE a translator saved by examples/Translation (default: train a small one for 2 minutes)
+//     --vit FILE         an image classifier saved by examples/OctAnomalyDetection (default: train a small one on SYNTHETIC OCT)
+//     --onnx-only DIR    run an export folder written earlier with ONNX Runtime alone and report whether libtorch was loaded
+//     --data DIR         data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository)
+using System.Diagnostics;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Transformers.ML;
+using Transformers.ML.Examples;
+using Transformers.ML.ImageClassification;
+using Transformers.ML.Onnx;
+using Transformers.ML.TextGeneration;
+using Transformers.ML.Translation;
+
+var settings = Settings.Parse(args);
+var ml = new MLContext(seed: 1);
+Directory.CreateDirectory(settings.Output);
+if (settings.OnnxOnly is string exports)
+{
+    Deployed.Run(ml, exports);
+    return;
+}
+var clock = Stopwatch.StartNew();
+
+// ---------------------------------------------------------------- text generation
+TextGenerationTransformer gpt = settings.Gpt is string g ? ml.Transformers().LoadTextGeneration(g) : Train.Gpt(ml, settings.Data);
+string gptPath = Path.Combine(settings.Output, "gpt.onnx");
+gpt.ExportToOnnx(gptPath);
+using (OnnxTextGenerator generator = OnnxTextGenerator.Load(gptPath))
+{
+    var greedy = new GenerationOptions { MaxNewTokens = 120, Temperature = 0 };
+    string torch = gpt.Generate("ROMEO:", greedy), onnx = generator.Generate("ROMEO:", greedy);
+    Console.WriteLine($"GPT -> {gptPath} ({new FileInfo(gptPath).Length / 1e6:F1} MB). Greedy completions identical: {torch == onnx}");
+    Console.WriteLine($"  ROMEO:{onnx.Replace("\n", "\n  ")}");
+    Console.WriteLine($"  sampled through ONNX Runtime (T 0.8, top-k 40): {generator.Generate("JULIET:", new GenerationOptions { MaxNewTokens = 80, Temperature = 0.8, TopK = 40, Seed = 1 }).Replace("\n", " / ")}");
+}
+gpt.Dispose();
+
+// ---------------------------------------------------------------- translation
+TranslationTransformer translation = settings.Translation is string t ? ml.Transformers().LoadTranslation(t) : Train.Translation(ml, settings.Data);
+string translationFolder = Path.Combine(settings.Output, "translation");
+translation.ExportToOnnx(translationFolder);
+using (OnnxTranslator translator = OnnxTranslator.Load(translationFolder))
+{
+    string[] sentences = { "Soy un estudiante", "¿Dónde está la biblioteca?", "Hace mucho frío hoy." };
+    IReadOnlyList<string> torch = translation.Translate(sentences, beamSize: 4), onnx = translator.Translate(sentences, beamSize: 4);
+    Console.WriteLine($"Translation -> {translationFolder} (encoder.onnx, decoder.onnx). Beam-4 translations identical: {torch.SequenceEqual(onnx)}");
+    for (int i = 0; i < sentences.Length; i++)
+    {
+        Console.WriteLine($"  {sentences[i],-28} -> {onnx[i]}");
+    }
+}
+translation.Dispose();
+
+// ---------------------------------------------------------------- image classification through ML.NET's ApplyOnnxModel
+(ImageClassificationTransformer vit, string imageFolder) = settings.Vit is string v
+    ? (ml.Transformers().LoadImageClassification(v), Train.SyntheticImages(64))
+    : Train.Vit(ml);
+int size = vit.Config.ImageSize;
+string vitPath = Path.Combine(settings.Output, "vit.onnx");
+vit.ExportToOnnx(vitPath);
+IDataView scans = ml.Data.LoadFromEnumerable(ImageDatasets.ReadOct2017Folder(imageFolder, "test").Select(f => new Scan { ImagePath = f.Path, Diagnosis = f.Label }));
+var pipeline = ml.Transforms.LoadImages("Image", imageFolder: null, inputColumnName: nameof(Scan.ImagePath))
+    .Append(ml.Transforms.ResizeImages("Image", size, size))
+    .Append(ml.Transforms.ExtractPixels("pixels", "Image", scaleImage: 1 / 255f))     // RGB planes in [0, 1]: the export's input
+    .Append(ml.Transforms.ApplyOnnxModel(new[] { "probabilities" }, new[] { "pixels" }, vitPath));
+ITransformer onnxModel = pipeline.Fit(scans);
+string zip = Path.Combine(settings.Output, "oct-vit-mlnet.zip");
+ml.Model.Save(onnxModel, scans.Schema, zip);
+ITransformer reloaded = ml.Model.Load(zip, out _);
+float[][] fromZip = reloaded.Transform(scans).GetColumn<float[]>("probabilities").ToArray();
+IDataView loaded = ml.Transforms.LoadImages("Image", null, nameof(Scan.ImagePath)).Fit(scans).Transform(scans);
+float[][] fromTorch = vit.Transform(loaded).GetColumn<float[]>("Score").ToArray();
+double maxDiff = fromZip.Zip(fromTorch).Max(p => p.First.Zip(p.Second).Max(q => Math.Abs(q.First - q.Second)));
+int agree = fromZip.Zip(fromTorch).Count(p => ArgMax(p.First) == ArgMax(p.Second));
+Console.WriteLine($"ViT -> {vitPath}; ML.NET pipeline with ApplyOnnxModel saved to {zip} ({new FileInfo(zip).Length / 1e6:F1} MB) and reloaded:");
+Console.WriteLine($"  {agree} of {fromZip.Length} test scans get the TorchSharp model's class; largest probability difference {maxDiff:E1}.");
+var engine = ml.Model.CreatePredictionEngine<Scan, Probabilities>(reloaded);
+Scan first = ml.Data.CreateEnumerable<Scan>(scans, false).First();
+float[] p = engine.Predict(first).Values;
+Console.WriteLine($"  PredictionEngine on the reloaded .zip: {Path.GetFileName(first.ImagePath)} -> {vit.ClassNames[ArgMax(p)]} ({p.Max():P0})");
+vit.Dispose();
+
+// ---------------------------------------------------------------- latency: ONNX Runtime against TorchSharp
+Console.WriteLine($"Exports written to {settings.Output} in {clock.Elapsed:mm\\:ss}. Run them with ONNX Runtime alone:");
+Console.WriteLine($"  dotnet run -c Release --project examples/OnnxExport -- --onnx-only {settings.Output}");
+
+static int ArgMax(float[] values) => Array.IndexOf(values, values.Max());
+
+/// <summary>An OCT scan file and its diagnosis.</summary>
+public sealed class Scan
+{
+    public string ImagePath { get; set; } = "";
+
+    public string Diagnosis { get; set; } = "";
+}
+
+/// <summary>The ONNX model's output column.</summary>
+public sealed class Probabilities
+{
+    [ColumnName("probabilities")]
+    public float[] Values { get; set; } = Array.Empty<float>();
+}
+
+/// <summary>What a deployed application does: load the exports and run them, with ONNX Runtime only.</summary>
+internal static class Deployed
+{
+    public static void Run(MLContext ml, string folder)
+    {
+        var clock = Stopwatch.StartNew();
+        using (OnnxTextGenerator generator = OnnxTextGenerator.Load(Path.Combine(folder, "gpt.onnx")))
+        {
+            Console.WriteLine($"GPT (ONNX Runtime): ROMEO:{generator.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 60, Temperature = 0 }).Replace("\n", " / ")}");
+        }
+        using (OnnxTranslator translator = OnnxTranslator.Load(Path.Combine(folder, "translation")))
+        {
+            Console.WriteLine($"Translation (ONNX Runtime): Soy un estudiante -> {translator.Translate("Soy un estudiante")}");
+        }
+        ITransformer model = ml.Model.Load(Path.Combine(folder, "oct-vit-mlnet.zip"), out _);
+        string image = Directory.EnumerateFiles(Train.SyntheticImages(64), "*.png", SearchOption.AllDirectories).First();
+        float[] p = ml.Model.CreatePredictionEngine<Scan, Probabilities>(model).Predict(new Scan { ImagePath = image }).Values;
+        Console.WriteLine($"ViT (ML.NET .zip with ApplyOnnxModel): {Path.GetFileName(image)} -> class {Array.IndexOf(p, p.Max())} ({p.Max():P0})");
+        bool libtorch = File.ReadLines("/proc/self/maps").Any(l => l.Contains("libtorch", StringComparison.Ordinal));
+        Console.WriteLine(OperatingSystem.IsLinux()
+            ? $"libtorch loaded in this process: {(libtorch ? "yes" : "no")} ({clock.Elapsed.TotalSeconds:F1} s)"
+            : $"Done in {clock.Elapsed.TotalSeconds:F1} s.");
+    }
+}
+
+/// <summary>Small models trained in a few minutes, when no saved model is given.</summary>
+internal static class Train
+{
+    public static TextGenerationTransformer Gpt(MLContext ml, string? data)
+    {
+        string book = DataLocator.File(data, Path.Combine("text", "tinyshakespeare.txt"), "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt", allowDownload: false);
+        Console.WriteLine("Training a small GPT on Tiny Shakespeare for 1 minute...");
+        var options = new TextGenerationOptions { Preset = GptPreset.Small, Epochs = 1, MaxTrainingTime = TimeSpan.FromMinutes(1), LogEverySteps = 1_000_000 };
+        return ml.Transformers().TextGeneration(options).Fit(ml.Data.LoadFromEnumerable(new[] { new Book { Text = File.ReadAllText(book) } }));
+    }
+
+    public static TranslationTransformer Translation(MLContext ml, string? data)
+    {
+        string pairs = DataLocator.File(data, Path.Combine("translation", "spa-eng.txt"), "https://www.manythings.org/anki/spa-eng.zip", allowDownload: false, zipEntry: "spa.txt");
+        Console.WriteLine("Training a small translator on Spanish-English pairs for 2 minutes...");
+        var options = new TranslationOptions { VocabularySize = 4000, MaxTokensPerBatch = 2048, WarmupSteps = 400, LearningRateScale = 0.5, Epochs = 1, MaxTrainingTime = TimeSpan.FromMinutes(2), LogEverySteps = 1_000_000, SampleSentence = null };
+        return ml.Transformers().Translation(options).Fit(ml.Data.LoadFromTextFile<Pair>(pairs, separatorChar: '\t', hasHeader: false, allowQuoting: false));
+    }
+
+    public static (ImageClassificationTransformer, string) Vit(MLContext ml)
+    {
+        string folder = SyntheticImages(64);
+        Console.WriteLine("Training a small ViT on SYNTHETIC OCT scans (not medical data) for about 1 minute...");
+        IDataView train = ml.Data.LoadFromEnumerable(ImageDatasets.ReadOct2017Folder(folder, "train").Select(f => new Scan { ImagePath = f.Path, Diagnosis = f.Label }));
+        var prepare = ml.Transforms.Conversion.MapValueToKey("Label", nameof(Scan.Diagnosis)).Append(ml.Transforms.LoadImages("Image", null, nameof(Scan.ImagePath))).Fit(train);
+        var options = new ImageClassificationOptions { Epochs = 4, MaxTrainingTime = TimeSpan.FromMinutes(1.5), LogEverySteps = 1_000_000 };
+        return (ml.Transformers().ImageClassification("Label", "Image", options).Fit(prepare.Transform(train)), folder);
+    }
+
+    /// <summary>A folder of SYNTHETIC OCT scans at the Small preset's 64 x 64 (so ResizeImages keeps them as they are).</summary>
+    public static string SyntheticImages(int size)
+    {
+        string folder = Path.Combine(Path.GetTempPath(), "transformers-ml-example", $"synthetic-oct-onnx-{size}");
+        if (!File.Exists(Path.Combine(folder, "complete")))
+        {
+            SyntheticOct.WriteOct2017Folder(folder, trainPerClass: 500, testPerClass: 50, size: size, seed: 2);
+            File.WriteAllText(Path.Combine(folder, "complete"), "");
+        }
+        return folder;
+    }
+}
+
+public sealed class Book
+{
+    public string Text { get; set; } = "";
+}
+
+public sealed class Pair
+{
+    [LoadColumn(0)]
+    public string English { get; set; } = "";
+
+    [LoadColumn(1)]
+    public string Spanish { get; set; } = "";
+}
+
+internal sealed record Settings(string Output, string? Gpt, string? Translation, string? Vit, string? OnnxOnly, string? Data)
+{
+    public static Settings Parse(string[] args)
+    {
+        var s = new Settings(Path.Combine(Path.GetTempPath(), "transformers-ml-example", "onnx"), null, null, null, null, null);
+        for (int i = 0; i < args.Length; i++)
+        {
+            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Option {args[i]} needs a value.");
+            string Existing(string path) => File.Exists(path) ? path : throw new FileNotFoundException($"{args[i - 1]} '{path}' does not exist.");
+            s = args[i] switch
+            {
+                "--out" => s with { Output = Next() },
+                "--gpt" => s with { Gpt = Existing(Next()) },
+                "--translation" => s with { Translation = Existing(Next()) },
+                "--vit" => s with { Vit = Existing(Next()) },
+                "--onnx-only" => s with { OnnxOnly = Directory.Exists(Next()) ? args[i] : throw new DirectoryNotFoundException($"--onnx-only '{args[i]}' does not exist.") },
+                "--data" => s with { Data = Next() },
+                var unknown => throw new ArgumentException($"Unknown option '{unknown}'. See the comment at the top of Program.cs."),
+            };
+        }
+        return s;
+    }
+}

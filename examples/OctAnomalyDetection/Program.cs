@@ -60,12 +60,17 @@ var options = new ImageClassificationOptions
     Progress = new ConsoleProgress(),
 };
 var loadImages = ml.Transforms.LoadImages("Image", imageFolder: null, inputColumnName: nameof(ModelInput.ImagePath));
-var pipeline = ml.Transforms.Conversion.MapValueToKey("Label", nameof(ModelInput.Diagnosis), keyOrdinality: Microsoft.ML.Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByValue)
-    .Append(settings.OctMnist is null ? loadImages : (IEstimator<ITransformer>)ml.Transforms.CopyColumns("Unused", nameof(ModelInput.Diagnosis)))
+IEstimator<ITransformer> pipeline = ml.Transforms.Conversion.MapValueToKey("Label", nameof(ModelInput.Diagnosis),
+    keyOrdinality: Microsoft.ML.Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByValue);
+if (settings.OctMnist is null)
+{
+    pipeline = pipeline.Append(loadImages); // files -> MLImage; OCTMNIST's pixel vectors go straight in
+}
+pipeline = pipeline
     .Append(ml.Transformers().ImageClassification(labelColumnName: "Label", imageColumnName: imageColumn, options))
     .Append(ml.Transforms.Conversion.MapKeyToValue(nameof(ModelOutput.PredictedDiagnosis), "PredictedLabel"));
-var model = pipeline.Fit(train);
-var vit = (ImageClassificationTransformer)model.ElementAt(2);
+ITransformer model = pipeline.Fit(train);
+var vit = ((IEnumerable<ITransformer>)model).OfType<ImageClassificationTransformer>().Single(); // the chain's ViT stage
 Console.WriteLine($"Trained a ViT of {vit.ParameterCount:N0} parameters ({vit.Config.ImageSize} x {vit.Config.ImageSize}, patch {vit.Config.PatchSize}) in {clock.Elapsed:mm\\:ss}.");
 
 // ---------------------------------------------------------------- evaluation with ML.NET's evaluators

@@ -72,9 +72,10 @@ internal static class ImageClassificationBenchmark
         LearningRate = 2e-3,
         WarmupSteps = 300,
         LabelSmoothing = 0.1,
-        // No augmentation: in 14 CPU minutes (about 18 epochs) this small ViT underfits Fashion-MNIST, and flips with 8 % shifts
-        // cost accuracy (4-minute runs: 0.839 with them, 0.881 without; 14 minutes with them: 0.886).
-        Augmentation = ImageAugmentation.None,
+        // Horizontal flips only: in under 15 CPU minutes (about 18 epochs) heavier augmentation costs accuracy (4-minute runs:
+        // 0.839 with flips and 8 % shifts, 0.881 without any; 14 minutes: 0.886 with them, 0.893 without, 0.896 flips only),
+        // while label smoothing 0.1 helps (0.869-0.872 without it in 4 minutes).
+        Augmentation = new ImageAugmentation { HorizontalFlip = true, RotationDegrees = 0, TranslationFraction = 0, CropMinScale = 1, Brightness = 0, Contrast = 0 },
         ValidationFraction = 0,
         LogEverySteps = 1_000_000,
         Seed = 1,
@@ -83,7 +84,7 @@ internal static class ImageClassificationBenchmark
     /// <summary>Trains for a time budget: the number of epochs is set from the measured images/s so that the cosine decay ends with the budget.</summary>
     private static void Quality(ResultsTable table, BenchmarkOptions options, MLContext ml, IDataView train, IDataView test, double imagesPerSecond)
     {
-        double minutes = options.Quick ? 1.5 : 14;
+        double minutes = options.Quick ? 1.5 : 14.6; // the target: >= 0.90 within 15 minutes of training
         IDataView data = options.Quick ? ml.Data.TakeRows(train, 12_000) : train;
         long count = data.GetColumn<uint>("Label").LongCount();
         ImageClassificationOptions o = Options();

@@ -48,6 +48,12 @@ internal static class VitOnnxExport
         int c = exported.Channels;
         x = graph.Op("Div", new[] { graph.Op("Sub", new[] { x, graph.Floats("pixel_mean", classifier.Mean, 1, c, 1, 1) }), graph.Floats("pixel_std", classifier.Std, 1, c, 1, 1) });
 
+        if (exported.StemChannels > 0)
+        {
+            x = graph.Op("Conv", new[] { x, graph.Weight("stem.weight", weights["stem.weight"]), graph.Weight("stem.bias", weights["stem.bias"]) },
+                ("kernel_shape", new long[] { 3, 3 }), ("pads", new long[] { 1, 1, 1, 1 }));
+            x = blocks.Activation(x, Transformers.ML.Core.FeedForwardActivation.Gelu);
+        }
         int p = exported.PatchSize, d = exported.Width;
         string patches = graph.Op("Conv", new[] { x, graph.Weight("patch_embed.weight", weights["patch_embed.weight"]), graph.Weight("patch_embed.bias", weights["patch_embed.bias"]) },
             ("kernel_shape", new long[] { p, p }), ("strides", new long[] { p, p }));

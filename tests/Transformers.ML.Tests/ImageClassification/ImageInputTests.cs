@@ -237,6 +237,18 @@ public sealed class ImageInputTests
         Assert.AreEqual(2.0, weights[1], 1e-6);
         Assert.AreEqual(0f, weights[2]);
 
+        // The weighted loss: each target's (smoothed) loss times its weight; the count stays the number of targets.
+        using (Tensor logits = tensor(new float[] { 2f, -1f, 0.5f, 0.25f }, new long[] { 2, 2 }))
+        using (Tensor targets = tensor(new long[] { 0, 1 }))
+        {
+            using var plain = Transformers.ML.Core.Training.LabelSmoothedCrossEntropy.Sum(logits, targets, 0.1);
+            using var first = Transformers.ML.Core.Training.LabelSmoothedCrossEntropy.Sum(logits.narrow(0, 0, 1), targets.narrow(0, 0, 1), 0.1);
+            using var weighted = Transformers.ML.Core.Training.LabelSmoothedCrossEntropy.Sum(logits, targets, 0.1, weights: tensor(new float[] { 2f, 0f }));
+            Assert.AreEqual(2 * first.Sum.item<float>(), weighted.Sum.item<float>(), 1e-5);
+            Assert.AreEqual(2L, weighted.Count.item<long>());
+            Assert.IsGreaterThan(first.Sum.item<float>() + 1e-3, plain.Sum.item<float>());
+        }
+
         var model = new VitModel(new VitConfig { ImageSize = 8, PatchSize = 4, Width = 8, Depth = 1, Heads = 2 }, 2);
         using var classifier = new VitClassifier(model, CPU, new[] { "a", "b" }, false, new[] { 0f }, new[] { 1f });
         long[] labels = Enumerable.Range(0, 1000).Select(i => i < 900 ? 0L : 1L).ToArray();

@@ -63,4 +63,22 @@ public sealed class VitModelTests
         bad = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new VitModel(new VitConfig { ImageSize = 3, PatchSize = 4 }, 2));
         StringAssert.Contains(bad.Message, "smaller than one patch");
     }
+
+    [TestMethod]
+    public void AConvolutionalStemFeedsThePatchEmbeddingAndAddsItsParameters()
+    {
+        var plain = new VitConfig { ImageSize = 28, PatchSize = 4, Channels = 1, Width = 64, Depth = 1, Heads = 4, Dropout = 0 };
+        var hybrid = new VitConfig { ImageSize = 28, PatchSize = 4, Channels = 1, Width = 64, Depth = 1, Heads = 4, Dropout = 0, StemChannels = 16 };
+        using var a = new VitModel(plain, 10);
+        using var b = new VitModel(hybrid, 10);
+        // The stem: 3x3 conv 1 -> 16 (144 + 16); the patch embedding reads 16 channels instead of 1: (16 - 1) x 4 x 4 x 64 more.
+        long extra = (9 * 16 + 16) + (16 - 1) * 4 * 4 * 64;
+        Assert.AreEqual(a.parameters().Sum(p => p.numel()) + extra, b.parameters().Sum(p => p.numel()));
+        b.eval();
+        using Tensor images = randn(2, 1, 28, 28);
+        CollectionAssert.AreEqual(new long[] { 2, 10 }, b.Forward(images).Logits.shape);
+        Assert.IsTrue(b.named_parameters().Any(p => p.name == "stem.weight"));
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new VitConfig { StemChannels = -1 }.Validate());
+        StringAssert.Contains(e.Message, "StemChannels");
+    }
 }

@@ -35,10 +35,10 @@ public sealed class OnnxExportTests
     }
 
     /// <summary>A ViT with random weights everywhere (the zero-initialised head too) and a grayscale input normalised by random statistics.</summary>
-    private static VitClassifier RandomVit(int seed)
+    private static VitClassifier RandomVit(int seed, int stemChannels = 0)
     {
         manual_seed(seed);
-        var config = new VitConfig { ImageSize = 32, PatchSize = 8, Channels = 1, Width = 32, Depth = 2, Heads = 4, MlpRatio = 2, Dropout = 0 };
+        var config = new VitConfig { ImageSize = 32, PatchSize = 8, Channels = 1, Width = 32, Depth = 2, Heads = 4, MlpRatio = 2, Dropout = 0, StemChannels = stemChannels };
         var model = new VitModel(config, 4);
         using (no_grad())
         {
@@ -54,14 +54,14 @@ public sealed class OnnxExportTests
     [TestMethod]
     public void VitExportMatchesTorchSharpAtTwoBatchSizesAndTwoImageSizes()
     {
-        using VitClassifier classifier = RandomVit(1);
-        foreach (int size in new[] { 32, 48 })
+        foreach ((int size, int stem) in new[] { (32, 0), (48, 0), (32, 8) })
         {
+            using VitClassifier classifier = RandomVit(1, stem);
             string path = TestUtil.TempPath(".onnx");
             OnnxGraph.Save(VitOnnxExport.Build(classifier, new OnnxExportOptions { ImageSize = size }), path);
             using InferenceSession session = Session(path);
             // The TorchSharp reference at that size: the same weights, positions interpolated.
-            using var reference = new VitModel(classifier.Model.Config, 4);
+            using var reference = new VitModel(classifier.Model.Config, 4); // the convolutional stem, when there is one, too
             ModelFile.LoadInto(reference, ModuleState.Of(classifier.Model), "test");
             reference.ResizeImages(size);
             reference.eval();

@@ -142,27 +142,6 @@ internal static class TranslationBenchmark
         var schedule = new InverseSquareRootSchedule(config.ModelDimension, 400, 0.5);
         IReadOnlyList<int[]> batches = task.PlanEpoch(0, new Random(1));
         model.train();
-        int warmup = steps / 3;
-        long tokens = 0;
-        var clock = new Stopwatch();
-        for (int step = 0; step < steps; step++)
-        {
-            if (step == warmup)
-            {
-                clock.Start();
-            }
-            using var scope = NewDisposeScope();
-            optimizer.ZeroGrad();
-            LossSum loss = task.ComputeLoss(batches[step % batches.Count]);
-            long count = loss.Count.item<long>();
-            loss.Sum.div(count).backward();
-            nn.utils.clip_grad_norm_(optimizer.Parameters, 1.0);
-            optimizer.Step(schedule.At(step + 1));
-            if (step >= warmup)
-            {
-                tokens += count;
-            }
-        }
-        return tokens / clock.Elapsed.TotalSeconds;
+        return Benchmarks.PlainLoop.Measure(optimizer, steps, step => task.ComputeLoss(batches[step % batches.Count]), step => schedule.At(step));
     }
 }

@@ -124,14 +124,9 @@ internal static class ImageClassificationBenchmark
 
     private static double ThroughFit(MLContext ml, IDataView data, int steps)
     {
-        var reports = new List<TrainingProgress>();
         ImageClassificationOptions o = Options();
         o.Epochs = 100;
-        o.MaxSteps = steps;
-        o.LogEverySteps = steps / 3;
-        o.Progress = new CallbackProgress(reports.Add);
-        ml.Transformers().ImageClassification(o).Fit(data).Dispose();
-        return reports.Where(r => r.Kind == TrainingProgressKind.Step).Skip(1).Average(r => r.Throughput);
+        return TrainerThroughput.Measure(o, steps, () => ml.Transformers().ImageClassification(o).Fit(data).Dispose());
     }
 
     private static double PlainLoop(MLContext ml, IDataView data, int steps)

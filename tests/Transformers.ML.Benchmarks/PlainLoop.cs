@@ -37,3 +37,21 @@ internal static class PlainLoop
         return targets / clock.Elapsed.TotalSeconds;
     }
 }
+
+/// <summary>The other side of the trainer-overhead rows: the throughput a capability's Fit reports.</summary>
+internal static class TrainerThroughput
+{
+    /// <summary>
+    /// Runs <paramref name="fit"/> with <paramref name="options"/> set to report three times over <paramref name="steps"/> steps;
+    /// the mean throughput of the later reports (the first window includes warm-up, as the plain loop's first steps).
+    /// </summary>
+    public static double Measure(TrainingOptions options, int steps, Action fit)
+    {
+        var reports = new List<TrainingProgress>();
+        options.MaxSteps = steps;
+        options.LogEverySteps = steps / 3;
+        options.Progress = new CallbackProgress(reports.Add);
+        fit();
+        return reports.Where(r => r.Kind == TrainingProgressKind.Step).Skip(1).Average(r => r.Throughput);
+    }
+}

@@ -146,21 +146,9 @@ internal static class TextGenerationBenchmark
     private static double ThroughFit(string corpus, int steps)
     {
         var ml = new MLContext(seed: 1);
-        var reports = new List<TrainingProgress>();
-        var options = new TextGenerationOptions
-        {
-            Preset = GptPreset.Small,
-            BatchSize = 32,
-            Epochs = 1,
-            BatchesPerEpoch = steps,
-            ValidationFraction = 0,
-            LogEverySteps = steps / 3,
-            Progress = new CallbackProgress(reports.Add),
-        };
-        using TextGenerationTransformer model = ml.Transformers().TextGeneration(options).Fit(ml.Data.LoadFromEnumerable(new[] { new Document { Text = corpus } }));
-        // The loop's own throughput over the later reports: the first window includes warm-up, as the plain loop's first steps.
-        var later = reports.Where(r => r.Kind == TrainingProgressKind.Step).Skip(1).ToList();
-        return later.Average(r => r.Throughput);
+        var options = new TextGenerationOptions { Preset = GptPreset.Small, BatchSize = 32, Epochs = 1, BatchesPerEpoch = steps, ValidationFraction = 0 };
+        return TrainerThroughput.Measure(options, steps,
+            () => ml.Transformers().TextGeneration(options).Fit(ml.Data.LoadFromEnumerable(new[] { new Document { Text = corpus } })).Dispose());
     }
 
     private static double PlainLoop(string corpus, int steps)

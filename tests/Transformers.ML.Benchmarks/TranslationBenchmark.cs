@@ -117,14 +117,9 @@ internal static class TranslationBenchmark
 
     private static double ThroughFit(MLContext ml, IDataView data, int steps)
     {
-        var reports = new List<TrainingProgress>();
         var options = Options();
         options.Epochs = 1;
-        options.MaxSteps = steps;
-        options.LogEverySteps = steps / 3;
-        options.Progress = new CallbackProgress(reports.Add);
-        ml.Transformers().Translation(options).Fit(data).Dispose();
-        return reports.Where(r => r.Kind == TrainingProgressKind.Step).Skip(1).Average(r => r.Throughput);
+        return TrainerThroughput.Measure(options, steps, () => ml.Transformers().Translation(options).Fit(data).Dispose());
     }
 
     private static double PlainLoop(MLContext ml, IDataView data, int steps)

@@ -1,6 +1,7 @@
 // The decoding rules of Core/Generation/LogitsProcessors on plain float arrays, for the ONNX Runtime generator, which
 // must run without libtorch: repetition penalty, temperature, top-k, top-p, then greedy choice or a seeded draw.
 // A test checks each rule against the TorchSharp processor on the same logits.
+using Transformers.ML.Core.Generation;
 using Transformers.ML.TextGeneration;
 
 namespace Transformers.ML.Onnx;
@@ -26,7 +27,7 @@ internal sealed class LogitsSampler
         }
         if (_options.IsGreedy)
         {
-            return ArgMax(logits);
+            return Scores.ArgMax(logits);
         }
         if (_options.Temperature != 1.0)
         {
@@ -50,7 +51,7 @@ internal sealed class LogitsSampler
                 return i;
             }
         }
-        return ArgMax(logits);
+        return Scores.ArgMax(logits);
     }
 
     internal static void RepetitionPenalty(float[] logits, IReadOnlyList<int> sequence, double penalty)
@@ -105,18 +106,5 @@ internal sealed class LogitsSampler
         double[] e = logits.Select(v => float.IsNegativeInfinity(v) ? 0 : Math.Exp(v - max)).ToArray();
         double total = e.Sum();
         return e.Select(v => v / total).ToArray();
-    }
-
-    internal static int ArgMax(ReadOnlySpan<float> values)
-    {
-        int best = 0;
-        for (int i = 1; i < values.Length; i++)
-        {
-            if (values[i] > values[best])
-            {
-                best = i;
-            }
-        }
-        return best;
     }
 }

@@ -62,30 +62,19 @@ public sealed class OnnxTextGenerator : IDisposable
     /// <summary>The new tokens of each prompt (all of one length), without the end-of-text token.</summary>
     internal List<int>[] GenerateTokens(IReadOnlyList<IReadOnlyList<int>> prompts, GenerationOptions options, LogitsSampler sampler)
     {
-        int batch = prompts.Count, layers = _config.NumLayers, heads = _config.NumHeads;
+        int batch = prompts.Count;
         var sequences = prompts.Select(p => p.ToList()).ToArray();
         var outputs = Enumerable.Range(0, batch).Select(_ => new List<int>()).ToArray();
         var finished = new bool[batch];
         int context = ContextLength;
-        var past = new DenseTensor<float>[layers * 2];
-        int pastLength = 0;
-        void ResetCache()
-        {
-            for (int l = 0; l < layers; l++)
-            {
-                past[2 * l] = new DenseTensor<float>(new[] { batch, heads, 0, _config.HeadKeyDimension });
-                past[2 * l + 1] = new DenseTensor<float>(new[] { batch, heads, 0, _config.HeadValueDimension });
-            }
-            pastLength = 0;
-        }
-        ResetCache();
+        var cache = new OnnxKeyValueCache(_config, batch);
         List<int>[] input = sequences.Select(s => s.ToList()).ToArray();
         for (int step = 0; step < options.MaxNewTokens && !finished.All(f => f); step++)
         {
-            if (pastLength + input[0].Count > context)
+            if (cache.Length + input[0].Count > context)
             {
                 // As the TorchSharp generator: restart the cache from the last three quarters of the window.
-                ResetCache();
+                cache = new OnnxKeyValueCache(_config, batch);
                 int keep = Math.Min(sequences[0].Count, Math.Max(1, context * 3 / 4));
                 input = sequences.Select(s => s.GetRange(s.Count - keep, keep)).ToArray();
             }
@@ -99,50 +88,35 @@ public sealed class OnnxTextGenerator : IDisposable
                 }
             }
             var feeds = new List<NamedOnnxValue> { NamedOnnxValue.CreateFromTensor(GptOnnxExport.InputIds, ids) };
-            for (int l = 0; l < layers; l++)
-            {
-                feeds.Add(NamedOnnxValue.CreateFromTensor(GptOnnxExport.PastKey(l), past[2 * l]));
-                feeds.Add(NamedOnnxValue.CreateFromTensor(GptOnnxExport.PastValue(l), past[2 * l + 1]));
-            }
+            cache.AddInputs(feeds);
+            var next = new int[batch];
             using (IDisposableReadOnlyCollection<DisposableNamedOnnxValue> results = _session.Run(feeds))
             {
                 var byName = results.ToDictionary(r => r.Name);
-                Tensor<float> logits = byName["logits"].AsTensor<float>();
-                int vocabulary = logits.Dimensions[2];
-                var next = new int[batch];
+                float[][] last = OnnxKeyValueCache.LastPosition(byName["logits"].AsTensor<float>());
                 for (int b = 0; b < batch; b++)
                 {
-                    var row = new float[vocabulary];
-                    for (int v = 0; v < vocabulary; v++)
-                    {
-                        row[v] = logits[b, length - 1, v];
-                    }
-                    next[b] = sampler.Next(row, sequences[b]);
+                    next[b] = sampler.Next(last[b], sequences[b]);
                 }
-                for (int l = 0; l < layers; l++)
+                cache.Update(byName);
+            }
+            for (int b = 0; b < batch; b++)
+            {
+                sequences[b].Add(next[b]);
+                input[b] = new List<int> { next[b] };
+                if (finished[b])
                 {
-                    past[2 * l] = byName[GptOnnxExport.PresentKey(l)].AsTensor<float>().ToDenseTensor();
-                    past[2 * l + 1] = byName[GptOnnxExport.PresentValue(l)].AsTensor<float>().ToDenseTensor();
+                    continue;
                 }
-                pastLength += length;
-                for (int b = 0; b < batch; b++)
+                if (next[b] == Tokenizer.EndOfTextId)
                 {
-                    sequences[b].Add(next[b]);
-                    input[b] = new List<int> { next[b] };
-                    if (finished[b])
-                    {
-                        continue;
-                    }
-                    if (next[b] == Tokenizer.EndOfTextId)
-                    {
-                        finished[b] = true;
-                        continue;
-                    }
-                    outputs[b].Add(next[b]);
-                    if (options.StopStrings.Count > 0 && TextGenerator.FindStop(Tokenizer.Decode(outputs[b]), options.StopStrings) >= 0)
-                    {
-                        finished[b] = true;
-                    }
+                    finished[b] = true;
+                    continue;
+                }
+                outputs[b].Add(next[b]);
+                if (options.StopStrings.Count > 0 && TextGenerator.FindStop(Tokenizer.Decode(outputs[b]), options.StopStrings) >= 0)
+                {
+                    finished[b] = true;
                 }
             }
         }

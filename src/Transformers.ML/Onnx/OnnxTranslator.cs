@@ -97,7 +97,7 @@ public sealed class OnnxTranslator : IDisposable
         private readonly int _rows;
         private readonly DenseTensor<long> _padding;
         private readonly DenseTensor<float>[] _cross;
-        private DenseTensor<float>[] _past;
+        private readonly OnnxKeyValueCache _past;
 
         public Stepper(OnnxTranslator owner, IReadOnlyList<int[]> sources, int k)
         {
@@ -123,19 +123,14 @@ public sealed class OnnxTranslator : IDisposable
             });
             var byName = results.ToDictionary(r => r.Name);
             int[] repeat = Enumerable.Range(0, _rows).Select(r => r / k).ToArray(); // row -> sentence
-            _padding = Rows(padding, repeat);
+            _padding = OnnxKeyValueCache.Rows(padding, repeat);
             _cross = new DenseTensor<float>[config.NumLayers * 2];
             for (int l = 0; l < config.NumLayers; l++)
             {
-                _cross[2 * l] = Rows(byName[TranslationOnnxExport.CrossKey(l)].AsTensor<float>(), repeat);
-                _cross[2 * l + 1] = Rows(byName[TranslationOnnxExport.CrossValue(l)].AsTensor<float>(), repeat);
+                _cross[2 * l] = OnnxKeyValueCache.Rows(byName[TranslationOnnxExport.CrossKey(l)].AsTensor<float>(), repeat);
+                _cross[2 * l + 1] = OnnxKeyValueCache.Rows(byName[TranslationOnnxExport.CrossValue(l)].AsTensor<float>(), repeat);
             }
-            _past = new DenseTensor<float>[config.NumLayers * 2];
-            for (int l = 0; l < config.NumLayers; l++)
-            {
-                _past[2 * l] = new DenseTensor<float>(new[] { _rows, config.NumHeads, 0, config.HeadKeyDimension });
-                _past[2 * l + 1] = new DenseTensor<float>(new[] { _rows, config.NumHeads, 0, config.HeadValueDimension });
-            }
+            _past = new OnnxKeyValueCache(config, _rows);
         }
 
         public float[][] Step(IReadOnlyList<IReadOnlyList<int>> prefixes)
@@ -155,54 +150,15 @@ public sealed class OnnxTranslator : IDisposable
             {
                 feeds.Add(NamedOnnxValue.CreateFromTensor(TranslationOnnxExport.CrossKey(l), _cross[2 * l]));
                 feeds.Add(NamedOnnxValue.CreateFromTensor(TranslationOnnxExport.CrossValue(l), _cross[2 * l + 1]));
-                feeds.Add(NamedOnnxValue.CreateFromTensor(GptOnnxExport.PastKey(l), _past[2 * l]));
-                feeds.Add(NamedOnnxValue.CreateFromTensor(GptOnnxExport.PastValue(l), _past[2 * l + 1]));
             }
+            _past.AddInputs(feeds);
             using var results = _owner._decoder.Run(feeds);
             var byName = results.ToDictionary(r => r.Name);
-            for (int l = 0; l < layers; l++)
-            {
-                _past[2 * l] = byName[GptOnnxExport.PresentKey(l)].AsTensor<float>().ToDenseTensor();
-                _past[2 * l + 1] = byName[GptOnnxExport.PresentValue(l)].AsTensor<float>().ToDenseTensor();
-            }
-            Tensor<float> logProbs = byName["log_probs"].AsTensor<float>();
-            int vocabulary = logProbs.Dimensions[2];
-            var output = new float[_rows][];
-            for (int r = 0; r < _rows; r++)
-            {
-                output[r] = new float[vocabulary];
-                for (int v = 0; v < vocabulary; v++)
-                {
-                    output[r][v] = logProbs[r, 0, v];
-                }
-            }
-            return output;
+            _past.Update(byName);
+            return OnnxKeyValueCache.LastPosition(byName["log_probs"].AsTensor<float>());
         }
 
-        public void Reorder(long[] rows)
-        {
-            int[] order = rows.Select(r => (int)r).ToArray();
-            for (int i = 0; i < _past.Length; i++)
-            {
-                _past[i] = Rows(_past[i], order);
-            }
-        }
-
-        /// <summary>A new tensor whose row i (first axis) is row <paramref name="rows"/>[i] of <paramref name="source"/>.</summary>
-        private static DenseTensor<T> Rows<T>(Tensor<T> source, int[] rows)
-        {
-            int[] dimensions = source.Dimensions.ToArray();
-            int rowSize = dimensions.Skip(1).Aggregate(1, (a, b) => a * b);
-            dimensions[0] = rows.Length;
-            var result = new DenseTensor<T>(dimensions);
-            T[] from = source.ToArray();
-            Span<T> to = result.Buffer.Span;
-            for (int i = 0; i < rows.Length; i++)
-            {
-                from.AsSpan(rows[i] * rowSize, rowSize).CopyTo(to.Slice(i * rowSize, rowSize));
-            }
-            return result;
-        }
+        public void Reorder(long[] rows) => _past.Reorder(rows.Select(r => (int)r).ToArray());
     }
 
     /// <summary>Frees the ONNX Runtime sessions.</summary>

@@ -33,7 +33,7 @@ internal static class Seq2SeqSearch
             for (int b = 0; b < batch; b++)
             {
                 logProbs[b][padding] = float.NegativeInfinity;
-                int next = ArgMax(logProbs[b]);
+                int next = Core.Generation.Scores.ArgMax(logProbs[b]);
                 history[b].Add(done[b] ? endOfSentence : next);
                 if (done[b])
                 {
@@ -189,17 +189,4 @@ internal static class Seq2SeqSearch
 
     /// <summary>GNMT's length penalty (Wu et al. 2016): ((5 + |Y|) / 6)^alpha.</summary>
     internal static double Penalty(int length, double alpha) => Math.Pow((5.0 + length) / 6.0, alpha);
-
-    private static int ArgMax(float[] values)
-    {
-        int best = 0;
-        for (int i = 1; i < values.Length; i++)
-        {
-            if (values[i] > values[best])
-            {
-                best = i;
-            }
-        }
-        return best;
-    }
 }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Transformers.ML.Core.Modules;
 using Transformers.ML.Core.Training;
 using Transformers.ML.Examples;
 using Transformers.ML.ImageClassification;
@@ -144,7 +145,12 @@ internal static class ImageClassificationBenchmark
         using var optimizer = new AdamW(model.named_parameters(), o.Beta1, o.Beta2, o.AdamEpsilon, o.WeightDecay);
         IReadOnlyList<int[]> batches = task.PlanEpoch(0, new Random(1));
         model.train();
-        return Benchmarks.PlainLoop.Measure(optimizer, steps, step => task.ComputeLoss(batches[step % batches.Count]), _ => o.LearningRate);
+        ScalarType? autocast = o.Precision == TrainingPrecision.BFloat16 ? ScalarType.BFloat16 : null;
+        return Benchmarks.PlainLoop.Measure(optimizer, steps, step =>
+        {
+            using var mixed = Autocast.Enable(autocast); // what the TrainingLoop does for TrainingOptions.Precision
+            return task.ComputeLoss(batches[step % batches.Count]);
+        }, _ => o.LearningRate);
     }
 
     /// <summary>Batched Transform against a PredictionEngine loop, same (untrained: speed does not depend on the weights) model.</summary>

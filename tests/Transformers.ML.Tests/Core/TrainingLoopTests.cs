@@ -28,6 +28,31 @@ public sealed class TrainingLoopTests
     }
 
     [TestMethod]
+    public void MixedPrecisionTrainingLearnsAndKeepsFloat32Weights()
+    {
+        TrainingResult Train(TrainingPrecision precision, out EncoderDecoderTransformer model)
+        {
+            manual_seed(1);
+            model = new EncoderDecoderTransformer("t", TestUtil.Tiny(), ReverseTask.Vocabulary);
+            var options = new TrainingOptions { Epochs = 30, LearningRate = 3e-3, WarmupSteps = 0, LogEverySteps = 1000, Precision = precision };
+            return Run(model, new ReverseTask(model, samples: 16, batchSize: 16, dropout: false), options);
+        }
+
+        TrainingResult exact = Train(TrainingPrecision.Float32, out EncoderDecoderTransformer a);
+        TrainingResult mixed = Train(TrainingPrecision.BFloat16, out EncoderDecoderTransformer b);
+        using (a)
+        using (b)
+        {
+            Assert.IsTrue(b.parameters().All(p => p.dtype == ScalarType.Float32), "weights stay float32");
+            Assert.IsLessThan(mixed.StepLosses[0] * 0.6, mixed.StepLosses[^1], $"loss {mixed.StepLosses[0]:F3} -> {mixed.StepLosses[^1]:F3}");
+            // The first step sees the same weights: the losses agree to bfloat16's precision, but not exactly.
+            Assert.AreEqual(exact.StepLosses[0], mixed.StepLosses[0], 0.02 * exact.StepLosses[0]);
+            Assert.AreNotEqual(exact.StepLosses[0], mixed.StepLosses[0]);
+            Assert.AreEqual(exact.StepLosses[^1], mixed.StepLosses[^1], 0.25 * exact.StepLosses[^1]);
+        }
+    }
+
+    [TestMethod]
     public void AResumedRunRepeatsTheUninterruptedLossSequence()
     {
         string checkpoint = TestUtil.TempPath();

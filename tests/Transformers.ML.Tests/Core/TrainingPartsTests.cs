@@ -159,6 +159,8 @@ public sealed class TrainingPartsTests
         e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new TrainingOptions { LearningRate = -1 }.Validate());
         StringAssert.Contains(e.Message, "LearningRate");
         Assert.ThrowsExactly<ArgumentException>(() => new TrainingOptions { Device = "tpu" }.Validate());
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new TrainingOptions { Precision = (TrainingPrecision)7 }.Validate());
+        StringAssert.Contains(e.Message, "Precision must be Float32, BFloat16; found 7");
     }
 }
 

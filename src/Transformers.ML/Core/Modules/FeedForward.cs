@@ -30,7 +30,7 @@ internal sealed class FeedForward : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        Tensor hidden = _fc1.forward(x); // (B, T, d_ff)
+        Tensor hidden = Autocast.Linear(_fc1, x); // (B, T, d_ff)
         hidden = _activation switch
         {
             FeedForwardActivation.Relu => hidden.device_type == DeviceType.META
@@ -40,6 +40,6 @@ internal sealed class FeedForward : nn.Module<Tensor, Tensor>
             FeedForwardActivation.GeluTanh => F.gelu(hidden, GELU.Approximate.tanh),
             _ => throw new InvalidOperationException($"Unknown activation {_activation}."),
         };
-        return _fc2.forward(hidden).MoveToOuterDisposeScope(); // (B, T, d_model)
+        return Autocast.Linear(_fc2, hidden).MoveToOuterDisposeScope(); // (B, T, d_model)
     }
 }

@@ -71,7 +71,7 @@ internal sealed class MultiHeadAttention : nn.Module
         long tq = query.shape[1];
 
         // (B, T, h*d) -> (B, h, T, d): one slice of the projection per head.
-        Tensor q = SplitHeads(_qProj.forward(query), _dk);
+        Tensor q = SplitHeads(Autocast.Linear(_qProj, query), _dk);
         Tensor k, v;
         if (cache is { IsStatic: true, IsFilled: true })
         {
@@ -79,8 +79,8 @@ internal sealed class MultiHeadAttention : nn.Module
         }
         else
         {
-            k = SplitHeads(_kProj.forward(keyValue), _dk);
-            v = SplitHeads(_vProj.forward(keyValue), _dv);
+            k = SplitHeads(Autocast.Linear(_kProj, keyValue), _dk);
+            v = SplitHeads(Autocast.Linear(_vProj, keyValue), _dv);
             if (cache is { IsStatic: true })
             {
                 cache.SetStatic(k, v);
@@ -94,7 +94,10 @@ internal sealed class MultiHeadAttention : nn.Module
         long s = k.shape[2];
         long past = s - tq;
         double dropout = training ? _attentionDropout : 0.0;
-        bool explicitForm = needWeights || q.device_type == DeviceType.META;
+        // Under autocast the two attention products run in the low type and the softmax in float32, as torch.autocast
+        // does; libtorch's fused CPU kernel is slower in bfloat16 than this explicit form (its backward several times so).
+        ScalarType? low = Autocast.Current is ScalarType a && a != q.dtype && q.device_type != DeviceType.META ? a : null;
+        bool explicitForm = needWeights || q.device_type == DeviceType.META || low is not null;
         // Two common cases need no mask tensor: one new query over the cache sees every key (decoding), and a
         // causal pass without cache or padding is the fused kernel's own is_causal (it skips the masked blocks).
         bool causalFlag = causal && past == 0 && tq > 1 && keyPaddingMask is null && !explicitForm;
@@ -105,19 +108,24 @@ internal sealed class MultiHeadAttention : nn.Module
 
         Tensor context;
         Tensor? weights = null;
-        // The explicit form when the probabilities are wanted, and on the meta device, where libtorch's
-        // fused kernel falls back to an op (_safe_softmax) without a meta kernel. Both forms are tested equal.
+        // The explicit form when the probabilities are wanted, under autocast, and on the meta device, where libtorch's
+        // fused kernel falls back to an op (_safe_softmax) without a meta kernel. The forms are tested equal.
         if (explicitForm)
         {
             // Explicit form, so that the probabilities can be returned: (B, h, Tq, d_k) x (B, h, d_k, S) -> (B, h, Tq, S).
-            Tensor scores = matmul(q, k.transpose(-2, -1)).mul_(1.0 / Math.Sqrt(_dk));
+            Tensor scores = low is ScalarType l1
+                ? matmul(q.to(l1), k.to(l1).transpose(-2, -1)).to(q.dtype)
+                : matmul(q, k.transpose(-2, -1));
+            scores = scores.mul_(1.0 / Math.Sqrt(_dk));
             if (mask is not null)
             {
                 scores = scores.add_(mask);
             }
             weights = F.softmax(scores, -1);
             Tensor attended = dropout > 0 ? F.dropout(weights, dropout, training) : weights;
-            context = matmul(attended, v); // (B, h, Tq, d_v)
+            context = low is ScalarType l2
+                ? matmul(attended.to(l2), v.to(l2)).to(q.dtype)
+                : matmul(attended, v); // (B, h, Tq, d_v)
         }
         else
         {
@@ -127,7 +135,7 @@ internal sealed class MultiHeadAttention : nn.Module
 
         // (B, h, Tq, d_v) -> (B, Tq, h*d_v) -> W^O -> (B, Tq, d_model)
         Tensor merged = context.transpose(1, 2).reshape(batch, tq, _heads * _dv);
-        Tensor output = _outProj.forward(merged);
+        Tensor output = Autocast.Linear(_outProj, merged);
         return new AttentionOutput(output.MoveToOuterDisposeScope(), needWeights ? weights?.MoveToOuterDisposeScope() : null);
     }
 

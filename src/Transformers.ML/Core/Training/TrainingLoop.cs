@@ -9,6 +9,7 @@ using System.Diagnostics;
 using TorchSharp;
 using TorchSharp.Modules;
 using Transformers.ML.Core.IO;
+using Transformers.ML.Core.Modules;
 using static TorchSharp.torch;
 
 namespace Transformers.ML.Core.Training;
@@ -218,7 +219,11 @@ internal sealed class TrainingLoop<TBatch>
         for (int i = first; i < first + count; i++)
         {
             using var scope = NewDisposeScope();
-            LossSum loss = _task.ComputeLoss(plan[i]);
+            LossSum loss;
+            using (Autocast.Enable(_options.Precision == TrainingPrecision.BFloat16 ? ScalarType.BFloat16 : null))
+            {
+                loss = _task.ComputeLoss(plan[i]);
+            }
             loss.Sum.backward();
             lossSum += loss.Sum.item<float>();
             targets += loss.Count.item<long>();

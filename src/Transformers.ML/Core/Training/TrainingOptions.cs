@@ -59,6 +59,13 @@ public class TrainingOptions
     /// <summary>When <see cref="Device"/> asks for CUDA and none is available: fall back to the CPU with a warning (true) or fail (false, default).</summary>
     public bool AllowCpuFallback { get; set; }
 
+    /// <summary>
+    /// Precision of the training passes: <see cref="TrainingPrecision.Float32"/> (default) or mixed
+    /// <see cref="TrainingPrecision.BFloat16"/> (the Transformer's linear layers multiply in bfloat16, as under
+    /// torch.autocast; weights, optimizer state and everything else stay float32). Inference is always float32.
+    /// </summary>
+    public TrainingPrecision Precision { get; set; } = TrainingPrecision.Float32;
+
     /// <summary>CPU threads libtorch may use; null keeps libtorch's default (all cores).</summary>
     public int? CpuThreads { get; set; }
 
@@ -96,6 +103,7 @@ public class TrainingOptions
         Check(LearningRate > 0 && LearningRate <= 10, nameof(LearningRate), LearningRate, "(0, 10]");
         Check(LearningRateScale > 0 && LearningRateScale <= 1000, nameof(LearningRateScale), LearningRateScale, "(0, 1000]");
         Check(Enum.IsDefined(Schedule), nameof(Schedule), Schedule, string.Join(", ", Enum.GetNames<LearningRateScheduleKind>()));
+        Check(Enum.IsDefined(Precision), nameof(Precision), Precision, string.Join(", ", Enum.GetNames<TrainingPrecision>()));
         Check(WarmupSteps is >= 0 and <= 1_000_000_000, nameof(WarmupSteps), WarmupSteps, "[0, 10^9]");
         Check(Schedule != LearningRateScheduleKind.InverseSquareRoot || WarmupSteps >= 1, nameof(WarmupSteps), WarmupSteps, ">= 1 with the inverse square root schedule");
         Check(MinLearningRateRatio is >= 0 and <= 1, nameof(MinLearningRateRatio), MinLearningRateRatio, "[0, 1]");

@@ -2,7 +2,8 @@
 //   z_0 = [x_class; x_p^1 E; ...; x_p^N E] + E_pos        (patch embedding, [CLS] token, learned positions)
 //   z_l = encoder layer l (pre-LN: MSA and MLP with GELU)  (the Core's TransformerEncoder)
 //   y   = LN(z_L^0) -> head                                (the [CLS] output classifies)
-// The patch embedding is a convolution with kernel and stride P, the same as a linear map of flattened P x P patches.
+// The patch embedding is a convolution with kernel and stride P, the same as a linear map of flattened P x P patches
+// (with PatchWindow > P, a larger kernel and zero padding: overlapping windows, still one token per P x P patch).
 using TorchSharp;
 using TorchSharp.Modules;
 using TransformerEncoder = Transformers.ML.Core.Modules.TransformerEncoder;
@@ -49,6 +50,20 @@ public sealed class VitConfig
     /// </summary>
     public int StemChannels { get; set; }
 
+    /// <summary>
+    /// Side of the patch embedding's window, in pixels: PatchSize (or 0, the default) cuts the image into disjoint patches as
+    /// the paper does; a larger window (PatchSize + an even number) lets neighbouring patches overlap, with the image
+    /// zero-padded by half the difference, so every token also sees the pixels around its patch (the overlapping patch
+    /// embedding of Wang et al. 2022, PVT v2). The number of tokens does not change: ImageSize / PatchSize per side.
+    /// </summary>
+    public int PatchWindow { get; set; }
+
+    /// <summary>The patch embedding's window side: <see cref="PatchWindow"/>, or <see cref="PatchSize"/> when that is 0.</summary>
+    internal int EffectivePatchWindow => PatchWindow == 0 ? PatchSize : PatchWindow;
+
+    /// <summary>Zero padding on each side of the image for the patch embedding: half of window - patch.</summary>
+    internal int PatchPadding => (EffectivePatchWindow - PatchSize) / 2;
+
     /// <summary>ViT-Ti/16 (DeiT): width 192, depth 12, 3 heads, 224-pixel RGB images (5.7M parameters with 1000 classes).</summary>
     public static VitConfig Tiny16() => new() { ImageSize = 224, PatchSize = 16, Channels = 3, Width = 192, Depth = 12, Heads = 3, Dropout = 0 };
 
@@ -80,6 +95,8 @@ public sealed class VitConfig
         Check(MlpRatio > 0, nameof(MlpRatio), MlpRatio, "> 0");
         Check(Dropout is >= 0 and < 1, nameof(Dropout), Dropout, "in [0, 1)");
         Check(StemChannels is >= 0 and <= 4096, nameof(StemChannels), StemChannels, "in [0, 4096] (0: no stem)");
+        Check(PatchWindow == 0 || (PatchWindow >= PatchSize && PatchWindow <= ImageSize + PatchSize && (PatchWindow - PatchSize) % 2 == 0), nameof(PatchWindow), PatchWindow,
+            $"0, or PatchSize ({PatchSize}) plus an even number of pixels, at most ImageSize + PatchSize ({ImageSize + PatchSize})");
     }
 
     /// <summary>The encoder's configuration: pre-LN, exact GELU, LayerNorm epsilon 1e-6 (as the paper's code).</summary>
@@ -142,7 +159,8 @@ internal sealed class VitModel : nn.Module
         {
             _stem = nn.Conv2d(config.Channels, config.StemChannels, 3, stride: 1, padding: 1);
         }
-        _patchEmbedding = nn.Conv2d(config.StemChannels > 0 ? config.StemChannels : config.Channels, config.Width, config.PatchSize, stride: config.PatchSize);
+        _patchEmbedding = nn.Conv2d(config.StemChannels > 0 ? config.StemChannels : config.Channels, config.Width, config.EffectivePatchWindow,
+            stride: config.PatchSize, padding: config.PatchPadding);
         _classToken = new Parameter(zeros(1, 1, config.Width));
         _positions = new Parameter(zeros(1, patches + 1, config.Width));
         _dropout = nn.Dropout(config.Dropout);

@@ -54,9 +54,9 @@ internal static class VitOnnxExport
                 ("kernel_shape", new long[] { 3, 3 }), ("pads", new long[] { 1, 1, 1, 1 }));
             x = blocks.Activation(x, Transformers.ML.Core.FeedForwardActivation.Gelu);
         }
-        int p = exported.PatchSize, d = exported.Width;
+        int p = exported.PatchSize, d = exported.Width, window = exported.EffectivePatchWindow, pad = exported.PatchPadding;
         string patches = graph.Op("Conv", new[] { x, graph.Weight("patch_embed.weight", weights["patch_embed.weight"]), graph.Weight("patch_embed.bias", weights["patch_embed.bias"]) },
-            ("kernel_shape", new long[] { p, p }), ("strides", new long[] { p, p }));
+            ("kernel_shape", new long[] { window, window }), ("strides", new long[] { p, p }), ("pads", new long[] { pad, pad, pad, pad }));
         patches = graph.Op("Transpose", new[] { graph.Op("Reshape", new[] { patches, graph.Longs(0, d, -1) }) }, ("perm", new long[] { 0, 2, 1 })); // (B, N, D)
         string batchShape = graph.Op("Slice", new[] { graph.Op("Shape", new[] { patches }), graph.Longs(0), graph.Longs(1) });
         string classToken = graph.Op("Expand", new[] { graph.Weight("cls_token", weights["cls_token"]), graph.Op("Concat", new[] { batchShape, graph.Longs(1, d) }, ("axis", 0L)) });

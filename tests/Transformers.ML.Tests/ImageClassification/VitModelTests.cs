@@ -81,4 +81,36 @@ public sealed class VitModelTests
         var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new VitConfig { StemChannels = -1 }.Validate());
         StringAssert.Contains(e.Message, "StemChannels");
     }
+
+    [TestMethod]
+    public void AnOverlappingPatchEmbeddingSeesTheNeighbouringPixelsAndKeepsTheTokenCount()
+    {
+        var disjoint = new VitConfig { ImageSize = 28, PatchSize = 4, Channels = 1, Width = 32, Depth = 1, Heads = 4, Dropout = 0 };
+        var overlapping = new VitConfig { ImageSize = 28, PatchSize = 4, Channels = 1, Width = 32, Depth = 1, Heads = 4, Dropout = 0, PatchWindow = 8 };
+        using var a = new VitModel(disjoint, 10);
+        using var b = new VitModel(overlapping, 10);
+        // An 8x8 window instead of 4x4: (64 - 16) x 32 more weights; the same 7 x 7 + 1 positions.
+        Assert.AreEqual(a.parameters().Sum(p => p.numel()) + (64 - 16) * 32, b.parameters().Sum(p => p.numel()));
+        CollectionAssert.AreEqual(new long[] { 1, 50, 32 }, b.named_parameters().Single(p => p.name == "pos_embed").parameter.shape);
+
+        // Patch (0, 0) covers pixels 0..3; with the window of 8 (padding 2) its token also reads pixels 4 and 5, not 6.
+        static Tensor FirstToken(VitModel model, Tensor images)
+        {
+            using var scope = NewDisposeScope();
+            var conv = model.named_modules().Single(m => m.name == "patch_embed").module as TorchSharp.Modules.Conv2d;
+            return conv!.forward(images)[.., .., 0, 0].MoveToOuterDisposeScope();
+        }
+        using Tensor image = randn(1, 1, 28, 28);
+        foreach ((int column, bool seenByOverlap) in new[] { (5, true), (6, false) })
+        {
+            using Tensor changed = image.clone();
+            changed[0, 0, 1, column] = changed[0, 0, 1, column] + 1;
+            Assert.AreEqual(0.0, TestUtil.MaxAbsDiff(FirstToken(a, image), FirstToken(a, changed)), 1e-7, $"disjoint patch, column {column}");
+            double moved = TestUtil.MaxAbsDiff(FirstToken(b, image), FirstToken(b, changed));
+            Assert.AreEqual(seenByOverlap, moved > 1e-6, $"overlapping window, column {column}: token moved by {moved:G3}");
+        }
+
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new VitConfig { PatchSize = 4, PatchWindow = 7 }.Validate());
+        StringAssert.Contains(e.Message, "PatchWindow must be 0, or PatchSize (4) plus an even number");
+    }
 }

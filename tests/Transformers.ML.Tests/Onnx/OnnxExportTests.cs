@@ -35,10 +35,10 @@ public sealed class OnnxExportTests
     }
 
     /// <summary>A ViT with random weights everywhere (the zero-initialised head too) and a grayscale input normalised by random statistics.</summary>
-    private static VitClassifier RandomVit(int seed, int stemChannels = 0)
+    private static VitClassifier RandomVit(int seed, int stemChannels = 0, int patchWindow = 0)
     {
         manual_seed(seed);
-        var config = new VitConfig { ImageSize = 32, PatchSize = 8, Channels = 1, Width = 32, Depth = 2, Heads = 4, MlpRatio = 2, Dropout = 0, StemChannels = stemChannels };
+        var config = new VitConfig { ImageSize = 32, PatchSize = 8, Channels = 1, Width = 32, Depth = 2, Heads = 4, MlpRatio = 2, Dropout = 0, StemChannels = stemChannels, PatchWindow = patchWindow };
         var model = new VitModel(config, 4);
         using (no_grad())
         {
@@ -54,9 +54,9 @@ public sealed class OnnxExportTests
     [TestMethod]
     public void VitExportMatchesTorchSharpAtTwoBatchSizesAndTwoImageSizes()
     {
-        foreach ((int size, int stem) in new[] { (32, 0), (48, 0), (32, 8) })
+        foreach ((int size, int stem, int window) in new[] { (32, 0, 0), (48, 0, 0), (32, 8, 0), (32, 0, 12) })
         {
-            using VitClassifier classifier = RandomVit(1, stem);
+            using VitClassifier classifier = RandomVit(1, stem, window);
             string path = TestUtil.TempPath(".onnx");
             OnnxGraph.Save(VitOnnxExport.Build(classifier, new OnnxExportOptions { ImageSize = size }), path);
             using InferenceSession session = Session(path);

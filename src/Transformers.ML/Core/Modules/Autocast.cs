@@ -27,7 +27,7 @@ internal static class Autocast
     /// <summary><paramref name="layer"/> applied to <paramref name="x"/>, in the autocast type when one is set; the result has <paramref name="x"/>'s type.</summary>
     public static Tensor Linear(Linear layer, Tensor x)
     {
-        if (t_dtype is not ScalarType low || x.dtype == low || !x.is_floating_point())
+        if (t_dtype is not ScalarType low || !x.is_floating_point())
         {
             return layer.forward(x);
         }

@@ -61,8 +61,9 @@ public class TrainingOptions
 
     /// <summary>
     /// Precision of the training passes: <see cref="TrainingPrecision.Float32"/> (default) or mixed
-    /// <see cref="TrainingPrecision.BFloat16"/> (the Transformer's linear layers multiply in bfloat16, as under
-    /// torch.autocast; weights, optimizer state and everything else stay float32). Inference is always float32.
+    /// <see cref="TrainingPrecision.BFloat16"/> (the Transformer blocks' linear layers and attention products multiply in
+    /// bfloat16, as under torch.autocast; weights, optimizer state, softmax, normalisation and loss stay float32).
+    /// Inference is always float32.
     /// </summary>
     public TrainingPrecision Precision { get; set; } = TrainingPrecision.Float32;
 

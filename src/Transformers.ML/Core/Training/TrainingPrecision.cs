@@ -8,10 +8,10 @@ public enum TrainingPrecision
 
     /// <summary>
     /// Mixed precision: the Transformer blocks' linear layers (attention projections and feed-forward layers, most of the
-    /// arithmetic) and the two attention products multiply in bfloat16, with float32 weights, optimizer state, normalisation, softmax and loss, as
-    /// torch.autocast(dtype=torch.bfloat16) does. bfloat16 keeps float32's range, so no loss scaling is needed. Fast
-    /// where the hardware multiplies bfloat16 natively (CPUs with AVX512-BF16 or AMX, CUDA GPUs from Ampere on);
-    /// elsewhere it can be slower than float32.
+    /// arithmetic) and the two attention products multiply in bfloat16, with float32 weights, optimizer state,
+    /// normalisation, softmax and loss, as torch.autocast(dtype=torch.bfloat16) does. bfloat16 keeps float32's range, so
+    /// no loss scaling is needed. Fast where the hardware multiplies bfloat16 natively (CPUs with AVX512-BF16 or AMX,
+    /// CUDA GPUs from Ampere on); elsewhere it can be slower than float32.
     /// </summary>
     BFloat16,
 }

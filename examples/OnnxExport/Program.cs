@@ -144,7 +144,7 @@ internal static class Train
         Console.WriteLine("Training a small GPT on Tiny Shakespeare for 2 minutes...");
         // About 500 steps of 32 x 128 characters in 2 minutes on 2 cores: the cosine decay spans them.
         var options = new TextGenerationOptions { Preset = GptPreset.Small, Epochs = 5, BatchesPerEpoch = 100, LearningRate = 2e-3, MaxTrainingTime = TimeSpan.FromMinutes(2), LogEverySteps = 1_000_000 };
-        return ml.Transformers().TextGeneration(options).Fit(ml.Data.LoadFromEnumerable(new[] { new Book { Text = File.ReadAllText(book) } }));
+        return ml.Transformers().TextGeneration(options).Fit(ml.Data.LoadFromEnumerable(new[] { new BookText { Text = File.ReadAllText(book) } }));
     }
 
     public static TranslationTransformer Translation(MLContext ml, string? data)
@@ -152,7 +152,7 @@ internal static class Train
         string pairs = DataLocator.File(data, Path.Combine("translation", "spa-eng.txt"), "https://www.manythings.org/anki/spa-eng.zip", allowDownload: false, zipEntry: "spa.txt");
         Console.WriteLine("Training a small translator on Spanish-English pairs for 2 minutes...");
         var options = new TranslationOptions { VocabularySize = 4000, MaxTokensPerBatch = 2048, WarmupSteps = 400, LearningRateScale = 0.5, Epochs = 1, MaxTrainingTime = TimeSpan.FromMinutes(2), LogEverySteps = 1_000_000, SampleSentence = null };
-        return ml.Transformers().Translation(options).Fit(ml.Data.LoadFromTextFile<Pair>(pairs, separatorChar: '\t', hasHeader: false, allowQuoting: false));
+        return ml.Transformers().Translation(options).Fit(ml.Data.LoadFromTextFile<SentencePair>(pairs, separatorChar: '\t', hasHeader: false, allowQuoting: false));
     }
 
     public static (ImageClassificationTransformer, string) Vit(MLContext ml)
@@ -176,20 +176,6 @@ internal static class Train
         }
         return folder;
     }
-}
-
-public sealed class Book
-{
-    public string Text { get; set; } = "";
-}
-
-public sealed class Pair
-{
-    [LoadColumn(0)]
-    public string English { get; set; } = "";
-
-    [LoadColumn(1)]
-    public string Spanish { get; set; } = "";
 }
 
 internal sealed record Settings(string Output, string? Gpt, string? Translation, string? Vit, string? OnnxOnly, string? Data)

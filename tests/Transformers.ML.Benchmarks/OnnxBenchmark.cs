@@ -17,20 +17,6 @@ namespace Transformers.ML.Benchmarks;
 /// <summary>ONNX rows: ONNX Runtime against TorchSharp (eager) latency per model at batch 1 and 16; generation tokens/s with the cache.</summary>
 internal static class OnnxBenchmark
 {
-    public sealed class Book
-    {
-        public string Text { get; set; } = "";
-    }
-
-    public sealed class Pair
-    {
-        [LoadColumn(0)]
-        public string English { get; set; } = "";
-
-        [LoadColumn(1)]
-        public string Spanish { get; set; } = "";
-    }
-
     private static readonly SessionOptions Optimised = new() { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
 
     public static void Run(ResultsTable table, BenchmarkOptions options)
@@ -89,7 +75,7 @@ internal static class OnnxBenchmark
         var ml = new MLContext(seed: 1);
         string book = DataLocator.File(options.Data, Path.Combine("text", "tinyshakespeare.txt"), "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt", options.Download);
         var trainer = new TextGenerationOptions { Preset = GptPreset.Small, Epochs = 1, BatchesPerEpoch = 20, LogEverySteps = 1_000_000 };
-        using TextGenerationTransformer model = ml.Transformers().TextGeneration(trainer).Fit(ml.Data.LoadFromEnumerable(new[] { new Book { Text = File.ReadAllText(book)[..200_000] } }));
+        using TextGenerationTransformer model = ml.Transformers().TextGeneration(trainer).Fit(ml.Data.LoadFromEnumerable(new[] { new BookText { Text = File.ReadAllText(book)[..200_000] } }));
         string path = Path.Combine(folder, "gpt.onnx");
         model.ExportToOnnx(path);
         var config = model.Model.Config;
@@ -135,13 +121,13 @@ internal static class OnnxBenchmark
     {
         var ml = new MLContext(seed: 1);
         string path = DataLocator.File(options.Data, Path.Combine("translation", "spa-eng.txt"), "https://www.manythings.org/anki/spa-eng.zip", options.Download, "spa.txt");
-        IDataView pairs = ml.Data.TakeRows(ml.Data.LoadFromTextFile<Pair>(path, separatorChar: '\t', hasHeader: false, allowQuoting: false), 20_000);
+        IDataView pairs = ml.Data.TakeRows(ml.Data.LoadFromTextFile<SentencePair>(path, separatorChar: '\t', hasHeader: false, allowQuoting: false), 20_000);
         var trainer = new TranslationOptions { VocabularySize = 4000, Epochs = 1, MaxSteps = 30, LogEverySteps = 1_000_000, SampleSentence = null };
         using TranslationTransformer model = ml.Transformers().Translation(trainer).Fit(pairs);
         string export = Path.Combine(folder, "translation");
         model.ExportToOnnx(export);
         using var translator = OnnxTranslator.Load(export);
-        List<string> sentences = pairs.GetColumn<string>(nameof(Pair.Spanish)).Skip(5000).Take(16).ToList();
+        List<string> sentences = pairs.GetColumn<string>(nameof(SentencePair.Spanish)).Skip(5000).Take(16).ToList();
         foreach (int batch in new[] { 1, 16 })
         {
             List<string> input = sentences.Take(batch).ToList();

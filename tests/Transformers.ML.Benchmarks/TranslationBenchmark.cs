@@ -14,23 +14,14 @@ namespace Transformers.ML.Benchmarks;
 /// <summary>Translation rows: BLEU and chrF against minutes of training, decoding speed, trainer overhead.</summary>
 internal static class TranslationBenchmark
 {
-    public sealed class Pair
-    {
-        [LoadColumn(0)]
-        public string English { get; set; } = "";
-
-        [LoadColumn(1)]
-        public string Spanish { get; set; } = "";
-    }
-
     public static void Run(ResultsTable table, BenchmarkOptions options)
     {
         string path = DataLocator.File(options.Data, Path.Combine("translation", "spa-eng.txt"), "https://www.manythings.org/anki/spa-eng.zip", options.Download, "spa.txt");
         var ml = new MLContext(seed: 1);
-        IDataView all = ml.Data.LoadFromTextFile<Pair>(path, separatorChar: '\t', hasHeader: false, allowQuoting: false);
+        IDataView all = ml.Data.LoadFromTextFile<SentencePair>(path, separatorChar: '\t', hasHeader: false, allowQuoting: false);
         // The example's split: by unique English sentence, fixed seeds; 500 held-out sentences.
-        var split = ml.Data.TrainTestSplit(all, testFraction: 0.02, samplingKeyColumnName: nameof(Pair.English), seed: 1);
-        var trainValidation = ml.Data.TrainTestSplit(split.TrainSet, testFraction: 0.01, samplingKeyColumnName: nameof(Pair.English), seed: 2);
+        var split = ml.Data.TrainTestSplit(all, testFraction: 0.02, samplingKeyColumnName: nameof(SentencePair.English), seed: 1);
+        var trainValidation = ml.Data.TrainTestSplit(split.TrainSet, testFraction: 0.01, samplingKeyColumnName: nameof(SentencePair.English), seed: 2);
         IDataView test = ml.Data.TakeRows(split.TestSet, 500);
         bool Runs(string part) => options.Only.Length == 0 || options.Only.Contains("translation") || options.Only.Contains("translation." + part);
 
@@ -48,7 +39,7 @@ internal static class TranslationBenchmark
                 foreach (int beam in new[] { 1, 4 })
                 {
                     model.BeamSize = beam;
-                    TranslationMetrics m = ml.Transformers().EvaluateTranslation(model.Transform(test), nameof(Pair.English), "Translation");
+                    TranslationMetrics m = ml.Transformers().EvaluateTranslation(model.Transform(test), nameof(SentencePair.English), "Translation");
                     table.Add(new BenchmarkRow("translation", $"BLEU, {(beam == 1 ? "greedy" : "beam 4")}, after {trained:F1} min of training", m.Bleu, "BLEU",
                         "baseline", $"chrF2 {m.ChrF:F1}; 500 held-out sentences; Small preset (N=3, d=256), {model.EpochReports.Count} epochs"));
                 }
@@ -56,7 +47,7 @@ internal static class TranslationBenchmark
         }
         if (Runs("speed"))
         {
-            List<string> sentences = ml.Data.CreateEnumerable<Pair>(test, false).Select(p => p.Spanish).Take(options.Quick ? 16 : 64).ToList();
+            List<string> sentences = ml.Data.CreateEnumerable<SentencePair>(test, false).Select(p => p.Spanish).Take(options.Quick ? 16 : 64).ToList();
             foreach (int batch in new[] { 1, 32 })
             {
                 foreach ((string name, int beam) in new[] { ("greedy", 1), ("beam 4", 4) })
@@ -78,8 +69,8 @@ internal static class TranslationBenchmark
     /// <summary>The example's settings: Small preset, shared BPE of 4000, batches of 2048 tokens, the paper's schedule with warmup 400 and scale 0.5.</summary>
     private static TranslationOptions Options() => new()
     {
-        SourceColumnName = nameof(Pair.Spanish),
-        TargetColumnName = nameof(Pair.English),
+        SourceColumnName = nameof(SentencePair.Spanish),
+        TargetColumnName = nameof(SentencePair.English),
         VocabularySize = 4000,
         Epochs = 20,
         MaxTokensPerBatch = 2048,
@@ -124,7 +115,7 @@ internal static class TranslationBenchmark
 
     private static double PlainLoop(MLContext ml, IDataView data, int steps)
     {
-        var pairs = ml.Data.CreateEnumerable<Pair>(data, false).Where(p => !string.IsNullOrWhiteSpace(p.English) && !string.IsNullOrWhiteSpace(p.Spanish)).ToList();
+        var pairs = ml.Data.CreateEnumerable<SentencePair>(data, false).Where(p => !string.IsNullOrWhiteSpace(p.English) && !string.IsNullOrWhiteSpace(p.Spanish)).ToList();
         var options = Options();
         var codec = new TranslationCodec(TextTokenizer.Train(TokenizerKind.BytePairEncoding, string.Join("\n", pairs.Select(p => p.Spanish + "\n" + p.English)), options.VocabularySize), options.MaxSentenceTokens);
         var encoded = pairs.Select(p => (codec.Encode(p.Spanish).Ids, codec.Encode(p.English).Ids)).ToList();

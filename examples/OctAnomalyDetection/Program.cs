@@ -17,9 +17,9 @@ using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Transformers.ML;
-using Transformers.ML.Core.Training;
 using Transformers.ML.Examples;
 using Transformers.ML.ImageClassification;
+using Transformers.ML.Datasets;
 
 var settings = Settings.Parse(args);
 var clock = Stopwatch.StartNew();

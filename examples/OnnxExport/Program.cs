@@ -16,9 +16,9 @@ using Microsoft.ML.Data;
 using Transformers.ML;
 using Transformers.ML.Examples;
 using Transformers.ML.ImageClassification;
-using Transformers.ML.Onnx;
 using Transformers.ML.TextGeneration;
 using Transformers.ML.Translation;
+using Transformers.ML.Datasets;
 
 var settings = Settings.Parse(args);
 var ml = new MLContext(seed: 1);

@@ -13,8 +13,6 @@
 using System.Diagnostics;
 using Microsoft.ML;
 using Transformers.ML;
-using Transformers.ML.Core.Tokenization;
-using Transformers.ML.Core.Training;
 using Transformers.ML.Examples;
 using Transformers.ML.TextGeneration;
 

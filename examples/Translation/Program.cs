@@ -12,7 +12,6 @@ using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Transformers.ML;
-using Transformers.ML.Core.Training;
 using Transformers.ML.Examples;
 using Transformers.ML.Translation;
 

@@ -6,6 +6,7 @@ using Transformers.ML.Core.Training;
 using Transformers.ML.Examples;
 using Transformers.ML.ImageClassification;
 using static TorchSharp.torch;
+using Transformers.ML.Datasets;
 
 namespace Transformers.ML.Benchmarks;
 

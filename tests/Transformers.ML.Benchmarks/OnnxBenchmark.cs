@@ -6,7 +6,7 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 using Transformers.ML.Core.Generation;
 using Transformers.ML.Examples;
 using Transformers.ML.ImageClassification;
-using Transformers.ML.Onnx;
+using Transformers.ML.Core.Onnx;
 using Transformers.ML.TextGeneration;
 using Transformers.ML.Translation;
 using static TorchSharp.torch;

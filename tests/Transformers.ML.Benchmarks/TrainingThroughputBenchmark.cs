@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using TorchSharp;
-using Transformers.ML.Core;
 using Transformers.ML.Core.Modules;
 using Transformers.ML.Core.Training;
 using static TorchSharp.torch;

@@ -1,5 +1,4 @@
 using TorchSharp;
-using Transformers.ML.Core;
 using static TorchSharp.torch;
 
 namespace Transformers.ML.Tests;

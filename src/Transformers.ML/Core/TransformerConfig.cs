@@ -4,7 +4,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
-namespace Transformers.ML.Core;
+namespace Transformers.ML;
 
 /// <summary>How token positions enter the model.</summary>
 public enum PositionalEncodingKind

@@ -6,6 +6,7 @@ using Transformers.ML.Core.IO;
 using Transformers.ML.Core.Training;
 using TorchSharp;
 using static TorchSharp.torch;
+using Transformers.ML.Core.Onnx;
 
 namespace Transformers.ML.ImageClassification;
 
@@ -179,17 +180,17 @@ public sealed class ImageClassificationTransformer : ITransformer, IDisposable
     /// configuration in the model's metadata. For ML.NET: LoadImages -> ResizeImages(S, S) -> ExtractPixels("pixels",
     /// scaleImage: 1/255) -> ApplyOnnxModel. Written atomically.
     /// </summary>
-    public void ExportToOnnx(string path, Onnx.OnnxExportOptions? options = null)
+    public void ExportToOnnx(string path, OnnxExportOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(path);
-        Onnx.OnnxGraph.Save(Onnx.VitOnnxExport.Build(Classifier, options ?? new Onnx.OnnxExportOptions()), path);
+        OnnxGraph.Save(VitOnnxExport.Build(Classifier, options ?? new OnnxExportOptions()), path);
     }
 
-    /// <summary>Exports the classifier to ONNX into a stream (see <see cref="ExportToOnnx(string, Onnx.OnnxExportOptions?)"/>).</summary>
-    public void ExportToOnnx(Stream stream, Onnx.OnnxExportOptions? options = null)
+    /// <summary>Exports the classifier to ONNX into a stream (see <see cref="ExportToOnnx(string, OnnxExportOptions?)"/>).</summary>
+    public void ExportToOnnx(Stream stream, OnnxExportOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        Google.Protobuf.MessageExtensions.WriteTo(Onnx.VitOnnxExport.Build(Classifier, options ?? new Onnx.OnnxExportOptions()), stream);
+        Google.Protobuf.MessageExtensions.WriteTo(VitOnnxExport.Build(Classifier, options ?? new OnnxExportOptions()), stream);
     }
 
     /// <summary>Frees the model's tensors.</summary>

@@ -8,7 +8,6 @@ using TorchSharp;
 using TorchSharp.Modules;
 using TransformerEncoder = Transformers.ML.Core.Modules.TransformerEncoder;
 using TorchSharp.Utils;
-using Transformers.ML.Core;
 using Transformers.ML.Core.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;

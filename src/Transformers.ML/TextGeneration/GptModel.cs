@@ -4,7 +4,6 @@
 // TransformerDecoder (without cross-attention), the key/value cache.
 using TorchSharp;
 using TorchSharp.Utils;
-using Transformers.ML.Core;
 using Transformers.ML.Core.Generation;
 using Transformers.ML.Core.Modules;
 using static TorchSharp.torch;

@@ -4,7 +4,6 @@
 // W^Q, W^K and W^V side by side.
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Transformers.ML.Core;
 using Transformers.ML.Core.IO;
 using Transformers.ML.Core.Tokenization;
 using static TorchSharp.torch;

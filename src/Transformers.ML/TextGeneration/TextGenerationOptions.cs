@@ -1,5 +1,4 @@
 using System.Text.Json.Serialization;
-using Transformers.ML.Core;
 using Transformers.ML.Core.Tokenization;
 using Transformers.ML.Core.Training;
 

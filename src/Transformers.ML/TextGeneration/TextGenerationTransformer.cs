@@ -1,11 +1,11 @@
 using System.Text.Json;
 using TorchSharp;
-using Transformers.ML.Core;
 using Transformers.ML.Core.DataView;
 using Transformers.ML.Core.IO;
 using Transformers.ML.Core.Tokenization;
 using Transformers.ML.Core.Training;
 using static TorchSharp.torch;
+using Transformers.ML.Core.Onnx;
 
 namespace Transformers.ML.TextGeneration;
 
@@ -123,15 +123,15 @@ public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposab
     /// <summary>
     /// Exports the model to ONNX (opset 17) with its key/value cache: inputs input_ids (batch, sequence) and past_key_i /
     /// past_value_i (batch, heads, past, head_dim); outputs logits and present_key_i / present_value_i. The tokenizer and
-    /// configuration are in the model's metadata: <see cref="Onnx.OnnxTextGenerator.Load"/> needs no other file. Written atomically.
+    /// configuration are in the model's metadata: <see cref="OnnxTextGenerator.Load"/> needs no other file. Written atomically.
     /// </summary>
-    public void ExportToOnnx(string path) => Onnx.OnnxGraph.Save(Onnx.GptOnnxExport.Build(Model, Tokenizer), path);
+    public void ExportToOnnx(string path) => OnnxGraph.Save(GptOnnxExport.Build(Model, Tokenizer), path);
 
     /// <summary>Exports the model to ONNX into a stream (see <see cref="ExportToOnnx(string)"/>).</summary>
     public void ExportToOnnx(Stream stream)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        Google.Protobuf.MessageExtensions.WriteTo(Onnx.GptOnnxExport.Build(Model, Tokenizer), stream);
+        Google.Protobuf.MessageExtensions.WriteTo(GptOnnxExport.Build(Model, Tokenizer), stream);
     }
 
     internal TextGenerator Generator() => new(Model, Tokenizer, Device, _log);

@@ -1,7 +1,6 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using TorchSharp;
-using Transformers.ML.Core;
 using Transformers.ML.Core.DataView;
 using Transformers.ML.Core.IO;
 using Transformers.ML.Core.Modules;

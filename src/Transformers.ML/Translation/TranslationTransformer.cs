@@ -1,12 +1,12 @@
 using System.Text.Json;
 using TorchSharp;
-using Transformers.ML.Core;
 using Transformers.ML.Core.DataView;
 using Transformers.ML.Core.IO;
 using Transformers.ML.Core.Modules;
 using Transformers.ML.Core.Tokenization;
 using Transformers.ML.Core.Training;
 using static TorchSharp.torch;
+using Transformers.ML.Core.Onnx;
 
 namespace Transformers.ML.Translation;
 
@@ -136,16 +136,16 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     /// <summary>
     /// Exports the model to ONNX (opset 17) as two graphs in <paramref name="folder"/>: encoder.onnx (source ids and padding ->
     /// the decoder's cross-attention keys and values) and decoder.onnx (one step with its key/value cache -> log-probabilities).
-    /// The tokenizer and configuration are in both files' metadata: <see cref="Onnx.OnnxTranslator.Load"/> needs nothing else.
+    /// The tokenizer and configuration are in both files' metadata: <see cref="OnnxTranslator.Load"/> needs nothing else.
     /// Each file is written atomically.
     /// </summary>
     public void ExportToOnnx(string folder)
     {
         ArgumentNullException.ThrowIfNull(folder);
         Directory.CreateDirectory(folder);
-        (global::Onnx.ModelProto encoder, global::Onnx.ModelProto decoder) = Onnx.TranslationOnnxExport.Build(Model, Codec);
-        Onnx.OnnxGraph.Save(encoder, Path.Combine(folder, Onnx.TranslationOnnxExport.EncoderFile));
-        Onnx.OnnxGraph.Save(decoder, Path.Combine(folder, Onnx.TranslationOnnxExport.DecoderFile));
+        (global::Onnx.ModelProto encoder, global::Onnx.ModelProto decoder) = TranslationOnnxExport.Build(Model, Codec);
+        OnnxGraph.Save(encoder, Path.Combine(folder, TranslationOnnxExport.EncoderFile));
+        OnnxGraph.Save(decoder, Path.Combine(folder, TranslationOnnxExport.DecoderFile));
     }
 
     /// <summary>Exports the two graphs into streams (see <see cref="ExportToOnnx(string)"/>).</summary>
@@ -153,7 +153,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     {
         ArgumentNullException.ThrowIfNull(encoder);
         ArgumentNullException.ThrowIfNull(decoder);
-        (global::Onnx.ModelProto e, global::Onnx.ModelProto d) = Onnx.TranslationOnnxExport.Build(Model, Codec);
+        (global::Onnx.ModelProto e, global::Onnx.ModelProto d) = TranslationOnnxExport.Build(Model, Codec);
         Google.Protobuf.MessageExtensions.WriteTo(e, encoder);
         Google.Protobuf.MessageExtensions.WriteTo(d, decoder);
     }

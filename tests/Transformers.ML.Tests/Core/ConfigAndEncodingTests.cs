@@ -1,5 +1,4 @@
 using TorchSharp;
-using Transformers.ML.Core;
 using Transformers.ML.Core.Modules;
 using static TorchSharp.torch;
 

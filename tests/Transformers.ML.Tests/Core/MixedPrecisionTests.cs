@@ -1,5 +1,4 @@
 using TorchSharp;
-using Transformers.ML.Core;
 using Transformers.ML.Core.Modules;
 using Transformers.ML.Core.Training;
 using static TorchSharp.torch;

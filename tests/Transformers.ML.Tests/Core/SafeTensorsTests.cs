@@ -1,6 +1,5 @@
 using System.Text;
 using TorchSharp;
-using Transformers.ML.Core;
 using Transformers.ML.Core.IO;
 using Transformers.ML.Core.Modules;
 using static TorchSharp.torch;

@@ -1,6 +1,5 @@
 using Microsoft.ML;
 using TorchSharp;
-using Transformers.ML.Core;
 using Transformers.ML.Core.Modules;
 using Transformers.ML.Core.Training;
 using static TorchSharp.torch;

@@ -1,6 +1,7 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Transformers.ML.ImageClassification;
+using Transformers.ML.Datasets;
 
 namespace Transformers.ML.Tests.ImageClassification;
 

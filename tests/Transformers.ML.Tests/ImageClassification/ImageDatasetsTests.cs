@@ -1,6 +1,7 @@
 using System.IO.Compression;
 using System.Text;
 using Transformers.ML.ImageClassification;
+using Transformers.ML.Datasets;
 
 namespace Transformers.ML.Tests.ImageClassification;
 

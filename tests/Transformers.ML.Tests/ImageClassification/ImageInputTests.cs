@@ -4,6 +4,7 @@ using Transformers.ML.Core.IO;
 using Transformers.ML.ImageClassification;
 using static TorchSharp.torch;
 using static Transformers.ML.Tests.ImageClassification.ImageClassificationTests;
+using Transformers.ML.Datasets;
 
 namespace Transformers.ML.Tests.ImageClassification;
 

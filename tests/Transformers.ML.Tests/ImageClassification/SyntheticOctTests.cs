@@ -1,4 +1,5 @@
 using Transformers.ML.ImageClassification;
+using Transformers.ML.Datasets;
 
 namespace Transformers.ML.Tests.ImageClassification;
 

@@ -4,13 +4,14 @@ using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using Transformers.ML.Core.IO;
 using Transformers.ML.ImageClassification;
-using Transformers.ML.Onnx;
+using Transformers.ML.Core.Onnx;
 using Transformers.ML.TextGeneration;
 using Transformers.ML.Tests.TextGeneration;
 using Transformers.ML.Tests.Translation;
 using Transformers.ML.Translation;
 using static TorchSharp.torch;
 using Tensor = TorchSharp.torch.Tensor;
+using Transformers.ML.Datasets;
 
 namespace Transformers.ML.Tests.Onnx;
 

@@ -1,6 +1,5 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
-using Transformers.ML.Core;
 using Transformers.ML.Core.Generation;
 using Transformers.ML.Core.Tokenization;
 using Transformers.ML.Core.Training;

@@ -1,5 +1,4 @@
 using Microsoft.ML;
-using Transformers.ML.Core;
 using Transformers.ML.Core.Training;
 using Transformers.ML.Translation;
 

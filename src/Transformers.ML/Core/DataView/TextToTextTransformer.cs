@@ -1,7 +1,8 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Transformers.ML.Core.DataView;
 
-namespace Transformers.ML.Core.DataView;
+namespace Transformers.ML;
 
 /// <summary>
 /// The ML.NET side of a model that maps a text column to a new text column (completions, translations): the output

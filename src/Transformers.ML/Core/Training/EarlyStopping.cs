@@ -1,8 +1,5 @@
 namespace Transformers.ML.Core.Training;
 
-/// <summary>A validation metric: its name, value and which direction is better.</summary>
-public sealed record ValidationResult(string Metric, double Value, bool HigherIsBetter);
-
 /// <summary>
 /// Tracks the best validation metric and stops training after <c>patience</c> evaluations without an
 /// improvement of at least <c>minDelta</c>.

@@ -1,6 +1,7 @@
 using System.Text.Json.Serialization;
+using Transformers.ML.Core.Training;
 
-namespace Transformers.ML.Core.Training;
+namespace Transformers.ML;
 
 /// <summary>
 /// How a Transformer is trained: optimizer (AdamW), learning-rate schedule, gradient clipping and accumulation,

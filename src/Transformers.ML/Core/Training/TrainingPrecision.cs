@@ -1,4 +1,4 @@
-namespace Transformers.ML.Core.Training;
+namespace Transformers.ML;
 
 /// <summary>The number type of a training pass.</summary>
 public enum TrainingPrecision

@@ -1,4 +1,4 @@
-namespace Transformers.ML.Core.Training;
+namespace Transformers.ML;
 
 /// <summary>What a progress report is about.</summary>
 public enum TrainingProgressKind

@@ -8,14 +8,14 @@
 //                 present_key_i / present_value_i.
 // Both carry the configuration and the tokenizer in their metadata.
 using Onnx;
-using Transformers.ML.Core;
 using Transformers.ML.Core.IO;
 using Transformers.ML.Core.Modules;
 using Transformers.ML.Translation;
 using static TorchSharp.torch;
 using DataType = Onnx.TensorProto.Types.DataType;
+using Transformers.ML.Core.Onnx;
 
-namespace Transformers.ML.Onnx;
+namespace Transformers.ML.Translation;
 
 internal static class TranslationOnnxExport
 {
@@ -66,8 +66,8 @@ internal static class TranslationOnnxExport
         {
             crossKv[i] = new KeyValue(decoderGraph.Input(CrossKey(i), DataType.Float, "batch", config.NumHeads, "source", config.HeadKeyDimension),
                 decoderGraph.Input(CrossValue(i), DataType.Float, "batch", config.NumHeads, "source", config.HeadValueDimension));
-            past[i] = new KeyValue(decoderGraph.Input(GptOnnxExport.PastKey(i), DataType.Float, "batch", config.NumHeads, "past", config.HeadKeyDimension),
-                decoderGraph.Input(GptOnnxExport.PastValue(i), DataType.Float, "batch", config.NumHeads, "past", config.HeadValueDimension));
+            past[i] = new KeyValue(decoderGraph.Input(OnnxKeyValueCache.PastKey(i), DataType.Float, "batch", config.NumHeads, "past", config.HeadKeyDimension),
+                decoderGraph.Input(OnnxKeyValueCache.PastValue(i), DataType.Float, "batch", config.NumHeads, "past", config.HeadValueDimension));
         }
         string pastLength = decoder.Dimension(past[0].Key, 2);
         string x = decoder.TokenEmbedding(target, model.Embedding, "embedding", config, pastLength);
@@ -75,8 +75,8 @@ internal static class TranslationOnnxExport
         for (int i = 0; i < config.NumLayers; i++)
         {
             (x, KeyValue present) = decoder.DecoderLayer(x, $"decoder.layers.{i}", config, causal, past[i], crossKv[i], crossMask);
-            decoderGraph.Output(present.Key, GptOnnxExport.PresentKey(i), DataType.Float, "batch", config.NumHeads, "total", config.HeadKeyDimension);
-            decoderGraph.Output(present.Value, GptOnnxExport.PresentValue(i), DataType.Float, "batch", config.NumHeads, "total", config.HeadValueDimension);
+            decoderGraph.Output(present.Key, OnnxKeyValueCache.PresentKey(i), DataType.Float, "batch", config.NumHeads, "total", config.HeadKeyDimension);
+            decoderGraph.Output(present.Value, OnnxKeyValueCache.PresentValue(i), DataType.Float, "batch", config.NumHeads, "total", config.HeadValueDimension);
         }
         if (config.NormPosition == NormPosition.Pre)
         {

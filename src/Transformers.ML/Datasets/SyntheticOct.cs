@@ -2,7 +2,7 @@
 // They imitate the look of the Kermany OCT2017 classes, nothing more: curved retinal layers with a foveal pit
 // under speckle noise; CNV raises the pigment layer (RPE) with a bright lesion and dark fluid above it; DME adds
 // dark intraretinal cysts and thickens the retina; DRUSEN puts small bumps under the RPE. Not medical data.
-namespace Transformers.ML.ImageClassification;
+namespace Transformers.ML.Datasets;
 
 /// <summary>The four classes of the Kermany OCT2017 data set.</summary>
 public enum OctClass

@@ -2,10 +2,9 @@
 // Linear, LayerNorm, the feed-forward network, multi-head attention (self or cross, with past keys/values and an
 // additive mask), residual connections (pre- or post-LN), encoder and decoder layers and stacks. The ViT, GPT and
 // translation exports compose them, as the TorchSharp models compose the Core's modules.
-using Transformers.ML.Core;
 using static TorchSharp.torch;
 
-namespace Transformers.ML.Onnx;
+namespace Transformers.ML.Core.Onnx;
 
 /// <summary>Keys and values of one attention layer, (B, h, S, d_k) and (B, h, S, d_v).</summary>
 internal readonly record struct KeyValue(string Key, string Value);

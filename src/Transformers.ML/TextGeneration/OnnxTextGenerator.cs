@@ -3,11 +3,11 @@
 // strings and end-of-text rule as the TorchSharp generator. Greedy output is identical to the TorchSharp model's.
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
-using Transformers.ML.Core;
 using Transformers.ML.Core.Tokenization;
 using Transformers.ML.TextGeneration;
+using Transformers.ML.Core.Onnx;
 
-namespace Transformers.ML.Onnx;
+namespace Transformers.ML.TextGeneration;
 
 /// <summary>Generates text with a GPT model exported by <see cref="TextGenerationTransformer.ExportToOnnx(string)"/>, through ONNX Runtime.</summary>
 public sealed class OnnxTextGenerator : IDisposable
@@ -125,30 +125,4 @@ public sealed class OnnxTextGenerator : IDisposable
 
     /// <summary>Frees the ONNX Runtime session.</summary>
     public void Dispose() => _session.Dispose();
-}
-
-/// <summary>Loading exported models into ONNX Runtime and reading their metadata.</summary>
-internal static class OnnxModels
-{
-    public static InferenceSession Session(string path, SessionOptions? options)
-    {
-        if (!File.Exists(path))
-        {
-            throw new FileNotFoundException($"ONNX model '{path}' does not exist.", path);
-        }
-        options ??= new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
-        return new InferenceSession(path, options);
-    }
-
-    /// <summary>The custom metadata, after checking that the model was exported by <paramref name="capability"/>.</summary>
-    public static IReadOnlyDictionary<string, string> Metadata(InferenceSession session, string source, string capability)
-    {
-        Dictionary<string, string> metadata = session.ModelMetadata.CustomMetadataMap;
-        string found = metadata.TryGetValue("capability", out string? c) ? c : "missing";
-        if (found != capability)
-        {
-            throw new InvalidDataException($"'{source}' holds a '{found}' ONNX model; expected a '{capability}' export of Transformers.ML.");
-        }
-        return metadata;
-    }
 }

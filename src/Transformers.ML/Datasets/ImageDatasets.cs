@@ -6,7 +6,7 @@ using System.IO.Compression;
 using System.Text;
 using System.Text.RegularExpressions;
 
-namespace Transformers.ML.ImageClassification;
+namespace Transformers.ML.Datasets;
 
 /// <summary>An array read from a data file: its shape and bytes (one byte per element for images and labels).</summary>
 public sealed record ImageArray(int[] Shape, byte[] Data)

@@ -3,11 +3,11 @@
 // as the TorchSharp model, so the translations are identical.
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
-using Transformers.ML.Core;
 using Transformers.ML.Core.Tokenization;
 using Transformers.ML.Translation;
+using Transformers.ML.Core.Onnx;
 
-namespace Transformers.ML.Onnx;
+namespace Transformers.ML.Translation;
 
 /// <summary>Translates with a model exported by <see cref="TranslationTransformer.ExportToOnnx(string)"/>, through ONNX Runtime.</summary>
 public sealed class OnnxTranslator : IDisposable

@@ -1,4 +1,4 @@
-namespace Transformers.ML.Onnx;
+namespace Transformers.ML;
 
 /// <summary>Options of the ONNX exports.</summary>
 public sealed class OnnxExportOptions

@@ -8,8 +8,9 @@ using Transformers.ML.Core.IO;
 using Transformers.ML.ImageClassification;
 using static TorchSharp.torch;
 using DataType = Onnx.TensorProto.Types.DataType;
+using Transformers.ML.Core.Onnx;
 
-namespace Transformers.ML.Onnx;
+namespace Transformers.ML.ImageClassification;
 
 internal static class VitOnnxExport
 {
@@ -52,7 +53,7 @@ internal static class VitOnnxExport
         {
             x = graph.Op("Conv", new[] { x, graph.Weight("stem.weight", weights["stem.weight"]), graph.Weight("stem.bias", weights["stem.bias"]) },
                 ("kernel_shape", new long[] { 3, 3 }), ("pads", new long[] { 1, 1, 1, 1 }));
-            x = blocks.Activation(x, Transformers.ML.Core.FeedForwardActivation.Gelu);
+            x = blocks.Activation(x, Transformers.ML.FeedForwardActivation.Gelu);
         }
         int p = exported.PatchSize, d = exported.Width, window = exported.EffectivePatchWindow, pad = exported.PatchPadding;
         string patches = graph.Op("Conv", new[] { x, graph.Weight("patch_embed.weight", weights["patch_embed.weight"]), graph.Weight("patch_embed.bias", weights["patch_embed.bias"]) },

@@ -4,7 +4,7 @@
 using Transformers.ML.Core.Generation;
 using Transformers.ML.TextGeneration;
 
-namespace Transformers.ML.Onnx;
+namespace Transformers.ML.TextGeneration;
 
 internal sealed class LogitsSampler
 {

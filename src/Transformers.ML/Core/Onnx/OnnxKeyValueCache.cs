@@ -2,12 +2,23 @@
 // present_key_i / present_value_i taken back, rows reordered for beam search. Shared by the generator and the translator.
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
-using Transformers.ML.Core;
 
-namespace Transformers.ML.Onnx;
+namespace Transformers.ML.Core.Onnx;
 
 internal sealed class OnnxKeyValueCache
 {
+    /// <summary>The names of the cache inputs and outputs of every exported decoder (one place, for the exporters and the runners).</summary>
+    public static string PastKey(int layer) => $"past_key_{layer}";
+
+    /// <summary>Input of layer <paramref name="layer"/>'s past values.</summary>
+    public static string PastValue(int layer) => $"past_value_{layer}";
+
+    /// <summary>Output of layer <paramref name="layer"/>'s keys, past and new.</summary>
+    public static string PresentKey(int layer) => $"present_key_{layer}";
+
+    /// <summary>Output of layer <paramref name="layer"/>'s values, past and new.</summary>
+    public static string PresentValue(int layer) => $"present_value_{layer}";
+
     private readonly TransformerConfig _config;
     private readonly int _rows;
     private DenseTensor<float>[] _tensors;
@@ -33,8 +44,8 @@ internal sealed class OnnxKeyValueCache
     {
         for (int l = 0; l < _config.NumLayers; l++)
         {
-            feeds.Add(NamedOnnxValue.CreateFromTensor(GptOnnxExport.PastKey(l), _tensors[2 * l]));
-            feeds.Add(NamedOnnxValue.CreateFromTensor(GptOnnxExport.PastValue(l), _tensors[2 * l + 1]));
+            feeds.Add(NamedOnnxValue.CreateFromTensor(PastKey(l), _tensors[2 * l]));
+            feeds.Add(NamedOnnxValue.CreateFromTensor(PastValue(l), _tensors[2 * l + 1]));
         }
     }
 
@@ -43,8 +54,8 @@ internal sealed class OnnxKeyValueCache
     {
         for (int l = 0; l < _config.NumLayers; l++)
         {
-            _tensors[2 * l] = outputs[GptOnnxExport.PresentKey(l)].AsTensor<float>().ToDenseTensor();
-            _tensors[2 * l + 1] = outputs[GptOnnxExport.PresentValue(l)].AsTensor<float>().ToDenseTensor();
+            _tensors[2 * l] = outputs[PresentKey(l)].AsTensor<float>().ToDenseTensor();
+            _tensors[2 * l + 1] = outputs[PresentValue(l)].AsTensor<float>().ToDenseTensor();
         }
     }
 

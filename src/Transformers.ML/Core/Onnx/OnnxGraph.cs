@@ -8,7 +8,7 @@ using Transformers.ML.Core.IO;
 using static TorchSharp.torch;
 using DataType = Onnx.TensorProto.Types.DataType;
 
-namespace Transformers.ML.Onnx;
+namespace Transformers.ML.Core.Onnx;
 
 internal sealed class OnnxGraph
 {

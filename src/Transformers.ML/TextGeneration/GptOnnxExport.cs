@@ -3,26 +3,18 @@
 // (batch, sequence, vocabulary) and present_key_i / present_value_i (batch, heads, past + sequence, head_dim).
 // A first call passes a past of length 0. The tokenizer and the configuration travel in the model's metadata.
 using Onnx;
-using Transformers.ML.Core;
 using Transformers.ML.Core.IO;
 using Transformers.ML.Core.Tokenization;
 using Transformers.ML.TextGeneration;
 using static TorchSharp.torch;
 using DataType = Onnx.TensorProto.Types.DataType;
+using Transformers.ML.Core.Onnx;
 
-namespace Transformers.ML.Onnx;
+namespace Transformers.ML.TextGeneration;
 
 internal static class GptOnnxExport
 {
     public const string InputIds = "input_ids";
-
-    public static string PastKey(int layer) => $"past_key_{layer}";
-
-    public static string PastValue(int layer) => $"past_value_{layer}";
-
-    public static string PresentKey(int layer) => $"present_key_{layer}";
-
-    public static string PresentValue(int layer) => $"present_value_{layer}";
 
     public static ModelProto Build(GptModel model, TextTokenizer tokenizer)
     {
@@ -33,8 +25,8 @@ internal static class GptOnnxExport
         var past = new KeyValue[config.NumLayers];
         for (int i = 0; i < config.NumLayers; i++)
         {
-            past[i] = new KeyValue(graph.Input(PastKey(i), DataType.Float, "batch", config.NumHeads, "past", config.HeadKeyDimension),
-                graph.Input(PastValue(i), DataType.Float, "batch", config.NumHeads, "past", config.HeadValueDimension));
+            past[i] = new KeyValue(graph.Input(OnnxKeyValueCache.PastKey(i), DataType.Float, "batch", config.NumHeads, "past", config.HeadKeyDimension),
+                graph.Input(OnnxKeyValueCache.PastValue(i), DataType.Float, "batch", config.NumHeads, "past", config.HeadValueDimension));
         }
         string pastLength = blocks.Dimension(past[0].Key, 2);
         string x = blocks.TokenEmbedding(ids, model.Embedding, "embedding", config, pastLength);
@@ -42,8 +34,8 @@ internal static class GptOnnxExport
         for (int i = 0; i < config.NumLayers; i++)
         {
             (x, KeyValue present) = blocks.DecoderLayer(x, $"decoder.layers.{i}", config, mask, past[i], cross: null, crossMask: null);
-            graph.Output(present.Key, PresentKey(i), DataType.Float, "batch", config.NumHeads, "total", config.HeadKeyDimension);
-            graph.Output(present.Value, PresentValue(i), DataType.Float, "batch", config.NumHeads, "total", config.HeadValueDimension);
+            graph.Output(present.Key, OnnxKeyValueCache.PresentKey(i), DataType.Float, "batch", config.NumHeads, "total", config.HeadKeyDimension);
+            graph.Output(present.Value, OnnxKeyValueCache.PresentValue(i), DataType.Float, "batch", config.NumHeads, "total", config.HeadValueDimension);
         }
         if (config.NormPosition == NormPosition.Pre)
         {

@@ -1,0 +1,29 @@
+using Microsoft.ML.OnnxRuntime;
+
+namespace Transformers.ML.Core.Onnx;
+
+/// <summary>Loading exported models into ONNX Runtime and reading their metadata.</summary>
+internal static class OnnxModels
+{
+    public static InferenceSession Session(string path, SessionOptions? options)
+    {
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"ONNX model '{path}' does not exist.", path);
+        }
+        options ??= new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+        return new InferenceSession(path, options);
+    }
+
+    /// <summary>The custom metadata, after checking that the model was exported by <paramref name="capability"/>.</summary>
+    public static IReadOnlyDictionary<string, string> Metadata(InferenceSession session, string source, string capability)
+    {
+        Dictionary<string, string> metadata = session.ModelMetadata.CustomMetadataMap;
+        string found = metadata.TryGetValue("capability", out string? c) ? c : "missing";
+        if (found != capability)
+        {
+            throw new InvalidDataException($"'{source}' holds a '{found}' ONNX model; expected a '{capability}' export of Transformers.ML.");
+        }
+        return metadata;
+    }
+}

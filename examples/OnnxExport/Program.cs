@@ -140,7 +140,7 @@ internal static class Train
 {
     public static TextGenerationTransformer Gpt(MLContext ml, string? data)
     {
-        string book = DataLocator.File(data, Path.Combine("text", "tinyshakespeare.txt"), "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt", allowDownload: false);
+        string book = DataLocator.File(data, "text/tinyshakespeare.txt");
         Console.WriteLine("Training a small GPT on Tiny Shakespeare for 2 minutes...");
         // About 500 steps of 32 x 128 characters in 2 minutes on 2 cores: the cosine decay spans them.
         var options = new TextGenerationOptions { Preset = GptPreset.Small, Epochs = 5, BatchesPerEpoch = 100, LearningRate = 2e-3, MaxTrainingTime = TimeSpan.FromMinutes(2), LogEverySteps = 1_000_000 };
@@ -149,7 +149,7 @@ internal static class Train
 
     public static TranslationTransformer Translation(MLContext ml, string? data)
     {
-        string pairs = DataLocator.File(data, Path.Combine("translation", "spa-eng.txt"), "https://www.manythings.org/anki/spa-eng.zip", allowDownload: false, zipEntry: "spa.txt");
+        string pairs = DataLocator.File(data, "translation/spa-eng.txt");
         Console.WriteLine("Training a small translator on Spanish-English pairs for 2 minutes...");
         var options = new TranslationOptions { VocabularySize = 4000, MaxTokensPerBatch = 2048, WarmupSteps = 400, LearningRateScale = 0.5, Epochs = 1, MaxTrainingTime = TimeSpan.FromMinutes(2), LogEverySteps = 1_000_000, SampleSentence = null };
         return ml.Transformers().Translation(options).Fit(ml.Data.LoadFromTextFile<SentencePair>(pairs, separatorChar: '\t', hasHeader: false, allowQuoting: false));

@@ -8,8 +8,8 @@
 //     --tokenizer KIND    char | bpe | gpt2 (default char)
 //     --preset NAME       tiny | small | baby | gpt2small (default small)
 //     --minutes M         training time budget; fine-tuning gets half of it (default 5)
-//     --data DIR          data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository)
-//     --download          download missing books from their canonical addresses into ~/.cache/transformers-ml
+//     --data DIR          data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository, else the copy of
+//                         Tiny Shakespeare in examples/data; other books are downloaded once into ~/.cache/transformers-ml)
 using System.Diagnostics;
 using Microsoft.ML;
 using Transformers.ML;
@@ -22,7 +22,7 @@ var ml = new MLContext(seed: 1);
 const string prompt = "This story is about";
 
 // ---------------------------------------------------------------- training
-string book = DataLocator.File(settings.Data, Path.Combine("text", settings.Book), Settings.Url(settings.Book), settings.Download);
+string book = DataLocator.File(settings.Data, $"text/{settings.Book}");
 IDataView books = ml.Data.LoadFromEnumerable(new[] { new ModelInput { Text = File.ReadAllText(book) } });
 Console.WriteLine($"Training a {settings.Preset} GPT with {settings.Tokenizer} tokens on {Path.GetFileName(book)} for up to {settings.Minutes:F1} minutes.");
 
@@ -60,7 +60,7 @@ Console.WriteLine($"\nBefore fine-tuning: {prompt}{ConsoleProgress.OneLine(befor
 // ---------------------------------------------------------------- fine-tuning on a genre
 var genre = settings.FineTune.Select(f => new ModelInput
 {
-    Text = File.ReadAllText(DataLocator.File(settings.Data, Path.Combine("text", f), Settings.Url(f), settings.Download)),
+    Text = File.ReadAllText(DataLocator.File(settings.Data, $"text/{f}")),
 }).ToList();
 Console.WriteLine($"\nFine-tuning on {string.Join(" + ", settings.FineTune)} for up to {settings.Minutes / 2:F1} minutes.");
 options.MaxTrainingTime = TimeSpan.FromMinutes(settings.Minutes / 2);
@@ -113,11 +113,11 @@ internal sealed class ConsoleProgress : IProgress<TrainingProgress>
     }
 }
 
-internal sealed record Settings(string Book, string[] FineTune, TokenizerKind Tokenizer, GptPreset Preset, double Minutes, string? Data, bool Download)
+internal sealed record Settings(string Book, string[] FineTune, TokenizerKind Tokenizer, GptPreset Preset, double Minutes, string? Data)
 {
     public static Settings Parse(string[] args)
     {
-        var s = new Settings("tinyshakespeare.txt", new[] { "pg345-dracula.txt", "pg6087-the-vampyre.txt" }, TokenizerKind.Character, GptPreset.Small, 5, null, false);
+        var s = new Settings("tinyshakespeare.txt", new[] { "pg345-dracula.txt", "pg6087-the-vampyre.txt" }, TokenizerKind.Character, GptPreset.Small, 5, null);
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Option {args[i]} needs a value.");
@@ -129,15 +129,10 @@ internal sealed record Settings(string Book, string[] FineTune, TokenizerKind To
                 "--preset" => s with { Preset = Next() switch { "tiny" => GptPreset.Tiny, "small" => GptPreset.Small, "baby" => GptPreset.Baby, "gpt2small" => GptPreset.Gpt2Small, var p => throw new ArgumentException($"--preset must be tiny, small, baby or gpt2small; found '{p}'.") } },
                 "--minutes" => s with { Minutes = double.TryParse(Next(), System.Globalization.CultureInfo.InvariantCulture, out double m) && m > 0 ? m : throw new ArgumentException("--minutes must be a positive number.") },
                 "--data" => s with { Data = Next() },
-                "--download" => s with { Download = true },
                 var unknown => throw new ArgumentException($"Unknown option '{unknown}'. See the comment at the top of Program.cs."),
             };
         }
         return s;
     }
 
-    /// <summary>Canonical addresses of the books (Project Gutenberg; Tiny Shakespeare from char-rnn).</summary>
-    public static string Url(string file) => file == "tinyshakespeare.txt"
-        ? "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
-        : $"https://www.gutenberg.org/cache/epub/{file.Split('-')[0].TrimStart('p', 'g')}/{file.Split('-')[0]}.txt";
 }

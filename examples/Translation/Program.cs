@@ -6,8 +6,8 @@
 //     --minutes M     training time budget (default 8)
 //     --preset NAME   small | base | big (default small)
 //     --test N        held-out sentences to score (default 500)
-//     --data DIR      data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository)
-//     --download      download spa-eng from its canonical address into ~/.cache/transformers-ml when there is no data folder
+//     --data DIR      data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository, else spa-eng is
+//                     downloaded once from manythings.org into ~/.cache/transformers-ml)
 using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -20,7 +20,7 @@ var clock = Stopwatch.StartNew();
 var ml = new MLContext(seed: 1);
 
 // ---------------------------------------------------------------- data
-string path = DataLocator.File(settings.Data, Path.Combine("translation", "spa-eng.txt"), "https://www.manythings.org/anki/spa-eng.zip", settings.Download, zipEntry: "spa.txt");
+string path = DataLocator.File(settings.Data, "translation/spa-eng.txt");
 IDataView all = ml.Data.LoadFromTextFile<ModelInput>(path, separatorChar: '\t', hasHeader: false, allowQuoting: false);
 // The file holds many translations of one English sentence: split by unique English sentence, or the test set leaks.
 var split = ml.Data.TrainTestSplit(all, testFraction: 0.02, samplingKeyColumnName: nameof(ModelInput.English), seed: 1);
@@ -94,11 +94,11 @@ internal sealed class ConsoleProgress : IProgress<TrainingProgress>
         : $"  step {p.Step}  loss {p.Loss:F3}  lr {p.LearningRate:E2}  {p.Throughput:N0} tokens/s  elapsed {p.Elapsed:mm\\:ss}  eta {p.Remaining:mm\\:ss}");
 }
 
-internal sealed record Settings(double Minutes, TranslationPreset Preset, int TestSentences, string? Data, bool Download)
+internal sealed record Settings(double Minutes, TranslationPreset Preset, int TestSentences, string? Data)
 {
     public static Settings Parse(string[] args)
     {
-        var s = new Settings(8, TranslationPreset.Small, 500, null, false);
+        var s = new Settings(8, TranslationPreset.Small, 500, null);
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Option {args[i]} needs a value.");
@@ -108,7 +108,6 @@ internal sealed record Settings(double Minutes, TranslationPreset Preset, int Te
                 "--preset" => s with { Preset = Next() switch { "small" => TranslationPreset.Small, "base" => TranslationPreset.Base, "big" => TranslationPreset.Big, var p => throw new ArgumentException($"--preset must be small, base or big; found '{p}'.") } },
                 "--test" => s with { TestSentences = int.TryParse(Next(), out int n) && n > 0 ? n : throw new ArgumentException("--test must be a positive number.") },
                 "--data" => s with { Data = Next() },
-                "--download" => s with { Download = true },
                 var unknown => throw new ArgumentException($"Unknown option '{unknown}'. See the comment at the top of Program.cs."),
             };
         }

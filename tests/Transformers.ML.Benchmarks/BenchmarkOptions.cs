@@ -1,6 +1,6 @@
 namespace Transformers.ML.Benchmarks;
 
-internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? Threads, string? Data, bool Download, string[] Only)
+internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? Threads, string? Data, string[] Only)
 {
     /// <summary>Parses the command line; null when it is not understood (the caller prints the usage).</summary>
     public static BenchmarkOptions? Parse(string[] args)
@@ -9,7 +9,6 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
         string results = Path.Combine(Environment.CurrentDirectory, "results");
         int? threads = null;
         string? data = null;
-        bool download = false;
         var only = new List<string>();
         for (int i = 0; i < args.Length; i++)
         {
@@ -28,9 +27,6 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
                 case "--data" when i + 1 < args.Length:
                     data = args[++i];
                     break;
-                case "--download":
-                    download = true;
-                    break;
                 case "--only" when i + 1 < args.Length:
                     only.AddRange(args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries));
                     break;
@@ -39,7 +35,7 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
                     return null;
             }
         }
-        return new BenchmarkOptions(quick, results, threads, data, download, only.ToArray());
+        return new BenchmarkOptions(quick, results, threads, data, only.ToArray());
     }
 }
 

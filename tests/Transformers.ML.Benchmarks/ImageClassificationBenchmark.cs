@@ -28,8 +28,7 @@ internal static class ImageClassificationBenchmark
     public static void Run(ResultsTable table, BenchmarkOptions options)
     {
         var ml = new MLContext(seed: 1);
-        string Path(string name) => DataLocator.File(options.Data, System.IO.Path.Combine("fashion-mnist", name),
-            $"http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/{name}", options.Download);
+        string Path(string name) => DataLocator.File(options.Data, $"fashion-mnist/{name}");
         IDataView train = Load(ml, Path("train-images-idx3-ubyte.gz"), Path("train-labels-idx1-ubyte.gz"));
         IDataView test = Load(ml, Path("t10k-images-idx3-ubyte.gz"), Path("t10k-labels-idx1-ubyte.gz"));
         var keys = ml.Transforms.Conversion.MapValueToKey("Label", keyOrdinality: Microsoft.ML.Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByValue).Fit(train);

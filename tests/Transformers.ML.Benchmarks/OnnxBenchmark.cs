@@ -73,7 +73,7 @@ internal static class OnnxBenchmark
     private static void Gpt(ResultsTable table, BenchmarkOptions options, string folder, int repeats)
     {
         var ml = new MLContext(seed: 1);
-        string book = DataLocator.File(options.Data, Path.Combine("text", "tinyshakespeare.txt"), "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt", options.Download);
+        string book = DataLocator.File(options.Data, "text/tinyshakespeare.txt");
         var trainer = new TextGenerationOptions { Preset = GptPreset.Small, Epochs = 1, BatchesPerEpoch = 20, LogEverySteps = 1_000_000 };
         using TextGenerationTransformer model = ml.Transformers().TextGeneration(trainer).Fit(ml.Data.LoadFromEnumerable(new[] { new BookText { Text = File.ReadAllText(book)[..200_000] } }));
         string path = Path.Combine(folder, "gpt.onnx");
@@ -120,7 +120,7 @@ internal static class OnnxBenchmark
     private static void Translation(ResultsTable table, BenchmarkOptions options, string folder)
     {
         var ml = new MLContext(seed: 1);
-        string path = DataLocator.File(options.Data, Path.Combine("translation", "spa-eng.txt"), "https://www.manythings.org/anki/spa-eng.zip", options.Download, "spa.txt");
+        string path = DataLocator.File(options.Data, "translation/spa-eng.txt");
         IDataView pairs = ml.Data.TakeRows(ml.Data.LoadFromTextFile<SentencePair>(path, separatorChar: '\t', hasHeader: false, allowQuoting: false), 20_000);
         var trainer = new TranslationOptions { VocabularySize = 4000, Epochs = 1, MaxSteps = 30, LogEverySteps = 1_000_000, SampleSentence = null };
         using TranslationTransformer model = ml.Transformers().Translation(trainer).Fit(pairs);

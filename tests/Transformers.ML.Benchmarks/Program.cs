@@ -9,12 +9,12 @@ using static TorchSharp.torch;
 var options = BenchmarkOptions.Parse(args);
 if (options is null)
 {
-    Console.WriteLine("usage: Transformers.ML.Benchmarks [--quick] [--results DIR] [--threads N] [--data DIR] [--download] [--only AREAS]");
+    Console.WriteLine("usage: Transformers.ML.Benchmarks [--quick] [--results DIR] [--threads N] [--data DIR] [--only AREAS]");
     Console.WriteLine("  --quick      fewer repetitions (under 5 minutes)");
     Console.WriteLine("  --results    folder for results.md and results.csv (default: results/ under the current folder)");
     Console.WriteLine("  --threads    libtorch CPU threads (default: libtorch's choice)");
-    Console.WriteLine("  --data       data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository)");
-    Console.WriteLine("  --download   download missing data from its canonical address into ~/.cache/transformers-ml");
+    Console.WriteLine("  --data       data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository, else a download");
+    Console.WriteLine("               from the data set's canonical address into ~/.cache/transformers-ml)");
     Console.WriteLine("  --only       comma-separated areas: core, textgen (.quality .speed .trainer), translation (.quality .speed .trainer), image (.quality .speed .trainer), onnx; default all");
     return 2;
 }

@@ -21,8 +21,7 @@ internal static class TextGenerationBenchmark
 
     public static void Run(ResultsTable table, BenchmarkOptions options)
     {
-        string path = DataLocator.File(options.Data, Path.Combine("text", "tinyshakespeare.txt"),
-            "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt", options.Download);
+        string path = DataLocator.File(options.Data, "text/tinyshakespeare.txt");
         string text = File.ReadAllText(path);
         bool Runs(string part) => options.Only.Length == 0 || options.Only.Contains("textgen") || options.Only.Contains("textgen." + part);
         if (Runs("quality"))

@@ -16,7 +16,7 @@ internal static class TranslationBenchmark
 {
     public static void Run(ResultsTable table, BenchmarkOptions options)
     {
-        string path = DataLocator.File(options.Data, Path.Combine("translation", "spa-eng.txt"), "https://www.manythings.org/anki/spa-eng.zip", options.Download, "spa.txt");
+        string path = DataLocator.File(options.Data, "translation/spa-eng.txt");
         var ml = new MLContext(seed: 1);
         IDataView all = ml.Data.LoadFromTextFile<SentencePair>(path, separatorChar: '\t', hasHeader: false, allowQuoting: false);
         // The example's split: by unique English sentence, fixed seeds; 500 held-out sentences.

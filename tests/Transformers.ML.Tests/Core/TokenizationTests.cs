@@ -53,7 +53,7 @@ public sealed class TokenizationTests
     [TestMethod]
     public void BpeTrainerReachesTheRequestedVocabularyAndCompresses()
     {
-        string text = File.ReadAllText(TestData.Text("tinyshakespeare.txt"))[..200_000];
+        string text = TestData.ShakespeareHead;
         TextTokenizer bpe = TextTokenizer.Train(TokenizerKind.BytePairEncoding, text, 600);
         Assert.AreEqual(600, bpe.VocabularySize);
         Assert.AreEqual(599, bpe.EndOfTextId);

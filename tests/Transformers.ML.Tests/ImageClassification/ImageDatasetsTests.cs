@@ -9,18 +9,16 @@ namespace Transformers.ML.Tests.ImageClassification;
 public sealed class ImageDatasetsTests
 {
     [TestMethod]
-    public void ReadsFashionMnistTestSet()
+    public void ReadsFashionMnistTestImages()
     {
-        string folder = Path.Combine(TestData.Folder, "fashion-mnist");
-        ImageArray images = ImageDatasets.ReadIdx(Path.Combine(folder, "t10k-images-idx3-ubyte.gz"));
-        ImageArray labels = ImageDatasets.ReadIdx(Path.Combine(folder, "t10k-labels-idx1-ubyte.gz"));
-        CollectionAssert.AreEqual(new[] { 10000, 28, 28 }, images.Shape);
+        ImageArray images = ImageDatasets.ReadIdx(TestData.File("fashion-mnist/t10k-images-1000-idx3-ubyte.gz"));
+        ImageArray labels = ImageDatasets.ReadIdx(TestData.File("fashion-mnist/t10k-labels-1000-idx1-ubyte.gz"));
+        CollectionAssert.AreEqual(new[] { 1000, 28, 28 }, images.Shape);
         Assert.AreEqual(784, images.ItemSize);
-        CollectionAssert.AreEqual(new[] { 10000 }, labels.Shape);
-        // The test set is balanced: 1000 images of each of the 10 classes.
-        var counts = labels.Data.GroupBy(l => l).ToDictionary(g => g.Key, g => g.Count());
-        Assert.AreEqual(10, counts.Count);
-        Assert.IsTrue(counts.Values.All(c => c == 1000));
+        CollectionAssert.AreEqual(new[] { 1000 }, labels.Shape);
+        // The first 1,000 test labels, counted per class 0..9 (the whole test set has 1,000 of each).
+        int[] counts = Enumerable.Range(0, 10).Select(c => labels.Data.Count(l => l == c)).ToArray();
+        CollectionAssert.AreEqual(new[] { 107, 105, 111, 93, 115, 87, 97, 95, 95, 95 }, counts);
         // Real images: mostly dark background with bright garments, not noise.
         double mean = images.Data.Average(b => (double)b);
         Assert.IsTrue(mean is > 40 and < 100, $"mean pixel {mean}");
@@ -29,14 +27,25 @@ public sealed class ImageDatasetsTests
     [TestMethod]
     public void ReadsTheOct2017FolderLayout()
     {
-        var images = ImageDatasets.ReadOct2017Folder(Path.Combine(TestData.Folder, "oct-samples"));
-        Assert.AreEqual(48, images.Count);
-        Assert.IsTrue(ImageDatasets.Oct2017Classes.All(c => images.Count(i => i.Label == c) == 12));
+        var images = ImageDatasets.ReadOct2017Folder(TestData.OctOriginals);
+        Assert.AreEqual(8, images.Count);
+        Assert.IsTrue(ImageDatasets.Oct2017Classes.All(c => images.Count(i => i.Label == c) == 2));
         Assert.IsTrue(images.All(i => Path.GetFileName(i.Path).StartsWith(i.Label + "-", StringComparison.Ordinal)), "labels come from the folders");
-        var e = Assert.ThrowsExactly<DirectoryNotFoundException>(() => ImageDatasets.ReadOct2017Folder(Path.Combine(TestData.Folder, "oct-samples"), "train"));
+        Assert.AreEqual(160, ImageDatasets.ReadOct2017Folder(TestData.OctReduced).Count);
+        var e = Assert.ThrowsExactly<DirectoryNotFoundException>(() => ImageDatasets.ReadOct2017Folder(TestData.OctOriginals, "train"));
         StringAssert.Contains(e.Message, "does not exist");
         e = Assert.ThrowsExactly<DirectoryNotFoundException>(() => ImageDatasets.ReadOct2017Folder(Path.Combine(TestData.Folder, "text")));
         StringAssert.Contains(e.Message, "CNV, DME, DRUSEN, NORMAL missing");
+    }
+
+    [TestMethod]
+    public void TheTestDataMatchesItsChecksums()
+    {
+        var mismatches = TestData.ChecksumMismatches().ToList();
+        Assert.AreEqual(0, mismatches.Count, string.Join("; ", mismatches));
+        // The list covers every file of the data folder except its README, checksums and maker script.
+        int listed = File.ReadLines(TestData.File("SHA256SUMS")).Count();
+        Assert.AreEqual(173, listed);
     }
 
     [TestMethod]

@@ -31,7 +31,7 @@ public sealed class ImageInputTests
     };
 
     private static List<ImageFile> OctSamples() =>
-        ImageDatasets.ReadOct2017Folder(Path.Combine(TestData.Folder, "oct-samples")).Select(f => new ImageFile { ImagePath = f.Path, Diagnosis = f.Label }).ToList();
+        ImageDatasets.ReadOct2017Folder(TestData.OctOriginals).Select(f => new ImageFile { ImagePath = f.Path, Diagnosis = f.Label }).ToList();
 
     [TestMethod]
     public void RealOctJpegsThroughLoadImagesOrPathsGiveTheSameScoresAndSurviveSaveAndLoad()
@@ -47,7 +47,7 @@ public sealed class ImageInputTests
         using ImageClassificationTransformer model = ml.Transformers().ImageClassification("Label", "Image", options).Fit(images);
         IDataView scored = model.Transform(images);
         float[][] scores = scored.GetColumn<float[]>("Score").ToArray();
-        Assert.AreEqual(48, scores.Length);
+        Assert.AreEqual(8, scores.Length);
 
         // The same model reading the paths itself (a Text column) sees the same pixels: the 768 x 496 scans are resized to 32 x 32.
         ImageClassificationOptions byPath = Quick("ImagePath");

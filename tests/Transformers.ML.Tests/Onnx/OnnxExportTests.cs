@@ -156,7 +156,7 @@ public sealed class OnnxExportTests
         TextGenerationOptions options = TextGenerationTests.Tiny();
         options.Epochs = 1;
         options.BatchesPerEpoch = 20;
-        string text = File.ReadAllText(TestData.Text("tinyshakespeare.txt"))[..20_000];
+        string text = TestData.ShakespeareHead[..20_000];
         return ml.Transformers().TextGeneration(options).Fit(TextGenerationTests.Load(ml, text));
     }
 
@@ -225,7 +225,7 @@ public sealed class OnnxExportTests
     [TestMethod]
     public void TranslationExportTranslatesIdenticallyGreedyAndWithBeamSearch()
     {
-        var pairs = File.ReadLines(Path.Combine(TestData.Folder, "translation", "spa-eng.txt")).Take(1500)
+        var pairs = TestData.SentencePairLines.Take(1500)
             .Select(l => l.Split('\t')).Select(p => new Pair { English = p[0], Spanish = p[1] }).ToList();
         var ml = new MLContext(seed: 1);
         TranslationOptions options = TranslationTests.Tiny();

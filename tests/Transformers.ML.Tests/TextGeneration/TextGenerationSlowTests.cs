@@ -13,7 +13,7 @@ public sealed class TextGenerationSlowTests
     public void CharacterModelLearnsShakespeareLikeNanoGptAndBpeTrainsToo()
     {
         var ml = new MLContext(seed: 1);
-        string text = File.ReadAllText(TestData.Text("tinyshakespeare.txt"));
+        string text = TestData.Shakespeare;
         IDataView data = TextGenerationTests.Load(ml, text);
         var options = new TextGenerationOptions
         {

@@ -35,7 +35,7 @@ public sealed class TextGenerationTests
     [ClassInitialize]
     public static void TrainOnce(TestContext _)
     {
-        _shakespeare = File.ReadAllText(TestData.Text("tinyshakespeare.txt"))[..40_000];
+        _shakespeare = TestData.ShakespeareHead[..40_000];
         var ml = new MLContext(seed: 1);
         var reports = new List<TrainingProgress>();
         var options = Tiny();
@@ -206,7 +206,7 @@ public sealed class TextGenerationTests
     public void EvaluationReportsCrossEntropyAndPerplexity()
     {
         var ml = new MLContext();
-        string heldOut = File.ReadAllText(TestData.Text("tinyshakespeare.txt"))[100_000..104_000];
+        string heldOut = TestData.ShakespeareHead[100_000..104_000];
         TextGenerationMetrics metrics = ml.Transformers().EvaluateTextGeneration(_trained, Load(ml, heldOut));
         Assert.AreEqual(Math.Exp(metrics.CrossEntropy), metrics.Perplexity, 1e-9);
         Assert.AreEqual(heldOut.Length - 1, metrics.Tokens, "every character after the first is predicted once");
@@ -225,7 +225,7 @@ public sealed class TextGenerationTests
     public void FineTuningKeepsTheTokenizerAndLearnsTheNewText()
     {
         var ml = new MLContext(seed: 2);
-        string dracula = File.ReadAllText(TestData.Text("pg345-dracula.txt"))[20_000..40_000];
+        string dracula = TestData.DraculaExcerpt;
         var options = Tiny();
         options.Epochs = 2;
         options.LearningRate = 1e-3;

@@ -33,7 +33,7 @@ public sealed class TranslationTests
     [ClassInitialize]
     public static void TrainOnce(TestContext _)
     {
-        _pairs = File.ReadLines(Path.Combine(TestData.Folder, "translation", "spa-eng.txt")).Take(4000)
+        _pairs = TestData.SentencePairLines
             .Select(l => l.Split('\t')).Select(p => new Pair { English = p[0], Spanish = p[1] }).ToList();
         var ml = new MLContext(seed: 1);
         ml.Log += (_, e) => { lock (Logged) { Logged.Add(e.Message); } };

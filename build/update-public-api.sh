@@ -10,10 +10,10 @@ dotnet build -c Release --no-incremental -p:TreatWarningsAsErrors=false 2>&1 > "
 added=$(grep -oE "RS0016: Symbol '.*' is not part of the declared" "$log" | sed -E "s/^RS0016: Symbol '(.*)' is not part of the declared$/\1/" | sort -u || true)
 removed=$(grep -oE "RS0017: Symbol '.*' is part of the declared API" "$log" | sed -E "s/^RS0017: Symbol '(.*)' is part of the declared API$/\1/" | sort -u || true)
 rm -f "$log"
-body=$( (grep -v '^#nullable enable$' PublicAPI.Unshipped.txt || true; [ -n "$added" ] && printf '%s\n' "$added") | sort -u)
+body=$( (grep -v '^#nullable enable$' PublicAPI.Unshipped.txt || true; printf '%s\n' "$added") | grep . | sort -u || true)
 if [ -n "$removed" ]; then
   body=$(printf '%s\n' "$body" | grep -vxF -f <(printf '%s\n' "$removed") || true)
 fi
-{ echo '#nullable enable'; [ -n "$body" ] && printf '%s\n' "$body"; } > PublicAPI.Unshipped.txt.tmp
+{ echo '#nullable enable'; printf '%s\n' "$body" | grep . || true; } > PublicAPI.Unshipped.txt.tmp
 mv PublicAPI.Unshipped.txt.tmp PublicAPI.Unshipped.txt
 echo "PublicAPI.Unshipped.txt: $(printf '%s' "$added" | grep -c . || true) added, $(printf '%s' "$removed" | grep -c . || true) removed."

@@ -149,20 +149,38 @@ public sealed class ImageClassificationTransformer : ITransformer, IDisposable
     {
         Device target = DeviceSelector.Resolve(device, allowCpuFallback: false, log);
         using ModelFileContents contents = ModelFile.Load(path, Capability);
-        VitConfig config = JsonSerializer.Deserialize<VitConfig>(contents.Config)
-            ?? throw new InvalidDataException($"'{path}' has an empty ViT configuration.");
         string Entry(string key) => contents.Metadata.TryGetValue(key, out string? value) ? value
             : throw new InvalidDataException($"'{path}' has no '{key}' entry in its metadata; it was not written by ImageClassificationTransformer.Save.");
-        string[] classes = JsonSerializer.Deserialize<string[]>(Entry("classes"))!;
+        VitConfig config = contents.Parse("configuration", () =>
+        {
+            VitConfig c = JsonSerializer.Deserialize<VitConfig>(contents.Config) ?? throw new FormatException("it is empty");
+            c.Validate();
+            return c;
+        });
+        string[] classes = contents.Json<string[]>("classes");
         bool binary = Entry("binary") == "true";
-        using JsonDocument normalization = JsonDocument.Parse(Entry("normalization"));
-        float[] mean = normalization.RootElement.GetProperty("mean").EnumerateArray().Select(e => e.GetSingle()).ToArray();
-        float[] std = normalization.RootElement.GetProperty("std").EnumerateArray().Select(e => e.GetSingle()).ToArray();
-        SavedColumns columns = JsonSerializer.Deserialize<SavedColumns>(Entry("options"))!;
+        (float[] mean, float[] std) = contents.Parse("normalization", () =>
+        {
+            using JsonDocument normalization = JsonDocument.Parse(Entry("normalization"));
+            float[] m = normalization.RootElement.GetProperty("mean").EnumerateArray().Select(e => e.GetSingle()).ToArray();
+            float[] s = normalization.RootElement.GetProperty("std").EnumerateArray().Select(e => e.GetSingle()).ToArray();
+            return m.Length == config.Channels && s.Length == config.Channels && m.All(float.IsFinite) && s.All(v => v > 0 && float.IsFinite(v))
+                ? (m, s)
+                : throw new FormatException($"expected {config.Channels} finite means and positive standard deviations");
+        });
+        SavedColumns columns = contents.Json<SavedColumns>("options");
+        contents.Parse("classes", () => classes.Length >= 2 && classes.All(c => c is not null) && (!binary || classes.Length == 2)
+            && columns.TransformBatchSize >= 1 ? true : throw new FormatException($"{classes.Length} classes, transform batch size {columns.TransformBatchSize}"));
         var model = new VitModel(config, binary ? 2 : classes.Length);
         ModelFile.LoadInto(model, contents.Weights, path);
         model.to(target);
         model.eval();
+        using (no_grad())
+        using (var scope = NewDisposeScope())
+        {
+            Tensor image = zeros(new long[] { 1, config.Channels, config.ImageSize, config.ImageSize }, device: target);
+            ModelFile.RefuseNonFiniteOutput(path, model, model.Forward(image).Logits);
+        }
         var options = new ImageClassificationOptions
         {
             LabelColumnName = columns.Label, ImageColumnName = columns.Image, ImageFolder = columns.ImageFolder,

@@ -30,6 +30,7 @@ public sealed class GenerationOptions
     public bool UseKeyValueCache { get; set; } = true;
 
     /// <summary>True when <see cref="Temperature"/> asks for greedy decoding.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public bool IsGreedy => Temperature <= 0;
 
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid option, with the value found and the range expected.</summary>

@@ -56,6 +56,7 @@ internal static class HuggingFaceGpt2
         Dictionary<string, Tensor> hf = SafeTensors.Open(weightsPath).ReadAll();
         try
         {
+            ModelFile.RefuseNonFinite(weightsPath, hf);
             ModelFile.LoadInto(model, ToOurs(hf, config.NumLayers, weightsPath), weightsPath);
         }
         finally

@@ -22,6 +22,8 @@ namespace Transformers.ML.TextGeneration;
 public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposable
 {
     internal const string Capability = "text-generation";
+    private const string GenerationKey = "generation";
+    private const string TransformBatchKey = "transform_batch_size";
     private readonly Action<string>? _log;
 
     internal TextGenerationTransformer(GptModel model, TextTokenizer tokenizer, Device device, string promptColumn, string outputColumn,
@@ -80,25 +82,43 @@ public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposab
         var settings = new Dictionary<string, string>
         {
             ["columns"] = JsonSerializer.Serialize(new[] { PromptColumnName, OutputColumnName }),
-            ["vocabulary_size"] = VocabularySize.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["vocabulary_size"] = JsonSerializer.Serialize(VocabularySize),
+            // Everything else that shapes Transform, so that a reloaded model completes prompts as this one does.
+            [GenerationKey] = JsonSerializer.Serialize(Generation),
+            [TransformBatchKey] = JsonSerializer.Serialize(TransformBatchSize),
         };
         ModelFile.Save(path, Capability, Model.Config.ToJson(), Tokenizer.Definition.ToJson(), Model, settings);
     }
 
-    /// <summary>Reads a model written by <see cref="Save(string)"/>.</summary>
+    /// <summary>Reads a model written by <see cref="Save(string)"/>; a damaged file fails with an <see cref="InvalidDataException"/> that names it.</summary>
     internal static TextGenerationTransformer Load(string path, string device, Action<string>? log)
     {
         Device target = DeviceSelector.Resolve(device, allowCpuFallback: false, log);
         using ModelFileContents contents = ModelFile.Load(path, Capability);
-        TransformerConfig config = TransformerConfig.FromJson(contents.Config);
-        TextTokenizer tokenizer = TextTokenizer.FromModelFile(contents);
-        int vocabulary = contents.Metadata.TryGetValue("vocabulary_size", out string? v) && int.TryParse(v, out int n) ? n : tokenizer.VocabularySize;
-        string[] columns = contents.Metadata.TryGetValue("columns", out string? c) ? JsonSerializer.Deserialize<string[]>(c) ?? new[] { "Text", "GeneratedText" } : new[] { "Text", "GeneratedText" };
+        TransformerConfig config = contents.Parse("configuration", () => TransformerConfig.FromJson(contents.Config));
+        TextTokenizer tokenizer = contents.Parse("tokenizer", () => TextTokenizer.FromModelFile(contents));
+        int vocabulary = contents.Json("vocabulary_size", tokenizer.VocabularySize);
+        string[] columns = contents.Json("columns", new[] { "Text", "GeneratedText" });
+        GenerationOptions generation = contents.Json(GenerationKey, new TextGenerationOptions().Generation);
+        int batch = contents.Json(TransformBatchKey, new TextGenerationOptions().TransformBatchSize);
+        contents.Parse("settings", () =>
+        {
+            generation.Validate();
+            return columns.Length == 2 && columns.All(c => !string.IsNullOrEmpty(c)) && batch is >= 1 and <= 1024 && vocabulary >= tokenizer.VocabularySize
+                ? true
+                : throw new FormatException($"columns [{string.Join(", ", columns)}], transform batch size {batch} or vocabulary size {vocabulary} out of range");
+        });
         var model = new GptModel(config, vocabulary);
         ModelFile.LoadInto(model, contents.Weights, path);
         model.to(target);
         model.eval();
-        return new TextGenerationTransformer(model, tokenizer, target, columns[0], columns[1], new TextGenerationOptions().Generation, 16, log);
+        using (no_grad())
+        using (Tensor ids = tensor(new long[] { tokenizer.EndOfTextId }, new long[] { 1, 1 }, device: target))
+        using (Tensor logits = model.Forward(ids))
+        {
+            ModelFile.RefuseNonFiniteOutput(path, model, logits);
+        }
+        return new TextGenerationTransformer(model, tokenizer, target, columns[0], columns[1], generation, batch, log);
     }
 
     /// <summary>

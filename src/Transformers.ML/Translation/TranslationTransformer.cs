@@ -110,27 +110,41 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
         var settings = new Dictionary<string, string>
         {
             ["columns"] = JsonSerializer.Serialize(new[] { SourceColumnName, OutputColumnName }),
-            ["max_sentence_tokens"] = Codec.MaxSentenceTokens.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["max_sentence_tokens"] = JsonSerializer.Serialize(Codec.MaxSentenceTokens),
             ["decoding"] = JsonSerializer.Serialize(new[] { BeamSize, LengthPenalty }),
+            ["transform_batch_size"] = JsonSerializer.Serialize(TransformBatchSize),
         };
         ModelFile.Save(path, Capability, Model.Config.ToJson(), Codec.Tokenizer.Definition.ToJson(), Model, settings);
     }
 
+    /// <summary>Reads a model written by <see cref="Save(string)"/>; a damaged file fails with an <see cref="InvalidDataException"/> that names it.</summary>
     internal static TranslationTransformer Load(string path, string device, Action<string>? log)
     {
         Device target = DeviceSelector.Resolve(device, allowCpuFallback: false, log);
         using ModelFileContents contents = ModelFile.Load(path, Capability);
-        TransformerConfig config = TransformerConfig.FromJson(contents.Config);
-        TextTokenizer tokenizer = TextTokenizer.FromModelFile(contents);
-        int maxTokens = contents.Metadata.TryGetValue("max_sentence_tokens", out string? m) && int.TryParse(m, out int n) ? n : 64;
-        string[] columns = contents.Metadata.TryGetValue("columns", out string? c) ? JsonSerializer.Deserialize<string[]>(c) ?? new[] { "Spanish", "Translation" } : new[] { "Spanish", "Translation" };
-        double[] decoding = contents.Metadata.TryGetValue("decoding", out string? d) ? JsonSerializer.Deserialize<double[]>(d) ?? new[] { 4.0, 0.6 } : new[] { 4.0, 0.6 };
+        TransformerConfig config = contents.Parse("configuration", () => TransformerConfig.FromJson(contents.Config));
+        TextTokenizer tokenizer = contents.Parse("tokenizer", () => TextTokenizer.FromModelFile(contents));
+        int maxTokens = contents.Json("max_sentence_tokens", 64);
+        string[] columns = contents.Json("columns", new[] { "Spanish", "Translation" });
+        double[] decoding = contents.Json("decoding", new[] { 4.0, 0.6 });
+        int batch = contents.Json("transform_batch_size", new TranslationOptions().TransformBatchSize);
+        contents.Parse("settings", () =>
+            decoding.Length == 2 && decoding[0] is >= 1 and <= 64 && decoding[0] == Math.Floor(decoding[0]) && decoding[1] is >= 0 and <= 10
+            && columns.Length == 2 && columns.All(c => !string.IsNullOrEmpty(c)) && batch is >= 1 and <= 4096 && maxTokens is >= 4 and <= 4096
+                ? true
+                : throw new FormatException($"decoding [{string.Join(", ", decoding)}] (beam size 1..64, length penalty 0..10), columns, batch size {batch} or sentence length {maxTokens} out of range"));
         var codec = new TranslationCodec(tokenizer, maxTokens);
         var model = new EncoderDecoderTransformer("transformer", config, codec.VocabularySize);
         ModelFile.LoadInto(model, contents.Weights, path);
         model.to(target);
         model.eval();
-        return new TranslationTransformer(model, codec, target, columns[0], columns[1], (int)decoding[0], decoding[1], 32, log);
+        using (no_grad())
+        using (var scope = NewDisposeScope())
+        {
+            Tensor ids = tensor(new long[] { codec.EndOfSentence }, new long[] { 1, 1 }, device: target);
+            ModelFile.RefuseNonFiniteOutput(path, model, model.Forward(ids, ids));
+        }
+        return new TranslationTransformer(model, codec, target, columns[0], columns[1], (int)decoding[0], decoding[1], batch, log);
     }
 
     /// <summary>

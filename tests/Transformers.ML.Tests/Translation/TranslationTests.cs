@@ -1,6 +1,7 @@
 using Microsoft.ML;
 using Transformers.ML.Core.Training;
 using Transformers.ML.Translation;
+using Microsoft.ML.Data;
 
 namespace Transformers.ML.Tests.Translation;
 
@@ -129,6 +130,26 @@ public sealed class TranslationTests
         _model.Save(path);
         using TranslationTransformer loaded = ml.Transformers().LoadTranslation(path);
         CollectionAssert.AreEqual(direct.ToList(), loaded.Translate(test.Take(20).Select(p => p.Spanish).ToList(), _model.BeamSize, _model.LengthPenalty).ToList());
+        // The decoding settings of Transform travel with the model: a reloaded model's Transform writes the same column.
+        int beam = _model.BeamSize;
+        double penalty = _model.LengthPenalty;
+        try
+        {
+            _model.BeamSize = 3;
+            _model.LengthPenalty = 1.5;
+            _model.Save(path);
+            using TranslationTransformer reloaded = ml.Transformers().LoadTranslation(path);
+            Assert.AreEqual(3, reloaded.BeamSize);
+            Assert.AreEqual(1.5, reloaded.LengthPenalty);
+            Assert.AreEqual(_model.TransformBatchSize, reloaded.TransformBatchSize);
+            IDataView input = ml.Data.LoadFromEnumerable(test);
+            CollectionAssert.AreEqual(_model.Transform(input).GetColumn<string>("Translation").ToArray(), reloaded.Transform(input).GetColumn<string>("Translation").ToArray());
+        }
+        finally
+        {
+            _model.BeamSize = beam;
+            _model.LengthPenalty = penalty;
+        }
         var wrong = Assert.ThrowsExactly<InvalidDataException>(() => ml.Transformers().LoadTextGeneration(path));
         StringAssert.Contains(wrong.Message, "holds a 'translation' model; expected a 'text-generation' model");
     }

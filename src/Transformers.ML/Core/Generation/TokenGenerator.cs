@@ -87,6 +87,12 @@ internal sealed class TokenGenerator
                     logits = _model.Forward(all.narrow(1, all.shape[1] - window, window)).select(1, -1);
                 }
 
+                if (!isfinite(logits).all().item<bool>())
+                {
+                    // Sampling would fail inside libtorch ("probability tensor contains inf or nan"); say why instead.
+                    throw new InvalidOperationException(
+                        $"The model's scores for the next token are not finite numbers (NaN or infinity) after {step} generated tokens: its weights are damaged or overflow on this input.");
+                }
                 foreach (ILogitsProcessor processor in settings.Processors)
                 {
                     logits = processor.Process(logits, all);

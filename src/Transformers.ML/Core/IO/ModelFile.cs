@@ -25,6 +25,32 @@ internal sealed class ModelFileContents : IDisposable
 
     public required Dictionary<string, Tensor> Weights { get; init; }
 
+    /// <summary>
+    /// <paramref name="parse"/> applied to a metadata entry (the configuration, the tokenizer, the columns...). A damaged
+    /// entry fails with an <see cref="InvalidDataException"/> that names the file and the entry, whatever the parser throws.
+    /// </summary>
+    public T Parse<T>(string what, Func<T> parse)
+    {
+        try
+        {
+            return parse();
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or FormatException or ArgumentException or InvalidOperationException or NotSupportedException or KeyNotFoundException)
+        {
+            throw new InvalidDataException($"'{Path}': the {what} in the file's metadata is damaged ({e.Message}).", e);
+        }
+    }
+
+    /// <summary>A JSON metadata entry that every file of its capability has; the message names the file when it is missing.</summary>
+    public T Json<T>(string key) => Metadata.ContainsKey(key)
+        ? Json<T>(key, default!)
+        : throw new InvalidDataException($"'{Path}' has no '{key}' entry in its metadata; it was not written by this capability's Save.");
+
+    /// <summary>A JSON metadata entry as <typeparamref name="T"/>; <paramref name="fallback"/> when the file has no such entry (older files).</summary>
+    public T Json<T>(string key, T fallback) => Metadata.TryGetValue(key, out string? json)
+        ? Parse($"'{key}' entry", () => System.Text.Json.JsonSerializer.Deserialize<T>(json) ?? throw new FormatException("it is empty"))
+        : fallback;
+
     public void Dispose()
     {
         foreach (Tensor tensor in Weights.Values)
@@ -99,6 +125,19 @@ internal static class ModelFile
         {
             throw new InvalidDataException($"'{path}' has no '{ConfigKey}' entry in its metadata.");
         }
+        Dictionary<string, Tensor> weights = reader.ReadAll(device);
+        try
+        {
+            RefuseNonFinite(path, weights);
+        }
+        catch
+        {
+            foreach (Tensor tensor in weights.Values)
+            {
+                tensor.Dispose();
+            }
+            throw;
+        }
         return new ModelFileContents
         {
             Path = path,
@@ -106,8 +145,52 @@ internal static class ModelFile
             Config = config,
             Tokenizer = metadata.TryGetValue(TokenizerKey, out string? tokenizer) ? tokenizer : null,
             Metadata = metadata,
-            Weights = reader.ReadAll(device),
+            Weights = weights,
         };
+    }
+
+    /// <summary>
+    /// After loading: the scores of a one-step forward pass must be finite. Finite but damaged weights (a flipped exponent
+    /// bit makes a weight 1e30) overflow to infinity and NaN in the first products; such a file is refused here, not deep
+    /// inside libtorch's sampler later. The message names the largest weight.
+    /// </summary>
+    internal static void RefuseNonFiniteOutput(string source, nn.Module module, Tensor output)
+    {
+        using var scope = NewDisposeScope();
+        if (isfinite(output).all().item<bool>())
+        {
+            return;
+        }
+        (string name, double largest) = ModuleState.Of(module)
+            .Where(kv => kv.Value.is_floating_point() && kv.Value.numel() > 0)
+            .Select(kv => (kv.Key, kv.Value.abs().max().item<float>() * 1.0))
+            .MaxBy(x => x.Item2);
+        throw new InvalidDataException(
+            $"'{source}': the weights load, but a forward pass gives scores that are not finite numbers (the largest weight is {largest:G3}, in tensor '{name}'); the file is damaged.");
+    }
+
+    /// <summary>
+    /// A weight that is NaN or infinite makes every output NaN (and sampling fail deep inside libtorch): such a file is
+    /// damaged, and the message names the first such tensor and how many of its values are bad.
+    /// </summary>
+    internal static void RefuseNonFinite(string source, IReadOnlyDictionary<string, Tensor> weights)
+    {
+        foreach ((string name, Tensor tensor) in weights.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            if (!tensor.is_floating_point())
+            {
+                continue;
+            }
+            using var scope = NewDisposeScope();
+            if (isfinite(tensor).all().item<bool>())
+            {
+                continue;
+            }
+            long nan = isnan(tensor).sum().item<long>();
+            long infinite = isinf(tensor).sum().item<long>();
+            throw new InvalidDataException(
+                $"'{source}': tensor '{name}' holds {nan} NaN and {infinite} infinite values (of {tensor.numel()}); a model's weights must be finite numbers, so the file is damaged.");
+        }
     }
 
     /// <summary>

@@ -149,6 +149,11 @@ internal sealed class SafeTensorsReader
         _dataStart = 8 + (long)headerLength;
         long dataLength = fileLength - _dataStart;
 
+        if (!System.Text.Unicode.Utf8.IsValid(headerBytes))
+        {
+            // JSON names and strings are only decoded when read: check the encoding of the whole header first.
+            throw Invalid("the header is not valid UTF-8 text (corrupted file).");
+        }
         JsonDocument document;
         try
         {

@@ -11,8 +11,18 @@ internal static class OnnxModels
         {
             throw new FileNotFoundException($"ONNX model '{path}' does not exist.", path);
         }
-        options ??= new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
-        return new InferenceSession(path, options);
+        try
+        {
+            options ??= new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+            return new InferenceSession(path, options);
+        }
+        catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or EntryPointNotFoundException)
+        {
+            // The library references ONNX Runtime's managed API only; the application chooses the native runtime.
+            throw new InvalidOperationException(
+                "ONNX Runtime's native library could not be loaded: add the package Microsoft.ML.OnnxRuntime (CPU) or " +
+                $"Microsoft.ML.OnnxRuntime.Gpu to the application ({e.GetType().Name}: {e.Message}).", e);
+        }
     }
 
     /// <summary>The custom metadata, after checking that the model was exported by <paramref name="capability"/>.</summary>

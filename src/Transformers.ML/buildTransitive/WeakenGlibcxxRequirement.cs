@@ -1,6 +1,6 @@
 // MSBuild task (compiled by RoslynCodeTaskFactory): marks one GLIBCXX version requirement of an
 // ELF64 shared library as weak, when the system's libstdc++ does not provide that version.
-// See PatchLibTorchSharp.targets for why.
+// See Transformers.ML.targets for why.
 using System;
 using System.IO;
 using System.Text;

@@ -14,11 +14,12 @@ public static class AttentionHeatmap
     public static void Save(MLImage image, AttentionMap map, string path, float opacity = 0.5f)
     {
         ArgumentNullException.ThrowIfNull(map);
-        Save(image, map.Rollout, map.GridSize, path, opacity);
+        Save(image, map.Rollout, map.GridSize, path, opacity, map.Region);
     }
 
     /// <summary>Writes <paramref name="image"/> with a grid of weights (e.g. the AttentionRollout column, row-major) over it as a PNG.</summary>
-    public static void Save(MLImage image, IReadOnlyList<float> grid, int gridSize, string path, float opacity = 0.5f)
+    /// <param name="region">The part of the image the grid covers (<see cref="AttentionMap.Region"/>); null: all of it.</param>
+    public static void Save(MLImage image, IReadOnlyList<float> grid, int gridSize, string path, float opacity = 0.5f, ImageRegion? region = null)
     {
         ArgumentNullException.ThrowIfNull(image);
         ArgumentNullException.ThrowIfNull(grid);
@@ -30,12 +31,12 @@ public static class AttentionHeatmap
         {
             throw new ArgumentOutOfRangeException(nameof(opacity), opacity, "Opacity must be in [0, 1].");
         }
-        byte[] png = Render(image, grid, gridSize, opacity);
+        byte[] png = Render(image, grid, gridSize, opacity, region);
         AtomicFile.Write(path, stream => stream.Write(png));
     }
 
     /// <summary>The PNG bytes of the image with the heat map over it.</summary>
-    internal static byte[] Render(MLImage image, IReadOnlyList<float> grid, int gridSize, float opacity)
+    internal static byte[] Render(MLImage image, IReadOnlyList<float> grid, int gridSize, float opacity, ImageRegion? region = null)
     {
         (float[] pixels, _, int height, int width) = ImageInput.Pixels(image);
         int plane = width * height;
@@ -55,7 +56,8 @@ public static class AttentionHeatmap
         SKCanvas canvas = surface.Canvas;
         canvas.DrawBitmap(photo, 0, 0);
         using var paint = new SKPaint { FilterQuality = SKFilterQuality.Medium, Color = SKColors.White.WithAlpha((byte)(opacity * 255)) };
-        canvas.DrawBitmap(heat, new SKRect(0, 0, width, height), paint);
+        ImageRegion r = region ?? new ImageRegion(0, 0, width, height);
+        canvas.DrawBitmap(heat, new SKRect(r.X, r.Y, r.X + r.Width, r.Y + r.Height), paint);
         canvas.Flush();
         using SKImage snapshot = surface.Snapshot();
         using SKData data = snapshot.Encode(SKEncodedImageFormat.Png, 100);

@@ -169,7 +169,8 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
     /// <summary>Reads every row's label and image; rows without a label, and unreadable images when allowed, are skipped and counted.</summary>
     private ImageSet ReadImages(IDataView data, LabelInfo labels, VitConfig config, TrainingReporter reporter, string what)
     {
-        var input = new ImageInput(data.Schema, _options.ImageColumnName, config, _options.ImageFolder, _options.VectorImageHeight, _options.VectorImageWidth);
+        var input = new ImageInput(data.Schema, _options.ImageColumnName, config, _options.ImageFolder, _options.VectorImageHeight, _options.VectorImageWidth,
+            _options.Preprocessing);
         DataViewSchema.Column labelColumn = data.Schema[_options.LabelColumnName];
         using DataViewRowCursor cursor = data.GetRowCursor(new[] { labelColumn, input.Column });
         Func<long> label = labels.Getter(cursor);

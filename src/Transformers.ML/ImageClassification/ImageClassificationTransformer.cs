@@ -93,11 +93,14 @@ public sealed class ImageClassificationTransformer : ITransformer, IDisposable
     {
         ArgumentNullException.ThrowIfNull(image);
         using var scope = NewDisposeScope();
-        var input = new ImageInput(SingleImageSchema, "Image", Classifier.Model.Config, null, null, null);
-        Tensor pixels = input.ToTensor(image, 0).unsqueeze(0);
-        VitPredictions predictions = Classifier.Predict(pixels, needAttention: true);
+        var input = new ImageInput(SingleImageSchema, "Image", Classifier.Model.Config, null, null, null, Options.Preprocessing);
+        (Tensor pixels, ImageRegion region) = input.ToTensorAndRegion(image, 0);
+        VitPredictions predictions = Classifier.Predict(pixels.unsqueeze(0), needAttention: true);
         VitConfig config = Classifier.Model.Config;
-        return new AttentionMap(config.GridSize, config.Depth, config.Heads, predictions.Rollout![0], predictions.ClsAttention![0], predictions.Probabilities[0]);
+        return new AttentionMap(config.GridSize, config.Depth, config.Heads, predictions.Rollout![0], predictions.ClsAttention![0], predictions.Probabilities[0])
+        {
+            Region = region,
+        };
     }
 
     private static readonly DataViewSchema SingleImageSchema = BuildImageSchema();
@@ -125,6 +128,7 @@ public sealed class ImageClassificationTransformer : ITransformer, IDisposable
                 Embedding = Options.EmbeddingColumnName, OutputAttention = Options.OutputAttention, SkipUnreadable = Options.SkipUnreadableImages,
                 TransformBatchSize = Options.TransformBatchSize,
             }),
+            ["preprocessing"] = JsonSerializer.Serialize(Options.Preprocessing),
         };
         ModelFile.Save(path, Capability, JsonSerializer.Serialize(Classifier.Model.Config), null, Classifier.Model, settings);
     }
@@ -169,6 +173,12 @@ public sealed class ImageClassificationTransformer : ITransformer, IDisposable
                 : throw new FormatException($"expected {config.Channels} finite means and positive standard deviations");
         });
         SavedColumns columns = contents.Json<SavedColumns>("options");
+        ImagePreprocessing preprocessing = contents.Json("preprocessing", new ImagePreprocessing());
+        contents.Parse("preprocessing", () =>
+        {
+            preprocessing.Validate();
+            return true;
+        });
         contents.Parse("classes", () => classes.Length >= 2 && classes.All(c => c is not null) && (!binary || classes.Length == 2)
             && columns.TransformBatchSize >= 1 ? true : throw new FormatException($"{classes.Length} classes, transform batch size {columns.TransformBatchSize}"));
         var model = new VitModel(config, binary ? 2 : classes.Length);
@@ -187,7 +197,7 @@ public sealed class ImageClassificationTransformer : ITransformer, IDisposable
             VectorImageHeight = columns.VectorHeight, VectorImageWidth = columns.VectorWidth, ScoreColumnName = columns.Score,
             PredictedLabelColumnName = columns.PredictedLabel, ProbabilityColumnName = columns.Probability, EmbeddingColumnName = columns.Embedding,
             OutputAttention = columns.OutputAttention, SkipUnreadableImages = columns.SkipUnreadable, TransformBatchSize = columns.TransformBatchSize,
-            Model = config,
+            Model = config, Preprocessing = preprocessing,
         };
         return new ImageClassificationTransformer(new VitClassifier(model, target, classes, binary, mean, std), options, log);
     }
@@ -277,7 +287,8 @@ public sealed class ImageClassificationTransformer : ITransformer, IDisposable
     private BatchMapper<ImageValue> Mapper(DataViewSchema inputSchema)
     {
         CheckLabelClasses(inputSchema);
-        var input = new ImageInput(inputSchema, Options.ImageColumnName, Classifier.Model.Config, Options.ImageFolder, Options.VectorImageHeight, Options.VectorImageWidth);
+        var input = new ImageInput(inputSchema, Options.ImageColumnName, Classifier.Model.Config, Options.ImageFolder, Options.VectorImageHeight, Options.VectorImageWidth,
+            Options.Preprocessing);
         IReadOnlyList<OutputColumn> outputs = OutputColumns();
         return new BatchMapper<ImageValue>(inputSchema, Options.ImageColumnName, outputs, values => MapBatch(values, outputs.Count),
             Options.TransformBatchSize, row => ImageValue.Reader(input, row, Options.SkipUnreadableImages));
@@ -404,6 +415,13 @@ internal readonly record struct ImageValue(Tensor? Pixels, Exception? Error)
     }
 }
 
+/// <summary>A rectangle of an image, in pixels; it may reach outside the image (padding).</summary>
+/// <param name="X">Left edge.</param>
+/// <param name="Y">Top edge.</param>
+/// <param name="Width">Width.</param>
+/// <param name="Height">Height.</param>
+public readonly record struct ImageRegion(int X, int Y, int Width, int Height);
+
 /// <summary>Where a ViT looked: the attention of its [CLS] token for one image.</summary>
 /// <param name="GridSize">Patches per side.</param>
 /// <param name="Layers">Encoder layers.</param>
@@ -413,6 +431,9 @@ internal readonly record struct ImageValue(Tensor? Pixels, Exception? Error)
 /// <param name="Probabilities">The class probabilities of the image.</param>
 public sealed record AttentionMap(int GridSize, int Layers, int Heads, float[] Rollout, float[] ClsAttention, float[] Probabilities)
 {
+    /// <summary>The part of the original image that the patch grid covers (after preprocessing's band crop or padding); null: all of it.</summary>
+    public ImageRegion? Region { get; init; }
+
     /// <summary>The [CLS] attention of one layer and head over the patch grid (GridSize x GridSize, row-major).</summary>
     public float[] Head(int layer, int head)
     {

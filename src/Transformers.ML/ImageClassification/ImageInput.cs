@@ -36,10 +36,13 @@ internal sealed class ImageInput
     private readonly int _vectorChannels;
     private readonly int _vectorHeight;
     private readonly int _vectorWidth;
+    private readonly ImagePreprocessing _preprocessing;
 
     /// <summary>Describes <paramref name="columnName"/> of <paramref name="schema"/>; the message names the column, its type and what is accepted.</summary>
-    public ImageInput(DataViewSchema schema, string columnName, VitConfig model, string? imageFolder, int? vectorHeight, int? vectorWidth)
+    public ImageInput(DataViewSchema schema, string columnName, VitConfig model, string? imageFolder, int? vectorHeight, int? vectorWidth,
+        ImagePreprocessing? preprocessing = null)
     {
+        _preprocessing = preprocessing ?? new ImagePreprocessing();
         Column = schema.GetColumnOrNull(columnName)
             ?? throw new ArgumentOutOfRangeException(nameof(columnName),
                 $"The data has no image column '{columnName}'; it has: {string.Join(", ", schema.Select(c => c.Name))}.");
@@ -121,7 +124,10 @@ internal sealed class ImageInput
     /// as they are (the model's normalisation, measured on the training images, absorbs their scale).
     /// </summary>
     /// <param name="row">The row number, for messages.</param>
-    public Tensor ToTensor(object? value, long row)
+    public Tensor ToTensor(object? value, long row) => ToTensorAndRegion(value, row).Image;
+
+    /// <summary>As <see cref="ToTensor"/>, with the region of the original image (x, y, width, height) that the tensor shows.</summary>
+    public (Tensor Image, ImageRegion Region) ToTensorAndRegion(object? value, long row)
     {
         (float[] pixels, int channels, int height, int width) = value switch
         {
@@ -144,6 +150,9 @@ internal sealed class ImageInput
                 ? (image[.., 0] * 0.299f + image[.., 1] * 0.587f + image[.., 2] * 0.114f).unsqueeze(1) // ITU-R BT.601 luma
                 : image.expand(1, 3, height, width);
         }
+        (image, var region) = ImagePreprocessor.BeforeResize(image, _preprocessing);
+        height = (int)image.shape[2];
+        width = (int)image.shape[3];
         if (height > _imageSize || width > _imageSize)
         {
             // Shrinking: area averaging (every source pixel counts once; no aliasing of the speckle). libtorch's antialiased
@@ -154,7 +163,7 @@ internal sealed class ImageInput
         {
             image = F.interpolate(image, new long[] { _imageSize, _imageSize }, mode: InterpolationMode.Bilinear, align_corners: false);
         }
-        return image.squeeze(0).contiguous().MoveToOuterDisposeScope();
+        return (ImagePreprocessor.AfterResize(image.squeeze(0), _preprocessing).contiguous().MoveToOuterDisposeScope(), region);
     }
 
     private (float[], int, int, int) FromImage(MLImage image, long row)

@@ -103,6 +103,81 @@ public sealed class TrainingLoopTests
     }
 
     [TestMethod]
+    public void ATimeBudgetPlansTheStepsSoThatTheScheduleEndsWithinIt()
+    {
+        manual_seed(1);
+        using var model = new EncoderDecoderTransformer("t", TestUtil.Tiny(), ReverseTask.Vocabulary);
+        var reports = new List<TrainingProgress>();
+        var budget = TimeSpan.FromSeconds(4);
+        var options = new TrainingOptions
+        {
+            Epochs = 1, // a budget plans the epochs itself: one epoch here is 4 steps
+            LearningRate = 2e-3,
+            MinLearningRateRatio = 0.1,
+            WarmupSteps = 1000, // capped at a fifth of the plan
+            MaxTrainingTime = budget,
+            LogEverySteps = 1,
+            Progress = new SynchronousProgress<TrainingProgress>(reports.Add),
+        };
+        using var reporter = new TrainingReporter(null, "test", options.Progress);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        TrainingResult result = new TrainingLoop<int[]>(model, options, new ReverseTask(model, samples: 16, batchSize: 4, dropout: false), reporter, 32, TestUtil.Tiny().ToJson()).Run();
+        clock.Stop();
+
+        var steps = reports.Where(r => r.Kind == TrainingProgressKind.Step).ToList();
+        Assert.IsFalse(result.Interrupted, "the run ends its plan, it is not cut");
+        Assert.IsGreaterThan(8L, result.Steps, $"{result.Steps} steps: more than the one epoch of 4 steps (how many more depends on the machine)");
+        Assert.AreEqual(result.Steps, steps[^1].TotalSteps, "the last report shows the planned total, and the run took all of it");
+        Assert.IsTrue(steps.Skip(12).All(r => r.TotalSteps > 8), "the reports after the first steps show the plan");
+        // The schedule ran to its end: the last step's learning rate is the cosine's minimum, the peak was reached.
+        Assert.AreEqual(options.LearningRate * options.MinLearningRateRatio, steps[^1].LearningRate, 0.02 * options.LearningRate);
+        Assert.AreEqual(options.LearningRate, steps.Max(r => r.LearningRate), 0.02 * options.LearningRate);
+        // ... and it ended about when the budget did (the plan aims at 95 % of it and follows the machine's speed as it
+        // changes; a run a tenth over is stopped; a sudden slowdown near the end can still cost a little more).
+        Assert.IsLessThan(budget.TotalSeconds * 1.25, clock.Elapsed.TotalSeconds, $"took {clock.Elapsed.TotalSeconds:F1} s of a {budget.TotalSeconds} s budget");
+        Assert.IsGreaterThan(budget.TotalSeconds * 0.6, clock.Elapsed.TotalSeconds, $"took {clock.Elapsed.TotalSeconds:F1} s: the budget was used");
+    }
+
+    [TestMethod]
+    public void ThePlanFollowsTheMeasuredThroughputAndMovesWhenTheMachineSlowsDown()
+    {
+        // Synthetic clock: 10 ms a step, then 20 ms from step 300 on; a budget of 10 s.
+        var plan = new StepPlan(TimeSpan.FromSeconds(10), cap: long.MaxValue / 4, resumed: null);
+        double seconds = 0.5; // one-time costs before the first step
+        long step = 0;
+        bool Step(double cost)
+        {
+            step++;
+            seconds += cost;
+            return plan.AfterStep(step, TimeSpan.FromSeconds(seconds));
+        }
+        while (!plan.Measured)
+        {
+            Step(0.010);
+        }
+        // 9.5 s (95 % of the budget) at 100 steps/s, less the 0.62 s already spent.
+        Assert.AreEqual(12 + (long)(100 * (9.5 - seconds)), plan.Total, 2);
+        Assert.AreEqual(Math.Min(1000, plan.Total / 5), plan.Warmup(1000), "the warmup is at most a fifth of the plan");
+        long fast = plan.Total;
+        while (step < 300)
+        {
+            Step(0.010);
+        }
+        Assert.AreEqual(fast, plan.Total, "on schedule: the plan stays");
+        while (step < plan.Total)
+        {
+            Step(0.020);
+        }
+        Assert.IsLessThan(fast, plan.Total, "the machine slowed down: fewer steps");
+        Assert.IsTrue(seconds is > 9.0 and < 10.2, $"the last step at {seconds:F2} s of the 10 s budget");
+
+        var none = new StepPlan(null, cap: 120, resumed: null);
+        Assert.IsFalse(none.AfterStep(50, TimeSpan.FromSeconds(1)));
+        Assert.AreEqual(120, none.Total, "without a budget, the epochs' steps");
+        Assert.AreEqual(400, none.Warmup(400));
+    }
+
+    [TestMethod]
     public void AccumulatingTwoHalfBatchesEqualsOneFullBatch()
     {
         manual_seed(3);

@@ -26,6 +26,9 @@ internal sealed record TrainingState
 
     /// <summary>Seed of the run; a checkpoint from another seed is refused.</summary>
     public int Seed { get; set; }
+
+    /// <summary>The steps a time budget planned (null without one): a resumed run keeps the same schedule.</summary>
+    public long? PlannedSteps { get; set; }
 }
 
 internal static class Checkpoint

@@ -5,11 +5,15 @@ internal abstract class LearningRateSchedule
 {
     public abstract double At(long step);
 
-    public static LearningRateSchedule Create(TrainingOptions options, int modelDimension, long totalSteps) => options.Schedule switch
+    public static LearningRateSchedule Create(TrainingOptions options, int modelDimension, long totalSteps) =>
+        Create(options, modelDimension, totalSteps, options.WarmupSteps);
+
+    /// <summary>The schedule of <paramref name="options"/> over <paramref name="totalSteps"/> steps with <paramref name="warmupSteps"/> of warmup.</summary>
+    public static LearningRateSchedule Create(TrainingOptions options, int modelDimension, long totalSteps, int warmupSteps) => options.Schedule switch
     {
-        LearningRateScheduleKind.InverseSquareRoot => new InverseSquareRootSchedule(modelDimension, options.WarmupSteps, options.LearningRateScale),
-        LearningRateScheduleKind.WarmupCosine => new WarmupCosineSchedule(options.LearningRate, options.WarmupSteps, totalSteps, options.LearningRate * options.MinLearningRateRatio),
-        LearningRateScheduleKind.Constant => new WarmupCosineSchedule(options.LearningRate, options.WarmupSteps, long.MaxValue, options.LearningRate),
+        LearningRateScheduleKind.InverseSquareRoot => new InverseSquareRootSchedule(modelDimension, warmupSteps, options.LearningRateScale),
+        LearningRateScheduleKind.WarmupCosine => new WarmupCosineSchedule(options.LearningRate, warmupSteps, totalSteps, options.LearningRate * options.MinLearningRateRatio),
+        LearningRateScheduleKind.Constant => new WarmupCosineSchedule(options.LearningRate, warmupSteps, long.MaxValue, options.LearningRate),
         _ => throw new ArgumentOutOfRangeException(nameof(options), options.Schedule, $"Unknown {nameof(TrainingOptions.Schedule)}."),
     };
 }

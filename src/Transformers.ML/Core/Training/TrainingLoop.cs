@@ -96,10 +96,12 @@ internal sealed class TrainingLoop<TBatch>
             throw new InvalidOperationException("The training data gives no batch: nothing to train on.");
         }
         long stepsPerEpoch = (batchesPerEpoch + accumulation - 1) / accumulation;
-        long totalSteps = Math.Min(stepsPerEpoch * _options.Epochs, _options.MaxSteps ?? long.MaxValue);
-        // The cosine schedule spans the planned epochs, not MaxSteps or the time budget, so that a run cut
-        // short by either follows the same learning-rate curve as the full run.
-        LearningRateSchedule schedule = LearningRateSchedule.Create(_options, _modelDimension, stepsPerEpoch * _options.Epochs);
+        // The schedule spans the planned steps: the epochs' steps, or as many as the time budget holds. MaxSteps and
+        // cancellation interrupt a run without changing its plan, so a resumed run follows the same learning-rate curve.
+        long cap = _options.MaxTrainingTime is null ? stepsPerEpoch * _options.Epochs : long.MaxValue / 4;
+        var plan = new StepPlan(_options.MaxTrainingTime, cap, state.PlannedSteps);
+        LearningRateSchedule schedule = Schedule(plan);
+        TimeSpan? hardLimit = _options.MaxTrainingTime * 1.1; // a run whose plan the machine cannot keep still ends
 
         var stepLosses = new List<double>();
         var validations = new List<ValidationResult>();
@@ -109,30 +111,36 @@ internal sealed class TrainingLoop<TBatch>
         bool interrupted = false;
         double learningRate = 0;
 
-        while (state.Epoch < _options.Epochs && !stoppedEarly && !interrupted)
+        while (state.Step < plan.Total && !stoppedEarly && !interrupted)
         {
-            IReadOnlyList<TBatch> plan = _task.PlanEpoch(state.Epoch, EpochRandom(state.Epoch));
+            IReadOnlyList<TBatch> batches = _task.PlanEpoch(state.Epoch, EpochRandom(state.Epoch));
             var epochWindow = new Window(clock.Elapsed); // the epoch report covers the whole epoch (of this run)
             _model.train();
-            while (state.BatchInEpoch < plan.Count)
+            while (state.BatchInEpoch < batches.Count && state.Step < plan.Total)
             {
-                int count = Math.Min(accumulation, plan.Count - state.BatchInEpoch);
+                int count = Math.Min(accumulation, batches.Count - state.BatchInEpoch);
                 long step = state.Step + 1;
                 learningRate = schedule.At(step);
-                (double loss, long targets) = TrainStep(optimizer, plan, state.BatchInEpoch, count, step, learningRate);
+                (double loss, long targets) = TrainStep(optimizer, batches, state.BatchInEpoch, count, step, learningRate);
                 state.Step = step;
                 state.BatchInEpoch += count;
                 stepLosses.Add(loss);
                 window.Add(loss, targets);
                 epochWindow.Add(loss, targets);
+                if (plan.AfterStep(state.Step, clock.Elapsed))
+                {
+                    schedule = Schedule(plan);
+                    state.PlannedSteps = plan.Total;
+                    _reporter.Info($"Time budget {_options.MaxTrainingTime}: {plan.Total} optimizer steps planned ({Epochs(plan.Total, stepsPerEpoch)} epochs of {stepsPerEpoch}), warmup {plan.Warmup(_options.WarmupSteps)}.");
+                }
 
-                bool timeUp = _options.MaxTrainingTime is TimeSpan budget && clock.Elapsed >= budget;
+                bool timeUp = hardLimit is TimeSpan limit && clock.Elapsed >= limit;
                 bool stepLimit = _options.MaxSteps is long max && state.Step >= max;
                 interrupted = cancellation.IsCancellationRequested || timeUp || stepLimit;
 
                 if (state.Step % _options.LogEverySteps == 0)
                 {
-                    _reporter.Report(Progress(TrainingProgressKind.Step, state, totalSteps, learningRate, window, clock.Elapsed, startStep));
+                    _reporter.Report(Progress(TrainingProgressKind.Step, state, plan, stepsPerEpoch, learningRate, window, clock.Elapsed, startStep));
                     window = new Window(clock.Elapsed);
                 }
                 if (checkpoint is not null && (interrupted || (_options.CheckpointEverySteps > 0 && state.Step % _options.CheckpointEverySteps == 0)))
@@ -141,7 +149,7 @@ internal sealed class TrainingLoop<TBatch>
                 }
                 if (interrupted)
                 {
-                    _reporter.Info(timeUp ? $"Stopping: MaxTrainingTime {_options.MaxTrainingTime} reached at step {state.Step}."
+                    _reporter.Info(timeUp ? $"Stopping: the run took longer than its MaxTrainingTime {_options.MaxTrainingTime} allows (step {state.Step} of {plan.Total})."
                         : stepLimit ? $"Stopping: MaxSteps {_options.MaxSteps} reached."
                         : $"Training cancelled at step {state.Step}.");
                     break;
@@ -152,7 +160,7 @@ internal sealed class TrainingLoop<TBatch>
                 break;
             }
 
-            // End of epoch: validate, sample, report, checkpoint.
+            // End of epoch (or of the plan): validate, sample, report, checkpoint.
             int finished = state.Epoch;
             state.Epoch++;
             state.BatchInEpoch = 0;
@@ -175,7 +183,13 @@ internal sealed class TrainingLoop<TBatch>
             }
             state.BestMetric = stopping.Best;
             state.BadEvaluations = stopping.BadEvaluations;
-            _reporter.Report(Progress(TrainingProgressKind.EpochEnd, state, totalSteps, learningRate, epochWindow, clock.Elapsed, startStep) with
+            if (state.Step < plan.Total && plan.AfterStep(state.Step, clock.Elapsed, force: true))
+            {
+                // Validation costs time too: the plan is checked against the budget after each epoch.
+                schedule = Schedule(plan);
+                state.PlannedSteps = plan.Total;
+            }
+            _reporter.Report(Progress(TrainingProgressKind.EpochEnd, state, plan, stepsPerEpoch, learningRate, epochWindow, clock.Elapsed, startStep) with
             {
                 Epoch = finished + 1,
                 ValidationMetric = validation?.Metric,
@@ -248,6 +262,12 @@ internal sealed class TrainingLoop<TBatch>
         return (lossSum / targets, targets);
     }
 
+    /// <summary>The learning-rate schedule of the plan's steps.</summary>
+    private LearningRateSchedule Schedule(StepPlan plan) =>
+        LearningRateSchedule.Create(_options, _modelDimension, plan.Total, plan.Warmup(_options.WarmupSteps));
+
+    private static int Epochs(long steps, long stepsPerEpoch) => (int)Math.Max(1, (steps + stepsPerEpoch - 1) / stepsPerEpoch);
+
     private Random EpochRandom(int epoch) => new(unchecked((_options.Seed * 1_000_003) ^ (epoch * 7919 + 17)));
 
     internal static long StepSeed(int seed, long step) => unchecked((seed * 6_364_136_223_846_793_005L) + step * 1_442_695_040_888_963_407L) & long.MaxValue;
@@ -285,27 +305,23 @@ internal sealed class TrainingLoop<TBatch>
 
     private static string BestWeightsPath(string checkpoint) => checkpoint + ".best";
 
-    private TrainingProgress Progress(TrainingProgressKind kind, TrainingState state, long totalSteps, double learningRate, Window window,
-        TimeSpan elapsed, long startStep)
+    private TrainingProgress Progress(TrainingProgressKind kind, TrainingState state, StepPlan plan, long stepsPerEpoch, double learningRate,
+        Window window, TimeSpan elapsed, long startStep)
     {
         double seconds = (elapsed - window.Start).TotalSeconds;
         long stepsThisRun = state.Step - startStep;
-        TimeSpan? remaining = stepsThisRun > 0 && totalSteps > state.Step
-            ? TimeSpan.FromSeconds(elapsed.TotalSeconds / stepsThisRun * (totalSteps - state.Step))
-            : null;
-        if (_options.MaxTrainingTime is TimeSpan budget && remaining is TimeSpan bysteps)
-        {
-            // A time budget ends the run first when it is shorter than the steps left.
-            TimeSpan left = budget - elapsed;
-            remaining = left < bysteps ? (left > TimeSpan.Zero ? left : TimeSpan.Zero) : bysteps;
-        }
+        long total = plan.Shown(state.Step, elapsed);
+        TimeSpan? remaining = stepsThisRun > 0 && total > state.Step
+            ? TimeSpan.FromSeconds(elapsed.TotalSeconds / stepsThisRun * (total - state.Step))
+            : stepsThisRun > 0 ? TimeSpan.Zero : null;
+        int epochs = Epochs(total, stepsPerEpoch);
         return new TrainingProgress
         {
             Kind = kind,
-            Epoch = Math.Min(state.Epoch + 1, _options.Epochs),
-            Epochs = _options.Epochs,
+            Epoch = Math.Min(state.Epoch + 1, epochs),
+            Epochs = epochs,
             Step = state.Step,
-            TotalSteps = totalSteps,
+            TotalSteps = total,
             Loss = window.Targets > 0 ? window.LossTimesTargets / window.Targets : double.NaN,
             LearningRate = learningRate,
             Throughput = seconds > 0 ? window.Targets / seconds : 0,

@@ -9,13 +9,19 @@ namespace Transformers.ML;
 /// </summary>
 public class TrainingOptions
 {
-    /// <summary>Passes over the training data. Range 1..100000; default 10.</summary>
+    /// <summary>Passes over the training data when there is no <see cref="MaxTrainingTime"/> (a time budget plans the passes itself). Range 1..100000; default 10.</summary>
     public int Epochs { get; set; } = 10;
 
     /// <summary>Stop after this many optimizer steps (counted across epochs); null for no limit (default).</summary>
     public long? MaxSteps { get; set; }
 
-    /// <summary>Stop (after the current step, with a checkpoint) once training has run this long; null for no limit (default).</summary>
+    /// <summary>
+    /// A time budget for training: the throughput is measured over the first steps and the number of optimizer steps (and
+    /// so of epochs; <see cref="Epochs"/> is then not used) is planned so that the warmup and the decay of the schedule end
+    /// when the budget does; the plan is checked as the run goes and moved when validation or a busy machine would make it
+    /// miss. Progress reports show the planned total. A run that overruns the budget by a tenth is stopped (with a
+    /// checkpoint). With a budget, the warmup is at most a fifth of the planned steps. Null: no budget (default).
+    /// </summary>
     public TimeSpan? MaxTrainingTime { get; set; }
 
     /// <summary>Peak learning rate of <see cref="LearningRateScheduleKind.WarmupCosine"/> and <see cref="LearningRateScheduleKind.Constant"/>. Range (0, 10]; default 3e-4.</summary>

@@ -2,6 +2,13 @@ namespace Transformers.ML.Benchmarks;
 
 internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? Threads, string? Data, string[] Only)
 {
+    /// <summary>OCT cross-validation: the recipes to run (default: per area), the number of folds and the training minutes per fold.</summary>
+    public string[] Recipes { get; init; } = Array.Empty<string>();
+
+    public int? Folds { get; init; }
+
+    public double? FoldMinutes { get; init; }
+
     /// <summary>Parses the command line; null when it is not understood (the caller prints the usage).</summary>
     public static BenchmarkOptions? Parse(string[] args)
     {
@@ -10,6 +17,9 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
         int? threads = null;
         string? data = null;
         var only = new List<string>();
+        var recipes = new List<string>();
+        int? folds = null;
+        double? foldMinutes = null;
         for (int i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -27,6 +37,17 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
                 case "--data" when i + 1 < args.Length:
                     data = args[++i];
                     break;
+                case "--recipes" when i + 1 < args.Length:
+                    recipes.AddRange(args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries));
+                    break;
+                case "--folds" when i + 1 < args.Length && int.TryParse(args[i + 1], out int k) && k >= 2:
+                    folds = k;
+                    i++;
+                    break;
+                case "--fold-minutes" when i + 1 < args.Length && double.TryParse(args[i + 1], System.Globalization.CultureInfo.InvariantCulture, out double m) && m > 0:
+                    foldMinutes = m;
+                    i++;
+                    break;
                 case "--only" when i + 1 < args.Length:
                     only.AddRange(args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries));
                     break;
@@ -35,7 +56,7 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
                     return null;
             }
         }
-        return new BenchmarkOptions(quick, results, threads, data, only.ToArray());
+        return new BenchmarkOptions(quick, results, threads, data, only.ToArray()) { Recipes = recipes.ToArray(), Folds = folds, FoldMinutes = foldMinutes };
     }
 }
 

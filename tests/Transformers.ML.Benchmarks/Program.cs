@@ -41,9 +41,13 @@ if (options.Only.Length == 0 || options.Only.Any(a => a.StartsWith("translation"
 {
     TranslationBenchmark.Run(table, options);
 }
-if (options.Only.Length == 0 || options.Only.Any(a => a.StartsWith("image", StringComparison.Ordinal)))
+if (options.Only.Length == 0 || options.Only.Any(a => a.StartsWith("image", StringComparison.Ordinal) && !a.StartsWith("image.oct", StringComparison.Ordinal)))
 {
     ImageClassificationBenchmark.Run(table, options);
+}
+if (options.Only.Length == 0 || options.Only.Any(a => a.StartsWith("image.oct", StringComparison.Ordinal)))
+{
+    OctBenchmark.Run(table, options);
 }
 if (options.Only.Length == 0 || options.Only.Contains("onnx"))
 {

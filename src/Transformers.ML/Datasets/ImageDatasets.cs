@@ -112,6 +112,61 @@ public static partial class ImageDatasets
             .ToList();
     }
 
+    /// <summary>
+    /// The patient of a Kermany OCT2017 file name, <c>CLASS-PATIENT-IMAGE.jpeg</c> (e.g. "CNV-1016042-3.jpeg" -> "1016042"); one
+    /// patient's scans are near copies, so splits for training and evaluation go by patient. The message names the file when
+    /// it does not follow the pattern.
+    /// </summary>
+    public static string Oct2017Patient(string path)
+    {
+        string[] parts = Path.GetFileNameWithoutExtension(path).Split('-');
+        return parts.Length == 3 && parts[1].Length > 0 && parts[1].All(char.IsAsciiDigit)
+            ? parts[1]
+            : throw new FormatException($"'{Path.GetFileName(path)}' is not named CLASS-PATIENT-IMAGE (e.g. CNV-1016042-3.jpeg): no patient id.");
+    }
+
+    /// <summary>
+    /// Assigns every item to one of <paramref name="folds"/> folds so that all items of a group (a patient) share a fold and
+    /// every fold gets about as many items of each label: groups in a seeded random order, each to the fold that has the
+    /// fewest items of the group's labels so far. Returns the fold of each item, in order.
+    /// </summary>
+    public static int[] GroupedFolds(IReadOnlyList<string> groups, IReadOnlyList<string> labels, int folds, int seed)
+    {
+        ArgumentNullException.ThrowIfNull(groups);
+        ArgumentNullException.ThrowIfNull(labels);
+        if (groups.Count != labels.Count)
+        {
+            throw new ArgumentException($"{groups.Count} groups but {labels.Count} labels: one of each per item.", nameof(labels));
+        }
+        if (folds < 2)
+        {
+            throw new ArgumentOutOfRangeException(nameof(folds), folds, "Cross-validation needs at least 2 folds.");
+        }
+        string[] names = labels.Distinct().Order(StringComparer.Ordinal).ToArray();
+        var counts = new int[folds, names.Length];
+        var sizes = new int[folds];
+        var result = new int[groups.Count];
+        var byGroup = Enumerable.Range(0, groups.Count).GroupBy(i => groups[i]).OrderBy(g => g.Key, StringComparer.Ordinal).ToArray();
+        new Random(seed).Shuffle(byGroup);
+        foreach (var group in byGroup.OrderByDescending(g => g.Count())) // large groups first, so that they do not unbalance the end
+        {
+            int[] members = group.ToArray();
+            int[] labelIndex = members.Select(i => Array.IndexOf(names, labels[i])).ToArray();
+            int best = Enumerable.Range(0, folds)
+                .OrderBy(f => labelIndex.Sum(l => counts[f, l]))
+                .ThenBy(f => sizes[f])
+                .ThenBy(f => f)
+                .First();
+            foreach ((int item, int label) in members.Zip(labelIndex))
+            {
+                result[item] = best;
+                counts[best, label]++;
+                sizes[best]++;
+            }
+        }
+        return result;
+    }
+
     [GeneratedRegex(@"'descr':\s*'(?<descr>[^']+)'.*'fortran_order':\s*(?<fortran>True|False).*'shape':\s*\((?<shape>[^)]*)\)", RegexOptions.Singleline)]
     private static partial Regex NpyHeader();
 

@@ -7,6 +7,7 @@ using Microsoft.ML.Data;
 using Microsoft.ML.Transforms.Image;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
+using TorchSharp;
 
 namespace Transformers.ML.ImageClassification;
 
@@ -21,6 +22,26 @@ internal enum ImageColumnKind
 
     /// <summary>A known-size vector of Single: pixels, channel-major.</summary>
     Vector,
+}
+
+/// <summary>
+/// Constants of the image path as tensors and long-lived scalars. TorchSharp 0.107 frees a temporary Scalar (the one
+/// <c>tensor * 0.5f</c> makes) in its finalizer without keeping it alive across the native call that uses it; when a
+/// garbage collection lands in between (decoding large scans allocates a lot), libtorch reads freed memory and fails
+/// with "Unknown scalar type". Values held here are never collected.
+/// </summary>
+internal static class Constant
+{
+    // Detached: the first use may be inside a dispose scope, which must not take these with it.
+    public static readonly Tensor Luma = tensor(new[] { 0.299f, 0.587f, 0.114f }, new long[] { 1, 3, 1, 1 }).DetachFromDisposeScope();
+
+    public static readonly Tensor BgrToRgb = tensor(new long[] { 2, 1, 0 }).DetachFromDisposeScope();
+
+    public static readonly Scalar ByteRange = 255f.ToScalar();
+
+    public static readonly Scalar Zero = 0f.ToScalar();
+
+    public static readonly Scalar SmallStd = 1e-3f.ToScalar();
 }
 
 /// <summary>An image that could not be read: which row, which file (when known) and why.</summary>
@@ -129,30 +150,29 @@ internal sealed class ImageInput
     /// <summary>As <see cref="ToTensor"/>, with the region of the original image (x, y, width, height) that the tensor shows.</summary>
     public (Tensor Image, ImageRegion Region) ToTensorAndRegion(object? value, long row)
     {
-        (float[] pixels, int channels, int height, int width) = value switch
+        using var scope = NewDisposeScope();
+        Tensor image = value switch
         {
             MLImage mlImage => FromImage(mlImage, row),
             ReadOnlyMemory<char> path => FromPath(path.ToString(), row),
-            VBuffer<float> vector => (vector.DenseValues().ToArray(), _vectorChannels, _vectorHeight, _vectorWidth),
+            VBuffer<float> vector => tensor(vector.DenseValues().ToArray(), new long[] { 1, _vectorChannels, _vectorHeight, _vectorWidth }),
             null => throw new UnreadableImageException($"Row {row} of image column '{Column.Name}' holds no image (was its path empty?)."),
             _ => throw new InvalidOperationException($"Unexpected value {value.GetType().Name} in image column '{Column.Name}'."),
         };
+        long channels = image.shape[1], height = image.shape[2], width = image.shape[3];
         if (height < _patchSize || width < _patchSize)
         {
             throw new UnreadableImageException(
                 $"The image in row {row} of column '{Column.Name}' is {width} x {height} pixels, smaller than one {_patchSize} x {_patchSize} patch.");
         }
-        using var scope = NewDisposeScope();
-        Tensor image = tensor(pixels, new long[] { 1, channels, height, width });
         if (channels != _channels)
         {
-            image = channels == 3
-                ? (image[.., 0] * 0.299f + image[.., 1] * 0.587f + image[.., 2] * 0.114f).unsqueeze(1) // ITU-R BT.601 luma
-                : image.expand(1, 3, height, width);
+            // RGB to ITU-R BT.601 luma as a weighted sum over the channels, or gray to three equal channels.
+            image = channels == 3 ? image.mul(LumaWeights).sum(1, keepdim: true) : image.expand(1, 3, height, width);
         }
-        (image, var region) = ImagePreprocessor.BeforeResize(image, _preprocessing);
-        height = (int)image.shape[2];
-        width = (int)image.shape[3];
+        (image, ImageRegion region) = ImagePreprocessor.BeforeResize(image, _preprocessing);
+        height = image.shape[2];
+        width = image.shape[3];
         if (height > _imageSize || width > _imageSize)
         {
             // Shrinking: area averaging (every source pixel counts once; no aliasing of the speckle). libtorch's antialiased
@@ -166,16 +186,19 @@ internal sealed class ImageInput
         return (ImagePreprocessor.AfterResize(image.squeeze(0), _preprocessing).contiguous().MoveToOuterDisposeScope(), region);
     }
 
-    private (float[], int, int, int) FromImage(MLImage image, long row)
+    /// <summary>The luma weights (1, 3, 1, 1), as a tensor: see <see cref="Constant"/> for why no scalar.</summary>
+    private static Tensor LumaWeights => Constant.Luma;
+
+    private Tensor FromImage(MLImage image, long row)
     {
         if (image.Width == 0 || image.Height == 0)
         {
             throw new UnreadableImageException($"The image in row {row} of column '{Column.Name}' ({image.Tag ?? "no file name"}) is empty.");
         }
-        return Pixels(image);
+        return Decode(image);
     }
 
-    private (float[], int, int, int) FromPath(string path, long row)
+    private Tensor FromPath(string path, long row)
     {
         string full = _folder is null || Path.IsPathRooted(path) ? path : Path.Combine(_folder, path);
         if (string.IsNullOrWhiteSpace(path))
@@ -199,6 +222,29 @@ internal sealed class ImageInput
         {
             image.Tag = full;
             return FromImage(image, row);
+        }
+    }
+
+    /// <summary>
+    /// MLImage (BGRA or RGBA, 8 bits per channel) -> (1, 3, H, W) RGB floats in [0, 1]. The bytes go through a pooled buffer
+    /// straight into libtorch, so a batch of large scans makes no garbage for the collector (see <see cref="Constant"/>).
+    /// </summary>
+    internal static Tensor Decode(MLImage image)
+    {
+        int w = image.Width, h = image.Height;
+        ReadOnlySpan<byte> source = image.Pixels;
+        byte[] buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(source.Length);
+        try
+        {
+            source.CopyTo(buffer);
+            using var scope = NewDisposeScope();
+            Tensor bytes = tensor(buffer, new long[] { buffer.Length })[..source.Length].view(h, w, 4);     // (H, W, 4)
+            Tensor rgb = image.PixelFormat == MLPixelFormat.Bgra32 ? bytes.index_select(2, Constant.BgrToRgb) : bytes.narrow(2, 0, 3);
+            return rgb.permute(2, 0, 1).unsqueeze(0).to(ScalarType.Float32).div(Constant.ByteRange).MoveToOuterDisposeScope();
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 

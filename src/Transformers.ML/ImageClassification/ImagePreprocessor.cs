@@ -40,7 +40,7 @@ internal static class ImagePreprocessor
             if (wedge.Any(w => w))
             {
                 using Tensor mask = tensor(wedge, new long[] { 1, 1, height, width });
-                x = x.masked_fill(mask, 0);
+                x = x.masked_fill(mask, Constant.Zero);
                 for (int i = 0; i < wedge.Length; i++)
                 {
                     luma![i] = wedge[i] ? 0 : luma![i];
@@ -74,7 +74,7 @@ internal static class ImagePreprocessor
         }
         using var scope = NewDisposeScope();
         Tensor mean = image.mean();
-        Tensor std = image.std().clamp_min(1e-3);
+        Tensor std = image.std().clamp_min(Constant.SmallStd);
         return image.sub(mean).div(std).MoveToOuterDisposeScope();
     }
 

@@ -115,6 +115,68 @@ internal static class DataLocator
         return cached;
     }
 
+    /// <summary>The commit of Daehwan-Shin/oct-pointgame-clicks whose test/ folder holds the 600 real OCT scans (Kermany's test split).</summary>
+    private const string OctRealSource = "https://raw.githubusercontent.com/Daehwan-Shin/oct-pointgame-clicks/c93baf1f92d3121031821bede5393d4f28b15feb/test";
+
+    /// <summary>
+    /// The folder <paramref name="relativePath"/> of the data setting (e.g. "oct-real"), else its copy in the cache, else (for
+    /// "oct-real") its files downloaded one by one from their canonical address into the cache, each checked against the
+    /// sha256 list shipped in examples/data; null when none of these gives it (the caller says what to do).
+    /// </summary>
+    public static string? Folder(string? option, string relativePath, TextWriter? progress = null)
+    {
+        if (Explicit(option) is string folder)
+        {
+            string path = Path.Combine(folder, relativePath);
+            return Directory.Exists(path) ? path : throw new DirectoryNotFoundException(
+                $"'{relativePath}' is not in the data folder '{folder}' ({(string.IsNullOrEmpty(option) ? EnvironmentVariable : "--data")}).");
+        }
+        if (Find(null) is string shared && Directory.Exists(Path.Combine(shared, relativePath)))
+        {
+            return Path.Combine(shared, relativePath);
+        }
+        string cached = Path.Combine(CacheFolder, relativePath);
+        string complete = Path.Combine(cached, ".complete");
+        if (System.IO.File.Exists(complete))
+        {
+            return cached;
+        }
+        string manifest = Path.Combine(AppContext.BaseDirectory, "data", relativePath + ".SHA256SUMS");
+        if (!System.IO.File.Exists(manifest))
+        {
+            return null;
+        }
+        progress ??= Console.Out;
+        var files = System.IO.File.ReadLines(manifest).Where(l => l.Length > 66)
+            .Select(l => (Sha256: l[..64], Path: l[66..].TrimStart('.', '/'))).ToList();
+        progress.WriteLine($"Downloading the {files.Count} files of '{relativePath}' from {OctRealSource} into {cached} (once; set {EnvironmentVariable} to use a copy you have).");
+        using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(5) };
+        http.DefaultRequestHeaders.UserAgent.ParseAdd("Transformers.ML-examples/1.0");
+        try
+        {
+            for (int i = 0; i < files.Count; i++)
+            {
+                string target = Path.Combine(cached, files[i].Path);
+                if (!System.IO.File.Exists(target) || Convert.ToHexStringLower(SHA256.HashData(System.IO.File.ReadAllBytes(target))) != files[i].Sha256)
+                {
+                    Download(new DataSource($"{OctRealSource}/{files[i].Path}", Sha256: files[i].Sha256), target, http, TextWriter.Null);
+                }
+                if ((i + 1) % 50 == 0 || i + 1 == files.Count)
+                {
+                    progress.WriteLine($"  {i + 1} of {files.Count} files");
+                }
+            }
+        }
+        catch (Exception e) when (e is HttpRequestException or IOException or InvalidDataException or TaskCanceledException or UnauthorizedAccessException)
+        {
+            progress.WriteLine($"Downloading '{relativePath}' failed ({e.Message}); the files fetched so far stay in the cache for the next try. " +
+                $"To use a copy you have: pass --data DIR, set {EnvironmentVariable}, or put the project's shared/data beside the repository.");
+            return null;
+        }
+        System.IO.File.WriteAllText(complete, "");
+        return cached;
+    }
+
     /// <summary>Downloads <paramref name="source"/> into <paramref name="target"/>: a temporary file beside it, checked, then renamed.</summary>
     public static void Download(DataSource source, string target, HttpClient? client = null, TextWriter? progress = null)
     {

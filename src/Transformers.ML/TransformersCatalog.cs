@@ -143,8 +143,39 @@ public sealed class TransformersCatalog
     {
         ArgumentNullException.ThrowIfNull(baseModel);
         ArgumentNullException.ThrowIfNull(options);
-        return new ImageClassificationEstimator(Context, options.CloneKeepingProgress(), baseModel);
+        return new ImageClassificationEstimator(Context, options.CloneKeepingProgress(), baseModel.Classifier.Model);
     }
+
+    /// <summary>
+    /// Fine-tunes the encoder of a masked autoencoder (<paramref name="pretrained"/>) as a classifier: its architecture and
+    /// weights, a new zero-initialised head (with <c>options.Model.ImageSize</c> set, positions are interpolated to that
+    /// size). Give <paramref name="options"/> the autoencoder's <see cref="ImagePreprocessing"/>, so both see the same images.
+    /// </summary>
+    public ImageClassificationEstimator ImageClassification(MaskedAutoencoderTransformer pretrained, ImageClassificationOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(pretrained);
+        ArgumentNullException.ThrowIfNull(options);
+        return new ImageClassificationEstimator(Context, options.CloneKeepingProgress(), pretrained.Model.Encoder);
+    }
+
+    /// <summary>
+    /// Pretrains a ViT encoder on unlabelled images as a masked autoencoder (He et al. 2022); its transformer adds an
+    /// embedding column and can start a classifier (<see cref="ImageClassification(MaskedAutoencoderTransformer, ImageClassificationOptions)"/>).
+    /// </summary>
+    /// <param name="imageColumnName">Image column: an image (LoadImages), a Text path, or a known-size vector of Single.</param>
+    /// <param name="options">Every other option; null for the defaults.</param>
+    public MaskedAutoencoderEstimator MaskedAutoencoder(string imageColumnName = "Image", MaskedAutoencoderOptions? options = null)
+    {
+        MaskedAutoencoderOptions copy = options?.Clone(keepProgress: true) ?? new MaskedAutoencoderOptions();
+        copy.ImageColumnName = imageColumnName;
+        return new MaskedAutoencoderEstimator(Context, copy);
+    }
+
+    /// <summary>Loads a masked autoencoder saved by <see cref="MaskedAutoencoderTransformer.Save(string)"/>.</summary>
+    /// <param name="path">The model file.</param>
+    /// <param name="device">"auto", "cpu", "cuda" or "cuda:N".</param>
+    public MaskedAutoencoderTransformer LoadMaskedAutoencoder(string path, string device = "auto") =>
+        MaskedAutoencoderTransformer.Load(path, device, Core.Training.TrainingReporter.LogTo(Context, "MaskedAutoencoder"));
 
     /// <summary>Loads an image classifier saved by <see cref="ImageClassificationTransformer.Save(string)"/>.</summary>
     /// <param name="path">The model file.</param>

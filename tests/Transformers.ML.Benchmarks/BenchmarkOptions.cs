@@ -9,6 +9,9 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
 
     public double? FoldMinutes { get; init; }
 
+    /// <summary>Run only the first N folds of the split (a quicker look at a recipe); null: all.</summary>
+    public int? FoldsToRun { get; init; }
+
     /// <summary>Parses the command line; null when it is not understood (the caller prints the usage).</summary>
     public static BenchmarkOptions? Parse(string[] args)
     {
@@ -20,6 +23,7 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
         var recipes = new List<string>();
         int? folds = null;
         double? foldMinutes = null;
+        int? foldsToRun = null;
         for (int i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -48,6 +52,10 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
                     foldMinutes = m;
                     i++;
                     break;
+                case "--run-folds" when i + 1 < args.Length && int.TryParse(args[i + 1], out int r) && r >= 1:
+                    foldsToRun = r;
+                    i++;
+                    break;
                 case "--only" when i + 1 < args.Length:
                     only.AddRange(args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries));
                     break;
@@ -56,7 +64,7 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
                     return null;
             }
         }
-        return new BenchmarkOptions(quick, results, threads, data, only.ToArray()) { Recipes = recipes.ToArray(), Folds = folds, FoldMinutes = foldMinutes };
+        return new BenchmarkOptions(quick, results, threads, data, only.ToArray()) { Recipes = recipes.ToArray(), Folds = folds, FoldMinutes = foldMinutes, FoldsToRun = foldsToRun };
     }
 }
 

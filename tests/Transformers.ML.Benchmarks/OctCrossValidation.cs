@@ -22,13 +22,17 @@ internal sealed class OctScan
 }
 
 /// <summary>How one fold trains: the classifier's options for a time budget, and an optional pretraining on the fold's training images.</summary>
-/// <param name="Pretrain">Given the fold's training images (an IDataView with an Image column) and the budget, a model to start the classifier from; null for none.</param>
+/// <param name="Pretrain">
+/// Given the fold's training images (an IDataView with an Image column, no label used) and the fold's budget: the classifier
+/// estimator, started from what the pretraining learned, and the minutes the pretraining took; null trains from scratch.
+/// </param>
 internal sealed record OctRecipe(string Name, Func<TimeSpan, ImageClassificationOptions> Options,
-    Func<MLContext, IDataView, TimeSpan, ImageClassificationTransformer>? Pretrain = null, string Notes = "");
+    Func<MLContext, IDataView, TimeSpan, (ImageClassificationEstimator Classifier, double Minutes, IDisposable? Pretrained)>? Pretrain = null,
+    string Notes = "");
 
 /// <summary>The metrics of one fold.</summary>
 internal sealed record OctFoldResult(double Accuracy, double MacroAccuracy, double[] Recall, double Auc, double OneClassAuc, double[,] Confusion,
-    double TrainingMinutes);
+    double TrainingMinutes, long Steps, int Epochs, double FinalLoss, double FlipAccuracy, double FlipAuc, double? PretrainedOneClassAuc);
 
 /// <summary>Means and spreads over the folds.</summary>
 internal sealed record OctCvResult(OctRecipe Recipe, IReadOnlyList<OctFoldResult> Folds, string[] Classes)
@@ -65,14 +69,12 @@ internal sealed record OctCvResult(OctRecipe Recipe, IReadOnlyList<OctFoldResult
 
 internal static class OctCrossValidation
 {
-    /// <summary>The real scans of the data folder (oct-real and oct-samples), with their patients.</summary>
-    public static List<OctScan> RealScans(string dataFolder)
+    /// <summary>The real scans of OCT2017-layout folders (e.g. oct-real and oct-samples), with their patients.</summary>
+    public static List<OctScan> RealScans(IEnumerable<string> folders)
     {
         var scans = new List<OctScan>();
-        foreach (string name in new[] { "oct-real", "oct-samples" })
+        foreach (string folder in folders)
         {
-            string folder = Path.Combine(dataFolder, name);
-            if (Directory.Exists(folder))
             {
                 scans.AddRange(ImageDatasets.ReadOct2017Folder(folder).Select(f => new OctScan
                 {
@@ -83,19 +85,22 @@ internal static class OctCrossValidation
         return scans;
     }
 
-    public static OctCvResult Run(OctRecipe recipe, IReadOnlyList<OctScan> scans, int folds, TimeSpan budgetPerFold, int seed, Action<string>? log = null)
+    public static OctCvResult Run(OctRecipe recipe, IReadOnlyList<OctScan> scans, int folds, TimeSpan budgetPerFold, int seed, Action<string>? log = null,
+        int? foldsToRun = null)
     {
         int[] fold = ImageDatasets.GroupedFolds(scans.Select(s => s.Patient).ToList(), scans.Select(s => s.Diagnosis).ToList(), folds, seed);
         var results = new List<OctFoldResult>();
         string[] classes = ImageDatasets.Oct2017Classes.ToArray();
-        for (int f = 0; f < folds; f++)
+        for (int f = 0; f < Math.Min(folds, foldsToRun ?? folds); f++)
         {
             var train = scans.Where((_, i) => fold[i] != f).ToList();
             var test = scans.Where((_, i) => fold[i] == f).ToList();
             OctFoldResult result = RunFold(recipe, train, test, budgetPerFold, seed + f);
             results.Add(result);
             log?.Invoke($"    {recipe.Name} fold {f + 1}/{folds}: {train.Count} train / {test.Count} test scans, accuracy {result.Accuracy:F3}, macro {result.MacroAccuracy:F3}, " +
-                $"AUC {result.Auc:F3}, one-class AUC {result.OneClassAuc:F3}, recall {string.Join(" ", classes.Zip(result.Recall, (c, r) => $"{c} {r:F2}"))}, {result.TrainingMinutes:F1} min");
+                $"AUC {result.Auc:F3}, one-class AUC {result.OneClassAuc:F3}, recall {string.Join(" ", classes.Zip(result.Recall, (c, r) => $"{c} {r:F2}"))}, {result.TrainingMinutes:F1} min, " +
+                $"{result.Steps} steps in {result.Epochs} epochs, last epoch's training loss {result.FinalLoss:F3}; with test-time flip: accuracy {result.FlipAccuracy:F3}, AUC {result.FlipAuc:F3}" +
+                (result.PretrainedOneClassAuc is double p ? $"; one-class AUC of the pretrained embeddings alone {p:F3}" : ""));
         }
         return new OctCvResult(recipe, results, classes);
     }
@@ -115,11 +120,14 @@ internal static class OctCrossValidation
         var clock = Stopwatch.StartNew();
         ImageClassificationOptions options = recipe.Options(budget);
         options.Seed = seed;
-        using ImageClassificationTransformer? pretrained = recipe.Pretrain?.Invoke(ml, trainImages, budget);
-        using ImageClassificationTransformer model = pretrained is null
-            ? ml.Transformers().ImageClassification(options).Fit(trainImages)
-            : ml.Transformers().ImageClassification(pretrained, options).Fit(trainImages);
+        (ImageClassificationEstimator estimator, double _, IDisposable? kept) = recipe.Pretrain?.Invoke(ml, trainImages, budget)
+            ?? (ml.Transformers().ImageClassification(options), 0, null);
+        using IDisposable? disposeAfterward = kept; // the pretrained model the estimator starts from
+        var pretrained = kept as MaskedAutoencoderTransformer;
+        using ImageClassificationTransformer model = estimator.Fit(trainImages);
         double minutes = clock.Elapsed.TotalMinutes;
+        double? pretrainedOneClass = pretrained is null ? null
+            : OneClassAuc(ml, pretrained.Transform(trainImages), pretrained.Transform(testImages)); // the self-supervised embeddings alone
 
         IDataView scored = model.Transform(testImages);
         MulticlassClassificationMetrics metrics = ml.MulticlassClassification.Evaluate(scored);
@@ -134,7 +142,16 @@ internal static class OctCrossValidation
         double[] recall = Enumerable.Range(0, 4).Select(i => Enumerable.Range(0, 4).Sum(j => confusion[i, j]) is double n && n > 0 ? confusion[i, i] / n : double.NaN).ToArray();
         double auc = NormalVersusAbnormalAuc(ml, scored, model.ClassNames.ToList().IndexOf("NORMAL"));
         double oneClass = OneClassAuc(ml, model.Transform(trainImages), scored);
-        return new OctFoldResult(metrics.MicroAccuracy, metrics.MacroAccuracy, recall, auc, oneClass, confusion, minutes);
+        TrainingProgress? last = model.EpochReports.LastOrDefault();
+        // The same model once more with test-time flip averaging (no training: only the Transform differs; recipes train
+        // with it off, so the main numbers are without it).
+        model.TestTimeFlip = true;
+        IDataView flipped = model.Transform(testImages);
+        double flipAccuracy = ml.MulticlassClassification.Evaluate(flipped).MicroAccuracy;
+        double flipAuc = NormalVersusAbnormalAuc(ml, flipped, model.ClassNames.ToList().IndexOf("NORMAL"));
+        model.TestTimeFlip = false;
+        return new OctFoldResult(metrics.MicroAccuracy, metrics.MacroAccuracy, recall, auc, oneClass, confusion, minutes,
+            last?.Step ?? 0, model.EpochReports.Count, last?.Loss ?? double.NaN, flipAccuracy, flipAuc, pretrainedOneClass);
     }
 
     private sealed class Screening

@@ -60,6 +60,10 @@ internal sealed class ImageAugmenter
         {
             x = x.add(Uniform(-_options.Brightness * _pixelRange, _options.Brightness * _pixelRange).view(-1, 1, 1, 1));
         }
+        if (_options.Noise > 0)
+        {
+            x = x.add(randn_like(x).mul(Uniform(0, _options.Noise * _pixelRange).view(-1, 1, 1, 1)));
+        }
         return x.MoveToOuterDisposeScope();
     }
 }

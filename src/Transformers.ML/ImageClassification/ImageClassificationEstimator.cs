@@ -22,9 +22,10 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
 {
     private readonly MLContext _context;
     private readonly ImageClassificationOptions _options;
-    private readonly ImageClassificationTransformer? _baseModel;
+    private readonly VitModel? _baseModel;
 
-    internal ImageClassificationEstimator(MLContext context, ImageClassificationOptions options, ImageClassificationTransformer? baseModel = null)
+    /// <param name="baseModel">The ViT to start from: a classifier's, or a masked autoencoder's encoder; null trains from scratch.</param>
+    internal ImageClassificationEstimator(MLContext context, ImageClassificationOptions options, VitModel? baseModel = null)
     {
         _context = context;
         _options = options;
@@ -48,7 +49,7 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
         Device device = TrainingSetup.Prepare(_options, reporter);
 
         LabelInfo labels = LabelInfo.Of(train.Schema, _options.LabelColumnName);
-        VitConfig config = _baseModel?.Config ?? _options.EffectiveModel;
+        VitConfig config = _baseModel?.Config.Clone() ?? _options.EffectiveModel;
         if (_baseModel is not null && _options.Model is not null)
         {
             config.ImageSize = _options.Model.ImageSize; // fine-tuning at another resolution: positions are interpolated
@@ -86,7 +87,7 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
             (float[] mean, float[] std, double range) = Statistics(trainSet.Images);
             VitModel model = BuildModel(config, labels.Classes, log);
             model.to(device);
-            var classifier = new VitClassifier(model, device, labels.Names, labels.Binary, mean, std);
+            var classifier = new VitClassifier(model, device, labels.Names, labels.Binary, mean, std) { TestTimeFlip = _options.TestTimeFlip };
             ImageAugmenter? augmenter = _options.Augmentation is { IsIdentity: false } a ? new ImageAugmenter(a, range) : null;
             var task = new ImageClassificationTask(classifier, trainSet, validationSet.Count > 0 ? validationSet : null, _options.BatchSize,
                 _options.LabelSmoothing, _options.ClassBalance, augmenter);
@@ -105,7 +106,7 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
             return model;
         }
         // Fine-tuning: the base model's weights; a new (zero) head when the classes differ; positions interpolated to the new size.
-        VitModel source = _baseModel.Classifier.Model;
+        VitModel source = _baseModel;
         using var noGrad = no_grad();
         var baseConfig = source.Config.Clone();
         var copy = new VitModel(baseConfig, source.Classes);
@@ -171,62 +172,7 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
     {
         var input = new ImageInput(data.Schema, _options.ImageColumnName, config, _options.ImageFolder, _options.VectorImageHeight, _options.VectorImageWidth,
             _options.Preprocessing);
-        DataViewSchema.Column labelColumn = data.Schema[_options.LabelColumnName];
-        using DataViewRowCursor cursor = data.GetRowCursor(new[] { labelColumn, input.Column });
-        Func<long> label = labels.Getter(cursor);
-        Func<ImageValue> image = ImageValue.Reader(input, cursor, _options.SkipUnreadableImages);
-        var chunks = new List<Tensor>();
-        var pending = new List<Tensor>();
-        var classes = new List<long>();
-        int missingLabel = 0;
-        var unreadable = new List<string>();
-        while (cursor.MoveNext())
-        {
-            long value = label();
-            if (value < 0)
-            {
-                missingLabel++;
-                continue;
-            }
-            ImageValue read = image();
-            if (read.Pixels is null)
-            {
-                unreadable.Add(read.Error!.Message);
-                continue;
-            }
-            pending.Add(read.Pixels);
-            classes.Add(value);
-            if (pending.Count == 1024)
-            {
-                chunks.Add(stack(pending.ToArray()));
-                pending.ForEach(t => t.Dispose());
-                pending.Clear();
-            }
-        }
-        if (pending.Count > 0)
-        {
-            chunks.Add(stack(pending.ToArray()));
-            pending.ForEach(t => t.Dispose());
-        }
-        if (missingLabel > 0)
-        {
-            reporter.Warning($"Skipped {missingLabel} {what} row(s) with a missing label in column '{_options.LabelColumnName}'.");
-        }
-        if (unreadable.Count > 0)
-        {
-            reporter.Warning($"Skipped {unreadable.Count} {what} image(s) that could not be read (SkipUnreadableImages), e.g.: {unreadable[0]}");
-        }
-        if (classes.Count == 0)
-        {
-            throw new InvalidOperationException(
-                $"The {what} data has no row with both a label in '{_options.LabelColumnName}' and a readable image in '{_options.ImageColumnName}': nothing to train on.");
-        }
-        Tensor images = chunks.Count == 1 ? chunks[0] : cat(chunks.ToArray());
-        if (chunks.Count > 1)
-        {
-            chunks.ForEach(t => t.Dispose());
-        }
-        return new ImageSet(images, classes.ToArray());
+        return ImageSets.Read(data, input, labels, _options.SkipUnreadableImages, reporter, what);
     }
 }
 

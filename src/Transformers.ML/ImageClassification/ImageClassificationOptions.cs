@@ -114,10 +114,16 @@ public sealed class ImageAugmentation
     /// <summary>Largest contrast change, as a factor around the image mean (multiplied by 1 +- c). Range [0, 1]; default 0.1.</summary>
     public double Contrast { get; set; } = 0.1;
 
-    /// <summary>No augmentation at all.</summary>
-    public static ImageAugmentation None => new() { HorizontalFlip = false, RotationDegrees = 0, TranslationFraction = 0, CropMinScale = 1, Brightness = 0, Contrast = 0 };
+    /// <summary>
+    /// Largest standard deviation of Gaussian noise added to every pixel, as a fraction of the pixel range (each image draws its
+    /// own level in [0, n]): the grain of OCT speckle, which differs between scanners and settings. Range [0, 1]; default 0.
+    /// </summary>
+    public double Noise { get; set; }
 
-    internal bool IsIdentity => !HorizontalFlip && RotationDegrees == 0 && TranslationFraction == 0 && CropMinScale == 1 && Brightness == 0 && Contrast == 0;
+    /// <summary>No augmentation at all.</summary>
+    public static ImageAugmentation None => new() { HorizontalFlip = false, RotationDegrees = 0, TranslationFraction = 0, CropMinScale = 1, Brightness = 0, Contrast = 0, Noise = 0 };
+
+    internal bool IsIdentity => !HorizontalFlip && RotationDegrees == 0 && TranslationFraction == 0 && CropMinScale == 1 && Brightness == 0 && Contrast == 0 && Noise == 0;
 
     internal void Validate()
     {
@@ -133,6 +139,7 @@ public sealed class ImageAugmentation
         Check(CropMinScale is > 0 and <= 1, nameof(CropMinScale), CropMinScale, "(0, 1]");
         Check(Brightness is >= 0 and <= 1, nameof(Brightness), Brightness, "[0, 1]");
         Check(Contrast is >= 0 and <= 1, nameof(Contrast), Contrast, "[0, 1]");
+        Check(Noise is >= 0 and <= 1, nameof(Noise), Noise, "[0, 1]");
     }
 }
 
@@ -228,6 +235,12 @@ public sealed class ImageClassificationOptions : TrainingOptions
 
     /// <summary>Rows classified together by Transform. Range 1..65536; default 64.</summary>
     public int TransformBatchSize { get; set; } = 64;
+
+    /// <summary>
+    /// At Transform (and validation), average the class probabilities of each image and of its left-right mirror (test-time
+    /// augmentation; a left eye's B-scan mirrors a right eye's). Twice the inference work. Saved with the model. Default false.
+    /// </summary>
+    public bool TestTimeFlip { get; set; }
 
     /// <summary>The architecture in use: <see cref="Model"/>, else the preset's.</summary>
     [JsonIgnore]

@@ -65,6 +65,13 @@ public sealed class ImageClassificationTransformer : ITransformer, IDisposable
     /// <summary>Also output ClsAttention and AttentionRollout (slower).</summary>
     public bool OutputAttention { get => Options.OutputAttention; set => Options.OutputAttention = value; }
 
+    /// <summary>Transform averages the probabilities of each image and its left-right mirror (see <see cref="ImageClassificationOptions.TestTimeFlip"/>).</summary>
+    public bool TestTimeFlip
+    {
+        get => Options.TestTimeFlip;
+        set => Options.TestTimeFlip = Classifier.TestTimeFlip = value;
+    }
+
     /// <summary>Per-epoch reports of training (loss, validation loss, validation accuracy), when trained in this process.</summary>
     public IReadOnlyList<TrainingProgress> EpochReports { get; internal set; } = Array.Empty<TrainingProgress>();
 
@@ -126,7 +133,7 @@ public sealed class ImageClassificationTransformer : ITransformer, IDisposable
                 VectorHeight = Options.VectorImageHeight, VectorWidth = Options.VectorImageWidth, Score = Options.ScoreColumnName,
                 PredictedLabel = Options.PredictedLabelColumnName, Probability = Options.ProbabilityColumnName,
                 Embedding = Options.EmbeddingColumnName, OutputAttention = Options.OutputAttention, SkipUnreadable = Options.SkipUnreadableImages,
-                TransformBatchSize = Options.TransformBatchSize,
+                TransformBatchSize = Options.TransformBatchSize, TestTimeFlip = Options.TestTimeFlip,
             }),
             ["preprocessing"] = JsonSerializer.Serialize(Options.Preprocessing),
         };
@@ -147,6 +154,7 @@ public sealed class ImageClassificationTransformer : ITransformer, IDisposable
         public bool OutputAttention { get; set; }
         public bool SkipUnreadable { get; set; }
         public int TransformBatchSize { get; set; } = 64;
+        public bool TestTimeFlip { get; set; }
     }
 
     internal static ImageClassificationTransformer Load(string path, string device, Action<string>? log)
@@ -197,9 +205,9 @@ public sealed class ImageClassificationTransformer : ITransformer, IDisposable
             VectorImageHeight = columns.VectorHeight, VectorImageWidth = columns.VectorWidth, ScoreColumnName = columns.Score,
             PredictedLabelColumnName = columns.PredictedLabel, ProbabilityColumnName = columns.Probability, EmbeddingColumnName = columns.Embedding,
             OutputAttention = columns.OutputAttention, SkipUnreadableImages = columns.SkipUnreadable, TransformBatchSize = columns.TransformBatchSize,
-            Model = config, Preprocessing = preprocessing,
+            Model = config, Preprocessing = preprocessing, TestTimeFlip = columns.TestTimeFlip,
         };
-        return new ImageClassificationTransformer(new VitClassifier(model, target, classes, binary, mean, std), options, log);
+        return new ImageClassificationTransformer(new VitClassifier(model, target, classes, binary, mean, std) { TestTimeFlip = columns.TestTimeFlip }, options, log);
     }
 
     /// <summary>
@@ -211,14 +219,30 @@ public sealed class ImageClassificationTransformer : ITransformer, IDisposable
     public void ExportToOnnx(string path, OnnxExportOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(path);
-        OnnxGraph.Save(VitOnnxExport.Build(Classifier, options ?? new OnnxExportOptions()), path);
+        OnnxGraph.Save(VitOnnxExport.Build(Classifier, options ?? new OnnxExportOptions(), OnnxPreprocessing()), path);
     }
 
     /// <summary>Exports the classifier to ONNX into a stream (see <see cref="ExportToOnnx(string, OnnxExportOptions?)"/>).</summary>
     public void ExportToOnnx(Stream stream, OnnxExportOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        Google.Protobuf.MessageExtensions.WriteTo(VitOnnxExport.Build(Classifier, options ?? new OnnxExportOptions()), stream);
+        Google.Protobuf.MessageExtensions.WriteTo(VitOnnxExport.Build(Classifier, options ?? new OnnxExportOptions(), OnnxPreprocessing()), stream);
+    }
+
+    /// <summary>
+    /// The preprocessing the ONNX graph can hold (per-image normalisation). The graph takes pixels resized by ML.NET, so the
+    /// steps that work on the image before its resize (wedge masking, band crop, padding) have no place in it.
+    /// </summary>
+    private ImagePreprocessing OnnxPreprocessing()
+    {
+        ImagePreprocessing p = Options.Preprocessing;
+        if (p.MaskBorderWedges || p.BandHeight < 1 || p.Fit != ImageFit.Stretch)
+        {
+            throw new NotSupportedException(
+                "This model's preprocessing works on each image before it is resized (MaskBorderWedges, BandHeight < 1 or Fit = Pad), " +
+                "which the ONNX graph, fed pixels that ML.NET already resized, cannot repeat. Export a model trained without them, or run this one with Transform.");
+        }
+        return p;
     }
 
     /// <summary>Frees the model's tensors.</summary>

@@ -20,13 +20,7 @@ internal static class OutputShapes
             throw new ArgumentOutOfRangeException(nameof(input),
                 $"Label column '{label.Name}' is {label.ItemType}; expected a Key (multiclass: ml.Transforms.Conversion.MapValueToKey(\"{label.Name}\")) or a Boolean (binary).");
         }
-        bool imageOk = image.ItemType is ImageDataViewType or TextDataViewType && image.Kind == SchemaShape.Column.VectorKind.Scalar
-            || image.ItemType is NumberDataViewType n && n.RawType == typeof(float) && image.Kind == SchemaShape.Column.VectorKind.Vector;
-        if (!imageOk)
-        {
-            throw new ArgumentOutOfRangeException(nameof(input),
-                $"Image column '{image.Name}' is {image.ItemType} ({image.Kind}); expected an image (LoadImages), a Text path, or a known-size vector of Single.");
-        }
+        CheckImage(image);
 
         const string scratch = "__transformers_ml_single";
         SchemaShape shape = context.Transforms.Conversion.ConvertType(scratch, label.Name, DataKind.Single).GetOutputSchema(input);
@@ -48,6 +42,35 @@ internal static class OutputShapes
             shape = Vector(shape, ImageClassificationTransformer.RolloutColumn);
         }
         return new SchemaShape(shape.Where(c => c.Name != scratch));
+    }
+
+    /// <summary>The input's columns and an embedding vector of Single, after checking the image column.</summary>
+    public static SchemaShape WithEmbedding(MLContext context, SchemaShape input, string imageColumn, string embeddingColumn)
+    {
+        SchemaShape.Column image = Find(input, imageColumn, "image");
+        CheckImage(image);
+        // A vector of Single from the image column: its pixels (ExtractPixels, after LoadImages for a path), or a copy of it.
+        const string scratch = "__transformers_ml_pixels", scratchImage = "__transformers_ml_image";
+        SchemaShape shape = image.ItemType switch
+        {
+            TextDataViewType => context.Transforms.ExtractPixels(scratch, scratchImage)
+                .GetOutputSchema(context.Transforms.LoadImages(scratchImage, null, image.Name).GetOutputSchema(input)),
+            ImageDataViewType => context.Transforms.ExtractPixels(scratch, image.Name).GetOutputSchema(input),
+            _ => context.Transforms.CopyColumns(scratch, image.Name).GetOutputSchema(input),
+        };
+        shape = context.Transforms.Concatenate(embeddingColumn, scratch).GetOutputSchema(shape);
+        return new SchemaShape(shape.Where(c => c.Name != scratch && c.Name != scratchImage));
+    }
+
+    private static void CheckImage(SchemaShape.Column image)
+    {
+        bool imageOk = image.ItemType is ImageDataViewType or TextDataViewType && image.Kind == SchemaShape.Column.VectorKind.Scalar
+            || image.ItemType is NumberDataViewType n && n.RawType == typeof(float) && image.Kind == SchemaShape.Column.VectorKind.Vector;
+        if (!imageOk)
+        {
+            throw new ArgumentOutOfRangeException(nameof(image),
+                $"Image column '{image.Name}' is {image.ItemType} ({image.Kind}); expected an image (LoadImages), a Text path, or a known-size vector of Single.");
+        }
     }
 
     private static SchemaShape.Column Find(SchemaShape input, string name, string role)

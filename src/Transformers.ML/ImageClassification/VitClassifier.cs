@@ -1,6 +1,7 @@
 // A trained ViT with what inference needs besides the weights: the device, the class names, whether it is a binary
 // (Boolean label) classifier, and the per-channel mean and standard deviation of the training pixels.
 using static TorchSharp.torch;
+using TorchSharp;
 
 namespace Transformers.ML.ImageClassification;
 
@@ -37,6 +38,9 @@ internal sealed class VitClassifier : IDisposable
 
     public float[] Std { get; }
 
+    /// <summary>Average the probabilities of each image and its left-right mirror (see <see cref="ImageClassificationOptions.TestTimeFlip"/>).</summary>
+    public bool TestTimeFlip { get; set; }
+
     /// <summary>(x - mean) / std per channel.</summary>
     public Tensor Normalize(Tensor images) => images.sub(_mean).div(_std);
 
@@ -46,8 +50,14 @@ internal sealed class VitClassifier : IDisposable
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         Model.eval();
-        VitOutput output = Model.Forward(Normalize(images.to(Device)), needAttention);
-        float[][] probabilities = Rows(output.Logits.softmax(-1));
+        Tensor x = Normalize(images.to(Device));
+        VitOutput output = Model.Forward(x, needAttention);
+        Tensor p = output.Logits.softmax(-1);
+        if (TestTimeFlip)
+        {
+            p = p.add(Model.Forward(x.flip(3)).Logits.softmax(-1)).div(Two); // the mean of the image's and its mirror's
+        }
+        float[][] probabilities = Rows(p);
         float[][] embeddings = Rows(output.Features);
         float[][]? cls = null, rollout = null;
         if (needAttention)
@@ -79,6 +89,8 @@ internal sealed class VitClassifier : IDisposable
         Tensor map = rollout.select(1, 0).narrow(1, 1, tokens - 1); // [CLS] -> patches
         return map.div(map.sum(-1, keepdim: true)).MoveToOuterDisposeScope();
     }
+
+    private static readonly Scalar Two = 2f.ToScalar(); // long-lived: see ImageInput's Constant
 
     private static float[][] Rows(Tensor matrix)
     {

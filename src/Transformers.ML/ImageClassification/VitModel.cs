@@ -50,6 +50,20 @@ public sealed class VitConfig
     public int StemChannels { get; set; }
 
     /// <summary>
+    /// Stride-2 layers after the stem's first convolution (a deeper convolutional stem, as Xiao et al.'s ViTc): each a 3x3
+    /// convolution with stride 2 that doubles the channels, and GELU. Each halves the feature map, so the patch embedding
+    /// cuts PatchSize / 2^StemDownsampling pixels of it per token (a token still covers PatchSize x PatchSize pixels of the
+    /// image). Needs StemChannels > 0 and a PatchSize divisible by 2^StemDownsampling. Range 0..4; default 0.
+    /// </summary>
+    public int StemDownsampling { get; set; }
+
+    /// <summary>Channels of the feature map the patch embedding reads: the image's, or the stem's last layer's.</summary>
+    internal int StemOutputChannels => StemChannels == 0 ? Channels : StemChannels << StemDownsampling;
+
+    /// <summary>The patch embedding's stride on the stem's feature map.</summary>
+    internal int EmbeddingStride => PatchSize >> StemDownsampling;
+
+    /// <summary>
     /// Side of the patch embedding's window, in pixels: PatchSize (or 0, the default) cuts the image into disjoint patches as
     /// the paper does; a larger window (PatchSize + an even number) lets neighbouring patches overlap, with the image
     /// zero-padded by half the difference, so every token also sees the pixels around its patch (the overlapping patch
@@ -94,6 +108,9 @@ public sealed class VitConfig
         Check(MlpRatio > 0, nameof(MlpRatio), MlpRatio, "> 0");
         Check(Dropout is >= 0 and < 1, nameof(Dropout), Dropout, "in [0, 1)");
         Check(StemChannels is >= 0 and <= 4096, nameof(StemChannels), StemChannels, "in [0, 4096] (0: no stem)");
+        Check(StemDownsampling is >= 0 and <= 4 && (StemDownsampling == 0 || StemChannels > 0) && PatchSize % (1 << StemDownsampling) == 0,
+            nameof(StemDownsampling), StemDownsampling, $"in [0, 4], with StemChannels > 0 and PatchSize ({PatchSize}) divisible by 2^StemDownsampling");
+        Check(StemDownsampling == 0 || PatchWindow == 0 || PatchWindow == PatchSize, nameof(PatchWindow), PatchWindow, "0 (disjoint patches) with a downsampling stem");
         Check(PatchWindow == 0 || (PatchWindow >= PatchSize && PatchWindow <= ImageSize + PatchSize && (PatchWindow - PatchSize) % 2 == 0), nameof(PatchWindow), PatchWindow,
             $"0, or PatchSize ({PatchSize}) plus an even number of pixels, at most ImageSize + PatchSize ({ImageSize + PatchSize})");
     }
@@ -124,6 +141,9 @@ internal sealed class VitModel : nn.Module
 {
     [ComponentName(Name = "stem")]
     private readonly Conv2d? _stem;
+
+    [ComponentName(Name = "stem_down")]
+    private readonly ModuleList<Conv2d>? _stemDown;
 
     [ComponentName(Name = "patch_embed")]
     private readonly Conv2d _patchEmbedding;
@@ -158,8 +178,14 @@ internal sealed class VitModel : nn.Module
         {
             _stem = nn.Conv2d(config.Channels, config.StemChannels, 3, stride: 1, padding: 1);
         }
-        _patchEmbedding = nn.Conv2d(config.StemChannels > 0 ? config.StemChannels : config.Channels, config.Width, config.EffectivePatchWindow,
-            stride: config.PatchSize, padding: config.PatchPadding);
+        if (config.StemDownsampling > 0)
+        {
+            _stemDown = nn.ModuleList(Enumerable.Range(0, config.StemDownsampling)
+                .Select(i => nn.Conv2d(config.StemChannels << i, config.StemChannels << (i + 1), 3, stride: 2, padding: 1)).ToArray());
+        }
+        int embeddingWindow = config.StemDownsampling > 0 ? config.EmbeddingStride : config.EffectivePatchWindow;
+        _patchEmbedding = nn.Conv2d(config.StemOutputChannels, config.Width, embeddingWindow,
+            stride: config.EmbeddingStride, padding: config.StemDownsampling > 0 ? 0 : config.PatchPadding);
         _classToken = new Parameter(zeros(1, 1, config.Width));
         _positions = new Parameter(zeros(1, patches + 1, config.Width));
         _dropout = nn.Dropout(config.Dropout);
@@ -188,16 +214,46 @@ internal sealed class VitModel : nn.Module
                 $"Expected images of shape (batch, {Config.Channels}, {Config.ImageSize}, {Config.ImageSize}); found ({string.Join(", ", images.shape)}).");
         }
         using var scope = NewDisposeScope();
-        long batch = images.shape[0];
-        Tensor pixels = _stem is null ? images : F.gelu(_stem.forward(images));      // the hybrid's feature map, or the pixels
-        Tensor patches = _patchEmbedding.forward(pixels).flatten(2).transpose(1, 2); // (B, D, g, g) -> (B, N, D)
-        Tensor tokens = cat(new[] { _classToken.expand(batch, -1, -1), patches }, 1); // (B, N + 1, D)
-        Tensor x = _dropout.forward(tokens.add(_positions));
+        Tensor x = _dropout.forward(Tokens(images, kept: null));                // (B, N + 1, D)
         StackOutput encoded = _encoder.Forward(x, null, needAttention);       // final LayerNorm included (pre-LN)
         Tensor features = encoded.Hidden.select(1, 0);                         // (B, D): the [CLS] position
         Tensor logits = _head.forward(features);
         return new VitOutput(logits.MoveToOuterDisposeScope(), features.MoveToOuterDisposeScope(),
             encoded.SelfAttentionWeights?.Select(w => w.MoveToOuterDisposeScope()).ToList());
+    }
+
+    /// <summary>
+    /// The [CLS] token and the patch tokens, each with its position: (B, 1 + N, D), or with <paramref name="kept"/> (B, K)
+    /// only the tokens of those patches, (B, 1 + K, D), in that order. Positions are added before patches are dropped, so a
+    /// kept token knows where it came from (the masked autoencoder's encoder, He et al. 2022, section 3).
+    /// </summary>
+    private Tensor Tokens(Tensor images, Tensor? kept)
+    {
+        long batch = images.shape[0];
+        Tensor pixels = _stem is null ? images : F.gelu(_stem.forward(images));      // the hybrid's feature map, or the pixels
+        foreach (Conv2d down in _stemDown ?? Enumerable.Empty<Conv2d>())
+        {
+            pixels = F.gelu(down.forward(pixels));                                   // (B, C 2^i, S / 2^i, S / 2^i)
+        }
+        Tensor patches = _patchEmbedding.forward(pixels).flatten(2).transpose(1, 2); // (B, D, g, g) -> (B, N, D)
+        patches = patches.add(_positions.narrow(1, 1, patches.shape[1]));
+        if (kept is not null)
+        {
+            patches = patches.gather(1, kept.unsqueeze(-1).expand(-1, -1, patches.shape[2])); // (B, K, D)
+        }
+        Tensor cls = _classToken.add(_positions.narrow(1, 0, 1)).expand(batch, -1, -1);     // (B, 1, D)
+        return cat(new[] { cls, patches }, 1);
+    }
+
+    /// <summary>
+    /// The encoder's output for the kept patches only (B, 1 + K, D) after the final LayerNorm: what a masked autoencoder
+    /// encodes. Null <paramref name="kept"/> encodes every patch.
+    /// </summary>
+    public Tensor EncodeKept(Tensor images, Tensor? kept)
+    {
+        using var scope = NewDisposeScope();
+        Tensor x = _dropout.forward(Tokens(images, kept));
+        return _encoder.Forward(x, null, false).Hidden.MoveToOuterDisposeScope();
     }
 
     /// <summary>

@@ -58,11 +58,15 @@ internal static class OctBenchmark
     /// <summary>The recipes compared, by name; the first is the default of --only image.oct.</summary>
     public static IReadOnlyList<OctRecipe> Recipes { get; } = new OctRecipe[]
     {
-        new("retinal-oct", budget => Oct(budget, Prep(band: 0.6)),
+        new("retinal-oct", budget => Oct(budget, ImagePreprocessing.RetinalOct),
             Notes: "the default: wedges masked, retina band 0.6, per-image normalisation, 64 x 64 / 8, flips, 5 degrees, 5 % shifts, crops, brightness and contrast"),
         new("defaults-64", budget => new ImageClassificationOptions { MaxTrainingTime = budget, Augmentation = new ImageAugmentation(), LogEverySteps = 1_000_000 },
             Notes: "the library's defaults: Small preset 64 x 64, whole scan stretched, dataset normalisation, default augmentation"),
         new("no-band", budget => Oct(budget, Prep(band: 1)), Notes: "as the default but the whole scan stretched to the square (no band crop)"),
+        new("pad", budget => Oct(budget, new ImagePreprocessing { MaskWedges = true, BandHeight = 1, Fit = ImageFit.Pad, PerImageNormalization = true }),
+            Notes: "as the default but the whole scan padded to a square, keeping its aspect ratio"),
+        new("no-per-image-normalisation", budget => Oct(budget, Prep(band: 0.6, perImage: false)), Notes: "as the default, normalised by the training set's mean and deviation only"),
+        new("size-96", budget => Oct(budget, ImagePreprocessing.RetinalOct, size: 96), Notes: "as the default at 96 x 96 (patch 8: 144 tokens)"),
         new("no-wedge-mask", budget => Oct(budget, Prep(band: 0.6, wedges: false)), Notes: "as the default but the white wedges left in"),
         new("no-augmentation", budget => Oct(budget, Prep(band: 0.6), augmentation: ImageAugmentation.None), Notes: "as the default without augmentation"),
         new("oct-augmentation", budget => Oct(budget, Prep(band: 0.6), augmentation: new ImageAugmentation { RotationDegrees = 8, TranslationFraction = 0.08, Noise = 0.05 }),
@@ -113,18 +117,21 @@ internal static class OctBenchmark
     }
 
     private static ImagePreprocessing Prep(double band, bool wedges = true, bool perImage = true) =>
-        new() { MaskBorderWedges = wedges, BandHeight = band, PerImageNormalization = perImage };
+        new() { MaskWedges = wedges, BandHeight = band, PerImageNormalization = perImage };
 
-    /// <summary>A grayscale ViT classifier for the budget: the Small preset's shape unless told otherwise.</summary>
+    /// <summary>The library's OCT recipe (ImageClassificationOptions.RetinalOct) for the budget, changed where a recipe says so.</summary>
     private static ImageClassificationOptions Oct(TimeSpan budget, ImagePreprocessing preprocessing, int size = 64, int patch = 8, int stem = 0,
-        int width = 128, int depth = 4, int heads = 4, ImageAugmentation? augmentation = null) => new()
+        ImageAugmentation? augmentation = null)
     {
-        MaxTrainingTime = budget,
-        Model = new VitConfig { ImageSize = size, PatchSize = patch, Channels = 1, Width = width, Depth = depth, Heads = heads, MlpRatio = 2, Dropout = 0.1, StemChannels = stem },
-        Preprocessing = preprocessing,
-        Augmentation = augmentation ?? new ImageAugmentation(),
-        LogEverySteps = 1_000_000,
-    };
+        ImageClassificationOptions options = ImageClassificationOptions.RetinalOct(budget);
+        options.Model!.ImageSize = size;
+        options.Model.PatchSize = patch;
+        options.Model.StemChannels = stem;
+        options.Preprocessing = preprocessing;
+        options.Augmentation = augmentation ?? options.Augmentation;
+        options.LogEverySteps = 1_000_000;
+        return options;
+    }
 
     public static void Run(ResultsTable table, BenchmarkOptions options)
     {

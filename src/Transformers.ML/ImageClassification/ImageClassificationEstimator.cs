@@ -43,7 +43,7 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
     public ImageClassificationTransformer Fit(IDataView train, IDataView? validation)
     {
         ArgumentNullException.ThrowIfNull(train);
-        var recorder = new EpochRecorder(_options.Progress);
+        var recorder = new EpochRecorder(_options.Progress, _options.CurvesPath, "Image classification");
         using var reporter = new TrainingReporter(_context, "ImageClassification", recorder);
         Action<string>? log = TrainingReporter.LogTo(_context, "ImageClassification");
         Device device = TrainingSetup.Prepare(_options, reporter);
@@ -94,7 +94,7 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
             ImageClassificationOptions options = _options.Clone();
             options.Model = config;
             new TrainingLoop<int[]>(model, _options, task, reporter, config.Width, System.Text.Json.JsonSerializer.Serialize(config)).Run();
-            return new ImageClassificationTransformer(classifier, options, log) { EpochReports = recorder.Epochs };
+            return new ImageClassificationTransformer(classifier, options, log) { EpochReports = recorder.Epochs, TrainingReports = recorder.All };
         }
     }
 

@@ -49,10 +49,11 @@ public enum ImageFit
 public sealed class ImagePreprocessing
 {
     /// <summary>
-    /// Set flat saturated regions that touch the image's border to black: the white wedges an OCT scanner leaves where it
-    /// registered the scan, which hold no anatomy (and mark the scanner, not the disease). Default false.
+    /// Set flat saturated regions to black (pixels that are bright, 245 of 255 or more, with every pixel around them bright
+    /// too): the white wedges an OCT scanner leaves where it registered the scan, which hold no anatomy and mark the scanner,
+    /// not the disease. Speckled tissue, however bright, is left alone. Default false.
     /// </summary>
-    public bool MaskBorderWedges { get; set; }
+    public bool MaskWedges { get; set; }
 
     /// <summary>
     /// Keep only a band of rows of this fraction of the image's height, centred on its bright tissue (for an OCT B-scan, the
@@ -70,10 +71,10 @@ public sealed class ImagePreprocessing
     public bool PerImageNormalization { get; set; }
 
     /// <summary>The preprocessing chosen for real retinal OCT scans by the benchmark's cross-validation.</summary>
-    public static ImagePreprocessing RetinalOct => new() { MaskBorderWedges = true, BandHeight = 1, Fit = ImageFit.Stretch, PerImageNormalization = true };
+    public static ImagePreprocessing RetinalOct => new() { MaskWedges = true, BandHeight = 0.6, Fit = ImageFit.Stretch, PerImageNormalization = true };
 
     /// <summary>True when nothing is changed.</summary>
-    internal bool IsIdentity => !MaskBorderWedges && BandHeight >= 1 && Fit == ImageFit.Stretch && !PerImageNormalization;
+    internal bool IsIdentity => !MaskWedges && BandHeight >= 1 && Fit == ImageFit.Stretch && !PerImageNormalization;
 
     internal ImagePreprocessing Clone() => (ImagePreprocessing)MemberwiseClone();
 
@@ -241,6 +242,22 @@ public sealed class ImageClassificationOptions : TrainingOptions
     /// augmentation; a left eye's B-scan mirrors a right eye's). Twice the inference work. Saved with the model. Default false.
     /// </summary>
     public bool TestTimeFlip { get; set; }
+
+    /// <summary>
+    /// The recipe for real retinal OCT B-scans (Kermany's OCT2017 classes CNV, DME, DRUSEN, NORMAL: grayscale, wide, with
+    /// registration wedges) on a CPU, chosen by patient-grouped 5-fold cross-validation on 648 real scans in the benchmark
+    /// (BENCHMARKS.md): wedges masked, the retina band (0.6 of the height) stretched to 64 x 64, per-image normalisation, the
+    /// Small ViT (patch 8, width 128, depth 4), the default augmentation (flips, small rotations, shifts, crops, brightness and
+    /// contrast), AdamW with warmup and cosine decay planned over <paramref name="trainingTime"/>. Training time is what buys
+    /// accuracy here: on two cores, 1 minute gave 0.60, 3 minutes 0.77, 6 minutes 0.89 on the first fold.
+    /// </summary>
+    public static ImageClassificationOptions RetinalOct(TimeSpan trainingTime) => new()
+    {
+        Model = FromPreset(VitPreset.Small),
+        Preprocessing = ImagePreprocessing.RetinalOct,
+        Augmentation = new ImageAugmentation(),
+        MaxTrainingTime = trainingTime,
+    };
 
     /// <summary>The architecture in use: <see cref="Model"/>, else the preset's.</summary>
     [JsonIgnore]

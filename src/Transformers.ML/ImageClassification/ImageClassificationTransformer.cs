@@ -75,6 +75,9 @@ public sealed class ImageClassificationTransformer : ITransformer, IDisposable
     /// <summary>Per-epoch reports of training (loss, validation loss, validation accuracy), when trained in this process.</summary>
     public IReadOnlyList<TrainingProgress> EpochReports { get; internal set; } = Array.Empty<TrainingProgress>();
 
+    /// <summary>Every progress report of training (steps and epochs), when trained in this process: e.g. for <see cref="Charts.SaveTrainingCurves"/>.</summary>
+    public IReadOnlyList<TrainingProgress> TrainingReports { get; internal set; } = Array.Empty<TrainingProgress>();
+
     /// <inheritdoc />
     public bool IsRowToRowMapper => true;
 
@@ -230,19 +233,29 @@ public sealed class ImageClassificationTransformer : ITransformer, IDisposable
     }
 
     /// <summary>
-    /// The preprocessing the ONNX graph can hold (per-image normalisation). The graph takes pixels resized by ML.NET, so the
-    /// steps that work on the image before its resize (wedge masking, band crop, padding) have no place in it.
+    /// The preprocessing the ONNX graph repeats: wedge masking, the band crop and per-image normalisation, as nodes. Padding
+    /// to a square keeps each scan's own aspect ratio, which ML.NET's fixed-size ResizeImages before the graph has lost.
     /// </summary>
     private ImagePreprocessing OnnxPreprocessing()
     {
         ImagePreprocessing p = Options.Preprocessing;
-        if (p.MaskBorderWedges || p.BandHeight < 1 || p.Fit != ImageFit.Stretch)
+        if (p.Fit != ImageFit.Stretch)
         {
             throw new NotSupportedException(
-                "This model's preprocessing works on each image before it is resized (MaskBorderWedges, BandHeight < 1 or Fit = Pad), " +
-                "which the ONNX graph, fed pixels that ML.NET already resized, cannot repeat. Export a model trained without them, or run this one with Transform.");
+                "This model pads each image to a square (ImagePreprocessing.Fit = Pad), keeping its aspect ratio; the ONNX graph is fed images that " +
+                "ML.NET's ResizeImages already brought to one fixed size, so it cannot. Export a model trained with Fit = Stretch, or run this one with Transform.");
         }
         return p;
+    }
+
+    /// <summary>
+    /// The (height, width) of the "pixels" input of <see cref="ExportToOnnx(string, OnnxExportOptions?)"/>: the model's side, or,
+    /// when its preprocessing masks wedges or crops a band, the size the graph preprocesses at (ResizeImages to it first).
+    /// </summary>
+    public (int Height, int Width) OnnxInputSize(OnnxExportOptions? options = null)
+    {
+        int size = options?.ImageSize ?? Config.ImageSize;
+        return ImagePreprocessor.UsesSource(Options.Preprocessing) ? ImagePreprocessor.SourceSize(Options.Preprocessing, size) : (size, size);
     }
 
     /// <summary>Frees the model's tensors.</summary>

@@ -42,6 +42,10 @@ internal static class Constant
     public static readonly Scalar Zero = 0f.ToScalar();
 
     public static readonly Scalar SmallStd = 1e-3f.ToScalar();
+
+    public static readonly Scalar WedgeLevel = ImagePreprocessor.WedgeLevel.ToScalar();
+
+    public static readonly Scalar WedgeFlatLevel = ImagePreprocessor.WedgeFlatLevel.ToScalar();
 }
 
 /// <summary>An image that could not be read: which row, which file (when known) and why.</summary>
@@ -170,19 +174,7 @@ internal sealed class ImageInput
             // RGB to ITU-R BT.601 luma as a weighted sum over the channels, or gray to three equal channels.
             image = channels == 3 ? image.mul(LumaWeights).sum(1, keepdim: true) : image.expand(1, 3, height, width);
         }
-        (image, ImageRegion region) = ImagePreprocessor.BeforeResize(image, _preprocessing);
-        height = image.shape[2];
-        width = image.shape[3];
-        if (height > _imageSize || width > _imageSize)
-        {
-            // Shrinking: area averaging (every source pixel counts once; no aliasing of the speckle). libtorch's antialiased
-            // bilinear mode fails for large factors (a 1536-pixel scan to 32), so it is not used.
-            image = F.adaptive_avg_pool2d(image, new long[] { Math.Min(height, _imageSize), Math.Min(width, _imageSize) });
-        }
-        if (image.shape[2] != _imageSize || image.shape[3] != _imageSize)
-        {
-            image = F.interpolate(image, new long[] { _imageSize, _imageSize }, mode: InterpolationMode.Bilinear, align_corners: false);
-        }
+        (image, ImageRegion region) = ImagePreprocessor.Resize(image, _preprocessing, _imageSize); // (1, C, S, S)
         return (ImagePreprocessor.AfterResize(image.squeeze(0), _preprocessing).contiguous().MoveToOuterDisposeScope(), region);
     }
 

@@ -40,7 +40,7 @@ public sealed class MaskedAutoencoderEstimator : IEstimator<MaskedAutoencoderTra
     public MaskedAutoencoderTransformer Fit(IDataView train, IDataView? validation)
     {
         ArgumentNullException.ThrowIfNull(train);
-        var recorder = new EpochRecorder(_options.Progress);
+        var recorder = new EpochRecorder(_options.Progress, _options.CurvesPath, "Masked autoencoder");
         using var reporter = new TrainingReporter(_context, "MaskedAutoencoder", recorder);
         Action<string>? log = TrainingReporter.LogTo(_context, "MaskedAutoencoder");
         Device device = TrainingSetup.Prepare(_options, reporter);
@@ -79,7 +79,7 @@ public sealed class MaskedAutoencoderEstimator : IEstimator<MaskedAutoencoderTra
             var task = new MaskedAutoencoderTask(model, device, mean, std, trainSet, validationSet.Count > 0 ? validationSet : null, _options.BatchSize, augmenter);
             new TrainingLoop<int[]>(model, _options, task, reporter, config.Width,
                 System.Text.Json.JsonSerializer.Serialize(new { encoder = config, decoder = model.Shape })).Run();
-            return new MaskedAutoencoderTransformer(model, device, mean, std, _options.Clone(keepProgress: false), log) { EpochReports = recorder.Epochs };
+            return new MaskedAutoencoderTransformer(model, device, mean, std, _options.Clone(keepProgress: false), log) { EpochReports = recorder.Epochs, TrainingReports = recorder.All };
         }
     }
 }

@@ -65,6 +65,9 @@ public sealed class MaskedAutoencoderTransformer : ITransformer, IDisposable
     /// <summary>Per-epoch reports of pretraining (loss, validation reconstruction loss), when trained in this process.</summary>
     public IReadOnlyList<TrainingProgress> EpochReports { get; internal set; } = Array.Empty<TrainingProgress>();
 
+    /// <summary>Every progress report of training (steps and epochs), when trained in this process: e.g. for <see cref="Charts.SaveTrainingCurves"/>.</summary>
+    public IReadOnlyList<TrainingProgress> TrainingReports { get; internal set; } = Array.Empty<TrainingProgress>();
+
     /// <inheritdoc />
     public bool IsRowToRowMapper => true;
 

@@ -37,7 +37,9 @@ internal static class VitOnnxExport
         var graph = new OnnxGraph("vit_classifier");
         var blocks = new OnnxBlocks(graph, weights);
 
-        string x = graph.Input(PixelsInput, DataType.Float, "batch", options.InputChannels, size, size);
+        bool source = ImagePreprocessor.UsesSource(preprocessing);
+        (int inputHeight, int inputWidth) = source ? ImagePreprocessor.SourceSize(preprocessing, size) : (size, size);
+        string x = graph.Input(PixelsInput, DataType.Float, "batch", options.InputChannels, inputHeight, inputWidth);
         bool flip = classifier.TestTimeFlip;
         if (flip)
         {
@@ -55,6 +57,10 @@ internal static class VitOnnxExport
             x = graph.Op("Concat", new[] { x, x, x }, ("axis", 1L));
         }
         int c = exported.Channels;
+        if (source)
+        {
+            x = SourcePreprocessing(graph, x, preprocessing, size, inputHeight, inputWidth, c);
+        }
         if (preprocessing.PerImageNormalization)
         {
             // As ImagePreprocessor.AfterResize: x - mean(x), over the sample standard deviation (at least 1e-3), per image.
@@ -110,7 +116,65 @@ internal static class VitOnnxExport
             ["config"] = JsonSerializer.Serialize(exported),
             ["classes"] = JsonSerializer.Serialize(classifier.ClassNames),
             ["binary"] = classifier.Binary ? "true" : "false",
-            ["input"] = $"{PixelsInput}: (batch, {options.InputChannels}, {size}, {size}) float in [0, 1]" + (options.InputChannels == 3 ? ", RGB" : ""),
+            ["preprocessing"] = JsonSerializer.Serialize(preprocessing),
+            ["input"] = $"{PixelsInput}: (batch, {options.InputChannels}, {inputHeight}, {inputWidth}) float in [0, 1]" + (options.InputChannels == 3 ? ", RGB" : "") +
+                (source ? $" (the whole scan resized to {inputWidth} x {inputHeight}: the graph masks wedges, crops the band and averages down to {size} x {size})" : ""),
         });
+    }
+
+    /// <summary>
+    /// ImagePreprocessor.Resize's source steps as nodes, from the same constants: (B, C, H0, W0) -> (B, C, S, S) with the
+    /// flat saturated regions black, the rows cut to the band around the centroid of the row means above their median,
+    /// and blocks averaged down.
+    /// </summary>
+    private static string SourcePreprocessing(OnnxGraph graph, string x, ImagePreprocessing preprocessing, int size, int height, int width, int channels)
+    {
+        string luma = graph.Op("ReduceMean", new[] { x }, ("axes", new long[] { 1 }), ("keepdims", 1L)); // (B, 1, H0, W0)
+        if (preprocessing.MaskWedges)
+        {
+            long w = ImagePreprocessor.WedgeWindow, pad = w / 2;
+            (string Name, object Value)[] pool = { ("kernel_shape", new[] { w, w }), ("strides", new long[] { 1, 1 }), ("pads", new[] { pad, pad, pad, pad }) };
+            string windowMin = graph.Op("Neg", new[] { graph.Op("MaxPool", new[] { graph.Op("Neg", new[] { luma }) }, pool) });
+            string core = graph.Op("And", new[]
+            {
+                graph.Op("GreaterOrEqual", new[] { luma, graph.Floats("wedge_level", new[] { ImagePreprocessor.WedgeLevel }) }),
+                graph.Op("GreaterOrEqual", new[] { windowMin, graph.Floats("wedge_flat_level", new[] { ImagePreprocessor.WedgeFlatLevel }) }),
+            });
+            string grown = graph.Op("MaxPool", new[] { graph.Op("Cast", new[] { core }, ("to", (long)DataType.Float)) }, pool);
+            string keep = graph.Op("Sub", new[] { graph.Floats("one", new[] { 1f }), grown }); // 1 outside the (grown) wedges, 0 inside
+            x = graph.Op("Mul", new[] { x, keep });
+            luma = graph.Op("Mul", new[] { luma, keep });
+        }
+        int rows = height;
+        if (preprocessing.BandHeight < 1)
+        {
+            rows = ImagePreprocessor.BandRows(preprocessing, size);
+            string profile = graph.Op("ReduceMean", new[] { graph.Op("Reshape", new[] { luma, graph.Longs(0, height, width) }) }, ("axes", new long[] { 2 }), ("keepdims", 0L)); // (B, H0)
+            // The median as ImagePreprocessor.BandTop takes it: the value at index H0 / 2 in increasing order.
+            string[] top = graph.OpN("TopK", 2, new[] { profile, graph.Longs(height - height / 2) }, ("axis", 1L), ("largest", 1L), ("sorted", 1L));
+            string median = graph.Op("Gather", new[] { top[0], graph.Longs(height - height / 2 - 1) }, ("axis", 1L)); // (B, 1)
+            string weights = graph.Op("Relu", new[] { graph.Op("Sub", new[] { profile, median }) });
+            string rowIndex = graph.Floats("row_index", Enumerable.Range(0, height).Select(i => (float)i).ToArray(), 1, height);
+            string weight = graph.Op("ReduceSum", new[] { weights, graph.Longs(1) }, ("keepdims", 1L));
+            string moment = graph.Op("ReduceSum", new[] { graph.Op("Mul", new[] { weights, rowIndex }), graph.Longs(1) }, ("keepdims", 1L));
+            string centre = graph.Op("Where", new[]
+            {
+                graph.Op("Greater", new[] { weight, graph.Floats("no_weight", new[] { 0f }) }),
+                graph.Op("Div", new[] { moment, graph.Op("Max", new[] { weight, graph.Floats("tiny_weight", new[] { 1e-30f }) }) }),
+                graph.Floats("middle_row", new[] { (height - 1) / 2f }),
+            });
+            string first = graph.Op("Clip", new[]
+            {
+                graph.Op("Round", new[] { graph.Op("Sub", new[] { centre, graph.Floats("half_band", new[] { rows / 2f }) }) }),
+                graph.Scalar(0f), graph.Scalar(height - rows),
+            });
+            // Rows first + 0 .. rows - 1 of every channel and column: (B, 1) + (1, rows) -> (B, C, rows, W0) indices.
+            string index = graph.Op("Add", new[] { graph.Op("Cast", new[] { first }, ("to", (long)DataType.Int64)), graph.Longs(Enumerable.Range(0, rows).Select(i => (long)i).ToArray()) });
+            index = graph.Op("Expand", new[] { graph.Op("Unsqueeze", new[] { graph.Op("Unsqueeze", new[] { index, graph.Longs(1) }), graph.Longs(3) }),
+                graph.Op("Concat", new[] { graph.Op("Slice", new[] { graph.Op("Shape", new[] { x }), graph.Longs(0), graph.Longs(1) }), graph.Longs(channels, rows, width) }, ("axis", 0L)) });
+            x = graph.Op("GatherElements", new[] { x, index }, ("axis", 2L));
+        }
+        long factorY = rows / size, factorX = width / size;
+        return graph.Op("AveragePool", new[] { x }, ("kernel_shape", new[] { factorY, factorX }), ("strides", new[] { factorY, factorX }));
     }
 }

@@ -55,7 +55,7 @@ public sealed class TextGenerationEstimator : IEstimator<TextGenerationTransform
         }
         List<string>? validationDocuments = validation is null ? null : TextColumns.Read(validation, _options.TextColumnName);
 
-        var recorder = new EpochRecorder(_options.Progress);
+        var recorder = new EpochRecorder(_options.Progress, _options.CurvesPath, "Text generation");
         using var reporter = new TrainingReporter(_context, "TextGeneration", recorder);
         Action<string>? log = TrainingReporter.LogTo(_context, "TextGeneration");
         Device device = TrainingSetup.Prepare(_options, reporter);
@@ -105,6 +105,7 @@ public sealed class TextGenerationEstimator : IEstimator<TextGenerationTransform
             _ => _options.SamplePrompt is null ? null : transformer.Generate(_options.SamplePrompt, _options.Generation));
         new TrainingLoop<long[]>(model, _options, task, reporter, model.Config.ModelDimension, model.Config.ToJson()).Run();
         transformer.EpochReports = recorder.Epochs;
+        transformer.TrainingReports = recorder.All;
         return transformer;
     }
 

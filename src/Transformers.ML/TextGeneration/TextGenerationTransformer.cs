@@ -64,6 +64,9 @@ public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposab
     /// <summary>What training did: per-epoch reports (loss, validation loss, sample), when this model was trained in this process.</summary>
     public IReadOnlyList<TrainingProgress> EpochReports { get; internal set; } = Array.Empty<TrainingProgress>();
 
+    /// <summary>Every progress report of training (steps and epochs), when trained in this process: e.g. for <see cref="Charts.SaveTrainingCurves"/>.</summary>
+    public IReadOnlyList<TrainingProgress> TrainingReports { get; internal set; } = Array.Empty<TrainingProgress>();
+
     /// <summary>The completion of <paramref name="prompt"/> (without the prompt).</summary>
     public string Generate(string prompt, GenerationOptions? options = null) =>
         Generator().Generate(new[] { prompt }, options ?? Generation)[0];

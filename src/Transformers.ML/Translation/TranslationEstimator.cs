@@ -44,7 +44,7 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
     /// <summary>Trains on <paramref name="train"/>; validation loss (and early stopping, when set) on <paramref name="validation"/>.</summary>
     public TranslationTransformer Fit(IDataView train, IDataView? validation)
     {
-        var recorder = new EpochRecorder(_options.Progress);
+        var recorder = new EpochRecorder(_options.Progress, _options.CurvesPath, "Translation");
         using var reporter = new TrainingReporter(_context, "Translation", recorder);
         Action<string>? log = TrainingReporter.LogTo(_context, "Translation");
         Device device = TrainingSetup.Prepare(_options, reporter);
@@ -90,6 +90,7 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
             _ => _options.SampleSentence is null ? null : transformer.Translate(_options.SampleSentence, _options.BeamSize, _options.LengthPenalty));
         new TrainingLoop<int[]>(model, _options, task, reporter, model.Config.ModelDimension, model.Config.ToJson()).Run();
         transformer.EpochReports = recorder.Epochs;
+        transformer.TrainingReports = recorder.All;
         return transformer;
     }
 

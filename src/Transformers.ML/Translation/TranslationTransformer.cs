@@ -61,6 +61,9 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     /// <summary>Per-epoch reports of training (loss, validation loss, sample translation), when trained in this process.</summary>
     public IReadOnlyList<TrainingProgress> EpochReports { get; internal set; } = Array.Empty<TrainingProgress>();
 
+    /// <summary>Every progress report of training (steps and epochs), when trained in this process: e.g. for <see cref="Charts.SaveTrainingCurves"/>.</summary>
+    public IReadOnlyList<TrainingProgress> TrainingReports { get; internal set; } = Array.Empty<TrainingProgress>();
+
     /// <summary>Translates one sentence with beam search (<paramref name="beamSize"/> 1: greedy); the output is at most 50 tokens longer than the input.</summary>
     public string Translate(string sentence, int beamSize = 4, double lengthPenalty = 0.6) => Translate(new[] { sentence }, beamSize, lengthPenalty)[0];
 

@@ -63,28 +63,44 @@ public sealed class RealOctTests
     }
 
     [TestMethod]
-    public void BorderWedgesBecomeBlackAndTheBandFollowsTheRetina()
+    public void WedgesBecomeBlackAndTheBandFollowsTheRetina()
     {
-        // A real scan with white registration wedges in its corners (reduced 512 x 496 -> 128 x 124).
+        // A real scan with white registration wedges in three corners (reduced 512 x 496 -> 128 x 124).
         string path = Scans().First(s => s.ImagePath.EndsWith("NORMAL-223814-1.jpeg", StringComparison.Ordinal)).ImagePath;
         using MLImage image = MLImage.CreateFromFile(path);
-        using Tensor pixels = ImageInput.Decode(image).mean(new long[] { 1 }); // (1, H, W) luma
-        float[] luma = pixels.contiguous().data<float>().ToArray();
+        using var scope = NewDisposeScope();
+        Tensor luma = ImageInput.Decode(image).mean(new long[] { 1 }, keepdim: true); // (1, 1, H, W)
         int height = image.Height, width = image.Width;
-        bool[] wedge = ImagePreprocessor.BorderWedges(luma, height, width);
-        int saturatedCorner = new[] { 0, width - 1, (height - 1) * width, height * width - 1 }.Count(i => luma[i] > 0.96f);
-        Assert.IsGreaterThanOrEqualTo(1, saturatedCorner, "the scan has a white corner");
-        Assert.IsTrue(new[] { 0, width - 1, (height - 1) * width, height * width - 1 }.Where(i => luma[i] > 0.96f).All(i => wedge[i]), "white corners are wedges");
-        double masked = wedge.Count(w => w) / (double)wedge.Length;
-        Assert.IsTrue(masked is > 0.01 and < 0.3, $"{masked:P1} of the scan masked");
-        // With the wedges black, the band of half the height sits on the retina: brighter than the scan as a whole.
-        for (int i = 0; i < luma.Length; i++)
+        Tensor wedge = ImagePreprocessor.WedgeMask(luma);
+        int[] corners = { 0, width - 1, (height - 1) * width, height * width - 1 };
+        float[] flat = luma.flatten().data<float>().ToArray();
+        bool[] masked = wedge.flatten().data<bool>().ToArray();
+        Assert.IsGreaterThanOrEqualTo(2, corners.Count(i => flat[i] > 0.96f), "the scan has white corners");
+        Assert.IsTrue(corners.Where(i => flat[i] > 0.96f).All(i => masked[i]), "white corners are wedges");
+        double fraction = masked.Count(m => m) / (double)masked.Length;
+        Assert.IsTrue(fraction is > 0.01 and < 0.4, $"{fraction:P1} of the scan masked");
+        // The retina's bright layers are speckled: almost none of the bright pixels outside the corners' wedges is masked.
+        int bright = 0, brightMasked = 0;
+        for (int y = height / 4; y < 3 * height / 4; y++)
         {
-            luma[i] = wedge[i] ? 0 : luma[i];
+            for (int x = width / 4; x < 3 * width / 4; x++)
+            {
+                if (flat[y * width + x] > 0.5f)
+                {
+                    bright++;
+                    brightMasked += masked[y * width + x] ? 1 : 0;
+                }
+            }
         }
-        (int top, int rows) = ImagePreprocessor.Band(luma, height, width, 0.5);
-        Assert.AreEqual((int)Math.Round(height * 0.5), rows);
-        double Mean(int y0, int y1) => Enumerable.Range(y0 * width, (y1 - y0) * width).Average(i => (double)luma[i]);
+        Assert.IsGreaterThan(20, bright, "the middle of the scan has bright retina");
+        Assert.IsLessThan(0.05 * bright, (double)brightMasked, $"{brightMasked} of {bright} bright retina pixels masked");
+
+        // With the wedges black, the band of half the height sits on the retina: brighter than the scan as a whole.
+        Tensor clean = luma.mul(wedge.logical_not());
+        int rows = height / 2;
+        int top = ImagePreprocessor.BandTop(clean, rows);
+        float[] values = clean.flatten().data<float>().ToArray();
+        double Mean(int y0, int y1) => Enumerable.Range(y0 * width, (y1 - y0) * width).Average(i => (double)values[i]);
         Assert.IsGreaterThan(Mean(0, height) * 1.3, Mean(top, top + rows), "the band is brighter than the whole scan: it holds the retina");
         double outside = (Mean(0, height) * height - Mean(top, top + rows) * rows) / (height - rows);
         Assert.IsLessThan(Mean(0, height), outside, "the rows left out are the dark ones");
@@ -93,15 +109,18 @@ public sealed class RealOctTests
         var schema = new DataViewSchema.Builder();
         schema.AddColumn("Image", new Microsoft.ML.Transforms.Image.ImageDataViewType());
         var config = new VitConfig { ImageSize = 32, PatchSize = 8, Channels = 1 };
-        var input = new ImageInput(schema.ToSchema(), "Image", config, null, null, null,
-            new ImagePreprocessing { MaskBorderWedges = true, PerImageNormalization = true });
-        using Tensor model = input.ToTensor(image, 0);
+        var input = new ImageInput(schema.ToSchema(), "Image", config, null, null, null, new ImagePreprocessing { MaskWedges = true, PerImageNormalization = true });
+        Tensor model = input.ToTensor(image, 0);
         Assert.AreEqual(0.0, model.mean().item<float>(), 1e-4);
         Assert.AreEqual(1.0, model.std().item<float>(), 1e-3);
-        var plain = new ImageInput(schema.ToSchema(), "Image", config, null, null, null);
-        using Tensor raw = plain.ToTensor(image, 0);
-        Assert.IsGreaterThan(0.5f, raw[0, 0, 0].item<float>(), "without masking the corner stays white");
         Assert.IsLessThan(model.mean().item<float>(), model[0, 0, 0].item<float>(), "masked: the corner is as dark as the background");
+        var plain = new ImageInput(schema.ToSchema(), "Image", config, null, null, null);
+        Assert.IsGreaterThan(0.5f, plain.ToTensor(image, 0)[0, 0, 0].item<float>(), "without masking the corner stays white");
+        // The band crop's region, for heat maps: half the rows, inside the scan.
+        (_, ImageRegion region) = new ImageInput(schema.ToSchema(), "Image", config, null, null, null, new ImagePreprocessing { BandHeight = 0.5 }).ToTensorAndRegion(image, 0);
+        Assert.AreEqual(width, region.Width);
+        Assert.AreEqual(height / 2.0, region.Height, 1.0);
+        Assert.IsTrue(region.Y >= 0 && region.Y + region.Height <= height);
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new ImageClassificationOptions { Preprocessing = new ImagePreprocessing { BandHeight = 0 } }.Validate());
     }
 

@@ -98,6 +98,13 @@ public class TrainingOptions
     /// <summary>Report progress every this many optimizer steps (and at the end of every epoch). Range 1..10^9; default 50.</summary>
     public int LogEverySteps { get; set; } = 50;
 
+    /// <summary>
+    /// A PNG file for the training curves (training loss and validation metric against steps and minutes, learning rate against
+    /// steps), redrawn after every epoch, with the numbers in a CSV of the same name beside it; null: none (default).
+    /// Points come every <see cref="LogEverySteps"/> steps.
+    /// </summary>
+    public string? CurvesPath { get; set; }
+
     /// <summary>Receives a <see cref="TrainingProgress"/> every <see cref="LogEverySteps"/> steps and after each epoch; null for none.</summary>
     [JsonIgnore]
     public IProgress<TrainingProgress>? Progress { get; set; }

@@ -1,178 +1,155 @@
-// Retinal OCT anomaly detection, Model Builder style: train a Vision Transformer on OCT B-scans (by default
-// SYNTHETIC scans written in the Kermany OCT2017 folder layout, since the real data set cannot be had offline),
-// evaluate it with ML.NET's evaluators (accuracy, macro/micro, log-loss, confusion matrix; AUC for normal vs.
-// abnormal), run a one-class detector (RandomizedPca) on the ViT embeddings of NORMAL scans, score the 48 real OCT
-// samples, write attention heat maps, save and reload.
+// Retinal OCT anomaly detection on REAL scans, Model Builder style. A Vision Transformer learns the four diagnoses of
+// Kermany's OCT2017 scans (CNV, DME, DRUSEN, NORMAL) with the recipe the benchmark chose by patient-grouped
+// cross-validation (ImageClassificationOptions.RetinalOct); ML.NET's evaluators judge it on held-out PATIENTS (accuracy,
+// per-class recall, confusion matrix, normal vs. abnormal AUC); a one-class RandomizedPca fitted on the embeddings of
+// NORMAL scans only flags anomalies; attention heat maps show where the model looked. The final model is then trained on
+// every scan, saved, reloaded, and exported to ONNX as an ML.NET ApplyOnnxModel pipeline saved as a .zip.
 //
 //   dotnet run -c Release --project examples/OctAnomalyDetection -- [options]
-//     --epochs N         passes over the training scans (default 20)
-//     --minutes M        training time limit (default 9)
-//     --per-class N      synthetic training scans per class (default 2000; 250 per class are kept for testing)
-//     --oct2017 DIR      train on a Kermany OCT2017 folder (DIR/train|test/CNV|DME|DRUSEN|NORMAL/*.jpeg) instead
-//     --octmnist FILE    train on MedMNIST's octmnist.npz (train/val/test arrays) instead
-//     --preset NAME      small | tiny16 | small16 | base16 (default small: 64 x 64, patch 8)
-//     --out DIR          where the model and heat maps go (default: a temp folder)
-//     --data DIR         data folder with oct-samples/ (else TRANSFORMERS_ML_DATA, else shared/data beside the repository)
+//     --minutes M        training time of each of the two models (held-out evaluation, final model); default 6
+//     --oct2017 DIR      scans in the OCT2017 layout (DIR/CLASS/*.jpeg, or DIR/train and DIR/test): e.g. the Kermany download
+//     --synthetic        SYNTHETIC scans instead (a demonstration without data: no medical meaning)
+//     --out DIR          model, pictures and ONNX files (default: a temp folder)
+//     --data DIR         data folder with oct-real/ (else TRANSFORMERS_ML_DATA, else shared/data beside the repository,
+//                        else the 600 scans are downloaded once from their canonical address into ~/.cache/transformers-ml)
 using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Transformers.ML;
+using Transformers.ML.Datasets;
 using Transformers.ML.Examples;
 using Transformers.ML.ImageClassification;
-using Transformers.ML.Datasets;
 
 var settings = Settings.Parse(args);
 var clock = Stopwatch.StartNew();
 var ml = new MLContext(seed: 1);
 Directory.CreateDirectory(settings.Output);
 
-// ---------------------------------------------------------------- data
-// Two forms of input, one estimator: image files (LoadImages -> MLImage) or pixel vectors (octmnist.npz).
-IDataView train, test;
-string imageColumn;
-if (settings.OctMnist is string npz)
-{
-    (train, test) = OctMnist.Load(ml, npz);
-    imageColumn = nameof(PixelInput.Pixels);
-    Console.WriteLine($"OCTMNIST '{npz}': {Count(train):N0} training and {Count(test):N0} test scans (real data).");
-}
-else
-{
-    string folder = settings.Oct2017 ?? SyntheticFolder(settings);
-    IDataView Files(string split) => ml.Data.LoadFromEnumerable(
-        ImageDatasets.ReadOct2017Folder(folder, split).Select(f => new ModelInput { ImagePath = f.Path, Diagnosis = f.Label }));
-    train = ml.Data.ShuffleRows(Files("train"), seed: 1);
-    test = Files("test");
-    imageColumn = "Image";
-    Console.WriteLine($"{(settings.Oct2017 is null ? "SYNTHETIC OCT (not medical data)" : "OCT2017")} '{folder}': {Count(train):N0} training and {Count(test):N0} test scans.");
-}
+// ---------------------------------------------------------------- data: real scans, split by patient
+List<ModelInput> scans = Scans.Find(settings, out string source);
+Console.WriteLine($"{scans.Count} scans of {scans.Select(s => s.Patient).Distinct().Count()} patients from {source}: " +
+    string.Join(", ", scans.GroupBy(s => s.Diagnosis).OrderBy(g => g.Key).Select(g => $"{g.Key} {g.Count()}")));
+// One patient's scans are near copies: the held-out fifth shares no patient with the training part.
+int[] fold = ImageDatasets.GroupedFolds(scans.Select(s => s.Patient).ToList(), scans.Select(s => s.Diagnosis).ToList(), folds: 5, seed: 1);
+List<ModelInput> train = scans.Where((_, i) => fold[i] != 0).ToList(), test = scans.Where((_, i) => fold[i] == 0).ToList();
+Console.WriteLine($"Training on {train.Count} scans, testing on {test.Count} scans of other patients.");
 
 // ---------------------------------------------------------------- training: the ML.NET pipeline
-var options = new ImageClassificationOptions
+ImageClassificationOptions Recipe(string curves)
 {
-    Preset = settings.Preset,
-    Epochs = settings.Epochs,                     // about 6 minutes on a 2-core CPU with the defaults; the cosine decay spans them
-    MaxTrainingTime = TimeSpan.FromMinutes(settings.Minutes), // a guard for slower machines
-    EarlyStoppingPatience = 5,
-    ClassBalance = ClassBalance.BalancedSampling, // OCT2017 is imbalanced (CNV 37k, DRUSEN 8.6k)
-    Augmentation = new ImageAugmentation(),       // flips, small rotations and shifts, crops, brightness/contrast
-    LearningRate = 1e-3,
-    Progress = new ConsoleProgress(),
-};
-var loadImages = ml.Transforms.LoadImages("Image", imageFolder: null, inputColumnName: nameof(ModelInput.ImagePath));
-IEstimator<ITransformer> pipeline = ml.Transforms.Conversion.MapValueToKey("Label", nameof(ModelInput.Diagnosis),
-    keyOrdinality: Microsoft.ML.Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByValue);
-if (settings.OctMnist is null)
-{
-    pipeline = pipeline.Append(loadImages); // files -> MLImage; OCTMNIST's pixel vectors go straight in
+    ImageClassificationOptions options = ImageClassificationOptions.RetinalOct(TimeSpan.FromMinutes(settings.Minutes));
+    options.Progress = new ConsoleProgress();
+    options.LogEverySteps = 50;
+    options.CurvesPath = Path.Combine(settings.Output, curves);
+    return options;
 }
-pipeline = pipeline
-    .Append(ml.Transformers().ImageClassification(labelColumnName: "Label", imageColumnName: imageColumn, options))
-    .Append(ml.Transforms.Conversion.MapKeyToValue(nameof(ModelOutput.PredictedDiagnosis), "PredictedLabel"));
-ITransformer model = pipeline.Fit(train);
+IEstimator<ITransformer> Pipeline(ImageClassificationOptions options) =>
+    ml.Transforms.Conversion.MapValueToKey("Label", nameof(ModelInput.Diagnosis), keyOrdinality: Microsoft.ML.Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByValue)
+        .Append(ml.Transforms.LoadImages("Image", imageFolder: null, inputColumnName: nameof(ModelInput.ImagePath)))
+        .Append(ml.Transformers().ImageClassification(labelColumnName: "Label", imageColumnName: "Image", options))
+        .Append(ml.Transforms.Conversion.MapKeyToValue(nameof(ModelOutput.PredictedDiagnosis), "PredictedLabel"));
+
+Console.WriteLine($"\nTraining a ViT for {settings.Minutes:F1} minutes on the training patients...");
+IDataView trainData = ml.Data.LoadFromEnumerable(train), testData = ml.Data.LoadFromEnumerable(test);
+ITransformer model = Pipeline(Recipe("training-curves.png")).Fit(trainData);
 var vit = ((IEnumerable<ITransformer>)model).OfType<ImageClassificationTransformer>().Single(); // the chain's ViT stage
-Console.WriteLine($"Trained a ViT of {vit.ParameterCount:N0} parameters ({vit.Config.ImageSize} x {vit.Config.ImageSize}, patch {vit.Config.PatchSize}) in {clock.Elapsed:mm\\:ss}.");
+Console.WriteLine($"Trained a ViT of {vit.ParameterCount:N0} parameters ({vit.Config.ImageSize} x {vit.Config.ImageSize}, patch {vit.Config.PatchSize}) " +
+    $"in {vit.TrainingReports.LastOrDefault()?.Elapsed.TotalMinutes:F1} min; curves in {Path.Combine(settings.Output, "training-curves.png")}");
 
-// ---------------------------------------------------------------- evaluation with ML.NET's evaluators
-IDataView scored = model.Transform(test);
+// ---------------------------------------------------------------- evaluation with ML.NET's evaluators, on other patients
+IDataView scored = model.Transform(testData);
 MulticlassClassificationMetrics metrics = ml.MulticlassClassification.Evaluate(scored);
-Console.WriteLine($"Test: micro accuracy {metrics.MicroAccuracy:F4}, macro accuracy {metrics.MacroAccuracy:F4}, log-loss {metrics.LogLoss:F4}");
+Console.WriteLine($"\nHeld-out patients ({test.Count} scans): accuracy {metrics.MicroAccuracy:F3}, macro accuracy {metrics.MacroAccuracy:F3}, log-loss {metrics.LogLoss:F3}");
+Console.WriteLine("Recall: " + string.Join(", ", vit.ClassNames.Select((c, i) => $"{c} {Recall(metrics, i):F2}")));
 Console.WriteLine(metrics.ConfusionMatrix.GetFormattedConfusionTable());
+string confusion = Path.Combine(settings.Output, "confusion-matrix.png");
+Charts.SaveConfusionMatrix(metrics.ConfusionMatrix, vit.ClassNames, confusion, $"Held-out patients: {test.Count} scans, accuracy {metrics.MicroAccuracy:P1}");
+Console.WriteLine($"Confusion matrix: {confusion}");
 
-// Normal vs. abnormal through ML.NET's binary evaluator: the score is the log-odds of abnormal, 1 - P(NORMAL) against
-// P(NORMAL) (the evaluator's threshold 0 is probability 0.5).
-int normalIndex = vit.ClassNames.ToList().IndexOf("NORMAL");
+// Normal vs. abnormal through ML.NET's binary evaluator: the score is the log-odds of abnormal (1 - P(NORMAL) against
+// P(NORMAL); the evaluator's threshold 0 is probability 0.5).
+int normal = vit.ClassNames.ToList().IndexOf("NORMAL");
 var screening = scored.GetColumn<float[]>("Score").Zip(scored.GetColumn<string>(nameof(ModelInput.Diagnosis)))
     .Select(p => new Screening
     {
         Abnormal = p.Second != "NORMAL",
-        Score = (float)Math.Log(Math.Max(1 - p.First[normalIndex], 1e-7) / Math.Max(p.First[normalIndex], 1e-7)),
-        PredictedLabel = p.First[normalIndex] < 0.5f,
+        Score = (float)Math.Log(Math.Max(1 - p.First[normal], 1e-7) / Math.Max(p.First[normal], 1e-7)),
+        PredictedLabel = p.First[normal] < 0.5f,
     }).ToList();
 var binary = ml.BinaryClassification.EvaluateNonCalibrated(ml.Data.LoadFromEnumerable(screening), nameof(Screening.Abnormal), nameof(Screening.Score));
-Console.WriteLine($"Normal vs. abnormal: AUC {binary.AreaUnderRocCurve:F4}, accuracy {binary.Accuracy:F4}, F1 {binary.F1Score:F4}");
+Console.WriteLine($"Normal vs. abnormal: AUC {binary.AreaUnderRocCurve:F3}, sensitivity {binary.PositiveRecall:F3}, specificity {binary.NegativeRecall:F3}");
 
 // ---------------------------------------------------------------- one-class anomaly detection on the embeddings
-// Trained on NORMAL scans only: any departure from a healthy retina scores high, whatever the disease.
-IDataView normalTrain = ml.Data.FilterByCustomPredicate<ModelInput>(train, row => row.Diagnosis != "NORMAL");
-var detector = ml.AnomalyDetection.Trainers.RandomizedPca("Embedding", rank: 8, ensureZeroMean: false, seed: 1)
-    .Fit(model.Transform(normalTrain));
-var anomalyInput = ml.Transforms.CustomMapping<DiagnosisRow, AnomalyLabel>((row, label) => label.Anomaly = row.Diagnosis == "NORMAL" ? 0 : 1, contractName: null);
-IDataView anomalies = detector.Transform(anomalyInput.Fit(scored).Transform(scored));
-AnomalyDetectionMetrics anomalyMetrics = ml.AnomalyDetection.Evaluate(anomalies, labelColumnName: nameof(AnomalyLabel.Anomaly));
-Console.WriteLine($"One-class RandomizedPca on NORMAL embeddings: AUC {anomalyMetrics.AreaUnderRocCurve:F4}, detection rate at {anomalyMetrics.DetectionRateAtFalsePositiveCount:F4}");
-
-// ---------------------------------------------------------------- the 48 real OCT samples
-string? dataFolder = DataLocator.Find(settings.Data);
-string samples = dataFolder is null ? "" : Path.Combine(dataFolder, "oct-samples");
-if (settings.OctMnist is null && Directory.Exists(samples))
-{
-    var real = ImageDatasets.ReadOct2017Folder(samples).Select(f => new ModelInput { ImagePath = f.Path, Diagnosis = f.Label }).ToList();
-    var engine = ml.Model.CreatePredictionEngine<ModelInput, ModelOutput>(model);
-    int correct = 0;
-    Console.WriteLine($"The {real.Count} real scans of '{samples}'" + (settings.Oct2017 is null ? " (the model learned from SYNTHETIC scans: expect little agreement)" : "") + ":");
-    foreach (ModelInput scan in real)
-    {
-        ModelOutput prediction = engine.Predict(scan);
-        correct += prediction.PredictedDiagnosis == scan.Diagnosis ? 1 : 0;
-        Console.WriteLine($"  {Path.GetFileName(scan.ImagePath),-24} {scan.Diagnosis,-7} -> {prediction.PredictedDiagnosis,-7} ({prediction.Score.Max():P0})");
-    }
-    Console.WriteLine($"  {correct} of {real.Count} agree with the folder's diagnosis.");
-}
-else
-{
-    Console.WriteLine("No oct-samples folder found (--data DIR, TRANSFORMERS_ML_DATA or shared/data): skipping the real scans.");
-}
+// Fitted on the NORMAL training scans only: any departure from a healthy retina scores high, whatever the disease.
+IDataView normalTrain = ml.Data.LoadFromEnumerable(train.Where(s => s.Diagnosis == "NORMAL"));
+var detector = ml.AnomalyDetection.Trainers.RandomizedPca("Embedding", rank: 8, ensureZeroMean: false, seed: 1).Fit(model.Transform(normalTrain));
+var anomalyLabel = ml.Transforms.CustomMapping<DiagnosisRow, AnomalyLabel>((row, label) => label.Anomaly = row.Diagnosis == "NORMAL" ? 0 : 1, contractName: null);
+AnomalyDetectionMetrics anomaly = ml.AnomalyDetection.Evaluate(detector.Transform(anomalyLabel.Fit(scored).Transform(scored)), labelColumnName: nameof(AnomalyLabel.Anomaly));
+Console.WriteLine($"One-class RandomizedPca on the embeddings of NORMAL scans only: AUC {anomaly.AreaUnderRocCurve:F3}");
 
 // ---------------------------------------------------------------- where the model looked: attention heat maps
-if (settings.OctMnist is null)
+string maps = Path.Combine(settings.Output, "heatmaps");
+Directory.CreateDirectory(maps);
+foreach (var group in test.GroupBy(s => s.Diagnosis).OrderBy(g => g.Key))
 {
-    var shown = test.GetColumn<string>(nameof(ModelInput.ImagePath)).Zip(test.GetColumn<string>(nameof(ModelInput.Diagnosis)))
-        .GroupBy(p => p.Second).Select(g => g.First().First).ToList();
-    foreach (string file in shown)
+    foreach (ModelInput scan in group.Take(2))
     {
-        using MLImage image = MLImage.CreateFromFile(file);
+        using MLImage image = MLImage.CreateFromFile(scan.ImagePath);
         AttentionMap map = vit.Explain(image);
-        string png = Path.Combine(settings.Output, "attention-" + Path.GetFileNameWithoutExtension(file) + ".png");
-        AttentionHeatmap.Save(image, map, png);
-        Console.WriteLine($"Attention rollout of {Path.GetFileName(file)} -> {png}");
+        string file = Path.Combine(maps, Path.GetFileNameWithoutExtension(scan.ImagePath) + ".png");
+        AttentionHeatmap.Save(image, map, file);
+        Console.WriteLine($"  {Path.GetFileName(scan.ImagePath),-26} {scan.Diagnosis,-7} -> {vit.ClassNames[Array.IndexOf(map.Probabilities, map.Probabilities.Max())],-7} heat map {file}");
     }
 }
 
-// ---------------------------------------------------------------- save, reload, predict
+// ---------------------------------------------------------------- the final model: every scan, saved, reloaded
+Console.WriteLine($"\nTraining the final model on all {scans.Count} scans for {settings.Minutes:F1} minutes...");
+ITransformer final = Pipeline(Recipe("final-training-curves.png")).Fit(ml.Data.LoadFromEnumerable(scans));
+var finalVit = ((IEnumerable<ITransformer>)final).OfType<ImageClassificationTransformer>().Single();
 string modelPath = Path.Combine(settings.Output, "oct-vit.safetensors");
-vit.Save(modelPath);
+finalVit.Save(modelPath);
 using (ImageClassificationTransformer reloaded = ml.Transformers().LoadImageClassification(modelPath))
 {
-    IDataView again = reloaded.Transform(settings.OctMnist is null ? loadImages.Fit(test).Transform(test) : test);
-    var before = scored.GetColumn<float[]>("Score").Take(20).ToList();
-    var after = again.GetColumn<float[]>("Score").Take(20).ToList();
-    double maxDiff = before.Zip(after).Max(p => p.First.Zip(p.Second).Max(q => Math.Abs(q.First - q.Second)));
-    Console.WriteLine($"Saved to {modelPath} and reloaded: largest score difference on 20 test scans {maxDiff:E1}.");
+    IDataView images = ml.Transforms.LoadImages("Image", null, nameof(ModelInput.ImagePath)).Fit(testData).Transform(testData);
+    float[][] before = finalVit.Transform(images).GetColumn<float[]>("Score").Take(20).ToArray();
+    float[][] after = reloaded.Transform(images).GetColumn<float[]>("Score").Take(20).ToArray();
+    double diff = before.Zip(after).Max(p => p.First.Zip(p.Second).Max(q => Math.Abs(q.First - q.Second)));
+    Console.WriteLine($"Saved to {modelPath} and reloaded: largest score difference on 20 scans {diff:E1}.");
+
+    // ---------------------------------------------------------------- deployment: ONNX in an ML.NET pipeline saved as .zip
+    string onnx = Path.Combine(settings.Output, "oct-vit.onnx");
+    reloaded.ExportToOnnx(onnx);
+    (int height, int width) = reloaded.OnnxInputSize();
+    var deploy = ml.Transforms.LoadImages("Image", null, nameof(ModelInput.ImagePath))
+        .Append(ml.Transforms.ResizeImages("Image", width, height))            // the graph masks wedges, crops the band and averages down itself
+        .Append(ml.Transforms.ExtractPixels("pixels", "Image", scaleImage: 1 / 255f))
+        .Append(ml.Transforms.ApplyOnnxModel(new[] { "probabilities" }, new[] { "pixels" }, onnx));
+    ITransformer deployed = deploy.Fit(testData);
+    string zip = Path.Combine(settings.Output, "oct-vit-onnx.zip");
+    ml.Model.Save(deployed, testData.Schema, zip);
+    ITransformer fromZip = ml.Model.Load(zip, out _);
+    float[][] onnxScores = fromZip.Transform(testData).GetColumn<float[]>("probabilities").ToArray();
+    float[][] torchScores = reloaded.Transform(images).GetColumn<float[]>("Score").ToArray();
+    int agree = onnxScores.Zip(torchScores).Count(p => Array.IndexOf(p.First, p.First.Max()) == Array.IndexOf(p.Second, p.Second.Max()));
+    Console.WriteLine($"ONNX: {onnx} ({new FileInfo(onnx).Length / 1e6:F1} MB) in the ApplyOnnxModel pipeline {zip}: reloaded, it gives the same class as the " +
+        $"TorchSharp model for {agree} of {onnxScores.Length} scans (ML.NET's ResizeImages resamples differently from the model's area averaging).");
 }
 Console.WriteLine($"Done in {clock.Elapsed:mm\\:ss}.");
 
-long Count(IDataView data) => data.GetColumn<string>(nameof(ModelInput.Diagnosis)).LongCount();
-
-static string SyntheticFolder(Settings settings)
+static double Recall(MulticlassClassificationMetrics m, int c)
 {
-    string folder = Path.Combine(Path.GetTempPath(), "transformers-ml-example", $"synthetic-oct-{settings.PerClass}");
-    if (!File.Exists(Path.Combine(folder, "complete")))
-    {
-        var write = Stopwatch.StartNew();
-        SyntheticOct.WriteOct2017Folder(folder, settings.PerClass, 250, size: 128, seed: 1);
-        File.WriteAllText(Path.Combine(folder, "complete"), "");
-        Console.WriteLine($"Wrote {settings.PerClass * 4 + 1000:N0} SYNTHETIC 128 x 128 scans to '{folder}' in {write.Elapsed.TotalSeconds:F0} s.");
-    }
-    return folder;
+    double total = m.ConfusionMatrix.Counts[c].Sum();
+    return total > 0 ? m.ConfusionMatrix.Counts[c][c] / total : double.NaN;
 }
 
-/// <summary>One scan: its file and its diagnosis (CNV, DME, DRUSEN or NORMAL).</summary>
+/// <summary>One scan: its file, its diagnosis (CNV, DME, DRUSEN or NORMAL) and its patient.</summary>
 public sealed class ModelInput
 {
     public string ImagePath { get; set; } = "";
 
     public string Diagnosis { get; set; } = "";
+
+    public string Patient { get; set; } = "";
 }
 
 /// <summary>What the model says: the diagnosis and the probability of each class.</summary>
@@ -181,14 +158,6 @@ public sealed class ModelOutput
     public string PredictedDiagnosis { get; set; } = "";
 
     public float[] Score { get; set; } = Array.Empty<float>();
-}
-
-/// <summary>A scan as pixels (OCTMNIST).</summary>
-public sealed class PixelInput
-{
-    public float[] Pixels { get; set; } = Array.Empty<float>();
-
-    public string Diagnosis { get; set; } = "";
 }
 
 public sealed class Screening
@@ -210,53 +179,77 @@ public sealed class AnomalyLabel
     public float Anomaly { get; set; }
 }
 
-/// <summary>MedMNIST's octmnist.npz: uint8 images (N, S, S) and labels (N, 1) with 0 CNV, 1 DME, 2 DRUSEN, 3 NORMAL.</summary>
-internal static class OctMnist
+/// <summary>Where the scans come from: an OCT2017 folder, the data setting's real scans (downloaded when missing), or synthetic ones.</summary>
+internal static class Scans
 {
-    public static (IDataView Train, IDataView Test) Load(MLContext ml, string path)
+    public static List<ModelInput> Find(Settings settings, out string source)
     {
-        Dictionary<string, ImageArray> arrays = ImageDatasets.ReadNpz(path);
-        IDataView Split(string name)
+        if (!settings.Synthetic)
         {
-            ImageArray images = arrays[$"{name}_images"], labels = arrays[$"{name}_labels"];
-            int size = images.ItemSize;
-            var rows = Enumerable.Range(0, images.Count).Select(i => new PixelInput
+            var folders = new List<string>();
+            if (settings.Oct2017 is string oct2017)
             {
-                Pixels = images.Data.AsSpan(i * size, size).ToArray().Select(b => b / 255f).ToArray(),
-                Diagnosis = ImageDatasets.Oct2017Classes[labels.Data[i]],
-            });
-            var schema = SchemaDefinition.Create(typeof(PixelInput));
-            schema[nameof(PixelInput.Pixels)].ColumnType = new VectorDataViewType(NumberDataViewType.Single, size);
-            return ml.Data.LoadFromEnumerable(rows.ToList(), schema);
+                folders.AddRange(new[] { "train", "test", "val" }.Select(s => Path.Combine(oct2017, s)).Where(Directory.Exists).DefaultIfEmpty(oct2017));
+            }
+            else if (DataLocator.Folder(settings.Data, "oct-real") is string real)
+            {
+                folders.Add(real);
+                if (DataLocator.Find(settings.Data) is string data && Directory.Exists(Path.Combine(data, "oct-samples")))
+                {
+                    folders.Add(Path.Combine(data, "oct-samples"));
+                }
+            }
+            if (folders.Count > 0)
+            {
+                source = string.Join(" and ", folders.Select(f => $"'{f}'")) + " (real scans)";
+                return folders.SelectMany(f => ImageDatasets.ReadOct2017Folder(f)).Select(f => new ModelInput
+                {
+                    ImagePath = f.Path, Diagnosis = f.Label, Patient = ImageDatasets.Oct2017Patient(f.Path),
+                }).ToList();
+            }
+            Console.WriteLine("No real OCT scans found or downloaded: falling back to SYNTHETIC scans (pass --data, --oct2017 or set TRANSFORMERS_ML_DATA for real ones).");
         }
-        return (ml.Data.ShuffleRows(Split("train"), seed: 1), Split("test"));
+        string folder = Path.Combine(Path.GetTempPath(), "transformers-ml-example", "synthetic-oct-128");
+        if (!File.Exists(Path.Combine(folder, "complete")))
+        {
+            SyntheticOct.WriteOct2017Folder(folder, trainPerClass: 400, testPerClass: 0, size: 128, seed: 1);
+            File.WriteAllText(Path.Combine(folder, "complete"), "");
+        }
+        source = $"'{folder}' (SYNTHETIC scans: not medical data)";
+        // Synthetic scans have no patients: each is its own.
+        return ImageDatasets.ReadOct2017Folder(folder, "train").Select((f, i) => new ModelInput { ImagePath = f.Path, Diagnosis = f.Label, Patient = i.ToString() }).ToList();
     }
 }
 
-/// <summary>Loss, images/s and ETA while training; validation loss and accuracy after each epoch.</summary>
+/// <summary>Loss, images/s and ETA while training; validation loss and accuracy after each epoch (every 20th shown).</summary>
 internal sealed class ConsoleProgress : IProgress<TrainingProgress>
 {
-    public void Report(TrainingProgress p) => Console.WriteLine(p.Kind == TrainingProgressKind.EpochEnd
-        ? $"Epoch {p.Epoch}/{p.Epochs}: validation loss {p.ValidationValue:F3}, {p.Sample}"
-        : $"  step {p.Step}  loss {p.Loss:F3}  lr {p.LearningRate:E2}  {p.Throughput:N0} images/s  elapsed {p.Elapsed:mm\\:ss}  eta {p.Remaining:mm\\:ss}");
+    public void Report(TrainingProgress p)
+    {
+        if (p.Kind == TrainingProgressKind.EpochEnd && p.Epoch % 20 == 0)
+        {
+            Console.WriteLine($"Epoch {p.Epoch}/{p.Epochs}: validation loss {p.ValidationValue:F3}, {p.Sample}");
+        }
+        else if (p.Kind == TrainingProgressKind.Step && p.Step % 250 == 0)
+        {
+            Console.WriteLine($"  step {p.Step}/{p.TotalSteps}  loss {p.Loss:F3}  lr {p.LearningRate:E2}  {p.Throughput:N0} images/s  elapsed {p.Elapsed:mm\\:ss}  eta {p.Remaining:mm\\:ss}");
+        }
+    }
 }
 
-internal sealed record Settings(int Epochs, double Minutes, int PerClass, string? Oct2017, string? OctMnist, VitPreset Preset, string Output, string? Data)
+internal sealed record Settings(double Minutes, string? Oct2017, bool Synthetic, string Output, string? Data)
 {
     public static Settings Parse(string[] args)
     {
-        var s = new Settings(20, 9, 2000, null, null, VitPreset.Small, Path.Combine(Path.GetTempPath(), "transformers-ml-example", "oct"), null);
+        var s = new Settings(6, null, false, Path.Combine(Path.GetTempPath(), "transformers-ml-example", "oct"), null);
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Option {args[i]} needs a value.");
             s = args[i] switch
             {
                 "--minutes" => s with { Minutes = double.TryParse(Next(), System.Globalization.CultureInfo.InvariantCulture, out double m) && m > 0 ? m : throw new ArgumentException("--minutes must be a positive number.") },
-                "--epochs" => s with { Epochs = int.TryParse(Next(), out int e) && e >= 1 ? e : throw new ArgumentException("--epochs must be a number >= 1.") },
-                "--per-class" => s with { PerClass = int.TryParse(Next(), out int n) && n >= 10 ? n : throw new ArgumentException("--per-class must be a number >= 10.") },
                 "--oct2017" => s with { Oct2017 = Directory.Exists(Next()) ? args[i] : throw new DirectoryNotFoundException($"--oct2017 '{args[i]}' does not exist.") },
-                "--octmnist" => s with { OctMnist = File.Exists(Next()) ? args[i] : throw new FileNotFoundException($"--octmnist '{args[i]}' does not exist.") },
-                "--preset" => s with { Preset = Next() switch { "small" => VitPreset.Small, "tiny16" => VitPreset.Tiny16, "small16" => VitPreset.Small16, "base16" => VitPreset.Base16, var p => throw new ArgumentException($"--preset must be small, tiny16, small16 or base16; found '{p}'.") } },
+                "--synthetic" => s with { Synthetic = true },
                 "--out" => s with { Output = Next() },
                 "--data" => s with { Data = Next() },
                 var unknown => throw new ArgumentException($"Unknown option '{unknown}'. See the comment at the top of Program.cs."),

@@ -1,15 +1,18 @@
-// Text generation, Model Builder style: train a GPT-style model on a book, watch it learn (a sample of the
-// same prompt after every epoch), save and reload it, fine-tune it on vampire stories, and compare the
-// completion of one prompt before and after.
+// Text generation, Model Builder style: train a GPT-style model character by character on Tiny Shakespeare for a
+// time budget that plans its schedule (warmup and decay end with the budget), watch it learn (the completion of the same
+// prompt after every epoch), save and reload it, look at where it attends, then fine-tune it on the seed's three genres
+// (mystery, vampire stories, love) and compare, on a held-out part of each genre that fine-tuning never saw, the
+// perplexity before and after, and the completion of "This story is about".
 //
 //   dotnet run -c Release --project examples/TextGeneration -- [options]
-//     --book FILE         training book under <data>/text (default tinyshakespeare.txt)
-//     --finetune A,B      fine-tuning books (default pg345-dracula.txt,pg6087-the-vampyre.txt)
-//     --tokenizer KIND    char | bpe | gpt2 (default char)
-//     --preset NAME       tiny | small | baby | gpt2small (default small)
-//     --minutes M         training time budget; fine-tuning gets half of it (default 5)
-//     --data DIR          data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository, else the copy of
-//                         Tiny Shakespeare in examples/data; other books are downloaded once into ~/.cache/transformers-ml)
+//     --book FILE          training book under <data>/text (default tinyshakespeare.txt)
+//     --genres LIST        mystery,vampire,love (default all three); none to skip fine-tuning
+//     --tokenizer KIND     char | bpe | gpt2 (default char)
+//     --minutes M          training time budget (default 5)
+//     --genre-minutes M    fine-tuning time per genre (default 1.5)
+//     --out DIR            model, training curves, attention pictures (default: a temp folder)
+//     --data DIR           data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository, else the books
+//                          shipped in examples/data)
 using System.Diagnostics;
 using Microsoft.ML;
 using Transformers.ML;
@@ -19,66 +22,71 @@ using Transformers.ML.TextGeneration;
 var settings = Settings.Parse(args);
 var clock = Stopwatch.StartNew();
 var ml = new MLContext(seed: 1);
+Directory.CreateDirectory(settings.Output);
 const string prompt = "This story is about";
 
 // ---------------------------------------------------------------- training
-string book = DataLocator.File(settings.Data, $"text/{settings.Book}");
-IDataView books = ml.Data.LoadFromEnumerable(new[] { new ModelInput { Text = File.ReadAllText(book) } });
-Console.WriteLine($"Training a {settings.Preset} GPT with {settings.Tokenizer} tokens on {Path.GetFileName(book)} for up to {settings.Minutes:F1} minutes.");
+string book = Books.Read(settings.Data, settings.Book);
+Console.WriteLine($"Training a GPT on {settings.Book} ({book.Length:N0} characters, {settings.Tokenizer} tokens) for {settings.Minutes:F1} minutes.");
+TextGenerationOptions options = TextRecipe.Options(settings.Tokenizer, TimeSpan.FromMinutes(settings.Minutes));
+options.TextColumnName = nameof(ModelInput.Text);
+options.OutputColumnName = nameof(ModelOutput.GeneratedText);
+options.SamplePrompt = prompt;
+options.Progress = new ConsoleProgress(prompt);
+options.CurvesPath = Path.Combine(settings.Output, "training-curves.png");
+// The last tenth of the book is held out: the validation curve during training (never used to pick weights: the
+// schedule's last step is the model) and the loss reported below.
+options.RestoreBestWeights = false;
+int split = (int)(book.Length * 0.9);
+IDataView train = ml.Data.LoadFromEnumerable(new[] { new ModelInput { Text = book[..split] } });
+IDataView heldOut = ml.Data.LoadFromEnumerable(new[] { new ModelInput { Text = book[split..] } });
+TextGenerationTransformer model = ml.Transformers().TextGeneration(options).Fit(train, heldOut);
+TextGenerationMetrics quality = ml.Transformers().EvaluateTextGeneration(model, heldOut);
+Console.WriteLine($"Trained {model.ParameterCount:N0} parameters in {model.TrainingReports[^1].Elapsed:mm\\:ss}: held-out loss {quality.CrossEntropy:F3} nats per token, " +
+    $"{quality.BitsPerCharacter:F3} bits per character ({quality.BitsPerCharacter * Math.Log(2):F3} nats per character). Curves: {options.CurvesPath}");
 
-var options = new TextGenerationOptions
-{
-    TextColumnName = nameof(ModelInput.Text),
-    OutputColumnName = nameof(ModelOutput.GeneratedText),
-    Tokenizer = settings.Tokenizer,
-    VocabularySize = 2000,
-    Preset = settings.Preset,
-    Epochs = 10,
-    BatchSize = 32,
-    BatchesPerEpoch = 100,
-    LearningRate = 2e-3,
-    WarmupSteps = 30,
-    MaxTrainingTime = TimeSpan.FromMinutes(settings.Minutes),
-    SamplePrompt = prompt,
-    Generation = new GenerationOptions { MaxNewTokens = 60, Temperature = 0.8, TopK = 40, Seed = 1, StopStrings = new[] { "\n\n" } },
-    Progress = new ConsoleProgress(),
-};
-TextGenerationTransformer model = ml.Transformers().TextGeneration(options).Fit(books);
-Console.WriteLine($"Trained {model.ParameterCount:N0} parameters, {model.VocabularySize} tokens, in {clock.Elapsed:mm\\:ss}.");
-
-string modelPath = Path.Combine(Path.GetTempPath(), "transformers-ml-example", "text-generation.safetensors");
+string modelPath = Path.Combine(settings.Output, "text-generation.safetensors");
 model.Save(modelPath);
 model.Dispose();
 Console.WriteLine($"Saved to {modelPath}.");
 
-// ---------------------------------------------------------------- consumption
+// ---------------------------------------------------------------- consumption: the reloaded model, through a PredictionEngine
 TextGenerationTransformer reloaded = ml.Transformers().LoadTextGeneration(modelPath);
 var engine = ml.Model.CreatePredictionEngine<ModelInput, ModelOutput>(reloaded);
-string before = engine.Predict(new ModelInput { Text = prompt }).GeneratedText;
-Console.WriteLine($"\nBefore fine-tuning: {prompt}{ConsoleProgress.OneLine(before)}");
-
-// ---------------------------------------------------------------- fine-tuning on a genre
-var genre = settings.FineTune.Select(f => new ModelInput
+foreach (string start in new[] { prompt, "ROMEO:", "First Citizen:\nWe are" })
 {
-    Text = File.ReadAllText(DataLocator.File(settings.Data, $"text/{f}")),
-}).ToList();
-Console.WriteLine($"\nFine-tuning on {string.Join(" + ", settings.FineTune)} for up to {settings.Minutes / 2:F1} minutes.");
-options.MaxTrainingTime = TimeSpan.FromMinutes(settings.Minutes / 2);
-options.LearningRate = 5e-4;
-options.WarmupSteps = 10;
-options.Epochs = 5;
-TextGenerationTransformer vampire = ml.Transformers().TextGeneration(reloaded, options).Fit(ml.Data.LoadFromEnumerable(genre));
-var vampireEngine = ml.Model.CreatePredictionEngine<ModelInput, ModelOutput>(vampire);
-string after = vampireEngine.Predict(new ModelInput { Text = prompt }).GeneratedText;
-Console.WriteLine($"\nBefore fine-tuning: {prompt}{ConsoleProgress.OneLine(before)}");
-Console.WriteLine($"After fine-tuning:  {prompt}{after}");
+    Console.WriteLine($"\n{start}{engine.Predict(new ModelInput { Text = start }).GeneratedText}");
+}
 
-var heldOut = ml.Data.LoadFromEnumerable(new[] { new ModelInput { Text = genre[0].Text[^20_000..] } });
-Console.WriteLine($"\nPerplexity on the end of {settings.FineTune[0]}: before {ml.Transformers().EvaluateTextGeneration(reloaded, heldOut).Perplexity:F2}, " +
-    $"after {ml.Transformers().EvaluateTextGeneration(vampire, heldOut).Perplexity:F2} (it was part of the fine-tuning text).");
-Console.WriteLine($"Done in {clock.Elapsed:mm\\:ss}.");
+// ---------------------------------------------------------------- attention: where "it" looks
+const string sentence = "The animal didn't cross the street because it was tired.";
+AttentionWeights attention = reloaded.Attention(sentence);
+int it = sentence.IndexOf(" it ", StringComparison.Ordinal) + 2; // the 't' of "it": the model has read the whole word there
+string heads = Path.Combine(settings.Output, "attention-it.png");
+Words.SaveAttentionFrom(attention, sentence, it, heads);
+Console.WriteLine($"\nAttention from \"it\" in \"{sentence}\", per layer and head, summed over each word's characters: {heads}");
+Console.WriteLine("  " + Words.Strongest(attention, sentence, it));
+
+// ---------------------------------------------------------------- fine-tuning on the seed's genres
+foreach (Genre genre in Genre.All.Where(g => settings.Genres.Contains(g.Name)))
+{
+    // Each book of the genre: its text without the Project Gutenberg header and footer, its last tenth held out.
+    var texts = genre.Books.Select(b => Books.Body(Books.Read(settings.Data, b))).ToList();
+    var tune = texts.Select(t => new ModelInput { Text = t[..(int)(t.Length * 0.9)] }).ToList();
+    var held = texts.Select(t => new ModelInput { Text = t[(int)(t.Length * 0.9)..] }).ToList();
+    IDataView heldGenre = ml.Data.LoadFromEnumerable(held);
+    TextGenerationMetrics before = ml.Transformers().EvaluateTextGeneration(reloaded, heldGenre);
+
+    TextGenerationOptions fine = TextRecipe.FineTuning(options, TimeSpan.FromMinutes(settings.GenreMinutes));
+    using TextGenerationTransformer tuned = ml.Transformers().TextGeneration(reloaded, fine).Fit(ml.Data.LoadFromEnumerable(tune));
+    TextGenerationMetrics after = ml.Transformers().EvaluateTextGeneration(tuned, heldGenre);
+    Console.WriteLine($"\n{genre.Name} ({string.Join(" + ", genre.Titles)}; fine-tuned {settings.GenreMinutes:F1} min on 90 %, the other 10 % held out):");
+    Console.WriteLine($"  held-out perplexity {before.Perplexity:F2} -> {after.Perplexity:F2} per {settings.Tokenizer.ToString().ToLowerInvariant()} token " +
+        $"({before.BitsPerCharacter:F3} -> {after.BitsPerCharacter:F3} bits per character)");
+    Console.WriteLine($"  {prompt}{Words.OneLine(tuned.Generate(prompt))}");
+}
+Console.WriteLine($"\nDone in {clock.Elapsed:mm\\:ss}.");
 reloaded.Dispose();
-vampire.Dispose();
 
 /// <summary>What the model reads: a text (a training document, or a prompt).</summary>
 public sealed class ModelInput
@@ -94,45 +102,85 @@ public sealed class ModelOutput
     public string GeneratedText { get; set; } = "";
 }
 
-/// <summary>Loss, throughput and ETA while training; the sample of the fixed prompt after each epoch.</summary>
-internal sealed class ConsoleProgress : IProgress<TrainingProgress>
+/// <summary>A character model's attention seen word by word.</summary>
+internal static class Words
 {
-    /// <summary>Generated text on one console line: line breaks shown as " / ".</summary>
     public static string OneLine(string text) => text.Replace("\r", "").Replace("\n", " / ");
 
+    /// <summary>The words of the sentence and the character span of each (a word: letters and apostrophes; punctuation its own).</summary>
+    private static List<(string Word, int Start, int End)> Spans(string sentence) =>
+        System.Text.RegularExpressions.Regex.Matches(sentence, @"[\w']+|[^\w\s]").Select(m => (m.Value, m.Index, m.Index + m.Length)).ToList();
+
+    /// <summary>Per layer and head, the attention of character <paramref name="query"/> summed over the characters of each earlier word.</summary>
+    public static void SaveAttentionFrom(AttentionWeights attention, string sentence, int query, string path)
+    {
+        var words = Spans(sentence).Where(w => w.Start <= query).ToList();
+        var rows = new List<string>();
+        var weights = new List<float>();
+        for (int layer = 0; layer < attention.Layers; layer++)
+        {
+            for (int head = 0; head < attention.Heads; head++)
+            {
+                float[] from = attention.From(query, layer, head);
+                rows.Add($"layer {layer + 1} head {head + 1}");
+                weights.AddRange(words.Select(w => Enumerable.Range(w.Start, Math.Min(w.End, query + 1) - w.Start).Sum(i => from[i])));
+            }
+        }
+        Charts.SaveHeatmap(weights, rows, words.Select(w => w.Word).ToList(), path, $"Where \"it\" looks: \"{sentence}\"", "layer and head", "word (attention summed over its characters)");
+    }
+
+    /// <summary>For each layer, the word (other than "it" itself) that the head-averaged attention from "it" weighs most.</summary>
+    public static string Strongest(AttentionWeights attention, string sentence, int query)
+    {
+        var words = Spans(sentence).Where(w => w.End <= query - 1).ToList(); // the words before "it"
+        return string.Join("; ", Enumerable.Range(0, attention.Layers).Select(layer =>
+        {
+            float[] average = attention.LayerAverage(layer).AsSpan(query * attention.KeyTokens.Count, attention.KeyTokens.Count).ToArray();
+            var best = words.MaxBy(w => Enumerable.Range(w.Start, w.End - w.Start).Sum(i => average[i]));
+            return $"layer {layer + 1}: \"{best.Word}\"";
+        }));
+    }
+}
+
+/// <summary>Loss, throughput and ETA while training; the sample of the fixed prompt after each epoch (every fifth shown).</summary>
+internal sealed class ConsoleProgress(string prompt) : IProgress<TrainingProgress>
+{
     public void Report(TrainingProgress p)
     {
-        if (p.Kind == TrainingProgressKind.EpochEnd)
+        if (p.Kind == TrainingProgressKind.EpochEnd && (p.Epoch % 5 == 0 || p.Epoch == p.Epochs))
         {
-            Console.WriteLine($"Epoch {p.Epoch}/{p.Epochs}: validation loss {p.ValidationValue:F3} | This story is about{OneLine(p.Sample ?? "")}");
+            Console.WriteLine($"Epoch {p.Epoch}/{p.Epochs}: validation loss {p.ValidationValue:F3} | {prompt}{Words.OneLine(p.Sample ?? "")}");
         }
-        else
+        else if (p.Kind == TrainingProgressKind.Step && p.Step % 250 == 0)
         {
-            Console.WriteLine($"  step {p.Step}/{p.TotalSteps}  loss {p.Loss:F3}  {p.Throughput:N0} tokens/s  elapsed {p.Elapsed:mm\\:ss}  eta {p.Remaining:mm\\:ss}");
+            Console.WriteLine($"  step {p.Step}/{p.TotalSteps}  loss {p.Loss:F3}  lr {p.LearningRate:E2}  {p.Throughput:N0} tokens/s  elapsed {p.Elapsed:mm\\:ss}  eta {p.Remaining:mm\\:ss}");
         }
     }
 }
 
-internal sealed record Settings(string Book, string[] FineTune, TokenizerKind Tokenizer, GptPreset Preset, double Minutes, string? Data)
+internal sealed record Settings(string Book, string[] Genres, TokenizerKind Tokenizer, double Minutes, double GenreMinutes, string Output, string? Data)
 {
     public static Settings Parse(string[] args)
     {
-        var s = new Settings("tinyshakespeare.txt", new[] { "pg345-dracula.txt", "pg6087-the-vampyre.txt" }, TokenizerKind.Character, GptPreset.Small, 5, null);
+        var s = new Settings("tinyshakespeare.txt", new[] { "mystery", "vampire", "love" }, TokenizerKind.Character, 5, 1.5,
+            Path.Combine(Path.GetTempPath(), "transformers-ml-example", "text"), null);
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Option {args[i]} needs a value.");
+            double Minutes(string option) => double.TryParse(Next(), System.Globalization.CultureInfo.InvariantCulture, out double m) && m > 0 ? m : throw new ArgumentException($"{option} must be a positive number.");
             s = args[i] switch
             {
                 "--book" => s with { Book = Next() },
-                "--finetune" => s with { FineTune = Next().Split(',', StringSplitOptions.RemoveEmptyEntries) },
+                "--genres" => s with { Genres = Next() is "none" ? Array.Empty<string>() : args[i].Split(',', StringSplitOptions.RemoveEmptyEntries) },
                 "--tokenizer" => s with { Tokenizer = Next() switch { "char" => TokenizerKind.Character, "bpe" => TokenizerKind.BytePairEncoding, "gpt2" => TokenizerKind.Gpt2, var t => throw new ArgumentException($"--tokenizer must be char, bpe or gpt2; found '{t}'.") } },
-                "--preset" => s with { Preset = Next() switch { "tiny" => GptPreset.Tiny, "small" => GptPreset.Small, "baby" => GptPreset.Baby, "gpt2small" => GptPreset.Gpt2Small, var p => throw new ArgumentException($"--preset must be tiny, small, baby or gpt2small; found '{p}'.") } },
-                "--minutes" => s with { Minutes = double.TryParse(Next(), System.Globalization.CultureInfo.InvariantCulture, out double m) && m > 0 ? m : throw new ArgumentException("--minutes must be a positive number.") },
+                "--minutes" => s with { Minutes = Minutes("--minutes") },
+                "--genre-minutes" => s with { GenreMinutes = Minutes("--genre-minutes") },
+                "--out" => s with { Output = Next() },
                 "--data" => s with { Data = Next() },
                 var unknown => throw new ArgumentException($"Unknown option '{unknown}'. See the comment at the top of Program.cs."),
             };
         }
-        return s;
+        string[] unknownGenres = s.Genres.Except(Genre.All.Select(g => g.Name)).ToArray();
+        return unknownGenres.Length == 0 ? s : throw new ArgumentException($"Unknown genre(s) {string.Join(", ", unknownGenres)}; known: {string.Join(", ", Genre.All.Select(g => g.Name))}.");
     }
-
 }

@@ -53,6 +53,14 @@ internal sealed class GptModel : nn.Module, ICausalLanguageModel
         return _embedding.Logits(hidden).MoveToOuterDisposeScope();                             // (B, T, V)
     }
 
+    /// <summary>Token ids (1, T) -> the causal self-attention probabilities of every layer, each (1, h, T, T) (explicit attention).</summary>
+    public IReadOnlyList<Tensor> Attention(Tensor ids)
+    {
+        using var scope = NewDisposeScope();
+        StackOutput output = _decoder.Forward(_embedding.Forward(ids, 0), needWeights: true);
+        return output.SelfAttentionWeights!.Select(w => w.MoveToOuterDisposeScope()).ToList();
+    }
+
     /// <summary>
     /// GPT-2's initialisation: N(0, 0.02) for weights and embeddings, zero biases, and the projections that
     /// write into the residual stream (attention output, second FFN layer) scaled by 1/sqrt(2 N), because

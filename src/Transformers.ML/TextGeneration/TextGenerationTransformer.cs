@@ -79,6 +79,26 @@ public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposab
     public IAsyncEnumerable<string> GenerateStreaming(string prompt, GenerationOptions? options = null, CancellationToken cancellation = default) =>
         Generator().GenerateStreaming(prompt, options ?? Generation, cancellation);
 
+    /// <summary>
+    /// The causal self-attention of the model over <paramref name="text"/> (at most a context window of it), per layer and
+    /// head: row i is where token i looks among tokens 0..i. The tokens are the model's own (characters or BPE pieces).
+    /// </summary>
+    public AttentionWeights Attention(string text)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(text);
+        int[] ids = Tokenizer.Encode(text).TakeLast(Model.ContextLength).ToArray();
+        if (ids.Length == 0)
+        {
+            throw new ArgumentException($"'{text}' gives no tokens.", nameof(text));
+        }
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        Model.eval();
+        Tensor input = tensor(ids.Select(i => (long)i).ToArray(), new long[] { 1, ids.Length }, device: Device);
+        string[] tokens = AttentionWeights.TokenTexts(Tokenizer, ids);
+        return AttentionWeights.From("causal self-attention", tokens, tokens, Model.Attention(input));
+    }
+
     /// <summary>Writes the model (configuration, tokenizer, weights) to one safetensors file, atomically.</summary>
     public void Save(string path)
     {

@@ -107,6 +107,35 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
         return results;
     }
 
+    /// <summary>
+    /// The attention of the model when it translates <paramref name="source"/> into <paramref name="translation"/> (null: its
+    /// own translation with <see cref="BeamSize"/> and <see cref="LengthPenalty"/>): the encoder's self-attention over the
+    /// source, the decoder's causal self-attention over the translation and its cross-attention from the translation to
+    /// the source (the alignment), per layer and head. The decoder's first position is its start token, shown as "&lt;s&gt;";
+    /// the source ends with its end token, "&lt;/s&gt;".
+    /// </summary>
+    public TranslationAttention Attention(string source, string? translation = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(source);
+        translation ??= Translate(source, BeamSize, LengthPenalty);
+        (int[] sourceIds, _) = Codec.Encode(source);
+        (int[] targetIds, _) = Codec.Encode(translation);
+        // The decoder reads the start token and then the translation: its inputs are the end token and the target's tokens.
+        int[] decoderIds = new[] { Codec.EndOfSentence }.Concat(targetIds.Take(targetIds.Length - 1)).ToArray();
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        Model.eval();
+        Tensor src = tensor(sourceIds.Select(i => (long)i).ToArray(), new long[] { 1, sourceIds.Length }, device: Device);
+        Tensor tgt = tensor(decoderIds.Select(i => (long)i).ToArray(), new long[] { 1, decoderIds.Length }, device: Device);
+        var (encoder, decoderSelf, cross) = Model.Attention(src, tgt);
+        string[] sourceTokens = AttentionWeights.TokenTexts(Codec.Tokenizer, sourceIds.Take(sourceIds.Length - 1)).Append("</s>").ToArray();
+        string[] targetTokens = new[] { "<s>" }.Concat(AttentionWeights.TokenTexts(Codec.Tokenizer, decoderIds.Skip(1))).ToArray();
+        return new TranslationAttention(translation,
+            AttentionWeights.From("encoder self-attention", sourceTokens, sourceTokens, encoder),
+            AttentionWeights.From("decoder self-attention", targetTokens, targetTokens, decoderSelf),
+            AttentionWeights.From("decoder cross-attention (target -> source)", targetTokens, sourceTokens, cross));
+    }
+
     /// <summary>Writes the model (configuration, tokenizer, weights) to one safetensors file, atomically.</summary>
     public void Save(string path)
     {
@@ -181,3 +210,10 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     private protected override IReadOnlyList<string> MapBatch(IReadOnlyList<string> inputs) =>
         TranslateBatch(inputs, BeamSize, LengthPenalty, useCache: true);
 }
+
+/// <summary>Where a translation model looks for one sentence pair (<see cref="TranslationTransformer.Attention"/>).</summary>
+/// <param name="Translation">The translation the weights are for.</param>
+/// <param name="Encoder">The encoder's self-attention over the source.</param>
+/// <param name="DecoderSelf">The decoder's causal self-attention over the translation.</param>
+/// <param name="Cross">The decoder's cross-attention from the translation to the source: the alignment.</param>
+public sealed record TranslationAttention(string Translation, AttentionWeights Encoder, AttentionWeights DecoderSelf, AttentionWeights Cross);

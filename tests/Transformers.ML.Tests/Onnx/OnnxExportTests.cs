@@ -151,6 +151,69 @@ public sealed class OnnxExportTests
         CollectionAssert.AreEqual(actual[0], single);
     }
 
+    [TestMethod]
+    public void AnOctModelsPreprocessingRunsInsideTheOnnxGraphAsInTransform()
+    {
+        // A classifier with the retinal OCT preprocessing (wedges masked, band crop, per-image normalisation) and test-time
+        // flip, trained briefly on real reduced scans; its ONNX graph takes scans at the source size and does the rest itself.
+        var ml = new MLContext(seed: 1);
+        var scans = ImageDatasets.ReadOct2017Folder(TestData.OctReduced).Where((_, i) => i % 4 == 0).Select(f => new ImageFile { ImagePath = f.Path, Diagnosis = f.Label }).ToList();
+        IDataView data = ml.Data.LoadFromEnumerable(scans);
+        var prepared = ml.Transforms.Conversion.MapValueToKey("Label", nameof(ImageFile.Diagnosis))
+            .Append(ml.Transforms.LoadImages("Image", null, nameof(ImageFile.ImagePath))).Fit(data);
+        var options = new ImageClassificationOptions
+        {
+            Model = new VitConfig { ImageSize = 32, PatchSize = 8, Channels = 1, Width = 32, Depth = 2, Heads = 4, MlpRatio = 2, Dropout = 0 },
+            Preprocessing = ImagePreprocessing.RetinalOct, TestTimeFlip = true,
+            Epochs = 2, BatchSize = 20, ValidationFraction = 0, Device = "cpu",
+        };
+        using ImageClassificationTransformer vit = ml.Transformers().ImageClassification(options).Fit(prepared.Transform(data));
+        (int height, int width) = vit.OnnxInputSize();
+        Assert.AreEqual((107, 128), (height, width), "32 x 32 with a band of 0.6: 64 rows of a 107 x 128 source");
+        string onnx = TestUtil.TempPath(".onnx");
+        vit.ExportToOnnx(onnx);
+        using InferenceSession session = Session(onnx);
+
+        // The scans brought to the source size first (as ML.NET's ResizeImages would): from there both do the same steps.
+        var schema = new DataViewSchema.Builder();
+        schema.AddColumn("Image", new Microsoft.ML.Transforms.Image.ImageDataViewType());
+        int checkedScans = 0;
+        foreach (ImageFile scan in scans.Take(8))
+        {
+            using MLImage original = MLImage.CreateFromFile(scan.ImagePath);
+            using var scope = NewDisposeScope();
+            Tensor rgb = nn.functional.adaptive_avg_pool2d(ImageInput.Decode(original), new long[] { height, width }); // (1, 3, H0, W0)
+            byte[] bytes = rgb.mul(255).round().clamp(0, 255).to(ScalarType.Byte).squeeze(0).permute(1, 2, 0).contiguous().data<byte>().ToArray();
+            string png = TestUtil.TempPath(".png");
+            using (var bitmap = new SkiaSharp.SKBitmap(width, height))
+            {
+                bitmap.Pixels = Enumerable.Range(0, height * width).Select(i => new SkiaSharp.SKColor(bytes[3 * i], bytes[3 * i + 1], bytes[3 * i + 2])).ToArray();
+                using SkiaSharp.SKData encoded = bitmap.Encode(SkiaSharp.SKEncodedImageFormat.Png, 100);
+                File.WriteAllBytes(png, encoded.ToArray());
+            }
+            using MLImage atSource = MLImage.CreateFromFile(png);
+            IDataView input = ml.Transforms.LoadImages("Image", null, nameof(ImageFile.ImagePath)).Fit(ml.Data.LoadFromEnumerable(new[] { new ImageFile { ImagePath = png } }))
+                .Transform(ml.Data.LoadFromEnumerable(new[] { new ImageFile { ImagePath = png } }));
+            float[] expected = vit.Transform(input).GetColumn<float[]>("Score").Single();
+            Tensor pixels = ImageInput.Decode(atSource); // (1, 3, H0, W0) RGB in [0, 1]
+            float[] actual = Run(session, "probabilities", NamedOnnxValue.CreateFromTensor(VitOnnxExport.PixelsInput,
+                new DenseTensor<float>(pixels.contiguous().data<float>().ToArray(), new[] { 1, 3, height, width })));
+            for (int k = 0; k < 4; k++)
+            {
+                Assert.AreEqual(expected[k], actual[k], 1e-4, $"{Path.GetFileName(scan.ImagePath)}, class {k}");
+            }
+            checkedScans++;
+        }
+        Assert.AreEqual(8, checkedScans);
+
+        // Padding keeps each scan's aspect ratio, which a fixed-size input has lost: that export is refused, saying why.
+        options.Preprocessing = new ImagePreprocessing { Fit = ImageFit.Pad };
+        options.Epochs = 1;
+        using ImageClassificationTransformer padded = ml.Transformers().ImageClassification(options).Fit(prepared.Transform(data));
+        var e = Assert.ThrowsExactly<NotSupportedException>(() => padded.ExportToOnnx(TestUtil.TempPath(".onnx")));
+        StringAssert.Contains(e.Message, "Fit = Pad");
+    }
+
     private static TextGenerationTransformer TrainGpt(MLContext ml)
     {
         TextGenerationOptions options = TextGenerationTests.Tiny();

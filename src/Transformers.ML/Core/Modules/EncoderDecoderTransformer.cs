@@ -66,6 +66,19 @@ internal sealed class EncoderDecoderTransformer : nn.Module
         return logits.MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// The attention of a (source, target) pair, (1, S) and (1, T) ids: the encoder's self-attention (each (1, h, S, S)),
+    /// the decoder's causal self-attention ((1, h, T, T)) and its cross-attention over the source ((1, h, T, S)), per layer.
+    /// </summary>
+    public (IReadOnlyList<Tensor> Encoder, IReadOnlyList<Tensor> DecoderSelf, IReadOnlyList<Tensor> Cross) Attention(Tensor sourceIds, Tensor targetIds)
+    {
+        using var scope = NewDisposeScope();
+        StackOutput encoded = _encoder.Forward(_embedding.Forward(sourceIds), null, needWeights: true);
+        StackOutput decoded = _decoder.Forward(_embedding.Forward(targetIds, 0), null, encoded.Hidden, null, null, needWeights: true);
+        static IReadOnlyList<Tensor> Keep(IReadOnlyList<Tensor> weights) => weights.Select(w => w.MoveToOuterDisposeScope()).ToList();
+        return (Keep(encoded.SelfAttentionWeights!), Keep(decoded.SelfAttentionWeights!), Keep(decoded.CrossAttentionWeights!));
+    }
+
     /// <summary>Teacher-forced forward pass: (B, S) source and (B, T) target ids -> (B, T, vocabulary) logits.</summary>
     public Tensor Forward(Tensor sourceIds, Tensor targetIds, Tensor? sourcePaddingMask = null, Tensor? targetPaddingMask = null)
     {

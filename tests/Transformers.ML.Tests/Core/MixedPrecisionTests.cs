@@ -53,6 +53,18 @@ public sealed class MixedPrecisionTests
     }
 
     [TestMethod]
+    public void PrecisionAutoMeasuresOnceAndExplainsItsChoice()
+    {
+        (ScalarType? type, string? reason) = PrecisionSelector.Resolve(TrainingPrecision.Auto, CPU);
+        Assert.IsTrue(type is null or ScalarType.BFloat16, $"Auto chose {type}");
+        Assert.IsNotNull(reason);
+        StringAssert.Contains(reason, type is null ? "training in float32" : "training in bfloat16 mixed precision");
+        Assert.AreEqual((type, reason), PrecisionSelector.Resolve(TrainingPrecision.Auto, CPU), "measured once per device: the same answer");
+        Assert.AreEqual(((ScalarType?)null, (string?)null), PrecisionSelector.Resolve(TrainingPrecision.Float32, CPU));
+        Assert.AreEqual(((ScalarType?)ScalarType.BFloat16, (string?)null), PrecisionSelector.Resolve(TrainingPrecision.BFloat16, CPU));
+    }
+
+    [TestMethod]
     public void AutocastScopesNestAndEndWithTheirScope()
     {
         Assert.IsNull(Autocast.Current);

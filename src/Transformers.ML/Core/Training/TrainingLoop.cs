@@ -51,6 +51,7 @@ internal sealed class TrainingLoop<TBatch>
     private readonly TrainingReporter _reporter;
     private readonly int _modelDimension;
     private readonly string _modelConfigJson;
+    private readonly ScalarType? _autocast;
 
     /// <param name="modelDimension">d_model, for the inverse square root schedule.</param>
     /// <param name="modelConfigJson">The model's configuration; a checkpoint of another configuration is refused.</param>
@@ -64,6 +65,12 @@ internal sealed class TrainingLoop<TBatch>
         _reporter = reporter;
         _modelDimension = modelDimension;
         _modelConfigJson = modelConfigJson;
+        Device device = model.parameters().FirstOrDefault()?.device ?? CPU;
+        (_autocast, string? reason) = PrecisionSelector.Resolve(options.Precision, device);
+        if (reason is not null)
+        {
+            reporter.Info(reason);
+        }
     }
 
     public TrainingResult Run(CancellationToken cancellation = default)
@@ -234,7 +241,7 @@ internal sealed class TrainingLoop<TBatch>
         {
             using var scope = NewDisposeScope();
             LossSum loss;
-            using (Autocast.Enable(_options.Precision == TrainingPrecision.BFloat16 ? ScalarType.BFloat16 : null))
+            using (Autocast.Enable(_autocast))
             {
                 loss = _task.ComputeLoss(plan[i]);
             }

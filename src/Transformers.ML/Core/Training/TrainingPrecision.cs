@@ -14,4 +14,11 @@ public enum TrainingPrecision
     /// CUDA GPUs from Ampere on); elsewhere it can be slower than float32.
     /// </summary>
     BFloat16,
+
+    /// <summary>
+    /// <see cref="BFloat16"/> where it is faster on this machine, else <see cref="Float32"/>: the choice is measured once per
+    /// process and device, timing the same matrix product in both types (bfloat16 when it is at least 1.3 times as fast,
+    /// as on CPUs with AVX512-BF16 or AMX and on recent GPUs). Logged at the start of training.
+    /// </summary>
+    Auto,
 }

@@ -99,6 +99,61 @@ public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposab
         return AttentionWeights.From("causal self-attention", tokens, tokens, Model.Attention(input));
     }
 
+    /// <summary>
+    /// Encodes <paramref name="documents"/> one at a time with this model's tokenizer, each after the end-of-text token
+    /// (as llm.c's data scripts do), into token shards of at most <paramref name="tokensPerShard"/> tokens in
+    /// <paramref name="folder"/>, named <c>{prefix}_000000.bin</c>, <c>{prefix}_000001.bin</c>, ... in llm.c's layout
+    /// (<see cref="TokenShard"/>): a PyTorch script in llm.c's or nanoGPT's style reads them, together with the weights
+    /// of <see cref="ExportToHuggingFace"/>. Memory holds one shard, not the corpus. Returns the shards' paths.
+    /// </summary>
+    public IReadOnlyList<string> WriteTokenShards(IEnumerable<string> documents, string folder, int tokensPerShard = 100_000_000, string prefix = "train")
+    {
+        ArgumentNullException.ThrowIfNull(documents);
+        ArgumentException.ThrowIfNullOrEmpty(folder);
+        ArgumentOutOfRangeException.ThrowIfLessThan(tokensPerShard, 2);
+        Directory.CreateDirectory(folder);
+        var paths = new List<string>();
+        var shard = new List<int>(Math.Min(tokensPerShard, 1 << 20));
+        void Flush()
+        {
+            string path = Path.Combine(folder, $"{prefix}_{paths.Count:D6}.bin");
+            TokenShard.Write(path, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(shard), Tokenizer.VocabularySize);
+            paths.Add(path);
+            shard.Clear();
+        }
+        void Add(int id)
+        {
+            if (shard.Count == tokensPerShard)
+            {
+                Flush();
+            }
+            shard.Add(id);
+        }
+        int row = 0;
+        foreach (string document in documents)
+        {
+            if (document is null)
+            {
+                throw new ArgumentException($"Document {row} is null.", nameof(documents));
+            }
+            row++;
+            if (document.Length == 0)
+            {
+                continue;
+            }
+            Add(Tokenizer.EndOfTextId);
+            foreach (int id in Tokenizer.Encode(document))
+            {
+                Add(id);
+            }
+        }
+        if (shard.Count > 0 || paths.Count == 0)
+        {
+            Flush();
+        }
+        return paths;
+    }
+
     /// <summary>Writes the model (configuration, tokenizer, weights) to one safetensors file, atomically.</summary>
     public void Save(string path)
     {

@@ -121,7 +121,9 @@ using (ImageClassificationTransformer reloaded = ml.Transformers().LoadImageClas
     reloaded.ExportToOnnx(onnx);
     (int height, int width) = reloaded.OnnxInputSize();
     var deploy = ml.Transforms.LoadImages("Image", null, nameof(ModelInput.ImagePath))
-        .Append(ml.Transforms.ResizeImages("Image", width, height))            // the graph masks wedges, crops the band and averages down itself
+        // Fill stretches the whole scan, as the model does (the default, IsoCrop, would cut the sides of a wide scan);
+        // the graph then masks wedges, crops the band and averages down itself.
+        .Append(ml.Transforms.ResizeImages("Image", width, height, resizing: Microsoft.ML.Transforms.Image.ImageResizingEstimator.ResizingKind.Fill))
         .Append(ml.Transforms.ExtractPixels("pixels", "Image", scaleImage: 1 / 255f))
         .Append(ml.Transforms.ApplyOnnxModel(new[] { "probabilities" }, new[] { "pixels" }, onnx));
     ITransformer deployed = deploy.Fit(testData);

@@ -2,6 +2,7 @@
 // (Boolean label) classifier, and the per-channel mean and standard deviation of the training pixels.
 using static TorchSharp.torch;
 using TorchSharp;
+using Transformers.ML.Core.Modules;
 
 namespace Transformers.ML.ImageClassification;
 
@@ -55,7 +56,7 @@ internal sealed class VitClassifier : IDisposable
         Tensor p = output.Logits.softmax(-1);
         if (TestTimeFlip)
         {
-            p = p.add(Model.Forward(x.flip(3)).Logits.softmax(-1)).div(Two); // the mean of the image's and its mirror's
+            p = p.add(Model.Forward(x.flip(3)).Logits.softmax(-1), Scalars.One).div(Two); // the mean of the image's and its mirror's
         }
         float[][] probabilities = Rows(p);
         float[][] embeddings = Rows(output.Features);
@@ -82,7 +83,7 @@ internal sealed class VitClassifier : IDisposable
         Tensor rollout = identity.expand(batch, tokens, tokens);
         for (long l = 0; l < layers; l++)
         {
-            Tensor a = attention.select(1, l).mean(new long[] { 1 }).mul(0.5).add(identity.mul(0.5)); // (B, T, T)
+            Tensor a = attention.select(1, l).mean(new long[] { 1 }).Times(0.5).add(identity.Times(0.5), Scalars.One); // (B, T, T)
             a = a.div(a.sum(-1, keepdim: true));
             rollout = a.bmm(rollout);
         }

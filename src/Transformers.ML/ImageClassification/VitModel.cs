@@ -236,12 +236,12 @@ internal sealed class VitModel : nn.Module
             pixels = F.gelu(down.forward(pixels));                                   // (B, C 2^i, S / 2^i, S / 2^i)
         }
         Tensor patches = _patchEmbedding.forward(pixels).flatten(2).transpose(1, 2); // (B, D, g, g) -> (B, N, D)
-        patches = patches.add(_positions.narrow(1, 1, patches.shape[1]));
+        patches = patches.add(_positions.narrow(1, 1, patches.shape[1]), Scalars.One);
         if (kept is not null)
         {
             patches = patches.gather(1, kept.unsqueeze(-1).expand(-1, -1, patches.shape[2])); // (B, K, D)
         }
-        Tensor cls = _classToken.add(_positions.narrow(1, 0, 1)).expand(batch, -1, -1);     // (B, 1, D)
+        Tensor cls = _classToken.add(_positions.narrow(1, 0, 1), Scalars.One).expand(batch, -1, -1);     // (B, 1, D)
         return cat(new[] { cls, patches }, 1);
     }
 

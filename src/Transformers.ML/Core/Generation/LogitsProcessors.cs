@@ -2,6 +2,7 @@
 // next-token logits (B, V) and the ids so far (B, T) and returns adjusted logits. The generator
 // composes them in order: repetition penalty, temperature, top-k, top-p.
 using static TorchSharp.torch;
+using Transformers.ML.Core.Modules;
 
 namespace Transformers.ML.Core.Generation;
 
@@ -25,7 +26,7 @@ internal sealed class TemperatureProcessor : ILogitsProcessor
         _temperature = temperature;
     }
 
-    public Tensor Process(Tensor logits, Tensor ids) => logits.div(_temperature);
+    public Tensor Process(Tensor logits, Tensor ids) => logits.Over(_temperature);
 }
 
 /// <summary>Keeps the k largest logits per row and sets the others to -inf (Fan et al. 2018).</summary>
@@ -47,7 +48,7 @@ internal sealed class TopKProcessor : ILogitsProcessor
         long k = Math.Min(_k, logits.shape[^1]);
         using var scope = NewDisposeScope();
         Tensor kth = logits.topk((int)k, -1).values.narrow(-1, k - 1, 1); // (B, 1): the k-th largest
-        return logits.masked_fill(logits.lt(kth), double.NegativeInfinity).MoveToOuterDisposeScope();
+        return logits.FillWhere(logits.lt(kth), double.NegativeInfinity).MoveToOuterDisposeScope();
     }
 }
 
@@ -75,9 +76,9 @@ internal sealed class TopPProcessor : ILogitsProcessor
         Tensor cumulative = sorted.softmax(-1).cumsum(-1);
         // Drop a token when the tokens before it already reach p: shift the cumulative sum right by one.
         Tensor before = cumulative.sub(sorted.softmax(-1));
-        Tensor dropSorted = before.ge(_p);
+        Tensor dropSorted = before.AtLeast(_p);
         Tensor drop = zeros_like(dropSorted).scatter(-1, order, dropSorted);
-        return logits.masked_fill(drop, double.NegativeInfinity).MoveToOuterDisposeScope();
+        return logits.FillWhere(drop, double.NegativeInfinity).MoveToOuterDisposeScope();
     }
 }
 
@@ -102,7 +103,7 @@ internal sealed class RepetitionPenaltyProcessor : ILogitsProcessor
     {
         using var scope = NewDisposeScope();
         Tensor seen = logits.gather(-1, ids);
-        Tensor penalised = where(seen.gt(0), seen.div(_penalty), seen.mul(_penalty));
+        Tensor penalised = where(seen.Above(0), seen.Over(_penalty), seen.Times(_penalty));
         return logits.scatter(-1, ids, penalised).MoveToOuterDisposeScope();
     }
 }

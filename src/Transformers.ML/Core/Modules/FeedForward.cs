@@ -34,7 +34,7 @@ internal sealed class FeedForward : nn.Module<Tensor, Tensor>
         hidden = _activation switch
         {
             FeedForwardActivation.Relu => hidden.device_type == DeviceType.META
-                ? hidden.mul(hidden.gt(0).to(hidden.dtype)) // relu; libtorch has no meta kernel for relu or its backward
+                ? hidden.mul(hidden.Above(0).to(hidden.dtype)) // relu; libtorch has no meta kernel for relu or its backward
                 : F.relu(hidden),
             FeedForwardActivation.Gelu => F.gelu(hidden),
             FeedForwardActivation.GeluTanh => F.gelu(hidden, GELU.Approximate.tanh),

@@ -42,7 +42,7 @@ internal sealed class TransformerLayerNorm : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         Tensor mean = x.mean(new long[] { -1 }, keepdim: true);
         Tensor centered = x.sub(mean);
-        Tensor variance = centered.pow(2).mean(new long[] { -1 }, keepdim: true); // biased, as LayerNorm
-        return centered.mul(variance.add(_eps).rsqrt()).mul(_weight).add(_bias).MoveToOuterDisposeScope();
+        Tensor variance = centered.Squared().mean(new long[] { -1 }, keepdim: true); // biased, as LayerNorm
+        return centered.mul(variance.Plus(_eps).rsqrt()).mul(_weight).add(_bias, Scalars.One).MoveToOuterDisposeScope();
     }
 }

@@ -116,10 +116,10 @@ internal sealed class MultiHeadAttention : nn.Module
             Tensor scores = low is ScalarType l1
                 ? matmul(q.to(l1), k.to(l1).transpose(-2, -1)).to(q.dtype)
                 : matmul(q, k.transpose(-2, -1));
-            scores = scores.mul_(1.0 / Math.Sqrt(_dk));
+            scores = scores.TimesInPlace(1.0 / Math.Sqrt(_dk));
             if (mask is not null)
             {
-                scores = scores.add_(mask);
+                scores = scores.add_(mask, Scalars.One);
             }
             weights = F.softmax(scores, -1);
             Tensor attended = dropout > 0 ? F.dropout(weights, dropout, training) : weights;
@@ -164,7 +164,7 @@ internal sealed class MultiHeadAttention : nn.Module
             blocked = blocked.bitwise_or(keyPaddingMask.to(ScalarType.Bool).view(batch, 1, 1, s));
         }
         double lowest = finfo(dtype).min;
-        return blocked.to(dtype).mul(lowest);
+        return blocked.to(dtype).Times(lowest);
     }
 
     private void CheckShapes(Tensor query, Tensor keyValue, Tensor? keyPaddingMask, AttentionCache? cache)

@@ -34,7 +34,7 @@ internal sealed class ResidualNorm : nn.Module
     public Tensor Output(Tensor x, Tensor y)
     {
         using var scope = NewDisposeScope();
-        Tensor sum = x.add(_dropout.forward(y));
+        Tensor sum = x.add(_dropout.forward(y), Scalars.One);
         return (_position == NormPosition.Post ? _norm.forward(sum) : sum).MoveToOuterDisposeScope();
     }
 }

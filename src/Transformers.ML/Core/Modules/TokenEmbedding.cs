@@ -58,9 +58,9 @@ internal sealed class TokenEmbedding : nn.Module
         Tensor x = tokenIds.device_type == DeviceType.META ? _tokens.weight![tokenIds] : _tokens.forward(tokenIds);
         if (_scale != 1.0)
         {
-            x = x.mul(_scale);
+            x = x.Times(_scale);
         }
-        x = x.add(_positions.Forward(positionOffset, tokenIds.shape[1], x.device));
+        x = x.add(_positions.Forward(positionOffset, tokenIds.shape[1], x.device), Scalars.One);
         return _dropout.forward(x).MoveToOuterDisposeScope();
     }
 

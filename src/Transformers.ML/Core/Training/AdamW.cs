@@ -5,6 +5,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Transformers.ML.Core.Modules;
 
 namespace Transformers.ML.Core.Training;
 
@@ -73,11 +74,11 @@ internal sealed class AdamW : IDisposable
             }
             if (slot.Decays && _weightDecay > 0)
             {
-                slot.Parameter.mul_(1 - learningRate * _weightDecay);
+                slot.Parameter.TimesInPlace(1 - learningRate * _weightDecay);
             }
-            slot.ExpAvg.mul_(_beta1).add_(grad, alpha: 1 - _beta1);              // m = b1 m + (1 - b1) g
-            slot.ExpAvgSq.mul_(_beta2).addcmul_(grad, grad, value: 1 - _beta2);  // v = b2 v + (1 - b2) g^2
-            Tensor denominator = slot.ExpAvgSq.sqrt().div_(sqrtCorrection2).add_(_eps);
+            slot.ExpAvg.TimesInPlace(_beta1).add_(grad, alpha: 1 - _beta1);              // m = b1 m + (1 - b1) g
+            slot.ExpAvgSq.TimesInPlace(_beta2).addcmul_(grad, grad, value: 1 - _beta2);  // v = b2 v + (1 - b2) g^2
+            Tensor denominator = slot.ExpAvgSq.sqrt().OverInPlace(sqrtCorrection2).PlusInPlace(_eps);
             slot.Parameter.addcdiv_(slot.ExpAvg, denominator, value: -stepSize);  // p -= lr m_hat / (sqrt(v_hat) + eps)
         }
     }

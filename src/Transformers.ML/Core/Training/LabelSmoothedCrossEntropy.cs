@@ -4,6 +4,7 @@
 // the definition PyTorch's cross_entropy(label_smoothing=eps) uses. Padding targets are ignored.
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
+using Transformers.ML.Core.Modules;
 
 namespace Transformers.ML.Core.Training;
 
@@ -43,7 +44,7 @@ internal static class LabelSmoothedCrossEntropy
         Tensor keep = flat.ne(ignoreIndex);
         Tensor safeTargets = flat.mul(keep.to(flat.dtype)).unsqueeze(1); // ignored targets read class 0, then count 0
         Tensor nll = logProbs.gather(1, safeTargets).squeeze(1).neg();                         // (N)
-        Tensor perToken = epsilon > 0 ? nll.mul(1 - epsilon).add(logProbs.mean(new long[] { -1 }).neg().mul(epsilon)) : nll;
+        Tensor perToken = epsilon > 0 ? nll.Times(1 - epsilon).add(logProbs.mean(new long[] { -1 }).neg().Times(epsilon)) : nll;
         if (weights is not null)
         {
             perToken = perToken.mul(weights.reshape(-1).to(perToken.dtype));

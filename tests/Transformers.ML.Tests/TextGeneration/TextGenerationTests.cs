@@ -66,6 +66,76 @@ public sealed class TextGenerationTests
         ml.Data.LoadFromEnumerable(texts.Select(t => new Document { Text = t }));
 
     [TestMethod]
+    public void AttentionIsCausalPerLayerAndHeadWithTheCharactersAsTokens()
+    {
+        const string text = "The animal didn't cross the street because it was tired.";
+        AttentionWeights a = _trained.Attention(text);
+        Assert.AreEqual(_trained.Config.NumLayers, a.Layers);
+        Assert.AreEqual(_trained.Config.NumHeads, a.Heads);
+        CollectionAssert.AreEqual(text.Select(c => c.ToString()).ToArray(), a.QueryTokens.ToArray());
+        int n = text.Length;
+        for (int layer = 0; layer < a.Layers; layer++)
+        {
+            for (int head = 0; head < a.Heads; head++)
+            {
+                float[] w = a.Head(layer, head);
+                Assert.AreEqual(1f, w[0], 1e-5f, "the first character can only look at itself");
+                for (int q = 0; q < n; q++)
+                {
+                    Assert.AreEqual(1.0, w.AsSpan(q * n, n).ToArray().Sum(x => (double)x), 1e-4, $"layer {layer} head {head} row {q}");
+                    Assert.IsTrue(w.AsSpan(q * n + q + 1, n - q - 1).ToArray().All(x => x == 0), $"row {q} sees a later character");
+                }
+            }
+        }
+        // The weights are the model's, per head: two heads of a layer differ, and a head is not uniform over the past.
+        float[] first = a.Head(0, 0), second = a.Head(0, 1);
+        Assert.IsGreaterThan(1e-4, first.Zip(second).Max(p => Math.Abs(p.First - p.Second)), "heads 1 and 2 of layer 1 are identical");
+        double fromUniform = Enumerable.Range(0, n).Max(q => Enumerable.Range(0, q + 1).Max(k => Math.Abs(first[q * n + k] - 1.0 / (q + 1))));
+        Assert.IsGreaterThan(1e-3, fromUniform, "attention is uniform over the past");
+        float[] average = a.LayerAverage(0);
+        Assert.AreEqual(Enumerable.Range(0, a.Heads).Average(h => a.Head(0, h)[5 * n + 2]), average[5 * n + 2], 1e-6);
+        Assert.Throws<ArgumentException>(() => _trained.Attention(""));
+    }
+
+    [TestMethod]
+    public void TrainingCurvesAndHeatMapsArePngsWithTheirNumbersBeside()
+    {
+        string folder = Path.Combine(Path.GetTempPath(), "transformers-ml-tests", "charts-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            string png = Path.Combine(folder, "curves.png");
+            string csv = Charts.SaveTrainingCurves(_reports, png, "tiny GPT");
+            using (var bitmap = SkiaSharp.SKBitmap.Decode(png))
+            {
+                Assert.IsNotNull(bitmap, "not a PNG");
+                Assert.IsGreaterThan(600, bitmap.Width);
+                // Something is drawn besides the white background.
+                Assert.IsGreaterThan(1000, bitmap.Pixels.Count(p => p != SkiaSharp.SKColors.White));
+            }
+            string[] rows = File.ReadAllLines(csv);
+            Assert.AreEqual(_reports.Count + 1, rows.Length, "a CSV row per report after the header");
+            StringAssert.StartsWith(rows[0], "kind,epoch,step");
+            Assert.AreEqual(_reports.Count(r => r.Kind == TrainingProgressKind.EpochEnd), rows.Count(r => r.StartsWith("epoch,", StringComparison.Ordinal)));
+
+            string heat = Path.Combine(folder, "heat.png");
+            Charts.SaveHeatmap(new float[] { 1, 0, 0.5f, 0.5f }, new[] { "a", "b" }, new[] { "x", "y" }, heat, "2 x 2");
+            using (var bitmap = SkiaSharp.SKBitmap.Decode(heat))
+            {
+                Assert.IsNotNull(bitmap);
+            }
+            Assert.Throws<ArgumentException>(() => Charts.SaveHeatmap(new float[3], new[] { "a", "b" }, new[] { "x", "y" }, heat));
+            Assert.Throws<ArgumentException>(() => Charts.SaveTrainingCurves(Array.Empty<TrainingProgress>(), png));
+        }
+        finally
+        {
+            if (Directory.Exists(folder))
+            {
+                Directory.Delete(folder, recursive: true);
+            }
+        }
+    }
+
+    [TestMethod]
     public void TrainingLowersTheLossAndReportsASamplePerEpoch()
     {
         var epochs = _reports.Where(r => r.Kind == TrainingProgressKind.EpochEnd).ToList();

@@ -232,3 +232,55 @@ public sealed class TranslationTests
         Assert.AreEqual(1.0, Seq2SeqSearch.Penalty(30, 0.0), 1e-12);
     }
 }
+
+/// <summary>The attention weights a translator gives for a sentence: shapes, probabilities, causality, labels.</summary>
+[TestClass]
+public sealed class TranslationAttentionTests
+{
+    [TestMethod]
+    public void AttentionHasOneRowPerTokenSummingToOneAndACausalDecoder()
+    {
+        var ml = new MLContext(seed: 1);
+        var pairs = TestData.SentencePairLines.Take(400).Select(l => l.Split('\t')).Select(p => new Pair { English = p[0], Spanish = p[1] }).ToList();
+        TranslationOptions options = TranslationTests.Tiny();
+        options.Epochs = 1;
+        using TranslationTransformer model = ml.Transformers().Translation(options).Fit(ml.Data.LoadFromEnumerable(pairs));
+        TranslationAttention attention = model.Attention("Soy un estudiante", "I am a student.");
+        Assert.AreEqual("I am a student.", attention.Translation);
+        foreach (AttentionWeights a in new[] { attention.Encoder, attention.DecoderSelf, attention.Cross })
+        {
+            Assert.AreEqual(2, a.Layers, a.Name);
+            Assert.AreEqual(4, a.Heads, a.Name);
+            for (int layer = 0; layer < a.Layers; layer++)
+            {
+                for (int head = 0; head < a.Heads; head++)
+                {
+                    float[] w = a.Head(layer, head);
+                    Assert.AreEqual(a.QueryTokens.Count * a.KeyTokens.Count, w.Length);
+                    for (int q = 0; q < a.QueryTokens.Count; q++)
+                    {
+                        double sum = w.AsSpan(q * a.KeyTokens.Count, a.KeyTokens.Count).ToArray().Sum(x => (double)x);
+                        Assert.AreEqual(1.0, sum, 1e-4, $"{a.Name} layer {layer} head {head} row {q}");
+                    }
+                }
+            }
+        }
+        Assert.AreEqual("</s>", attention.Encoder.KeyTokens[^1]);
+        Assert.AreEqual("<s>", attention.DecoderSelf.QueryTokens[0]);
+        CollectionAssert.AreEqual(attention.Encoder.KeyTokens.ToArray(), attention.Cross.KeyTokens.ToArray(), "cross-attention looks at the source");
+        CollectionAssert.AreEqual(attention.DecoderSelf.QueryTokens.ToArray(), attention.Cross.QueryTokens.ToArray());
+        string decoded = string.Concat(attention.DecoderSelf.QueryTokens.Skip(1)).Replace(" ", "");
+        StringAssert.StartsWith(decoded, "Iamastudent", "the decoder reads the translation's tokens after <s>");
+        float[] self = attention.DecoderSelf.Head(0, 0);
+        int n = attention.DecoderSelf.KeyTokens.Count;
+        for (int q = 0; q < n; q++)
+        {
+            for (int k = q + 1; k < n; k++)
+            {
+                Assert.AreEqual(0f, self[q * n + k], $"decoder position {q} sees the later position {k}");
+            }
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => attention.Cross.Head(2, 0));
+        Assert.Throws<ArgumentException>(() => model.Attention("  "));
+    }
+}

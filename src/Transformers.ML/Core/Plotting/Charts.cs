@@ -218,7 +218,9 @@ public static class Charts
         float cell = Math.Clamp(560f / Math.Max(rows, columns), 14, 90);
         float left = 24 + Math.Min(220, rowLabels.Max(l => text.MeasureText(l)) + 12);
         float top = 50 + Math.Min(220, columnLabels.Max(l => text.MeasureText(l)) + 12);
-        int width = (int)(left + columns * cell + 20), height = (int)(top + rows * cell + 20);
+        // Wide enough for the title and the axis label too (a long sentence as the title of a narrow matrix).
+        float needed = Math.Max(bold.MeasureText(title) + 24, left + text.MeasureText($"{columnAxis} ->") + 12);
+        int width = (int)Math.Max(left + columns * cell + 20, Math.Min(needed, 2000)), height = (int)(top + rows * cell + 20);
         using var surface = SKSurface.Create(new SKImageInfo(width, height));
         SKCanvas canvas = surface.Canvas;
         canvas.Clear(SKColors.White);

@@ -10,6 +10,7 @@
 //     --tokenizer KIND     char | bpe | gpt2 (default char)
 //     --minutes M          training time budget (default 5)
 //     --genre-minutes M    fine-tuning time per genre (default 1.5)
+//     --precision P        auto | float32 | bfloat16 (default: the recipe's)
 //     --out DIR            model, training curves, attention pictures (default: a temp folder)
 //     --data DIR           data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository, else the books
 //                          shipped in examples/data)
@@ -29,6 +30,7 @@ const string prompt = "This story is about";
 string book = Books.Read(settings.Data, settings.Book);
 Console.WriteLine($"Training a GPT on {settings.Book} ({book.Length:N0} characters, {settings.Tokenizer} tokens) for {settings.Minutes:F1} minutes.");
 TextGenerationOptions options = TextRecipe.Options(settings.Tokenizer, TimeSpan.FromMinutes(settings.Minutes));
+options.Precision = settings.Precision ?? options.Precision;
 options.TextColumnName = nameof(ModelInput.Text);
 options.OutputColumnName = nameof(ModelOutput.GeneratedText);
 options.SamplePrompt = prompt;
@@ -126,7 +128,7 @@ internal static class Words
                 weights.AddRange(words.Select(w => Enumerable.Range(w.Start, Math.Min(w.End, query + 1) - w.Start).Sum(i => from[i])));
             }
         }
-        Charts.SaveHeatmap(weights, rows, words.Select(w => w.Word).ToList(), path, $"Where \"it\" looks: \"{sentence}\"", "layer and head", "word (attention summed over its characters)");
+        Charts.SaveHeatmap(weights, rows, words.Select(w => w.Word).ToList(), path, $"Where \"it\" looks: \"{sentence}\"", "layer and head", "word (attention summed over its characters; the rest of a row is on the spaces)");
     }
 
     /// <summary>For each layer, the word (other than "it" itself) that the head-averaged attention from "it" weighs most.</summary>
@@ -158,7 +160,7 @@ internal sealed class ConsoleProgress(string prompt) : IProgress<TrainingProgres
     }
 }
 
-internal sealed record Settings(string Book, string[] Genres, TokenizerKind Tokenizer, double Minutes, double GenreMinutes, string Output, string? Data)
+internal sealed record Settings(string Book, string[] Genres, TokenizerKind Tokenizer, double Minutes, double GenreMinutes, string Output, string? Data, TrainingPrecision? Precision = null)
 {
     public static Settings Parse(string[] args)
     {
@@ -175,6 +177,7 @@ internal sealed record Settings(string Book, string[] Genres, TokenizerKind Toke
                 "--tokenizer" => s with { Tokenizer = Next() switch { "char" => TokenizerKind.Character, "bpe" => TokenizerKind.BytePairEncoding, "gpt2" => TokenizerKind.Gpt2, var t => throw new ArgumentException($"--tokenizer must be char, bpe or gpt2; found '{t}'.") } },
                 "--minutes" => s with { Minutes = Minutes("--minutes") },
                 "--genre-minutes" => s with { GenreMinutes = Minutes("--genre-minutes") },
+                "--precision" => s with { Precision = Precisions.Parse(Next()) },
                 "--out" => s with { Output = Next() },
                 "--data" => s with { Data = Next() },
                 var unknown => throw new ArgumentException($"Unknown option '{unknown}'. See the comment at the top of Program.cs."),

@@ -1,11 +1,16 @@
 // Translation, Model Builder style: train the Transformer of "Attention Is All You Need" on Spanish-English
-// pairs, evaluate BLEU and chrF on held-out sentences with greedy decoding and beam search, translate a few
-// sentences, save and reload.
+// pairs for a time budget that plans its schedule (warmup and decay end with the budget), evaluate BLEU and chrF on
+// held-out sentences with greedy decoding and beam search, translate the seed's sentences, save and reload, and draw
+// where the model looks: the alignment of a translation (the decoder's cross-attention) and the decoder's
+// self-attention from "it" in a sentence whose Spanish has no pronoun.
 //
 //   dotnet run -c Release --project examples/Translation -- [options]
-//     --minutes M     training time budget (default 8)
+//     --minutes M     training time budget (default 10)
 //     --preset NAME   small | base | big (default small)
 //     --test N        held-out sentences to score (default 500)
+//     --seed N        training seed (default 1)
+//     --precision P   auto | float32 | bfloat16 (default: the recipe's)
+//     --out DIR       model, training curves, attention pictures (default: a temp folder)
 //     --data DIR      data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository, else spa-eng is
 //                     downloaded once from manythings.org into ~/.cache/transformers-ml)
 using System.Diagnostics;
@@ -18,6 +23,7 @@ using Transformers.ML.Translation;
 var settings = Settings.Parse(args);
 var clock = Stopwatch.StartNew();
 var ml = new MLContext(seed: 1);
+Directory.CreateDirectory(settings.Output);
 
 // ---------------------------------------------------------------- data
 string path = DataLocator.File(settings.Data, "translation/spa-eng.txt");
@@ -29,23 +35,14 @@ IDataView test = ml.Data.TakeRows(split.TestSet, settings.TestSentences);
 Console.WriteLine($"Training on {Count(trainValidation.TrainSet):N0} pairs, validating on {Count(trainValidation.TestSet):N0}, testing on {Count(test):N0} (split by English sentence).");
 
 // ---------------------------------------------------------------- training
-var options = new TranslationOptions
-{
-    SourceColumnName = nameof(ModelInput.Spanish),
-    TargetColumnName = nameof(ModelInput.English),
-    OutputColumnName = nameof(ModelOutput.Translation),
-    Preset = settings.Preset,
-    VocabularySize = 4000,     // a small shared vocabulary keeps the softmax cheap on a CPU
-    Epochs = 20,
-    MaxTokensPerBatch = 2048,  // more, smaller updates in a short time budget
-    WarmupSteps = 400,
-    LearningRateScale = 0.5,   // peak 0.5 * 256^-0.5 * 400^-0.5 = 1.6e-3 at step 400 (post-LN needs a gentle start)
-    MaxTrainingTime = TimeSpan.FromMinutes(settings.Minutes),
-    SampleSentence = "Soy un estudiante",
-    Progress = new ConsoleProgress(),
-};
+TranslationOptions options = TranslationRecipe.Options(TimeSpan.FromMinutes(settings.Minutes), settings.Seed);
+options.Preset = settings.Preset;
+options.Precision = settings.Precision ?? options.Precision;
+options.Progress = new ConsoleProgress();
+options.CurvesPath = Path.Combine(settings.Output, "training-curves.png");
 TranslationTransformer model = ml.Transformers().Translation(options).Fit(trainValidation.TrainSet, trainValidation.TestSet);
-Console.WriteLine($"Trained {model.ParameterCount:N0} parameters in {clock.Elapsed:mm\\:ss}.");
+TrainingProgress last = model.TrainingReports[^1];
+Console.WriteLine($"Trained {model.ParameterCount:N0} parameters for {last.Step:N0} steps in {last.Elapsed:mm\\:ss}. Curves: {options.CurvesPath}");
 
 // ---------------------------------------------------------------- evaluation: greedy and beam search
 foreach ((string name, int beam) in new[] { ("greedy", 1), ("beam 4, alpha 0.6", 4) })
@@ -56,17 +53,45 @@ foreach ((string name, int beam) in new[] { ("greedy", 1), ("beam 4, alpha 0.6",
     Console.WriteLine($"{name,-18} {metrics}  ({Count(test) / decode.Elapsed.TotalSeconds:F1} sentences/s)");
 }
 
-// ---------------------------------------------------------------- consumption
-string modelPath = Path.Combine(Path.GetTempPath(), "transformers-ml-example", "translation.safetensors");
+// ---------------------------------------------------------------- consumption: the reloaded model, through a PredictionEngine
+string modelPath = Path.Combine(settings.Output, "translation.safetensors");
 model.Save(modelPath);
 model.Dispose();
 using TranslationTransformer reloaded = ml.Transformers().LoadTranslation(modelPath);
 var engine = ml.Model.CreatePredictionEngine<ModelInput, ModelOutput>(reloaded);
-foreach (string sentence in new[] { "Soy un estudiante", "¿Dónde está la biblioteca?", "Me gusta leer libros por la noche.", "Hace mucho frío hoy." })
+Console.WriteLine($"\nSaved to {modelPath} and reloaded (beam {reloaded.BeamSize}, length penalty {reloaded.LengthPenalty}):");
+foreach ((string sentence, string expected) in TranslationRecipe.Sentences)
 {
-    Console.WriteLine($"{sentence,-40} -> {engine.Predict(new ModelInput { Spanish = sentence }).Translation}");
+    Console.WriteLine($"  {sentence,-52} -> {engine.Predict(new ModelInput { Spanish = sentence }).Translation,-50} (a right one: {expected})");
 }
-Console.WriteLine($"Saved to {modelPath}; done in {clock.Elapsed:mm\\:ss}.");
+
+// ---------------------------------------------------------------- attention: the alignment, and where "it" looks
+TranslationAttention student = reloaded.Attention("Soy un estudiante");
+string alignment = Path.Combine(settings.Output, "alignment-soy-un-estudiante.png");
+AttentionPictures.SaveLayerAverage(student.Cross, student.Cross.Layers - 1, alignment, $"\"Soy un estudiante\" -> \"{student.Translation}\": cross-attention, last layer, heads averaged",
+    "English token (decoder input)", "Spanish token");
+Console.WriteLine($"\nAlignment of \"Soy un estudiante\" -> \"{student.Translation}\" (cross-attention, last layer): {alignment}");
+Console.WriteLine("  " + AttentionPictures.Strongest(student.Cross, student.Cross.Layers - 1));
+
+const string animal = "El animal no cruzó la calle porque estaba cansado.";
+TranslationAttention tired = reloaded.Attention(animal);
+int it = tired.DecoderSelf.QueryTokens.ToList().FindIndex(t => t.Trim().Equals("it", StringComparison.OrdinalIgnoreCase));
+if (it < 0)
+{
+    Console.WriteLine($"\n\"{animal}\" -> \"{tired.Translation}\": the translation has no \"it\" to follow.");
+}
+else
+{
+    string heads = Path.Combine(settings.Output, "decoder-self-attention-it.png");
+    AttentionPictures.SaveFrom(tired.DecoderSelf, it, heads, $"Where \"it\" looks while translating \"{animal}\" -> \"{tired.Translation}\"");
+    string cross = Path.Combine(settings.Output, "alignment-animal.png");
+    AttentionPictures.SaveLayerAverage(tired.Cross, tired.Cross.Layers - 1, cross, $"\"{animal}\": cross-attention, last layer, heads averaged", "English token (decoder input)", "Spanish token");
+    Console.WriteLine($"\n\"{animal}\" -> \"{tired.Translation}\"");
+    Console.WriteLine($"  decoder self-attention from \"it\", per layer and head: {heads}");
+    Console.WriteLine("  " + AttentionPictures.StrongestFrom(tired.DecoderSelf, it));
+    Console.WriteLine($"  alignment: {cross}");
+}
+Console.WriteLine($"\nDone in {clock.Elapsed:mm\\:ss}.");
 
 long Count(IDataView data) => data.GetColumn<string>(nameof(ModelInput.English)).LongCount();
 
@@ -86,19 +111,71 @@ public sealed class ModelOutput
     public string Translation { get; set; } = "";
 }
 
-/// <summary>Loss, tokens/s and ETA while training; validation loss and the sample translation after each epoch.</summary>
-internal sealed class ConsoleProgress : IProgress<TrainingProgress>
+/// <summary>Heat maps of attention weights, and which token a query weighs most.</summary>
+internal static class AttentionPictures
 {
-    public void Report(TrainingProgress p) => Console.WriteLine(p.Kind == TrainingProgressKind.EpochEnd
-        ? $"Epoch {p.Epoch}/{p.Epochs}: validation loss {p.ValidationValue:F3} | Soy un estudiante -> {p.Sample}"
-        : $"  step {p.Step}  loss {p.Loss:F3}  lr {p.LearningRate:E2}  {p.Throughput:N0} tokens/s  elapsed {p.Elapsed:mm\\:ss}  eta {p.Remaining:mm\\:ss}");
+    /// <summary>One layer, its heads averaged: every query token's row over the keys.</summary>
+    public static void SaveLayerAverage(AttentionWeights attention, int layer, string path, string title, string rowAxis, string columnAxis) =>
+        Charts.SaveHeatmap(attention.LayerAverage(layer), attention.QueryTokens, attention.KeyTokens, path, title, rowAxis, columnAxis);
+
+    /// <summary>One query token's attention in every layer and head: a row per head.</summary>
+    public static void SaveFrom(AttentionWeights attention, int query, string path, string title)
+    {
+        var rows = new List<string>();
+        var weights = new List<float>();
+        for (int layer = 0; layer < attention.Layers; layer++)
+        {
+            for (int head = 0; head < attention.Heads; head++)
+            {
+                rows.Add($"layer {layer + 1} head {head + 1}");
+                weights.AddRange(attention.From(query, layer, head).Take(query + 1)); // causal: the keys up to the query
+            }
+        }
+        Charts.SaveHeatmap(weights, rows, attention.KeyTokens.Take(query + 1).ToList(), path, title, "layer and head", "earlier English token");
+    }
+
+    /// <summary>For each query token, the key it weighs most in one layer (heads averaged).</summary>
+    public static string Strongest(AttentionWeights attention, int layer)
+    {
+        float[] average = attention.LayerAverage(layer);
+        int keys = attention.KeyTokens.Count;
+        return string.Join(", ", attention.QueryTokens.Select((q, i) =>
+        {
+            int best = Enumerable.Range(0, keys).MaxBy(k => average[i * keys + k]);
+            return $"{q.Trim()} -> {attention.KeyTokens[best].Trim()}";
+        }));
+    }
+
+    /// <summary>For each layer, the earlier token (not the query itself) that the query weighs most, heads averaged.</summary>
+    public static string StrongestFrom(AttentionWeights attention, int query) => string.Join("; ", Enumerable.Range(0, attention.Layers).Select(layer =>
+    {
+        float[] row = attention.LayerAverage(layer).AsSpan(query * attention.KeyTokens.Count, attention.KeyTokens.Count).ToArray();
+        int best = Enumerable.Range(0, query).MaxBy(k => row[k]);
+        return $"layer {layer + 1}: \"{attention.KeyTokens[best].Trim()}\" ({row[best]:P0})";
+    }));
 }
 
-internal sealed record Settings(double Minutes, TranslationPreset Preset, int TestSentences, string? Data)
+/// <summary>Loss, tokens/s and ETA while training (every 500 steps); validation loss and the sample translation after each epoch.</summary>
+internal sealed class ConsoleProgress : IProgress<TrainingProgress>
+{
+    public void Report(TrainingProgress p)
+    {
+        if (p.Kind == TrainingProgressKind.EpochEnd)
+        {
+            Console.WriteLine($"Epoch {p.Epoch}: validation loss {p.ValidationValue:F3} | Soy un estudiante -> {p.Sample}");
+        }
+        else if (p.Kind == TrainingProgressKind.Step && p.Step % 500 == 0)
+        {
+            Console.WriteLine($"  step {p.Step}/{p.TotalSteps}  loss {p.Loss:F3}  lr {p.LearningRate:E2}  {p.Throughput:N0} tokens/s  elapsed {p.Elapsed:mm\\:ss}  eta {p.Remaining:mm\\:ss}");
+        }
+    }
+}
+
+internal sealed record Settings(double Minutes, TranslationPreset Preset, int TestSentences, int Seed, string Output, string? Data, TrainingPrecision? Precision = null)
 {
     public static Settings Parse(string[] args)
     {
-        var s = new Settings(8, TranslationPreset.Small, 500, null);
+        var s = new Settings(10, TranslationPreset.Small, 500, 1, Path.Combine(Path.GetTempPath(), "transformers-ml-example", "translation"), null);
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Option {args[i]} needs a value.");
@@ -107,6 +184,9 @@ internal sealed record Settings(double Minutes, TranslationPreset Preset, int Te
                 "--minutes" => s with { Minutes = double.TryParse(Next(), System.Globalization.CultureInfo.InvariantCulture, out double m) && m > 0 ? m : throw new ArgumentException("--minutes must be a positive number.") },
                 "--preset" => s with { Preset = Next() switch { "small" => TranslationPreset.Small, "base" => TranslationPreset.Base, "big" => TranslationPreset.Big, var p => throw new ArgumentException($"--preset must be small, base or big; found '{p}'.") } },
                 "--test" => s with { TestSentences = int.TryParse(Next(), out int n) && n > 0 ? n : throw new ArgumentException("--test must be a positive number.") },
+                "--seed" => s with { Seed = int.TryParse(Next(), out int seed) ? seed : throw new ArgumentException("--seed must be a whole number.") },
+                "--precision" => s with { Precision = Precisions.Parse(Next()) },
+                "--out" => s with { Output = Next() },
                 "--data" => s with { Data = Next() },
                 var unknown => throw new ArgumentException($"Unknown option '{unknown}'. See the comment at the top of Program.cs."),
             };

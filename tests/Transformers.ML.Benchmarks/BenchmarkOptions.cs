@@ -12,6 +12,9 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
     /// <summary>Run only the first N folds of the split (a quicker look at a recipe); null: all.</summary>
     public int? FoldsToRun { get; init; }
 
+    /// <summary>Training seeds of the recipe rows that report a spread over seeds (translation.recipe); null: the row's own.</summary>
+    public int[]? Seeds { get; init; }
+
     /// <summary>Parses the command line; null when it is not understood (the caller prints the usage).</summary>
     public static BenchmarkOptions? Parse(string[] args)
     {
@@ -24,6 +27,7 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
         int? folds = null;
         double? foldMinutes = null;
         int? foldsToRun = null;
+        int[]? seeds = null;
         for (int i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -56,6 +60,9 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
                     foldsToRun = r;
                     i++;
                     break;
+                case "--seeds" when i + 1 < args.Length:
+                    seeds = args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
+                    break;
                 case "--only" when i + 1 < args.Length:
                     only.AddRange(args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries));
                     break;
@@ -64,7 +71,7 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
                     return null;
             }
         }
-        return new BenchmarkOptions(quick, results, threads, data, only.ToArray()) { Recipes = recipes.ToArray(), Folds = folds, FoldMinutes = foldMinutes, FoldsToRun = foldsToRun };
+        return new BenchmarkOptions(quick, results, threads, data, only.ToArray()) { Recipes = recipes.ToArray(), Folds = folds, FoldMinutes = foldMinutes, FoldsToRun = foldsToRun, Seeds = seeds };
     }
 }
 

@@ -106,7 +106,10 @@ internal static class TextGenerationBenchmark
         IDataView train = ml.Data.LoadFromEnumerable(new[] { new Document { Text = text[..split] } });
         IDataView heldOut = ml.Data.LoadFromEnumerable(new[] { new Document { Text = text[split..] } });
         TextGenerationTransformer? characters = null;
-        foreach (TokenizerKind kind in new[] { TokenizerKind.Character, TokenizerKind.BytePairEncoding })
+        // --recipes char or --recipes bpe: one tokenizer (the genres need the character model)
+        var kinds = new[] { ("char", TokenizerKind.Character), ("bpe", TokenizerKind.BytePairEncoding) }
+            .Where(k => options.Recipes.Length == 0 || options.Recipes.Contains(k.Item1)).Select(k => k.Item2).ToList();
+        foreach (TokenizerKind kind in kinds)
         {
             TextGenerationOptions o = TextRecipe.Options(kind, TimeSpan.FromMinutes(minutes));
             o.RestoreBestWeights = false;
@@ -128,7 +131,7 @@ internal static class TextGenerationBenchmark
                 model.Dispose();
             }
         }
-        foreach (Genre genre in Genre.All)
+        foreach (Genre genre in characters is null ? Array.Empty<Genre>() : Genre.All)
         {
             var texts = genre.Books.Select(b => Books.Body(Books.Read(options.Data, b))).ToList();
             IDataView tune = ml.Data.LoadFromEnumerable(texts.Select(t => new Document { Text = t[..(int)(t.Length * 0.9)] }));

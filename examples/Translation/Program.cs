@@ -11,6 +11,7 @@
 //     --seed N        training seed (default 1)
 //     --precision P   auto | float32 | bfloat16 (default: the recipe's)
 //     --out DIR       model, training curves, attention pictures (default: a temp folder)
+//     --load FILE     skip training and evaluation: translate and draw the attention of a model saved earlier
 //     --data DIR      data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository, else spa-eng is
 //                     downloaded once from manythings.org into ~/.cache/transformers-ml)
 using System.Diagnostics;
@@ -25,41 +26,45 @@ var clock = Stopwatch.StartNew();
 var ml = new MLContext(seed: 1);
 Directory.CreateDirectory(settings.Output);
 
-// ---------------------------------------------------------------- data
-string path = DataLocator.File(settings.Data, "translation/spa-eng.txt");
-IDataView all = ml.Data.LoadFromTextFile<ModelInput>(path, separatorChar: '\t', hasHeader: false, allowQuoting: false);
-// The file holds many translations of one English sentence: split by unique English sentence, or the test set leaks.
-var split = ml.Data.TrainTestSplit(all, testFraction: 0.02, samplingKeyColumnName: nameof(ModelInput.English), seed: 1);
-var trainValidation = ml.Data.TrainTestSplit(split.TrainSet, testFraction: 0.01, samplingKeyColumnName: nameof(ModelInput.English), seed: 2);
-IDataView test = ml.Data.TakeRows(split.TestSet, settings.TestSentences);
-Console.WriteLine($"Training on {Count(trainValidation.TrainSet):N0} pairs, validating on {Count(trainValidation.TestSet):N0}, testing on {Count(test):N0} (split by English sentence).");
-
-// ---------------------------------------------------------------- training
-TranslationOptions options = TranslationRecipe.Options(TimeSpan.FromMinutes(settings.Minutes), settings.Seed);
-options.Preset = settings.Preset;
-options.Precision = settings.Precision ?? options.Precision;
-options.Progress = new ConsoleProgress();
-options.CurvesPath = Path.Combine(settings.Output, "training-curves.png");
-TranslationTransformer model = ml.Transformers().Translation(options).Fit(trainValidation.TrainSet, trainValidation.TestSet);
-TrainingProgress last = model.TrainingReports[^1];
-Console.WriteLine($"Trained {model.ParameterCount:N0} parameters for {last.Step:N0} steps in {last.Elapsed:mm\\:ss}. Curves: {options.CurvesPath}");
-
-// ---------------------------------------------------------------- evaluation: greedy and beam search
-foreach ((string name, int beam) in new[] { ("greedy", 1), ("beam 4, alpha 0.6", 4) })
+string modelPath = settings.Load ?? Path.Combine(settings.Output, "translation.safetensors");
+if (settings.Load is null)
 {
-    model.BeamSize = beam;
-    var decode = Stopwatch.StartNew();
-    TranslationMetrics metrics = ml.Transformers().EvaluateTranslation(model.Transform(test), nameof(ModelInput.English), nameof(ModelOutput.Translation));
-    Console.WriteLine($"{name,-18} {metrics}  ({Count(test) / decode.Elapsed.TotalSeconds:F1} sentences/s)");
+    // ---------------------------------------------------------------- data
+    string path = DataLocator.File(settings.Data, "translation/spa-eng.txt");
+    IDataView all = ml.Data.LoadFromTextFile<ModelInput>(path, separatorChar: '\t', hasHeader: false, allowQuoting: false);
+    // The file holds many translations of one English sentence: split by unique English sentence, or the test set leaks.
+    var split = ml.Data.TrainTestSplit(all, testFraction: 0.02, samplingKeyColumnName: nameof(ModelInput.English), seed: 1);
+    var trainValidation = ml.Data.TrainTestSplit(split.TrainSet, testFraction: 0.01, samplingKeyColumnName: nameof(ModelInput.English), seed: 2);
+    IDataView test = ml.Data.TakeRows(split.TestSet, settings.TestSentences);
+    Console.WriteLine($"Training on {Count(trainValidation.TrainSet):N0} pairs, validating on {Count(trainValidation.TestSet):N0}, testing on {Count(test):N0} (split by English sentence).");
+
+    // ---------------------------------------------------------------- training
+    TranslationOptions options = TranslationRecipe.Options(TimeSpan.FromMinutes(settings.Minutes), settings.Seed);
+    options.Preset = settings.Preset;
+    options.Precision = settings.Precision ?? options.Precision;
+    options.Progress = new ConsoleProgress();
+    options.CurvesPath = Path.Combine(settings.Output, "training-curves.png");
+    TranslationTransformer model = ml.Transformers().Translation(options).Fit(trainValidation.TrainSet, trainValidation.TestSet);
+    TrainingProgress last = model.TrainingReports[^1];
+    Console.WriteLine($"Trained {model.ParameterCount:N0} parameters for {last.Step:N0} steps in {last.Elapsed:mm\\:ss}. Curves: {options.CurvesPath}");
+
+    // ---------------------------------------------------------------- evaluation: greedy and beam search
+    foreach ((string name, int beam) in new[] { ("greedy", 1), ("beam 4, alpha 0.6", 4) })
+    {
+        model.BeamSize = beam;
+        var decode = Stopwatch.StartNew();
+        TranslationMetrics metrics = ml.Transformers().EvaluateTranslation(model.Transform(test), nameof(ModelInput.English), nameof(ModelOutput.Translation));
+        Console.WriteLine($"{name,-18} {metrics}  ({Count(test) / decode.Elapsed.TotalSeconds:F1} sentences/s)");
+    }
+
+    model.Save(modelPath);
+    model.Dispose();
 }
 
 // ---------------------------------------------------------------- consumption: the reloaded model, through a PredictionEngine
-string modelPath = Path.Combine(settings.Output, "translation.safetensors");
-model.Save(modelPath);
-model.Dispose();
 using TranslationTransformer reloaded = ml.Transformers().LoadTranslation(modelPath);
 var engine = ml.Model.CreatePredictionEngine<ModelInput, ModelOutput>(reloaded);
-Console.WriteLine($"\nSaved to {modelPath} and reloaded (beam {reloaded.BeamSize}, length penalty {reloaded.LengthPenalty}):");
+Console.WriteLine($"\n{(settings.Load is null ? "Saved to" : "Loaded")} {modelPath}{(settings.Load is null ? " and reloaded" : "")} (beam {reloaded.BeamSize}, length penalty {reloaded.LengthPenalty}):");
 foreach ((string sentence, string expected) in TranslationRecipe.Sentences)
 {
     Console.WriteLine($"  {sentence,-52} -> {engine.Predict(new ModelInput { Spanish = sentence }).Translation,-50} (a right one: {expected})");
@@ -69,29 +74,30 @@ foreach ((string sentence, string expected) in TranslationRecipe.Sentences)
 TranslationAttention student = reloaded.Attention("Soy un estudiante");
 string alignment = Path.Combine(settings.Output, "alignment-soy-un-estudiante.png");
 AttentionPictures.SaveLayerAverage(student.Cross, student.Cross.Layers - 1, alignment, $"\"Soy un estudiante\" -> \"{student.Translation}\": cross-attention, last layer, heads averaged",
-    "English token (decoder input)", "Spanish token");
+    "English token written", "Spanish token");
 Console.WriteLine($"\nAlignment of \"Soy un estudiante\" -> \"{student.Translation}\" (cross-attention, last layer): {alignment}");
 Console.WriteLine("  " + AttentionPictures.Strongest(student.Cross, student.Cross.Layers - 1));
 
 const string animal = "El animal no cruzó la calle porque estaba cansado.";
-TranslationAttention tired = reloaded.Attention(animal);
-int it = tired.DecoderSelf.QueryTokens.ToList().FindIndex(t => t.Trim().Equals("it", StringComparison.OrdinalIgnoreCase));
-if (it < 0)
-{
-    Console.WriteLine($"\n\"{animal}\" -> \"{tired.Translation}\": the translation has no \"it\" to follow.");
-}
-else
-{
-    string heads = Path.Combine(settings.Output, "decoder-self-attention-it.png");
-    AttentionPictures.SaveFrom(tired.DecoderSelf, it, heads, $"Where \"it\" looks while translating \"{animal}\" -> \"{tired.Translation}\"");
-    string cross = Path.Combine(settings.Output, "alignment-animal.png");
-    AttentionPictures.SaveLayerAverage(tired.Cross, tired.Cross.Layers - 1, cross, $"\"{animal}\": cross-attention, last layer, heads averaged", "English token (decoder input)", "Spanish token");
-    Console.WriteLine($"\n\"{animal}\" -> \"{tired.Translation}\"");
-    Console.WriteLine($"  decoder self-attention from \"it\", per layer and head: {heads}");
-    Console.WriteLine("  " + AttentionPictures.StrongestFrom(tired.DecoderSelf, it));
-    Console.WriteLine($"  alignment: {cross}");
-}
+const string reference = "The animal didn't cross the street because it was tired.";
+// Spanish drops the pronoun; the English side has one. When the model's own translation has no "it" (it may say "he"),
+// the decoder is given the reference translation instead (teacher forcing), which is where "it" is.
+TranslationAttention own = reloaded.Attention(animal);
+TranslationAttention tired = FindIt(own.DecoderSelf) >= 0 ? own : reloaded.Attention(animal, reference);
+int it = FindIt(tired.DecoderSelf);
+string heads = Path.Combine(settings.Output, "decoder-self-attention-it.png");
+AttentionPictures.SaveFrom(tired.DecoderSelf, it, heads, $"Where \"it\" looks in the decoder: \"{animal}\" -> \"{tired.Translation}\"");
+string cross = Path.Combine(settings.Output, "alignment-animal.png");
+AttentionPictures.SaveLayerAverage(tired.Cross, tired.Cross.Layers - 1, cross, $"\"{animal}\" -> \"{tired.Translation}\": cross-attention, last layer, heads averaged",
+    "English token written", "Spanish token");
+Console.WriteLine($"\n\"{animal}\" -> \"{own.Translation}\"" + (ReferenceEquals(tired, own) ? "" : $" (no \"it\": the decoder reads the reference \"{reference}\" for the pictures)"));
+Console.WriteLine($"  decoder self-attention from \"it\", per layer and head: {heads}");
+Console.WriteLine("  " + AttentionPictures.StrongestFrom(tired.DecoderSelf, it));
+Console.WriteLine($"  alignment: {cross}");
+Console.WriteLine("  " + AttentionPictures.Strongest(tired.Cross, tired.Cross.Layers - 1));
 Console.WriteLine($"\nDone in {clock.Elapsed:mm\\:ss}.");
+
+static int FindIt(AttentionWeights decoder) => decoder.QueryTokens.ToList().FindIndex(t => t.Trim().Equals("it", StringComparison.OrdinalIgnoreCase));
 
 long Count(IDataView data) => data.GetColumn<string>(nameof(ModelInput.English)).LongCount();
 
@@ -114,9 +120,15 @@ public sealed class ModelOutput
 /// <summary>Heat maps of attention weights, and which token a query weighs most.</summary>
 internal static class AttentionPictures
 {
-    /// <summary>One layer, its heads averaged: every query token's row over the keys.</summary>
+    /// <summary>
+    /// The decoder's row i reads token i (its input) and writes token i + 1: the cross-attention rows are labelled with the
+    /// token they write, so that the picture is the alignment of each English token with the Spanish ones.
+    /// </summary>
+    public static IReadOnlyList<string> Written(AttentionWeights cross) => cross.QueryTokens.Skip(1).Append("</s>").ToList();
+
+    /// <summary>One layer of the cross-attention, its heads averaged: a row per English token written, over the Spanish tokens.</summary>
     public static void SaveLayerAverage(AttentionWeights attention, int layer, string path, string title, string rowAxis, string columnAxis) =>
-        Charts.SaveHeatmap(attention.LayerAverage(layer), attention.QueryTokens, attention.KeyTokens, path, title, rowAxis, columnAxis);
+        Charts.SaveHeatmap(attention.LayerAverage(layer), Written(attention), attention.KeyTokens, path, title, rowAxis, columnAxis);
 
     /// <summary>One query token's attention in every layer and head: a row per head.</summary>
     public static void SaveFrom(AttentionWeights attention, int query, string path, string title)
@@ -139,7 +151,7 @@ internal static class AttentionPictures
     {
         float[] average = attention.LayerAverage(layer);
         int keys = attention.KeyTokens.Count;
-        return string.Join(", ", attention.QueryTokens.Select((q, i) =>
+        return string.Join(", ", Written(attention).Select((q, i) =>
         {
             int best = Enumerable.Range(0, keys).MaxBy(k => average[i * keys + k]);
             return $"{q.Trim()} -> {attention.KeyTokens[best].Trim()}";
@@ -171,7 +183,7 @@ internal sealed class ConsoleProgress : IProgress<TrainingProgress>
     }
 }
 
-internal sealed record Settings(double Minutes, TranslationPreset Preset, int TestSentences, int Seed, string Output, string? Data, TrainingPrecision? Precision = null)
+internal sealed record Settings(double Minutes, TranslationPreset Preset, int TestSentences, int Seed, string Output, string? Data, TrainingPrecision? Precision = null, string? Load = null)
 {
     public static Settings Parse(string[] args)
     {
@@ -187,6 +199,7 @@ internal sealed record Settings(double Minutes, TranslationPreset Preset, int Te
                 "--seed" => s with { Seed = int.TryParse(Next(), out int seed) ? seed : throw new ArgumentException("--seed must be a whole number.") },
                 "--precision" => s with { Precision = Precisions.Parse(Next()) },
                 "--out" => s with { Output = Next() },
+                "--load" => s with { Load = File.Exists(Next()) ? args[i] : throw new FileNotFoundException($"--load '{args[i]}' does not exist.") },
                 "--data" => s with { Data = Next() },
                 var unknown => throw new ArgumentException($"Unknown option '{unknown}'. See the comment at the top of Program.cs."),
             };

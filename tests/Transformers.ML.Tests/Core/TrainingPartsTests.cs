@@ -160,7 +160,7 @@ public sealed class TrainingPartsTests
         StringAssert.Contains(e.Message, "LearningRate");
         Assert.ThrowsExactly<ArgumentException>(() => new TrainingOptions { Device = "tpu" }.Validate());
         e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new TrainingOptions { Precision = (TrainingPrecision)7 }.Validate());
-        StringAssert.Contains(e.Message, "Precision must be Float32, BFloat16; found 7");
+        StringAssert.Contains(e.Message, "Precision must be Float32, BFloat16, Auto; found 7");
     }
 }
 

@@ -167,7 +167,7 @@ internal static class TranslationBenchmark
         var config = options.EffectiveModel;
         config.MaxSequenceLength = Math.Max(config.MaxSequenceLength, options.MaxSentenceTokens + 51);
         using var model = new EncoderDecoderTransformer("transformer", config, codec.VocabularySize);
-        var task = new TranslationTask(model, codec, encoded, new(), options.MaxTokensPerBatch, config.LabelSmoothing, CPU, _ => null);
+        var task = new TranslationTask(model, codec, encoded, new(), new int[]?[encoded.Count], 0, options.MaxTokensPerBatch, config.LabelSmoothing, CPU, _ => null);
         using var optimizer = new AdamW(model.named_parameters(), 0.9, 0.98, 1e-9, 0);
         var schedule = new InverseSquareRootSchedule(config.ModelDimension, 400, 0.5);
         IReadOnlyList<int[]> batches = task.PlanEpoch(0, new Random(1));

@@ -13,14 +13,24 @@ internal sealed class TranslationTask : ITrainingTask<int[]>
     private readonly Seq2SeqDecoder _decoder;
     private readonly List<(int[] Source, int[] Target)> _train;
     private readonly List<(int[] Source, int[] Target)> _validation;
+    private readonly int[]?[] _unpunctuated;
+    private readonly double _punctuationDropout;
     private readonly int _maxTokens;
     private readonly double _labelSmoothing;
     private readonly Device _device;
     private readonly Func<int, string?> _sample;
 
+    /// <param name="unpunctuated">Per training pair, its source without the final punctuation (null where it has none).</param>
+    /// <param name="punctuationDropout">The fraction of pairs per epoch that are given that source instead.</param>
     public TranslationTask(EncoderDecoderTransformer model, TranslationCodec codec, List<(int[], int[])> train, List<(int[], int[])> validation,
-        int maxTokensPerBatch, double labelSmoothing, Device device, Func<int, string?> sample)
+        int[]?[] unpunctuated, double punctuationDropout, int maxTokensPerBatch, double labelSmoothing, Device device, Func<int, string?> sample)
     {
+        if (unpunctuated.Length != train.Count)
+        {
+            throw new ArgumentException($"{unpunctuated.Length} unpunctuated sources for {train.Count} training pairs.", nameof(unpunctuated));
+        }
+        _unpunctuated = unpunctuated;
+        _punctuationDropout = punctuationDropout;
         _model = model;
         _codec = codec;
         _train = train;
@@ -34,8 +44,35 @@ internal sealed class TranslationTask : ITrainingTask<int[]>
 
     public string ThroughputUnit => "tokens";
 
-    /// <summary>Batches of pair indices: sorted by length (ties broken at random), packed to the token budget, then shuffled.</summary>
-    public IReadOnlyList<int[]> PlanEpoch(int epoch, Random random) => Batches(_train, random, _maxTokens);
+    /// <summary>
+    /// Batches of pair indices: sorted by length (ties broken at random), packed to the token budget, then shuffled. A pair
+    /// whose source is given without its final punctuation this epoch appears as the complement of its index (~i).
+    /// </summary>
+    public IReadOnlyList<int[]> PlanEpoch(int epoch, Random random)
+    {
+        List<int[]> batches = Batches(_train, random, _maxTokens);
+        if (_punctuationDropout > 0)
+        {
+            foreach (int[] batch in batches)
+            {
+                for (int j = 0; j < batch.Length; j++)
+                {
+                    if (random.NextDouble() < _punctuationDropout && _unpunctuated[batch[j]] is not null)
+                    {
+                        batch[j] = ~batch[j];
+                    }
+                }
+            }
+        }
+        return batches;
+    }
+
+    /// <summary>The source sentence of <paramref name="text"/> without its final punctuation; null when it has none or nothing else.</summary>
+    internal static string? WithoutFinalPunctuation(string text)
+    {
+        string stripped = text.TrimEnd().TrimEnd('.', '!', '?', '…', ';', ':', '。', '！', '？').TrimEnd();
+        return stripped.Length == 0 || stripped.Length == text.TrimEnd().Length ? null : stripped;
+    }
 
     internal static List<int[]> Batches(List<(int[] Source, int[] Target)> pairs, Random? random, int maxTokens)
     {
@@ -96,15 +133,15 @@ internal sealed class TranslationTask : ITrainingTask<int[]>
     private LossSum Loss(List<(int[] Source, int[] Target)> pairs, int[] batch, double smoothing)
     {
         using var scope = NewDisposeScope();
-        (Tensor source, Tensor sourceMask) = _decoder.Pad(batch.Select(i => pairs[i].Source).ToList());
+        (Tensor source, Tensor sourceMask) = _decoder.Pad(batch.Select(i => i >= 0 ? pairs[i].Source : _unpunctuated[~i]!).ToList());
         // Decoder input: start token then the target; output: the target (which ends with the end token).
-        int length = batch.Max(i => pairs[i].Target.Length);
+        int length = batch.Max(i => pairs[i < 0 ? ~i : i].Target.Length);
         var input = new long[batch.Length * length];
         var output = new long[batch.Length * length];
         var inputPadding = new bool[batch.Length * length];
         for (int b = 0; b < batch.Length; b++)
         {
-            int[] target = pairs[batch[b]].Target;
+            int[] target = pairs[batch[b] < 0 ? ~batch[b] : batch[b]].Target;
             for (int t = 0; t < length; t++)
             {
                 bool real = t < target.Length;

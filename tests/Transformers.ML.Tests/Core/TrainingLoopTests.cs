@@ -259,6 +259,73 @@ public sealed class TrainingLoopTests
     }
 
     [TestMethod]
+    public void CheckpointAveragingEndsWithTheMeanOfTheLastSnapshotsAndResumesIt()
+    {
+        var averager = new CheckpointAverager(5, 0.2);
+        Assert.AreEqual(4, averager.Spacing(100));
+        CollectionAssert.AreEqual(new long[] { 84, 88, 92, 96, 100 }, Enumerable.Range(1, 110).Where(s => averager.IsSnapshotStep(s, 100)).Select(s => (long)s).ToArray());
+        Assert.IsFalse(new CheckpointAverager(1, 0.2).IsSnapshotStep(100, 100), "1: no averaging");
+
+        TrainingOptions Options() => new() { Epochs = 10, LearningRate = 3e-3, WarmupSteps = 0, LogEverySteps = 1000 };
+        // Without averaging: the weights after each of the 10 steps (one step per epoch).
+        manual_seed(3);
+        using var plain = new EncoderDecoderTransformer("t", TestUtil.Tiny(), ReverseTask.Vocabulary);
+        var after = new List<Dictionary<string, Tensor>>();
+        Dictionary<string, Tensor> Copy(nn.Module m) => m.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone());
+        var plainTask = new ReverseTask(plain, 8, 8, dropout: false) { AfterValidation = _ => after.Add(Copy(plain)) };
+        Run(plain, plainTask, Options());
+        Assert.AreEqual(10, after.Count);
+
+        // Averaging 3 over the last half of 10 steps: spacing 1, steps 8, 9 and 10.
+        TrainingOptions averaging = Options();
+        averaging.AveragedCheckpoints = 3;
+        averaging.AveragingSpan = 0.5;
+        manual_seed(3);
+        using var averaged = new EncoderDecoderTransformer("t", TestUtil.Tiny(), ReverseTask.Vocabulary);
+        Run(averaged, new ReverseTask(averaged, 8, 8, dropout: false), averaging);
+        foreach ((string name, Tensor value) in averaged.state_dict())
+        {
+            using Tensor mean = (after[7][name] + after[8][name] + after[9][name]) / 3;
+            Assert.AreEqual(0.0, TestUtil.MaxAbsDiff(value, mean), 1e-6, name);
+        }
+        Assert.IsGreaterThan(1e-4, TestUtil.MaxAbsDiff(averaged.parameters().First(), after[9][averaged.named_parameters().First().name]), "not the last weights");
+
+        // When the mean validates worse than the last weights (the 11th validation, right after the 10th on the last
+        // weights), the last weights stay.
+        manual_seed(3);
+        using var guarded = new EncoderDecoderTransformer("t", TestUtil.Tiny(), ReverseTask.Vocabulary);
+        double[] script = Enumerable.Range(1, 10).Select(i => 1.0 / i).Append(0.5).Append(0.05).ToArray();
+        Run(guarded, new ReverseTask(guarded, 8, 8, dropout: false) { ValidationScript = script }, averaging);
+        foreach ((string name, Tensor value) in guarded.state_dict())
+        {
+            Assert.AreEqual(0.0, TestUtil.MaxAbsDiff(value, after[9][name]), 1e-6, name);
+        }
+
+        // Interrupted after step 9 (two snapshots in the mean), then resumed from the checkpoint: the same average.
+        string checkpoint = TestUtil.TempPath();
+        TrainingOptions interrupted = Options();
+        interrupted.AveragedCheckpoints = 3;
+        interrupted.AveragingSpan = 0.5;
+        interrupted.CheckpointPath = checkpoint;
+        interrupted.MaxSteps = 9;
+        interrupted.RestoreBestWeights = false; // the resumed task's scripted validation restarts its sequence
+        manual_seed(3);
+        using var first = new EncoderDecoderTransformer("t", TestUtil.Tiny(), ReverseTask.Vocabulary);
+        Assert.IsTrue(Run(first, new ReverseTask(first, 8, 8, dropout: false), interrupted).Interrupted);
+        Assert.IsTrue(File.Exists(checkpoint + ".average"));
+        interrupted.MaxSteps = null;
+        manual_seed(99);
+        using var resumed = new EncoderDecoderTransformer("t", TestUtil.Tiny(), ReverseTask.Vocabulary);
+        Run(resumed, new ReverseTask(resumed, 8, 8, dropout: false), interrupted);
+        foreach ((string name, Tensor value) in resumed.state_dict())
+        {
+            Assert.AreEqual(0.0, TestUtil.MaxAbsDiff(value, averaged.state_dict()[name]), 1e-6, name);
+        }
+        var bad = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new TrainingOptions { AveragingSpan = 0 }.Validate());
+        StringAssert.Contains(bad.Message, "AveragingSpan");
+    }
+
+    [TestMethod]
     public void ForwardAndBackwardRunOnTheMetaDevice()
     {
         // Every tensor the model creates must follow the device of its inputs: on the meta device a stray

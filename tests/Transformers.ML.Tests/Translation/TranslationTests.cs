@@ -1,4 +1,6 @@
 using Microsoft.ML;
+using Transformers.ML.Core.Modules;
+using Transformers.ML.Core.Tokenization;
 using Transformers.ML.Core.Training;
 using Transformers.ML.Translation;
 using Microsoft.ML.Data;
@@ -168,6 +170,45 @@ public sealed class TranslationTests
         }
         // Similar lengths go together: far fewer padding tokens than in random batches of the same sizes.
         Assert.IsGreaterThan(batches.Count / 2.0, (double)batches.Count(b => b.Max(i => pairs[i].Item1.Length) - b.Min(i => pairs[i].Item1.Length) <= 2));
+    }
+
+    [TestMethod]
+    public void SomeSourcesLoseTheirFinalPunctuationEachEpochAndTheTargetsKeepTheirs()
+    {
+        Assert.AreEqual("Gracias", TranslationTask.WithoutFinalPunctuation("Gracias."));
+        Assert.AreEqual("¿Dónde está la biblioteca", TranslationTask.WithoutFinalPunctuation("¿Dónde está la biblioteca? "));
+        Assert.AreEqual("¡Ya voy", TranslationTask.WithoutFinalPunctuation("¡Ya voy!..."));
+        Assert.IsNull(TranslationTask.WithoutFinalPunctuation("Hola"));
+        Assert.IsNull(TranslationTask.WithoutFinalPunctuation("?!"));
+
+        var codec = new TranslationCodec(TextTokenizer.Train(TokenizerKind.BytePairEncoding, string.Join("\n", _pairs.Select(p => p.Spanish + "\n" + p.English)), 300), 64);
+        List<(int[], int[])> train = _pairs.Select(p => (codec.Encode(p.Spanish).Ids, codec.Encode(p.English).Ids)).ToList();
+        int[]?[] unpunctuated = _pairs.Select(p => TranslationTask.WithoutFinalPunctuation(p.Spanish) is string s ? codec.Encode(s).Ids : null).ToArray();
+        Assert.IsGreaterThan(_pairs.Count * 0.9, (double)unpunctuated.Count(u => u is not null), "the test pairs end with punctuation");
+        TorchSharp.torch.manual_seed(1);
+        using var model = new EncoderDecoderTransformer("t", Tiny().Model!, codec.VocabularySize);
+        var task = new TranslationTask(model, codec, train, new(), unpunctuated, 0.25, 512, 0.1, TorchSharp.torch.CPU, _ => null);
+
+        int[] Epoch(int epoch, int seed) => task.PlanEpoch(epoch, new Random(seed)).SelectMany(b => b).ToArray();
+        int[] first = Epoch(0, 7);
+        CollectionAssert.AreEquivalent(Enumerable.Range(0, train.Count).ToList(), first.Select(i => i < 0 ? ~i : i).ToList(), "every pair once");
+        double dropped = first.Count(i => i < 0) / (double)first.Length;
+        Assert.AreEqual(0.25, dropped, 0.08, "about the fraction asked for");
+        Assert.IsTrue(first.Where(i => i < 0).All(i => unpunctuated[~i] is not null), "only sources that had punctuation");
+        CollectionAssert.AreEqual(first, Epoch(0, 7), "the same epoch random gives the same choice (exact resumption)");
+        CollectionAssert.AreNotEqual(first.Where(i => i < 0).Select(i => ~i).Order().ToList(), Epoch(1, 8).Where(i => i < 0).Select(i => ~i).Order().ToList(), "drawn afresh each epoch");
+
+        // A batch of unpunctuated sources has fewer source tokens and the same targets: the same number of targets counted.
+        int[] batch = Enumerable.Range(0, 8).Where(i => unpunctuated[i] is not null).ToArray();
+        using (TorchSharp.torch.no_grad())
+        {
+            using LossSum plain = task.ComputeLoss(batch);
+            using LossSum stripped = task.ComputeLoss(batch.Select(i => ~i).ToArray());
+            Assert.AreEqual(plain.Count.item<long>(), stripped.Count.item<long>());
+            Assert.AreNotEqual(plain.Sum.item<float>(), stripped.Sum.item<float>());
+        }
+        var bad = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new TranslationOptions { SourcePunctuationDropout = 1.5 }.Validate());
+        StringAssert.Contains(bad.Message, "SourcePunctuationDropout");
     }
 
     [TestMethod]

@@ -29,6 +29,9 @@ internal sealed record TrainingState
 
     /// <summary>The steps a time budget planned (null without one): a resumed run keeps the same schedule.</summary>
     public long? PlannedSteps { get; set; }
+
+    /// <summary>Snapshots in the running mean of checkpoint averaging (the mean itself is saved beside the checkpoint).</summary>
+    public int AveragedCheckpoints { get; set; }
 }
 
 internal static class Checkpoint

@@ -80,6 +80,7 @@ internal sealed class TrainingLoop<TBatch>
         var state = new TrainingState { Seed = _options.Seed };
         var stopping = new EarlyStopping(_options.EarlyStoppingPatience, _options.EarlyStoppingMinDelta);
         Dictionary<string, Tensor>? bestWeights = null;
+        using var averager = new CheckpointAverager(_options.AveragedCheckpoints, _options.AveragingSpan);
 
         string? checkpoint = _options.CheckpointPath;
         if (checkpoint is not null && _options.ResumeFromCheckpoint && File.Exists(checkpoint))
@@ -93,6 +94,10 @@ internal sealed class TrainingLoop<TBatch>
             stopping.Best = state.BestMetric;
             stopping.BadEvaluations = state.BadEvaluations;
             bestWeights = LoadBestWeights(checkpoint);
+            if (state.AveragedCheckpoints > 0)
+            {
+                averager.Load(AveragePath(checkpoint));
+            }
             _reporter.Info($"Resuming from '{checkpoint}' at epoch {state.Epoch + 1}, batch {state.BatchInEpoch}, step {state.Step}.");
         }
 
@@ -141,6 +146,12 @@ internal sealed class TrainingLoop<TBatch>
                     _reporter.Info($"Time budget {_options.MaxTrainingTime}: {plan.Total} optimizer steps planned ({Epochs(plan.Total, stepsPerEpoch)} epochs of {stepsPerEpoch}), warmup {plan.Warmup(_options.WarmupSteps)}.");
                 }
 
+                if (averager.IsSnapshotStep(state.Step, plan.Total))
+                {
+                    averager.Add(_model, state.Step);
+                    state.AveragedCheckpoints = averager.Taken;
+                }
+
                 bool timeUp = hardLimit is TimeSpan limit && clock.Elapsed >= limit;
                 bool stepLimit = _options.MaxSteps is long max && state.Step >= max;
                 interrupted = cancellation.IsCancellationRequested || timeUp || stepLimit;
@@ -152,7 +163,7 @@ internal sealed class TrainingLoop<TBatch>
                 }
                 if (checkpoint is not null && (interrupted || (_options.CheckpointEverySteps > 0 && state.Step % _options.CheckpointEverySteps == 0)))
                 {
-                    SaveCheckpoint(checkpoint, optimizer, state, stopping);
+                    SaveCheckpoint(checkpoint, optimizer, state, stopping, averager);
                 }
                 if (interrupted)
                 {
@@ -165,6 +176,10 @@ internal sealed class TrainingLoop<TBatch>
             if (interrupted)
             {
                 break;
+            }
+            if (state.Step >= plan.Total && averager.Taken >= 2)
+            {
+                AverageCheckpoints(averager);
             }
 
             // End of epoch (or of the plan): validate, sample, report, checkpoint.
@@ -206,7 +221,7 @@ internal sealed class TrainingLoop<TBatch>
             window = new Window(clock.Elapsed);
             if (checkpoint is not null)
             {
-                SaveCheckpoint(checkpoint, optimizer, state, stopping);
+                SaveCheckpoint(checkpoint, optimizer, state, stopping, averager);
             }
             if (stoppedEarly)
             {
@@ -227,6 +242,58 @@ internal sealed class TrainingLoop<TBatch>
         }
         _model.eval();
         return new TrainingResult(state.Step, state.Epoch, stepLosses, validations, stoppedEarly, interrupted, clock.Elapsed);
+    }
+
+    /// <summary>
+    /// The plan's last step: the model becomes the mean of the snapshots, unless validation (when the task has it) says the
+    /// last weights are better; a short run whose loss still falls fast can be hurt by averaging in its earlier weights.
+    /// </summary>
+    private void AverageCheckpoints(CheckpointAverager averager)
+    {
+        string steps = string.Join(", ", averager.Steps);
+        ValidationResult? last = ValidateNow();
+        if (last is null)
+        {
+            averager.LoadInto(_model);
+            _reporter.Info($"Averaged the weights of {averager.Taken} checkpoints (steps {steps}).");
+            return;
+        }
+        Dictionary<string, Tensor> lastWeights = ModuleState.Of(_model).ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone().DetachFromDisposeScope());
+        try
+        {
+            averager.LoadInto(_model);
+            ValidationResult averaged = ValidateNow()!;
+            bool better = last.HigherIsBetter ? averaged.Value >= last.Value : averaged.Value <= last.Value;
+            if (!better)
+            {
+                ModelFile.LoadInto(_model, lastWeights, "the last step's weights");
+            }
+            _reporter.Info($"Checkpoint averaging: validation {last.Metric} {last.Value:F4} with the last weights, {averaged.Value:F4} with the mean of " +
+                $"{averager.Taken} checkpoints (steps {steps}): keeping the {(better ? "mean" : "last weights")}.");
+        }
+        finally
+        {
+            foreach (Tensor t in lastWeights.Values)
+            {
+                t.Dispose();
+            }
+        }
+    }
+
+    private ValidationResult? ValidateNow()
+    {
+        _model.eval();
+        try
+        {
+            using (no_grad())
+            {
+                return _task.Validate();
+            }
+        }
+        finally
+        {
+            _model.train();
+        }
     }
 
     /// <summary>One optimizer step over <paramref name="count"/> batches; returns the mean loss per target and the targets seen.</summary>
@@ -279,12 +346,19 @@ internal sealed class TrainingLoop<TBatch>
 
     internal static long StepSeed(int seed, long step) => unchecked((seed * 6_364_136_223_846_793_005L) + step * 1_442_695_040_888_963_407L) & long.MaxValue;
 
-    private void SaveCheckpoint(string path, AdamW optimizer, TrainingState state, EarlyStopping stopping)
+    private void SaveCheckpoint(string path, AdamW optimizer, TrainingState state, EarlyStopping stopping, CheckpointAverager averager)
     {
         state.BestMetric = stopping.Best;
         state.BadEvaluations = stopping.BadEvaluations;
+        state.AveragedCheckpoints = averager.Taken;
+        if (averager.Enabled)
+        {
+            averager.Save(AveragePath(path)); // before the checkpoint that counts its snapshots
+        }
         Checkpoint.Save(path, _model, optimizer, state, _modelConfigJson);
     }
+
+    private static string AveragePath(string checkpoint) => checkpoint + ".average";
 
     /// <summary>Keeps a copy of the current weights (in memory, and beside the checkpoint when there is one).</summary>
     private Dictionary<string, Tensor> SnapshotWeights(Dictionary<string, Tensor>? previous, string? checkpoint)

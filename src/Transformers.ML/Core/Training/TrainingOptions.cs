@@ -39,6 +39,19 @@ public class TrainingOptions
     /// <summary>Learning rate at the end of the cosine decay, as a fraction of the peak. Range [0, 1]; default 0.1.</summary>
     public double MinLearningRateRatio { get; set; } = 0.1;
 
+    /// <summary>
+    /// The final weights are the mean of this many snapshots taken evenly over the last <see cref="AveragingSpan"/> of the
+    /// planned steps, the last one at the last step (Vaswani et al. 2017, section 6.1: "averaging the last 5 checkpoints"),
+    /// when validation data is there and the mean validates at least as well as the last weights (a short run whose loss
+    /// still falls fast can lose by averaging in its earlier weights; the log says both numbers). The running mean
+    /// costs one copy of the weights; it is saved beside a checkpoint so that a resumed run continues it. 1: no averaging
+    /// (default). Range 1..1000.
+    /// </summary>
+    public int AveragedCheckpoints { get; set; } = 1;
+
+    /// <summary>The fraction of the planned steps, at their end, that <see cref="AveragedCheckpoints"/> spreads its snapshots over. Range (0, 1]; default 0.2.</summary>
+    public double AveragingSpan { get; set; } = 0.2;
+
     /// <summary>Decoupled weight decay of AdamW, applied to weight matrices only. Range [0, 1); default 0.01.</summary>
     public double WeightDecay { get; set; } = 0.01;
 
@@ -122,6 +135,8 @@ public class TrainingOptions
         Check(WarmupSteps is >= 0 and <= 1_000_000_000, nameof(WarmupSteps), WarmupSteps, "[0, 10^9]");
         Check(Schedule != LearningRateScheduleKind.InverseSquareRoot || WarmupSteps >= 1, nameof(WarmupSteps), WarmupSteps, ">= 1 with the inverse square root schedule");
         Check(MinLearningRateRatio is >= 0 and <= 1, nameof(MinLearningRateRatio), MinLearningRateRatio, "[0, 1]");
+        Check(AveragedCheckpoints is >= 1 and <= 1000, nameof(AveragedCheckpoints), AveragedCheckpoints, "[1, 1000]");
+        Check(AveragingSpan is > 0 and <= 1, nameof(AveragingSpan), AveragingSpan, "(0, 1]");
         Check(WeightDecay is >= 0 and < 1, nameof(WeightDecay), WeightDecay, "[0, 1)");
         Check(Beta1 is >= 0 and < 1, nameof(Beta1), Beta1, "[0, 1)");
         Check(Beta2 is >= 0 and < 1, nameof(Beta2), Beta2, "[0, 1)");

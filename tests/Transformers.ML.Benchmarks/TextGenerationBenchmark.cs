@@ -36,6 +36,10 @@ internal static class TextGenerationBenchmark
         {
             GenerationSpeed(table, options);
         }
+        if (Runs("positions"))
+        {
+            PositionSpeed(table);
+        }
         if (Runs("trainer"))
         {
             TrainerOverhead(table, options, text);
@@ -106,23 +110,26 @@ internal static class TextGenerationBenchmark
         IDataView train = ml.Data.LoadFromEnumerable(new[] { new Document { Text = text[..split] } });
         IDataView heldOut = ml.Data.LoadFromEnumerable(new[] { new Document { Text = text[split..] } });
         TextGenerationTransformer? characters = null;
-        // --recipes char or --recipes bpe: one tokenizer (the genres need the character model)
-        var kinds = new[] { ("char", TokenizerKind.Character), ("bpe", TokenizerKind.BytePairEncoding) }
-            .Where(k => options.Recipes.Length == 0 || options.Recipes.Contains(k.Item1)).Select(k => k.Item2).ToList();
-        foreach (TokenizerKind kind in kinds)
+        // --recipes char, bpe or char-avg (the recipe with the last 5 checkpoints averaged): the genres need the character model
+        var kinds = new[] { ("char", TokenizerKind.Character, 1), ("bpe", TokenizerKind.BytePairEncoding, 1), ("char-avg", TokenizerKind.Character, 5) }
+            .Where(k => options.Recipes.Length == 0 ? k.Item3 == 1 : options.Recipes.Contains(k.Item1)).ToList();
+        foreach ((string name, TokenizerKind kind, int averaged) in kinds)
         {
             TextGenerationOptions o = TextRecipe.Options(kind, TimeSpan.FromMinutes(minutes));
             o.RestoreBestWeights = false;
             o.LogEverySteps = 1_000_000;
+            o.AveragedCheckpoints = averaged;
+            o.AveragingSpan = 0.25;
             var clock = Stopwatch.StartNew();
             TextGenerationTransformer model = ml.Transformers().TextGeneration(o).Fit(train, heldOut);
             double trained = clock.Elapsed.TotalMinutes;
             TextGenerationMetrics m = ml.Transformers().EvaluateTextGeneration(model, heldOut);
             string sample = model.Generate("This story is about").Replace("\n", " / ");
-            table.Add(new BenchmarkRow("text generation", $"example recipe, {(kind == TokenizerKind.Character ? "characters" : "learned BPE (1,024 tokens)")}: held-out loss after {trained:F1} min",
+            string what = kind == TokenizerKind.Character ? "characters" : "learned BPE (1,024 tokens)";
+            table.Add(new BenchmarkRow("text generation", $"example recipe, {what}{(averaged > 1 ? $", last {averaged} checkpoints averaged" : "")}: held-out loss after {trained:F1} min",
                 m.BitsPerCharacter * Math.Log(2), "nats/char", kind == TokenizerKind.Character ? "<= 1.55" : "-",
                 $"{m.BitsPerCharacter:F3} bits/char, {m.CrossEntropy:F3} nats/token; {model.ParameterCount:N0} params, {model.TrainingReports[^1].Step} steps; \"This story is about{sample}\""));
-            if (kind == TokenizerKind.Character)
+            if (kind == TokenizerKind.Character && characters is null)
             {
                 characters = model;
             }
@@ -178,14 +185,51 @@ internal static class TextGenerationBenchmark
         }
     }
 
+    /// <summary>
+    /// TorchSharp tokens/s of cached greedy steps at positions 64, 256 and 1024 (32 steps after a prompt of that length):
+    /// with keys and values written in place into preallocated buffers, the cost of a step should hardly depend on the
+    /// position (only attention reads more keys).
+    /// </summary>
+    private static void PositionSpeed(ResultsTable table)
+    {
+        var config = TextGenerationOptions.PresetConfig(GptPreset.Small);
+        config.MaxSequenceLength = 1024 + 64;
+        manual_seed(1);
+        using var model = new GptModel(config, 322);
+        model.eval();
+        var rates = new Dictionary<int, double>();
+        foreach (int position in new[] { 64, 256, 1024 })
+        {
+            var prompt = new[] { (IReadOnlyList<int>)Enumerable.Range(0, position).Select(i => 256 + i % 60).ToList() };
+            double best = 0;
+            for (int round = 0; round < 3; round++)
+            {
+                using var stepper = new TorchCausalStepper(model, CPU);
+                stepper.Step(prompt); // the prompt fills the cache
+                var clock = Stopwatch.StartNew();
+                for (int i = 0; i < 32; i++)
+                {
+                    stepper.Step(new[] { (IReadOnlyList<int>)new[] { 256 + i } });
+                }
+                best = Math.Max(best, 32 / clock.Elapsed.TotalSeconds);
+            }
+            rates[position] = best;
+        }
+        table.Add(new BenchmarkRow("text generation", "TorchSharp cached step at position 1024 / at 64 (Small 4L/4H/128d, batch 1)", rates[1024] / rates[64], "ratio", ">= 0.8",
+            $"tokens/s at 64: {rates[64]:N0}, at 256: {rates[256]:N0}, at 1024: {rates[1024]:N0}; 32 steps after a prompt of that length, best of 3"));
+    }
+
     private static double Speed(GptModel model, int batch, int newTokens, bool useCache)
     {
         var prompts = Enumerable.Range(0, batch).Select(b => (IReadOnlyList<int>)Enumerable.Range(0, 16).Select(i => 256 + (i * 7 + b) % 60).ToList()).ToList();
-        var settings = new DecodingSettings { MaxNewTokens = newTokens, Greedy = true, UseCache = useCache };
-        var generator = new TokenGenerator(model, CPU);
-        generator.Generate(prompts, settings with { MaxNewTokens = 4 }); // warm-up
+        var settings = new DecodingSettings { MaxNewTokens = newTokens };
+        using (var warm = new TorchCausalStepper(model, CPU, useCache))
+        {
+            CausalDecoding.Generate(warm, prompts, settings with { MaxNewTokens = 4 });
+        }
+        using var stepper = new TorchCausalStepper(model, CPU, useCache);
         var clock = Stopwatch.StartNew();
-        generator.Generate(prompts, settings);
+        CausalDecoding.Generate(stepper, prompts, settings);
         return batch * newTokens / clock.Elapsed.TotalSeconds;
     }
 

@@ -44,38 +44,15 @@ public sealed class GenerationOptions
         Check(StopStrings is not null && StopStrings.All(s => !string.IsNullOrEmpty(s)), nameof(StopStrings), StopStrings, "a list of non-empty strings");
     }
 
-    /// <summary>The decoding rules these options ask for, in the order they apply.</summary>
+    /// <summary>The decoding rules these options ask for, and the end of a row.</summary>
     internal DecodingSettings ToDecodingSettings(int? endOfTextId)
     {
         Validate();
-        var processors = new List<ILogitsProcessor>();
-        if (RepetitionPenalty != 1.0)
-        {
-            processors.Add(new RepetitionPenaltyProcessor(RepetitionPenalty));
-        }
-        if (!IsGreedy)
-        {
-            if (Temperature != 1.0)
-            {
-                processors.Add(new TemperatureProcessor(Temperature));
-            }
-            if (TopK > 0)
-            {
-                processors.Add(new TopKProcessor(TopK));
-            }
-            if (TopP < 1.0)
-            {
-                processors.Add(new TopPProcessor(TopP));
-            }
-        }
         return new DecodingSettings
         {
             MaxNewTokens = MaxNewTokens,
-            Greedy = IsGreedy,
-            Processors = processors,
-            Seed = Seed,
+            Rules = new LogitsRules(IsGreedy, IsGreedy ? 1.0 : Temperature, TopK, TopP, RepetitionPenalty, Seed),
             EndOfTextId = endOfTextId,
-            UseCache = UseKeyValueCache,
         };
     }
 

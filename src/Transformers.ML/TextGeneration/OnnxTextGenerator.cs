@@ -3,6 +3,7 @@
 // strings and end-of-text rule as the TorchSharp generator. Greedy output is identical to the TorchSharp model's.
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
+using Transformers.ML.Core.Generation;
 using Transformers.ML.Core.Tokenization;
 using Transformers.ML.TextGeneration;
 using Transformers.ML.Core.Onnx;
@@ -37,90 +38,71 @@ public sealed class OnnxTextGenerator : IDisposable
     public string Generate(string prompt, GenerationOptions? options = null) => Generate(new[] { prompt }, options)[0];
 
     /// <summary>Completions of <paramref name="prompts"/>, in order; prompts of equal token length run together.</summary>
+    /// <remarks>The decoding loop and the rules (<see cref="GenerationOptions"/>) are the TorchSharp model's: greedy text is identical, and so is sampled text for the same <see cref="GenerationOptions.Seed"/>.</remarks>
     public IReadOnlyList<string> Generate(IReadOnlyList<string> prompts, GenerationOptions? options = null, int maxBatch = 16)
     {
-        ArgumentNullException.ThrowIfNull(prompts);
         options ??= new GenerationOptions();
-        options.Validate();
-        var encoded = prompts.Select(p => TextGenerator.PromptIds(Tokenizer, ContextLength, p, options, null)).ToArray();
-        var results = new string[prompts.Count];
-        var sampler = new LogitsSampler(options);
-        foreach (var group in Enumerable.Range(0, prompts.Count).GroupBy(i => encoded[i].Count))
-        {
-            foreach (int[] rows in group.Chunk(maxBatch))
-            {
-                List<int>[] tokens = GenerateTokens(rows.Select(r => (IReadOnlyList<int>)encoded[r]).ToList(), options, sampler);
-                for (int i = 0; i < rows.Length; i++)
-                {
-                    results[rows[i]] = TextGenerator.Cut(Tokenizer.Decode(tokens[i]), options.StopStrings);
-                }
-            }
-        }
-        return results;
+        return TextGenerator.Generate(Tokenizer, ContextLength, prompts, options, maxBatch, null, () => new Stepper(this, options.UseKeyValueCache));
     }
 
     /// <summary>The new tokens of each prompt (all of one length), without the end-of-text token.</summary>
-    internal List<int>[] GenerateTokens(IReadOnlyList<IReadOnlyList<int>> prompts, GenerationOptions options, LogitsSampler sampler)
+    internal List<int>[] GenerateTokens(IReadOnlyList<IReadOnlyList<int>> prompts, DecodingSettings settings, bool useCache = true)
     {
-        int batch = prompts.Count;
-        var sequences = prompts.Select(p => p.ToList()).ToArray();
-        var outputs = Enumerable.Range(0, batch).Select(_ => new List<int>()).ToArray();
-        var finished = new bool[batch];
-        int context = ContextLength;
-        var cache = new OnnxKeyValueCache(_config, batch);
-        List<int>[] input = sequences.Select(s => s.ToList()).ToArray();
-        for (int step = 0; step < options.MaxNewTokens && !finished.All(f => f); step++)
+        using var stepper = new Stepper(this, useCache);
+        return CausalDecoding.Generate(stepper, prompts, settings);
+    }
+
+    /// <summary>
+    /// The exported graph as a stepper of the shared decoding loop: input_ids and the past keys/values in, logits and the
+    /// presents out, all as ONNX Runtime values; the presents become the next step's pasts without a copy.
+    /// </summary>
+    private sealed class Stepper(OnnxTextGenerator owner, bool useCache) : ICausalStepper
+    {
+        private static readonly RunOptions Run = new();
+        private OnnxKeyValueCache? _cache;
+
+        public int ContextLength => owner.ContextLength;
+
+        public bool HasCache => useCache;
+
+        public int CachedLength => _cache?.Length ?? 0;
+
+        public float[][] Step(IReadOnlyList<IReadOnlyList<int>> ids)
         {
-            if (cache.Length + input[0].Count > context)
+            int rows = ids.Count, length = ids[0].Count;
+            if (_cache is null || !useCache)
             {
-                // As the TorchSharp generator: restart the cache from the last three quarters of the window.
-                cache = new OnnxKeyValueCache(_config, batch);
-                int keep = Math.Min(sequences[0].Count, Math.Max(1, context * 3 / 4));
-                input = sequences.Select(s => s.GetRange(s.Count - keep, keep)).ToArray();
+                _cache?.Dispose();
+                _cache = new OnnxKeyValueCache(owner._config, rows);
             }
-            int length = input[0].Count;
-            var ids = new DenseTensor<long>(new[] { batch, length });
-            for (int b = 0; b < batch; b++)
+            var flat = new long[rows * length];
+            for (int r = 0; r < rows; r++)
             {
                 for (int t = 0; t < length; t++)
                 {
-                    ids[b, t] = input[b][t];
+                    flat[r * length + t] = ids[r][t];
                 }
             }
-            var feeds = new List<NamedOnnxValue> { NamedOnnxValue.CreateFromTensor(GptOnnxExport.InputIds, ids) };
-            cache.AddInputs(feeds);
-            var next = new int[batch];
-            using (IDisposableReadOnlyCollection<DisposableNamedOnnxValue> results = _session.Run(feeds))
-            {
-                var byName = results.ToDictionary(r => r.Name);
-                float[][] last = OnnxKeyValueCache.LastPosition(byName["logits"].AsTensor<float>());
-                for (int b = 0; b < batch; b++)
-                {
-                    next[b] = sampler.Next(last[b], sequences[b]);
-                }
-                cache.Update(byName);
-            }
-            for (int b = 0; b < batch; b++)
-            {
-                sequences[b].Add(next[b]);
-                input[b] = new List<int> { next[b] };
-                if (finished[b])
-                {
-                    continue;
-                }
-                if (next[b] == Tokenizer.EndOfTextId)
-                {
-                    finished[b] = true;
-                    continue;
-                }
-                outputs[b].Add(next[b]);
-                if (options.StopStrings.Count > 0 && TextGenerator.FindStop(Tokenizer.Decode(outputs[b]), options.StopStrings) >= 0)
-                {
-                    finished[b] = true;
-                }
-            }
+            using OrtValue input = OrtValue.CreateTensorValueFromMemory(flat, new long[] { rows, length });
+            var names = new List<string> { GptOnnxExport.InputIds };
+            var values = new List<OrtValue> { input };
+            _cache.AddInputs(names, values);
+            var outputNames = new List<string> { GptOnnxExport.Logits };
+            outputNames.AddRange(_cache.PresentNames);
+            IDisposableReadOnlyCollection<OrtValue> outputs = owner._session.Run(Run, names, values, outputNames);
+            using OrtValue logits = outputs[0];
+            float[][] last = OnnxKeyValueCache.LastPosition(logits);
+            _cache.Update(outputs, first: 1); // the cache owns the presents now
+            return last;
         }
-        return outputs;
+
+        public void ResetCache()
+        {
+            _cache?.Dispose();
+            _cache = null;
+        }
+
+        public void Dispose() => ResetCache();
     }
 
     /// <summary>Frees the ONNX Runtime session.</summary>

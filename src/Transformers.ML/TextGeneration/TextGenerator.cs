@@ -26,20 +26,39 @@ internal sealed class TextGenerator
     /// <summary>Completions of <paramref name="prompts"/>, in order; prompts of equal token length are generated together.</summary>
     public string[] Generate(IReadOnlyList<string> prompts, GenerationOptions options, int maxBatch = 16)
     {
-        DecodingSettings settings = options.ToDecodingSettings(_tokenizer.EndOfTextId);
-        var encoded = prompts.Select(p => PromptIds(p, options)).ToArray();
-        var results = new string[prompts.Count];
         _model.eval();
+        return Generate(_tokenizer, _model.ContextLength, prompts, options, maxBatch, _log,
+            () => new TorchCausalStepper(_model, _device, options.UseKeyValueCache));
+    }
+
+    /// <summary>
+    /// Text in, text out over any runtime (shared with the ONNX Runtime generator): prompts cropped and grouped by token
+    /// length, batches of up to <paramref name="maxBatch"/> decoded by <see cref="CausalDecoding"/> with a stepper from
+    /// <paramref name="newStepper"/>, stop strings cut. One random source serves the whole call, in prompt-group order.
+    /// </summary>
+    internal static string[] Generate(TextTokenizer tokenizer, int contextLength, IReadOnlyList<string> prompts, GenerationOptions options, int maxBatch,
+        Action<string>? log, Func<ICausalStepper> newStepper)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        DecodingSettings settings = options.ToDecodingSettings(tokenizer.EndOfTextId);
+        if (maxBatch < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(maxBatch), maxBatch, $"maxBatch must be at least 1; found {maxBatch}.");
+        }
+        var encoded = prompts.Select(p => PromptIds(tokenizer, contextLength, p, options, log)).ToArray();
+        var results = new string[prompts.Count];
+        Random random = settings.Rules.NewRandom();
         foreach (var group in Enumerable.Range(0, prompts.Count).GroupBy(i => encoded[i].Count))
         {
             foreach (int[] rows in group.Chunk(maxBatch))
             {
-                List<int>[] tokens = new TokenGenerator(_model, _device).Generate(
-                    rows.Select(r => (IReadOnlyList<int>)encoded[r]).ToList(), settings,
-                    (row, generated) => options.StopStrings.Count > 0 && FindStop(_tokenizer.Decode(generated), options.StopStrings) >= 0);
+                using ICausalStepper stepper = newStepper();
+                List<int>[] tokens = CausalDecoding.Generate(stepper, rows.Select(r => (IReadOnlyList<int>)encoded[r]).ToList(), settings,
+                    (row, generated) => options.StopStrings.Count > 0 && FindStop(tokenizer.Decode(generated), options.StopStrings) >= 0,
+                    random: random);
                 for (int i = 0; i < rows.Length; i++)
                 {
-                    results[rows[i]] = Cut(_tokenizer.Decode(tokens[i]), options.StopStrings);
+                    results[rows[i]] = Cut(tokenizer.Decode(tokens[i]), options.StopStrings);
                 }
             }
         }
@@ -60,7 +79,8 @@ internal sealed class TextGenerator
         {
             try
             {
-                new TokenGenerator(_model, _device).Generate(new[] { (IReadOnlyList<int>)prompted }, settings,
+                using var stepper = new TorchCausalStepper(_model, _device, options.UseKeyValueCache);
+                CausalDecoding.Generate(stepper, new[] { (IReadOnlyList<int>)prompted }, settings,
                     (_, generated) => stopped || cancellation.IsCancellationRequested,
                     (_, token) =>
                     {

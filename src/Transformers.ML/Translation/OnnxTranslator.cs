@@ -84,19 +84,23 @@ public sealed class OnnxTranslator : IDisposable
     {
         int k = Math.Max(1, beamSize);
         int[] limits = sources.Select(s => s.Length + 50).ToArray();
-        var stepper = new Stepper(this, sources, k);
+        using var stepper = new Stepper(this, sources, k);
         return k == 1
             ? Seq2SeqSearch.Greedy(stepper, limits, _codec.EndOfSentence, _codec.Padding)
             : Seq2SeqSearch.Beam(stepper, limits, k, lengthPenalty, _codec.EndOfSentence, _codec.Padding);
     }
 
-    /// <summary>The ONNX decoder as a stepper: the encoder runs once (rows repeated per beam); the self-attention cache follows the beams.</summary>
-    private sealed class Stepper : ISeq2SeqStepper
+    /// <summary>
+    /// The ONNX decoder as a stepper: the encoder runs once (rows repeated per beam); the padding mask and the
+    /// cross-attention keys/values become ONNX Runtime values once; the self-attention cache follows the beams.
+    /// </summary>
+    private sealed class Stepper : ISeq2SeqStepper, IDisposable
     {
+        private static readonly RunOptions Run = new();
         private readonly OnnxTranslator _owner;
         private readonly int _rows;
-        private readonly DenseTensor<long> _padding;
-        private readonly DenseTensor<float>[] _cross;
+        private readonly List<string> _fixedNames = new();
+        private readonly List<OrtValue> _fixedValues = new();
         private readonly OnnxKeyValueCache _past;
 
         public Stepper(OnnxTranslator owner, IReadOnlyList<int[]> sources, int k)
@@ -123,42 +127,52 @@ public sealed class OnnxTranslator : IDisposable
             });
             var byName = results.ToDictionary(r => r.Name);
             int[] repeat = Enumerable.Range(0, _rows).Select(r => r / k).ToArray(); // row -> sentence
-            _padding = OnnxKeyValueCache.Rows(padding, repeat);
-            _cross = new DenseTensor<float>[config.NumLayers * 2];
+            Fixed(TranslationOnnxExport.SourcePadding, OnnxKeyValueCache.Rows(padding, repeat));
             for (int l = 0; l < config.NumLayers; l++)
             {
-                _cross[2 * l] = OnnxKeyValueCache.Rows(byName[TranslationOnnxExport.CrossKey(l)].AsTensor<float>(), repeat);
-                _cross[2 * l + 1] = OnnxKeyValueCache.Rows(byName[TranslationOnnxExport.CrossValue(l)].AsTensor<float>(), repeat);
+                Fixed(TranslationOnnxExport.CrossKey(l), OnnxKeyValueCache.Rows(byName[TranslationOnnxExport.CrossKey(l)].AsTensor<float>(), repeat));
+                Fixed(TranslationOnnxExport.CrossValue(l), OnnxKeyValueCache.Rows(byName[TranslationOnnxExport.CrossValue(l)].AsTensor<float>(), repeat));
             }
             _past = new OnnxKeyValueCache(config, _rows);
         }
 
+        private void Fixed<T>(string name, DenseTensor<T> value)
+            where T : unmanaged
+        {
+            _fixedNames.Add(name);
+            _fixedValues.Add(OrtValue.CreateTensorValueFromMemory(value.Buffer.ToArray(), value.Dimensions.ToArray().Select(d => (long)d).ToArray()));
+        }
+
         public float[][] Step(IReadOnlyList<IReadOnlyList<int>> prefixes)
         {
-            var last = new DenseTensor<long>(new[] { _rows, 1 });
+            var last = new long[_rows];
             for (int r = 0; r < _rows; r++)
             {
-                last[r, 0] = prefixes[r][^1];
+                last[r] = prefixes[r][^1];
             }
-            int layers = _owner._config.NumLayers;
-            var feeds = new List<NamedOnnxValue>
-            {
-                NamedOnnxValue.CreateFromTensor(TranslationOnnxExport.TargetIds, last),
-                NamedOnnxValue.CreateFromTensor(TranslationOnnxExport.SourcePadding, _padding),
-            };
-            for (int l = 0; l < layers; l++)
-            {
-                feeds.Add(NamedOnnxValue.CreateFromTensor(TranslationOnnxExport.CrossKey(l), _cross[2 * l]));
-                feeds.Add(NamedOnnxValue.CreateFromTensor(TranslationOnnxExport.CrossValue(l), _cross[2 * l + 1]));
-            }
-            _past.AddInputs(feeds);
-            using var results = _owner._decoder.Run(feeds);
-            var byName = results.ToDictionary(r => r.Name);
-            _past.Update(byName);
-            return OnnxKeyValueCache.LastPosition(byName["log_probs"].AsTensor<float>());
+            using OrtValue target = OrtValue.CreateTensorValueFromMemory(last, new long[] { _rows, 1 });
+            var names = new List<string>(_fixedNames) { TranslationOnnxExport.TargetIds };
+            var values = new List<OrtValue>(_fixedValues) { target };
+            _past.AddInputs(names, values);
+            var outputNames = new List<string> { TranslationOnnxExport.LogProbabilities };
+            outputNames.AddRange(_past.PresentNames);
+            IDisposableReadOnlyCollection<OrtValue> outputs = _owner._decoder.Run(Run, names, values, outputNames);
+            using OrtValue logProbabilities = outputs[0];
+            float[][] scores = OnnxKeyValueCache.LastPosition(logProbabilities);
+            _past.Update(outputs, first: 1);
+            return scores;
         }
 
         public void Reorder(long[] rows) => _past.Reorder(rows.Select(r => (int)r).ToArray());
+
+        public void Dispose()
+        {
+            _past.Dispose();
+            foreach (OrtValue value in _fixedValues)
+            {
+                value.Dispose();
+            }
+        }
     }
 
     /// <summary>Frees the ONNX Runtime sessions.</summary>

@@ -1,57 +1,156 @@
 using Transformers.ML.Core.Generation;
-using static TorchSharp.torch;
 
 namespace Transformers.ML.Tests.Core;
 
-/// <summary>Each decoding rule on toy logits, against values worked out by hand.</summary>
+/// <summary>Each decoding rule on toy logits, against values worked out by hand; and the shared decoding loop on a scripted stepper.</summary>
 [TestClass]
 public sealed class GenerationTests
 {
-    private static Tensor Logits(params float[] values) => tensor(values).unsqueeze(0);
-
-    private static readonly Tensor NoIds = zeros(new long[] { 1, 0 }, ScalarType.Int64);
-
     [TestMethod]
     public void TemperatureDividesTheLogits()
     {
-        using Tensor result = new TemperatureProcessor(0.5).Process(Logits(1, -2, 3), NoIds);
-        CollectionAssert.AreEqual(new[] { 2f, -4f, 6f }, result.data<float>().ToArray());
-        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new TemperatureProcessor(0));
+        float[] logits = { 1, -2, 3 };
+        LogitsRules.ApplyTemperature(logits, 0.5);
+        CollectionAssert.AreEqual(new[] { 2f, -4f, 6f }, logits);
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new LogitsRules(greedy: false, temperature: 0));
     }
 
     [TestMethod]
     public void TopKKeepsTheKLargest()
     {
-        using Tensor result = new TopKProcessor(2).Process(Logits(1, 5, 3, 4), NoIds);
-        CollectionAssert.AreEqual(new[] { float.NegativeInfinity, 5f, float.NegativeInfinity, 4f }, result.data<float>().ToArray());
-        using Tensor all = new TopKProcessor(10).Process(Logits(1, 2), NoIds); // k larger than the vocabulary keeps all
-        CollectionAssert.AreEqual(new[] { 1f, 2f }, all.data<float>().ToArray());
-        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new TopKProcessor(0));
+        float[] logits = { 1, 5, 3, 4 };
+        LogitsRules.ApplyTopK(logits, 2);
+        CollectionAssert.AreEqual(new[] { float.NegativeInfinity, 5f, float.NegativeInfinity, 4f }, logits);
+        float[] all = { 1, 2 };
+        LogitsRules.ApplyTopK(all, 10); // k larger than the vocabulary keeps all
+        CollectionAssert.AreEqual(new[] { 1f, 2f }, all);
+        float[] ties = { 3, 3, 1, 3 };
+        LogitsRules.ApplyTopK(ties, 2); // ties with the k-th are kept
+        CollectionAssert.AreEqual(new[] { 3f, 3f, float.NegativeInfinity, 3f }, ties);
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new LogitsRules(greedy: false, topK: -1));
     }
 
     [TestMethod]
     public void TopPKeepsTheSmallestNucleusReachingP()
     {
         // Probabilities 0.5, 0.25, 0.125, 0.125 (logits ln of them).
-        Tensor logits = Logits(MathF.Log(0.125f), MathF.Log(0.5f), MathF.Log(0.125f), MathF.Log(0.25f));
+        float[] Logits() => new[] { MathF.Log(0.125f), MathF.Log(0.5f), MathF.Log(0.125f), MathF.Log(0.25f) };
         // p = 0.7: 0.5 alone is not enough, 0.5 + 0.25 = 0.75 is: keep those two.
-        float[] kept = new TopPProcessor(0.7).Process(logits, NoIds).data<float>().ToArray();
+        float[] kept = Logits();
+        LogitsRules.ApplyTopP(kept, 0.7);
         CollectionAssert.AreEqual(new[] { false, true, false, true }, kept.Select(float.IsFinite).ToArray());
         // p = 0.5: exactly reached by the first token.
-        kept = new TopPProcessor(0.5).Process(logits, NoIds).data<float>().ToArray();
+        kept = Logits();
+        LogitsRules.ApplyTopP(kept, 0.5);
         CollectionAssert.AreEqual(new[] { false, true, false, false }, kept.Select(float.IsFinite).ToArray());
         // A tiny p still keeps the most likely token.
-        kept = new TopPProcessor(1e-6).Process(logits, NoIds).data<float>().ToArray();
+        kept = Logits();
+        LogitsRules.ApplyTopP(kept, 1e-6);
         Assert.AreEqual(1, kept.Count(float.IsFinite));
-        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new TopPProcessor(1.5));
-        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new TopPProcessor(0));
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new LogitsRules(greedy: false, topP: 1.5));
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new LogitsRules(greedy: false, topP: 0));
     }
 
     [TestMethod]
-    public void RepetitionPenaltyDividesPositiveAndMultipliesNegativeLogitsOfSeenTokens()
+    public void RepetitionPenaltyDividesPositiveAndMultipliesNegativeLogitsOfSeenTokensOnce()
     {
-        using Tensor ids = tensor(new long[] { 0, 2, 2 }).unsqueeze(0);
-        using Tensor result = new RepetitionPenaltyProcessor(2.0).Process(Logits(4, 1, -3, 2), ids);
-        CollectionAssert.AreEqual(new[] { 2f, 1f, -6f, 2f }, result.data<float>().ToArray());
+        float[] logits = { 4, 1, -3, 2 };
+        LogitsRules.ApplyRepetitionPenalty(logits, new[] { 0, 2, 2 }, 2.0);
+        CollectionAssert.AreEqual(new[] { 2f, 1f, -6f, 2f }, logits);
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new LogitsRules(greedy: true, repetitionPenalty: 0));
+    }
+
+    [TestMethod]
+    public void SamplingFollowsTheDistributionAndTheSeed()
+    {
+        // Probabilities 0.5, 0.25, 0.25: over 20,000 draws each within 1.5 % of its share; the same seed, the same draws.
+        var rules = new LogitsRules(greedy: false, seed: 3);
+        float[] Logits() => new[] { MathF.Log(0.5f), MathF.Log(0.25f), MathF.Log(0.25f) };
+        Random random = rules.NewRandom();
+        int[] counts = new int[3];
+        for (int i = 0; i < 20_000; i++)
+        {
+            counts[rules.Next(Logits(), Array.Empty<int>(), random)]++;
+        }
+        Assert.AreEqual(0.5, counts[0] / 20_000.0, 0.015);
+        Assert.AreEqual(0.25, counts[1] / 20_000.0, 0.015);
+        Random a = rules.NewRandom(), b = rules.NewRandom();
+        CollectionAssert.AreEqual(Enumerable.Range(0, 50).Select(_ => rules.Next(Logits(), Array.Empty<int>(), a)).ToArray(),
+            Enumerable.Range(0, 50).Select(_ => rules.Next(Logits(), Array.Empty<int>(), b)).ToArray());
+        // Top-k 1 is greedy whatever the draw.
+        var top1 = new LogitsRules(greedy: false, topK: 1, seed: 1);
+        Random r = top1.NewRandom();
+        Assert.IsTrue(Enumerable.Range(0, 100).All(_ => top1.Next(Logits(), Array.Empty<int>(), r) == 0));
+    }
+
+    [TestMethod]
+    public void TheLoopFeedsThePromptThenOneTokenAndRestartsAFullWindowFromThreeQuarters()
+    {
+        // A scripted model: the next token is (last token + 1) mod 50; context 8.
+        var stepper = new CountingStepper(context: 8, cache: true);
+        List<int>[] outputs = CausalDecoding.Generate(stepper, new[] { new[] { 1, 2, 3 }, new[] { 10, 11, 12 } }, new DecodingSettings { MaxNewTokens = 10 });
+        CollectionAssert.AreEqual(Enumerable.Range(4, 10).ToList(), outputs[0]);
+        CollectionAssert.AreEqual(Enumerable.Range(13, 10).ToList(), outputs[1]);
+        // Inputs: the prompt (3), then one token per step until 3 + 5 = 8 positions fill the window; then the last 6
+        // (three quarters of 8) again, and one per step.
+        CollectionAssert.AreEqual(new[] { 3, 1, 1, 1, 1, 1, 6, 1, 1, 6 }, stepper.InputLengths);
+
+        // Without a cache every step sees the window (at most the context).
+        var uncached = new CountingStepper(context: 8, cache: false);
+        CollectionAssert.AreEqual(outputs[0], CausalDecoding.Generate(uncached, new[] { new[] { 1, 2, 3 } }, new DecodingSettings { MaxNewTokens = 10 })[0]);
+        CollectionAssert.AreEqual(new[] { 3, 4, 5, 6, 7, 8, 8, 8, 8, 8 }, uncached.InputLengths);
+
+        // End of text ends a row (not in its output); the caller's stop ends another; NaN scores are an error that says so.
+        var ended = CausalDecoding.Generate(new CountingStepper(8, true), new[] { new[] { 5 }, new[] { 30 } }, new DecodingSettings { MaxNewTokens = 20, EndOfTextId = 8 },
+            shouldStop: (row, tokens) => row == 1 && tokens.Count == 2);
+        CollectionAssert.AreEqual(new[] { 6, 7 }, ended[0]);
+        CollectionAssert.AreEqual(new[] { 31, 32 }, ended[1]);
+        var nan = Assert.ThrowsExactly<InvalidOperationException>(() => CausalDecoding.Generate(new CountingStepper(8, true) { PoisonAfter = 2 }, new[] { new[] { 1 } }, new DecodingSettings { MaxNewTokens = 5 }));
+        StringAssert.Contains(nan.Message, "not finite numbers (NaN or infinity) after 2 generated tokens");
+        Assert.ThrowsExactly<ArgumentException>(() => CausalDecoding.Generate(stepper, new[] { new[] { 1, 2 }, new[] { 3 } }, new DecodingSettings { MaxNewTokens = 1 }));
+    }
+
+    private sealed class CountingStepper(int context, bool cache) : ICausalStepper
+    {
+        private int _cached;
+        private int _steps;
+
+        public List<int> InputLengths { get; } = new();
+
+        public int PoisonAfter { get; init; } = int.MaxValue;
+
+        public int ContextLength => context;
+
+        public bool HasCache => cache;
+
+        public int CachedLength => _cached;
+
+        public float[][] Step(IReadOnlyList<IReadOnlyList<int>> ids)
+        {
+            InputLengths.Add(ids[0].Count);
+            if (cache)
+            {
+                _cached += ids[0].Count;
+                Assert.IsLessThanOrEqualTo(context, _cached, "the loop never overfills the window");
+            }
+            else
+            {
+                Assert.IsLessThanOrEqualTo(context, ids[0].Count);
+            }
+            float poison = _steps++ >= PoisonAfter ? float.NaN : 0;
+            return ids.Select(row =>
+            {
+                var scores = new float[50];
+                scores[(row[^1] + 1) % 50] = 10;
+                scores[0] += poison;
+                return scores;
+            }).ToArray();
+        }
+
+        public void ResetCache() => _cached = 0;
+
+        public void Dispose()
+        {
+        }
     }
 }

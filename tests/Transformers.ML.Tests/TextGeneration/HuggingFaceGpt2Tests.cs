@@ -46,8 +46,8 @@ public sealed class HuggingFaceGpt2Tests
                 Assert.IsLessThan(1e-4, TestUtil.MaxAbsDiff(logits, reference["logits"]));
             }
             long[] prompt = reference["prompt"].data<long>().ToArray();
-            List<int>[] greedy = new TokenGenerator(model, CPU).Generate(new[] { prompt.Select(i => (int)i).ToList() },
-                new DecodingSettings { MaxNewTokens = 20, Greedy = true });
+            using var stepper = new TorchCausalStepper(model, CPU);
+            List<int>[] greedy = CausalDecoding.Generate(stepper, new[] { prompt.Select(i => (int)i).ToList() }, new DecodingSettings { MaxNewTokens = 20 });
             CollectionAssert.AreEqual(reference["greedy"].data<long>().ToArray().Select(i => (int)i).ToList(), greedy[0]);
         }
     }

@@ -5,22 +5,29 @@ using static TorchSharp.torch;
 namespace Transformers.ML.Core.Modules;
 
 /// <summary>
-/// Keys and values of one attention sub-layer. Self-attention appends the new positions at every step;
-/// cross-attention projects the encoder output once and keeps it (<see cref="IsStatic"/>).
-/// The tensors live outside any dispose scope and are freed by <see cref="Dispose"/>.
+/// Keys and values of one attention sub-layer. Self-attention appends the new positions at every step, written in place
+/// into buffers with room to spare (their capacity doubles when full, so a generation of n tokens copies O(n) positions
+/// in all instead of the O(n^2) of growing by concatenation); cross-attention projects the encoder output once and keeps
+/// it (<see cref="IsStatic"/>). The tensors live outside any dispose scope and are freed by <see cref="Dispose"/>.
 /// </summary>
 internal sealed class AttentionCache : IDisposable
 {
+    /// <summary>Positions of the first buffer when the first append is shorter.</summary>
+    internal const long InitialCapacity = 32;
+
+    private Tensor? _keyBuffer;   // (B, h, capacity, d_k); positions [0, Length) hold keys
+    private Tensor? _valueBuffer; // (B, h, capacity, d_v)
+
     /// <param name="isStatic">True for cross-attention: filled once from the encoder output, then reused.</param>
     public AttentionCache(bool isStatic)
     {
         IsStatic = isStatic;
     }
 
-    /// <summary>Keys, shape (B, h, T, d_k); null before the first step.</summary>
+    /// <summary>Keys, shape (B, h, T, d_k): a view of the buffer; null before the first step.</summary>
     public Tensor? Key { get; private set; }
 
-    /// <summary>Values, shape (B, h, T, d_v); null before the first step.</summary>
+    /// <summary>Values, shape (B, h, T, d_v): a view of the buffer; null before the first step.</summary>
     public Tensor? Value { get; private set; }
 
     /// <summary>True for cross-attention: keys and values never change once stored.</summary>
@@ -32,32 +39,71 @@ internal sealed class AttentionCache : IDisposable
     /// <summary>Positions held (T).</summary>
     public long Length => Key?.shape[2] ?? 0;
 
+    /// <summary>Positions the buffers hold before they grow again (0 before the first step).</summary>
+    public long Capacity => _keyBuffer?.shape[2] ?? 0;
+
     /// <summary>Appends (B, h, t, d) keys and values; returns the whole (B, h, T + t, d) tensors (owned by the cache).</summary>
     public (Tensor Key, Tensor Value) Append(Tensor key, Tensor value)
     {
-        Tensor newKey = Key is null ? key.alias() : cat(new[] { Key, key }, 2);
-        Tensor newValue = Value is null ? value.alias() : cat(new[] { Value, value }, 2);
-        Replace(newKey, newValue);
+        long length = Length, added = key.shape[2], total = length + added;
+        if (_keyBuffer is null || _valueBuffer is null || total > _keyBuffer.shape[2])
+        {
+            long capacity = Math.Max(total, Math.Max(InitialCapacity, 2 * Capacity));
+            Tensor keys = Grow(_keyBuffer, length, key, capacity);
+            Tensor values = Grow(_valueBuffer, length, value, capacity);
+            SetBuffers(keys, values);
+        }
+        using (no_grad())
+        {
+            _keyBuffer!.narrow(2, length, added).copy_(key);
+            _valueBuffer!.narrow(2, length, added).copy_(value);
+        }
+        SetViews(_keyBuffer!.narrow(2, 0, total), _valueBuffer!.narrow(2, 0, total));
         return (Key!, Value!);
     }
 
     /// <summary>Stores cross-attention keys and values computed once from the encoder output.</summary>
     public void SetStatic(Tensor key, Tensor value)
     {
-        Replace(key.alias(), value.alias());
+        SetBuffers(key.alias(), value.alias());
+        SetViews(_keyBuffer!.alias(), _valueBuffer!.alias());
     }
 
     /// <summary>Keeps the batch rows named by <paramref name="batchIndices"/> (beam search reordering).</summary>
     public void Reorder(Tensor batchIndices)
     {
-        if (Key is null || Value is null)
+        if (_keyBuffer is null || _valueBuffer is null)
         {
             return;
         }
-        Replace(Key.index_select(0, batchIndices), Value.index_select(0, batchIndices));
+        long length = Length;
+        SetBuffers(_keyBuffer.index_select(0, batchIndices), _valueBuffer.index_select(0, batchIndices));
+        SetViews(_keyBuffer!.narrow(2, 0, length), _valueBuffer!.narrow(2, 0, length));
     }
 
-    private void Replace(Tensor key, Tensor value)
+    /// <summary>A buffer of <paramref name="capacity"/> positions holding the first <paramref name="length"/> of <paramref name="old"/>.</summary>
+    private static Tensor Grow(Tensor? old, long length, Tensor like, long capacity)
+    {
+        Tensor buffer = empty(new[] { like.shape[0], like.shape[1], capacity, like.shape[3] }, like.dtype, like.device);
+        if (old is not null && length > 0)
+        {
+            using (no_grad())
+            {
+                buffer.narrow(2, 0, length).copy_(old.narrow(2, 0, length));
+            }
+        }
+        return buffer;
+    }
+
+    private void SetBuffers(Tensor keys, Tensor values)
+    {
+        _keyBuffer?.Dispose();
+        _valueBuffer?.Dispose();
+        _keyBuffer = keys.DetachFromDisposeScope();
+        _valueBuffer = values.DetachFromDisposeScope();
+    }
+
+    private void SetViews(Tensor key, Tensor value)
     {
         Key?.Dispose();
         Value?.Dispose();
@@ -69,8 +115,12 @@ internal sealed class AttentionCache : IDisposable
     {
         Key?.Dispose();
         Value?.Dispose();
+        _keyBuffer?.Dispose();
+        _valueBuffer?.Dispose();
         Key = null;
         Value = null;
+        _keyBuffer = null;
+        _valueBuffer = null;
     }
 }
 

@@ -1,11 +1,13 @@
 // The key/value cache of an exported decoder on the ONNX Runtime side: past_key_i / past_value_i fed to a step,
 // present_key_i / present_value_i taken back, rows reordered for beam search. Shared by the generator and the translator.
+// The values stay ONNX Runtime's own OrtValues: a step's presents are the next step's pasts as they are, without being
+// copied into managed tensors and back (the copies made ONNX Runtime slower than TorchSharp at long generations).
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 
 namespace Transformers.ML.Core.Onnx;
 
-internal sealed class OnnxKeyValueCache
+internal sealed class OnnxKeyValueCache : IDisposable
 {
     /// <summary>The names of the cache inputs and outputs of every exported decoder (one place, for the exporters and the runners).</summary>
     public static string PastKey(int layer) => $"past_key_{layer}";
@@ -20,52 +22,90 @@ internal sealed class OnnxKeyValueCache
     public static string PresentValue(int layer) => $"present_value_{layer}";
 
     private readonly TransformerConfig _config;
-    private readonly int _rows;
-    private DenseTensor<float>[] _tensors;
+    private readonly OrtValue[] _values; // per layer: key, value
+    private readonly string[] _pastNames;
+    private readonly string[] _presentNames;
 
     /// <summary>An empty cache (past length 0) for <paramref name="rows"/> sequences.</summary>
     public OnnxKeyValueCache(TransformerConfig config, int rows)
     {
         _config = config;
-        _rows = rows;
-        _tensors = new DenseTensor<float>[config.NumLayers * 2];
+        _values = new OrtValue[config.NumLayers * 2];
+        _pastNames = new string[_values.Length];
+        _presentNames = new string[_values.Length];
         for (int l = 0; l < config.NumLayers; l++)
         {
-            _tensors[2 * l] = new DenseTensor<float>(new[] { rows, config.NumHeads, 0, config.HeadKeyDimension });
-            _tensors[2 * l + 1] = new DenseTensor<float>(new[] { rows, config.NumHeads, 0, config.HeadValueDimension });
+            _values[2 * l] = Empty(rows, config.NumHeads, config.HeadKeyDimension);
+            _values[2 * l + 1] = Empty(rows, config.NumHeads, config.HeadValueDimension);
+            (_pastNames[2 * l], _pastNames[2 * l + 1]) = (PastKey(l), PastValue(l));
+            (_presentNames[2 * l], _presentNames[2 * l + 1]) = (PresentKey(l), PresentValue(l));
         }
+        Length = 0;
     }
 
     /// <summary>Positions held.</summary>
-    public int Length => _tensors[0].Dimensions[2];
+    public int Length { get; private set; }
 
-    /// <summary>Adds the past_key_i / past_value_i inputs.</summary>
-    public void AddInputs(List<NamedOnnxValue> feeds)
+    /// <summary>The present_key_i / present_value_i output names, in the order <see cref="Update"/> takes them.</summary>
+    public IReadOnlyList<string> PresentNames => _presentNames;
+
+    /// <summary>Adds the past_key_i / past_value_i inputs (the cache keeps owning them).</summary>
+    public void AddInputs(List<string> names, List<OrtValue> values)
     {
-        for (int l = 0; l < _config.NumLayers; l++)
-        {
-            feeds.Add(NamedOnnxValue.CreateFromTensor(PastKey(l), _tensors[2 * l]));
-            feeds.Add(NamedOnnxValue.CreateFromTensor(PastValue(l), _tensors[2 * l + 1]));
-        }
+        names.AddRange(_pastNames);
+        values.AddRange(_values);
     }
 
-    /// <summary>Takes the present_key_i / present_value_i outputs of a step (copied: the results are freed after the step).</summary>
-    public void Update(IReadOnlyDictionary<string, DisposableNamedOnnxValue> outputs)
+    /// <summary>
+    /// Takes the presents of a step as the new pasts: <paramref name="outputs"/>[first + i] is the output named
+    /// <see cref="PresentNames"/>[i]; the cache owns (and frees) them from now on, and frees the old pasts.
+    /// </summary>
+    public void Update(IReadOnlyList<OrtValue> outputs, int first)
     {
-        for (int l = 0; l < _config.NumLayers; l++)
+        for (int i = 0; i < _values.Length; i++)
         {
-            _tensors[2 * l] = outputs[PresentKey(l)].AsTensor<float>().ToDenseTensor();
-            _tensors[2 * l + 1] = outputs[PresentValue(l)].AsTensor<float>().ToDenseTensor();
+            _values[i].Dispose();
+            _values[i] = outputs[first + i];
         }
+        Length = (int)_values[0].GetTensorTypeAndShape().Shape[2];
     }
 
-    /// <summary>Row r becomes the old row <paramref name="rows"/>[r].</summary>
+    /// <summary>Row r becomes the old row <paramref name="rows"/>[r] (a copy; beam search).</summary>
     public void Reorder(int[] rows)
     {
-        for (int i = 0; i < _tensors.Length; i++)
+        for (int i = 0; i < _values.Length; i++)
         {
-            _tensors[i] = Rows(_tensors[i], rows);
+            OrtValue old = _values[i];
+            _values[i] = Rows(old, rows);
+            old.Dispose();
         }
+    }
+
+    public void Dispose()
+    {
+        foreach (OrtValue value in _values)
+        {
+            value.Dispose();
+        }
+    }
+
+    /// <summary>A (rows, heads, 0, size) float tensor: the past of a first step.</summary>
+    private static OrtValue Empty(int rows, int heads, int size) =>
+        OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float, new long[] { rows, heads, 0, size });
+
+    /// <summary>A new float tensor whose row i (first axis) is row <paramref name="rows"/>[i] of <paramref name="source"/>.</summary>
+    internal static OrtValue Rows(OrtValue source, int[] rows)
+    {
+        long[] shape = source.GetTensorTypeAndShape().Shape;
+        int rowSize = (int)shape.Skip(1).Aggregate(1L, (a, b) => a * b);
+        ReadOnlySpan<float> from = source.GetTensorDataAsSpan<float>();
+        var to = new float[rows.Length * rowSize];
+        for (int i = 0; i < rows.Length; i++)
+        {
+            from.Slice(rows[i] * rowSize, rowSize).CopyTo(to.AsSpan(i * rowSize, rowSize));
+        }
+        shape[0] = rows.Length;
+        return OrtValue.CreateTensorValueFromMemory(to, shape);
     }
 
     /// <summary>A new tensor whose row i (first axis) is row <paramref name="rows"/>[i] of <paramref name="source"/>.</summary>
@@ -85,10 +125,11 @@ internal sealed class OnnxKeyValueCache
     }
 
     /// <summary>The last position's scores of each row of a (rows, T, V) output, without copying the whole output.</summary>
-    public static float[][] LastPosition(Tensor<float> scores)
+    public static float[][] LastPosition(OrtValue scores)
     {
-        int rows = scores.Dimensions[0], length = scores.Dimensions[1], vocabulary = scores.Dimensions[2];
-        ReadOnlySpan<float> flat = scores is DenseTensor<float> dense ? dense.Buffer.Span : scores.ToArray();
+        long[] shape = scores.GetTensorTypeAndShape().Shape;
+        int rows = (int)shape[0], length = (int)shape[1], vocabulary = (int)shape[2];
+        ReadOnlySpan<float> flat = scores.GetTensorDataAsSpan<float>();
         var result = new float[rows][];
         for (int r = 0; r < rows; r++)
         {

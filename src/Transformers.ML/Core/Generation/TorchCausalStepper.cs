@@ -1,0 +1,63 @@
+// The TorchSharp side of the causal decoding loop: a decoder-only model (ICausalLanguageModel) with its key/value cache.
+using Transformers.ML.Core.Modules;
+using static TorchSharp.torch;
+
+namespace Transformers.ML.Core.Generation;
+
+internal sealed class TorchCausalStepper : ICausalStepper
+{
+    private readonly ICausalLanguageModel _model;
+    private readonly Device _device;
+    private KeyValueCache? _cache;
+
+    /// <param name="useCache">Keep keys and values of earlier positions (true) or run the whole window every step.</param>
+    public TorchCausalStepper(ICausalLanguageModel model, Device device, bool useCache = true)
+    {
+        _model = model;
+        _device = device;
+        HasCache = useCache;
+        _cache = useCache ? model.CreateCache() : null;
+    }
+
+    public int ContextLength => _model.ContextLength;
+
+    public bool HasCache { get; }
+
+    public int CachedLength => (int)(_cache?.Length ?? 0);
+
+    public float[][] Step(IReadOnlyList<IReadOnlyList<int>> ids)
+    {
+        int rows = ids.Count, length = ids[0].Count;
+        var flat = new long[rows * length];
+        for (int r = 0; r < rows; r++)
+        {
+            for (int t = 0; t < length; t++)
+            {
+                flat[r * length + t] = ids[r][t];
+            }
+        }
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        Tensor input = tensor(flat, new long[] { rows, length }, device: _device);
+        Tensor last = _model.Forward(input, _cache).select(1, -1).to(ScalarType.Float32).cpu().contiguous(); // (rows, V)
+        int vocabulary = (int)last.shape[1];
+        ReadOnlySpan<float> values = last.data<float>().ToArray();
+        var scores = new float[rows][];
+        for (int r = 0; r < rows; r++)
+        {
+            scores[r] = values.Slice(r * vocabulary, vocabulary).ToArray();
+        }
+        return scores;
+    }
+
+    public void ResetCache()
+    {
+        if (_cache is not null)
+        {
+            _cache.Dispose();
+            _cache = _model.CreateCache();
+        }
+    }
+
+    public void Dispose() => _cache?.Dispose();
+}

@@ -35,7 +35,7 @@ internal static class VitOnnxExport
         VitConfig exported = copy.Config;
         Dictionary<string, Tensor> weights = ModuleState.Of(copy);
         var graph = new OnnxGraph("vit_classifier");
-        var blocks = new OnnxBlocks(graph, weights);
+        var blocks = new OnnxBlocks(graph, weights, options.Quantization);
 
         bool source = ImagePreprocessor.UsesSource(preprocessing);
         (int inputHeight, int inputWidth) = source ? ImagePreprocessor.SourceSize(preprocessing, size) : (size, size);
@@ -116,6 +116,7 @@ internal static class VitOnnxExport
             ["config"] = JsonSerializer.Serialize(exported),
             ["classes"] = JsonSerializer.Serialize(classifier.ClassNames),
             ["binary"] = classifier.Binary ? "true" : "false",
+            ["quantization"] = options.Quantization.ToString(),
             ["preprocessing"] = JsonSerializer.Serialize(preprocessing),
             ["input"] = $"{PixelsInput}: (batch, {options.InputChannels}, {inputHeight}, {inputWidth}) float in [0, 1]" + (options.InputChannels == 3 ? ", RGB" : "") +
                 (source ? $" (the whole scan resized to {inputWidth} x {inputHeight}: the graph masks wedges, crops the band and averages down to {size} x {size})" : ""),

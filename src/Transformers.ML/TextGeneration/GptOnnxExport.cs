@@ -16,11 +16,15 @@ internal static class GptOnnxExport
 {
     public const string InputIds = "input_ids";
 
-    public static ModelProto Build(GptModel model, TextTokenizer tokenizer)
+    /// <summary>Output name of the next-token scores (batch, sequence, vocabulary).</summary>
+    public const string Logits = "logits";
+
+    public static ModelProto Build(GptModel model, TextTokenizer tokenizer, OnnxExportOptions? options = null)
     {
         TransformerConfig config = model.Config;
         var graph = new OnnxGraph("gpt");
-        var blocks = new OnnxBlocks(graph, ModuleState.Of(model));
+        OnnxQuantization quantization = options?.Quantization ?? OnnxQuantization.None;
+        var blocks = new OnnxBlocks(graph, ModuleState.Of(model), quantization);
         string ids = graph.Input(InputIds, DataType.Int64, "batch", "sequence");
         var past = new KeyValue[config.NumLayers];
         for (int i = 0; i < config.NumLayers; i++)
@@ -41,12 +45,13 @@ internal static class GptOnnxExport
         {
             x = blocks.LayerNorm(x, "decoder.final_norm", config.LayerNormEpsilon);
         }
-        graph.Output(blocks.TiedLogits(x, "embedding"), "logits", DataType.Float, "batch", "sequence", model.VocabularySize);
+        graph.Output(blocks.TiedLogits(x, "embedding"), Logits, DataType.Float, "batch", "sequence", model.VocabularySize);
         return graph.ToModel(new Dictionary<string, string>
         {
             ["capability"] = TextGenerationTransformer.Capability,
             ["config"] = config.ToJson(),
             ["tokenizer"] = tokenizer.Definition.ToJson(),
+            ["quantization"] = quantization.ToString(),
             ["vocabulary_size"] = model.VocabularySize.ToString(System.Globalization.CultureInfo.InvariantCulture),
         });
     }

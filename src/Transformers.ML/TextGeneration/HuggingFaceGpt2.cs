@@ -133,13 +133,33 @@ internal static class HuggingFaceGpt2
         SafeTensors.Write(Path.Combine(folder, WeightsFile), hf, new Dictionary<string, string> { ["format"] = "pt" });
         AtomicFile.Write(Path.Combine(folder, ConfigFile), s => JsonSerializer.Serialize(s, config, new JsonSerializerOptions { WriteIndented = true }));
         AtomicFile.Write(Path.Combine(folder, TokenizerFile), s => s.Write(System.Text.Encoding.UTF8.GetBytes(tokenizer.Definition.ToJson())));
-        if (tokenizer.Kind == TokenizerKind.BytePairEncoding)
+        WriteGpt2TokenizerFiles(tokenizer, folder);
+    }
+
+    /// <summary>
+    /// For a byte-level BPE tokenizer: vocab.json, merges.txt and tokenizer_config.json as Hugging Face's GPT2Tokenizer (and
+    /// ONNX Runtime GenAI's tokenizer) read them, end-of-text included. Returns false (and writes nothing) for other kinds.
+    /// </summary>
+    internal static bool WriteGpt2TokenizerFiles(TextTokenizer tokenizer, string folder)
+    {
+        if (tokenizer.Kind != TokenizerKind.BytePairEncoding)
         {
-            // vocab.json and merges.txt as Hugging Face's GPT2Tokenizer reads them, end-of-text included.
-            var vocabulary = new Dictionary<string, int>(tokenizer.Definition.Vocabulary!) { [ByteLevelBpe.EndOfText] = tokenizer.EndOfTextId };
-            AtomicFile.Write(Path.Combine(folder, "vocab.json"), s => JsonSerializer.Serialize(s, vocabulary));
-            AtomicFile.Write(Path.Combine(folder, "merges.txt"), s => s.Write(System.Text.Encoding.UTF8.GetBytes("#version: 0.2\n" + string.Join("\n", tokenizer.Definition.Merges!) + "\n")));
+            return false;
         }
+        var vocabulary = new Dictionary<string, int>(tokenizer.Definition.Vocabulary!) { [ByteLevelBpe.EndOfText] = tokenizer.EndOfTextId };
+        AtomicFile.Write(Path.Combine(folder, "vocab.json"), s => JsonSerializer.Serialize(s, vocabulary));
+        AtomicFile.Write(Path.Combine(folder, "merges.txt"), s => s.Write(System.Text.Encoding.UTF8.GetBytes("#version: 0.2\n" + string.Join("\n", tokenizer.Definition.Merges!) + "\n")));
+        var config = new Dictionary<string, object>
+        {
+            ["tokenizer_class"] = "GPT2Tokenizer",
+            ["bos_token"] = ByteLevelBpe.EndOfText,
+            ["eos_token"] = ByteLevelBpe.EndOfText,
+            ["unk_token"] = ByteLevelBpe.EndOfText,
+            ["add_prefix_space"] = false,
+            ["model_max_length"] = 1_000_000,
+        };
+        AtomicFile.Write(Path.Combine(folder, "tokenizer_config.json"), s => JsonSerializer.Serialize(s, config, new JsonSerializerOptions { WriteIndented = true }));
+        return true;
     }
 
     /// <summary>GPT-2's tensors (with or without the "transformer." prefix) under our names.</summary>

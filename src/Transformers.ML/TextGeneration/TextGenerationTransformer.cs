@@ -223,7 +223,27 @@ public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposab
     /// past_value_i (batch, heads, past, head_dim); outputs logits and present_key_i / present_value_i. The tokenizer and
     /// configuration are in the model's metadata: <see cref="OnnxTextGenerator.Load"/> needs no other file. Written atomically.
     /// </summary>
-    public void ExportToOnnx(string path) => OnnxGraph.Save(GptOnnxExport.Build(Model, Tokenizer), path);
+    public void ExportToOnnx(string path) => ExportToOnnx(path, new OnnxExportOptions());
+
+    /// <summary>Exports the model to ONNX with <paramref name="options"/> (e.g. int8 weights, <see cref="OnnxExportOptions.Quantization"/>); see <see cref="ExportToOnnx(string)"/>.</summary>
+    public void ExportToOnnx(string path, OnnxExportOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(options);
+        OnnxGraph.Save(GptOnnxExport.Build(Model, Tokenizer, options), path);
+    }
+
+    /// <summary>
+    /// Writes the model in the folder layout ONNX Runtime GenAI (Microsoft.ML.OnnxRuntimeGenAI) loads: model.onnx (the
+    /// export of <see cref="ExportToOnnx(string)"/>), genai_config.json (a decoder-only model with separate key and value
+    /// caches: the input and output names, sizes and end-of-text id), and for a byte-level BPE tokenizer vocab.json,
+    /// merges.txt and tokenizer_config.json. GenAI generates up to the context length (it does not slide the window).
+    /// </summary>
+    public void ExportToOnnxRuntimeGenAI(string folder, OnnxExportOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(folder);
+        GenAiExport.Write(this, folder, options ?? new OnnxExportOptions());
+    }
 
     /// <summary>Exports the model to ONNX into a stream (see <see cref="ExportToOnnx(string)"/>).</summary>
     public void ExportToOnnx(Stream stream)

@@ -24,12 +24,13 @@ internal static class TranslationOnnxExport
     public const string SourceIds = "source_ids";
     public const string SourcePadding = "source_padding";
     public const string TargetIds = "target_ids";
+    public const string LogProbabilities = "log_probs";
 
     public static string CrossKey(int layer) => $"cross_key_{layer}";
 
     public static string CrossValue(int layer) => $"cross_value_{layer}";
 
-    public static (ModelProto Encoder, ModelProto Decoder) Build(EncoderDecoderTransformer model, TranslationCodec codec)
+    public static (ModelProto Encoder, ModelProto Decoder) Build(EncoderDecoderTransformer model, TranslationCodec codec, OnnxExportOptions? options = null)
     {
         TransformerConfig config = model.Config;
         Dictionary<string, Tensor> weights = ModuleState.Of(model);
@@ -39,11 +40,13 @@ internal static class TranslationOnnxExport
             ["config"] = config.ToJson(),
             ["tokenizer"] = codec.Tokenizer.Definition.ToJson(),
             ["max_sentence_tokens"] = codec.MaxSentenceTokens.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["quantization"] = (options?.Quantization ?? OnnxQuantization.None).ToString(),
         };
+        OnnxQuantization quantization = options?.Quantization ?? OnnxQuantization.None;
 
         // Encoder.
         var encoderGraph = new OnnxGraph("translation_encoder");
-        var encoder = new OnnxBlocks(encoderGraph, weights);
+        var encoder = new OnnxBlocks(encoderGraph, weights, quantization);
         string source = encoderGraph.Input(SourceIds, DataType.Int64, "batch", "source");
         string padding = encoderGraph.Input(SourcePadding, DataType.Int64, "batch", "source");
         string paddingMask = encoder.PaddingMask(padding);
@@ -57,7 +60,7 @@ internal static class TranslationOnnxExport
 
         // Decoder with its cache.
         var decoderGraph = new OnnxGraph("translation_decoder");
-        var decoder = new OnnxBlocks(decoderGraph, weights);
+        var decoder = new OnnxBlocks(decoderGraph, weights, quantization);
         string target = decoderGraph.Input(TargetIds, DataType.Int64, "batch", "sequence");
         string crossMask = decoder.PaddingMask(decoderGraph.Input(SourcePadding, DataType.Int64, "batch", "source"));
         var crossKv = new KeyValue[config.NumLayers];
@@ -84,7 +87,7 @@ internal static class TranslationOnnxExport
         }
         string logits = config.TieEmbeddings ? decoder.TiedLogits(x, "embedding") : decoder.Linear(x, "output_proj");
         string logProbs = decoderGraph.Op("LogSoftmax", new[] { logits }, ("axis", -1L));
-        decoderGraph.Output(logProbs, "log_probs", DataType.Float, "batch", "sequence", codec.VocabularySize);
+        decoderGraph.Output(logProbs, LogProbabilities, DataType.Float, "batch", "sequence", codec.VocabularySize);
         return (encoderGraph.ToModel(metadata), decoderGraph.ToModel(metadata));
     }
 }

@@ -185,11 +185,15 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     /// The tokenizer and configuration are in both files' metadata: <see cref="OnnxTranslator.Load"/> needs nothing else.
     /// Each file is written atomically.
     /// </summary>
-    public void ExportToOnnx(string folder)
+    public void ExportToOnnx(string folder) => ExportToOnnx(folder, new OnnxExportOptions());
+
+    /// <summary>Exports the two graphs with <paramref name="options"/> (e.g. int8 weights, <see cref="OnnxExportOptions.Quantization"/>); see <see cref="ExportToOnnx(string)"/>.</summary>
+    public void ExportToOnnx(string folder, OnnxExportOptions options)
     {
         ArgumentNullException.ThrowIfNull(folder);
+        ArgumentNullException.ThrowIfNull(options);
         Directory.CreateDirectory(folder);
-        (global::Onnx.ModelProto encoder, global::Onnx.ModelProto decoder) = TranslationOnnxExport.Build(Model, Codec);
+        (global::Onnx.ModelProto encoder, global::Onnx.ModelProto decoder) = TranslationOnnxExport.Build(Model, Codec, options);
         OnnxGraph.Save(encoder, Path.Combine(folder, TranslationOnnxExport.EncoderFile));
         OnnxGraph.Save(decoder, Path.Combine(folder, TranslationOnnxExport.DecoderFile));
     }

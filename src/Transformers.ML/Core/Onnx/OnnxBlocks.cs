@@ -12,11 +12,19 @@ internal readonly record struct KeyValue(string Key, string Value);
 internal sealed class OnnxBlocks
 {
     private readonly IReadOnlyDictionary<string, Tensor> _weights;
+    private readonly bool _quantize;
 
-    public OnnxBlocks(OnnxGraph graph, IReadOnlyDictionary<string, Tensor> weights)
+    /// <param name="quantization">How the weights of Linear layers and the tied output projection are stored.</param>
+    public OnnxBlocks(OnnxGraph graph, IReadOnlyDictionary<string, Tensor> weights, OnnxQuantization quantization = OnnxQuantization.None)
     {
+        if (!Enum.IsDefined(quantization))
+        {
+            throw new ArgumentOutOfRangeException(nameof(quantization), quantization,
+                $"OnnxExportOptions.Quantization must be one of {string.Join(", ", Enum.GetNames<OnnxQuantization>())}; found {quantization}.");
+        }
         Graph = graph;
         _weights = weights;
+        _quantize = quantization == OnnxQuantization.DynamicInt8;
     }
 
     public OnnxGraph Graph { get; }
@@ -29,9 +37,51 @@ internal sealed class OnnxBlocks
     /// <summary>x W^T + b: the weight is stored transposed (in, out) so that MatMul takes it as it is.</summary>
     public string Linear(string x, string prefix)
     {
-        string weight = Graph.Weight(prefix + ".weight_t", Weight(prefix + ".weight").t());
-        string y = Graph.Op("MatMul", new[] { x, weight });
+        string y = MatMulByWeight(x, prefix + ".weight_t", Weight(prefix + ".weight").t());
         return HasWeight(prefix + ".bias") ? Graph.Op("Add", new[] { y, Graph.Weight(prefix + ".bias", Weight(prefix + ".bias")) }) : y;
+    }
+
+    /// <summary>x (..., in) times a constant (in, out) matrix: float32, or int8 with dynamically quantized activations.</summary>
+    private string MatMulByWeight(string x, string name, Tensor matrix)
+    {
+        if (!_quantize)
+        {
+            return Graph.Op("MatMul", new[] { x, Graph.Weight(name, matrix) });
+        }
+        (sbyte[] values, float[] scales) = QuantizeColumns(matrix);
+        string weight = Graph.Int8s(name + "_quantized", values, matrix.shape[0], matrix.shape[1]);
+        string scale = Graph.Floats(name + "_scale", scales, scales.Length);
+        string[] quantized = Graph.OpN("DynamicQuantizeLinear", 3, new[] { x }); // uint8 x, its scale, its zero point
+        string product = Graph.Op("MatMulInteger", new[] { quantized[0], weight, quantized[2] });
+        string floats = Graph.Op("Cast", new[] { product }, ("to", (long)global::Onnx.TensorProto.Types.DataType.Float));
+        return Graph.Op("Mul", new[] { floats, Graph.Op("Mul", new[] { quantized[1], scale }) });
+    }
+
+    /// <summary>Symmetric int8 per column (output channel): scale = max |w| / 127, q = round(w / scale) in [-127, 127].</summary>
+    internal static (sbyte[] Values, float[] Scales) QuantizeColumns(Tensor matrix)
+    {
+        using var scope = NewDisposeScope();
+        Tensor w = matrix.detach().to(ScalarType.Float32).cpu().contiguous();
+        int rows = (int)w.shape[0], columns = (int)w.shape[1];
+        float[] data = w.data<float>().ToArray();
+        var scales = new float[columns];
+        for (int r = 0; r < rows; r++)
+        {
+            for (int c = 0; c < columns; c++)
+            {
+                scales[c] = Math.Max(scales[c], Math.Abs(data[r * columns + c]));
+            }
+        }
+        for (int c = 0; c < columns; c++)
+        {
+            scales[c] = scales[c] > 0 ? scales[c] / 127f : 1f;
+        }
+        var values = new sbyte[data.Length];
+        for (int i = 0; i < data.Length; i++)
+        {
+            values[i] = (sbyte)Math.Clamp(MathF.Round(data[i] / scales[i % columns]), -127f, 127f);
+        }
+        return (values, scales);
     }
 
     public string LayerNorm(string x, string prefix, double epsilon) =>
@@ -199,6 +249,7 @@ internal sealed class OnnxBlocks
     /// <see cref="TokenEmbedding"/> (called first) through a Transpose node, which ONNX Runtime folds once at load:
     /// the file holds the matrix once.
     /// </summary>
-    public string TiedLogits(string hidden, string prefix) =>
-        Graph.Op("MatMul", new[] { hidden, Graph.Op("Transpose", new[] { prefix + ".tokens.weight" }, ("perm", new long[] { 1, 0 })) });
+    public string TiedLogits(string hidden, string prefix) => _quantize
+        ? MatMulByWeight(hidden, prefix + ".tokens.weight_t", Weight(prefix + ".tokens.weight").t())
+        : Graph.Op("MatMul", new[] { hidden, Graph.Op("Transpose", new[] { prefix + ".tokens.weight" }, ("perm", new long[] { 1, 0 })) });
 }

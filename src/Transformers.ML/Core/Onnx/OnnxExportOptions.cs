@@ -14,4 +14,25 @@ public sealed class OnnxExportOptions
     /// luma in the graph for a grayscale model, as the TorchSharp model does) or the model's own channel count. Default 3.
     /// </summary>
     public int InputChannels { get; set; } = 3;
+
+    /// <summary>
+    /// Weights of the exported matrix products (every Linear layer and the output projection): float32 (default) or int8
+    /// with dynamic quantization of the activations (<see cref="OnnxQuantization.DynamicInt8"/>). Applies to all three models.
+    /// </summary>
+    public OnnxQuantization Quantization { get; set; } = OnnxQuantization.None;
+}
+
+/// <summary>How an ONNX export stores the weights of its matrix products.</summary>
+public enum OnnxQuantization
+{
+    /// <summary>float32, as trained.</summary>
+    None,
+
+    /// <summary>
+    /// int8 weights with one scale per output channel (symmetric: max |w| of the channel maps to 127), and activations
+    /// quantized to uint8 at run time, per tensor (ONNX DynamicQuantizeLinear + MatMulInteger, the pattern of ONNX Runtime's
+    /// quantize_dynamic, which ONNX Runtime fuses into one kernel): about 4x smaller matrices and faster products on CPUs
+    /// with integer dot-product instructions. Softmax, normalisation, attention scores and embeddings stay float32.
+    /// </summary>
+    DynamicInt8,
 }

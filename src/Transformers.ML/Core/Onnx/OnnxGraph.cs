@@ -52,6 +52,14 @@ internal sealed class OnnxGraph
         return Initializer(name, DataType.Float, cpu.shape, cpu.bytes.ToArray());
     }
 
+    /// <summary>An int8 initializer from values and shape (quantized weights).</summary>
+    public string Int8s(string name, sbyte[] values, params long[] shape)
+    {
+        var bytes = new byte[values.Length];
+        Buffer.BlockCopy(values, 0, bytes, 0, bytes.Length);
+        return Initializer(name, DataType.Int8, shape, bytes);
+    }
+
     /// <summary>A float32 initializer from values and shape.</summary>
     public string Floats(string name, float[] values, params long[] shape)
     {

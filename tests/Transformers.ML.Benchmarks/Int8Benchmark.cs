@@ -1,0 +1,274 @@
+// int8 ONNX exports (OnnxExportOptions.Quantization = DynamicInt8) against the float32 exports of the same models,
+// both through ONNX Runtime: latency, file size, and the quality change on held-out data: accuracy on held-out patients
+// for the ViT, perplexity on the held-out tenth of Tiny Shakespeare for the GPT, BLEU on the example's 500 held-out
+// sentences for the translator. The text and translation models are the examples' saved ones when they exist (else
+// trained here with the examples' recipes for a few minutes); the ViT is trained here on the training patients of fold 1.
+using System.Diagnostics;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using Transformers.ML.Core.Generation;
+using Transformers.ML.Datasets;
+using Transformers.ML.Examples;
+using Transformers.ML.ImageClassification;
+using Transformers.ML.TextGeneration;
+using Transformers.ML.Translation;
+using static TorchSharp.torch;
+using Tensor = TorchSharp.torch.Tensor;
+
+namespace Transformers.ML.Benchmarks;
+
+internal static class Int8Benchmark
+{
+    private static readonly string Examples = Path.Combine(Path.GetTempPath(), "transformers-ml-example");
+    private static readonly OnnxExportOptions Int8 = new() { Quantization = OnnxQuantization.DynamicInt8 };
+
+    public static void Run(ResultsTable table, BenchmarkOptions options)
+    {
+        string folder = Path.Combine(Path.GetTempPath(), "transformers-ml-bench-int8");
+        Directory.CreateDirectory(folder);
+        Vit(table, options, folder);
+        Gpt(table, options, folder);
+        Translation(table, options, folder);
+    }
+
+    private static double Ratio(string fp32, string int8) => (double)new FileInfo(fp32).Length / new FileInfo(int8).Length;
+
+    /// <summary>Milliseconds per call: the best mean of 3 rounds after a warm-up call.</summary>
+    private static double Latency(Action call, int repeats)
+    {
+        call();
+        double best = double.MaxValue;
+        for (int round = 0; round < 3; round++)
+        {
+            var clock = Stopwatch.StartNew();
+            for (int i = 0; i < repeats; i++)
+            {
+                call();
+            }
+            best = Math.Min(best, clock.Elapsed.TotalMilliseconds / repeats);
+        }
+        return best;
+    }
+
+    private static SessionOptions Optimised() => new() { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+
+    private static void Vit(ResultsTable table, BenchmarkOptions options, string folder)
+    {
+        string? real = DataLocator.Folder(options.Data, "oct-real");
+        List<OctScan> scans = OctCrossValidation.RealScans(new[] { real }.OfType<string>());
+        if (scans.Count == 0)
+        {
+            Console.WriteLine("  onnx.int8: no real OCT scans; the ViT rows are skipped.");
+            return;
+        }
+        int[] fold = ImageDatasets.GroupedFolds(scans.Select(s => s.Patient).ToList(), scans.Select(s => s.Diagnosis).ToList(), 5, 1);
+        var train = scans.Where((_, i) => fold[i] != 0).ToList();
+        var test = scans.Where((_, i) => fold[i] == 0).ToList();
+        var ml = new MLContext(seed: 1);
+        IDataView trainData = ml.Data.LoadFromEnumerable(train);
+        var prepare = ml.Transforms.Conversion.MapValueToKey("Label", nameof(OctScan.Diagnosis),
+                keyOrdinality: Microsoft.ML.Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByValue)
+            .Append(ml.Transforms.LoadImages("Image", imageFolder: null, nameof(OctScan.ImagePath)))
+            .Fit(trainData);
+        double minutes = options.Quick ? 0.5 : 3;
+        ImageClassificationOptions recipe = OctBenchmark.Recipes[0].Options(TimeSpan.FromMinutes(minutes));
+        Console.WriteLine($"  onnx.int8: training the OCT ViT for {minutes} min on {train.Count} scans (fold 1 of 5 by patient)...");
+        using ImageClassificationTransformer vit = ml.Transformers().ImageClassification(recipe).Fit(prepare.Transform(trainData));
+        string fp32 = Path.Combine(folder, "vit.onnx"), int8 = Path.Combine(folder, "vit-int8.onnx");
+        vit.ExportToOnnx(fp32);
+        vit.ExportToOnnx(int8, Int8);
+        (int height, int width) = vit.OnnxInputSize();
+
+        // Accuracy of each export on the held-out patients, through ML.NET's ApplyOnnxModel (the deployment path).
+        IDataView testData = ml.Data.LoadFromEnumerable(test);
+        string[] truth = test.Select(s => s.Diagnosis).ToArray();
+        double Accuracy(string path)
+        {
+            var pipeline = ml.Transforms.LoadImages("Image", null, nameof(OctScan.ImagePath))
+                .Append(ml.Transforms.ResizeImages("Image", width, height, resizing: Microsoft.ML.Transforms.Image.ImageResizingEstimator.ResizingKind.Fill))
+                .Append(ml.Transforms.ExtractPixels("pixels", "Image", scaleImage: 1 / 255f))
+                .Append(ml.Transforms.ApplyOnnxModel(new[] { "probabilities" }, new[] { "pixels" }, path));
+            float[][] p = pipeline.Fit(testData).Transform(testData).GetColumn<float[]>("probabilities").ToArray();
+            return p.Select((row, i) => vit.ClassNames[Scores.ArgMax(row)] == truth[i] ? 1.0 : 0.0).Average();
+        }
+        double accuracy = Accuracy(fp32), accuracyInt8 = Accuracy(int8);
+
+        using var a = new InferenceSession(fp32, Optimised());
+        using var b = new InferenceSession(int8, Optimised());
+        foreach (int batch in new[] { 1, 16 })
+        {
+            manual_seed(1);
+            using Tensor pixels = rand(batch, 3, height, width);
+            var input = new[] { NamedOnnxValue.CreateFromTensor(VitOnnxExport.PixelsInput, new DenseTensor<float>(pixels.data<float>().ToArray(), new[] { batch, 3, height, width })) };
+            double ms = Latency(() => a.Run(input).Dispose(), options.Quick ? 5 : 20);
+            double msInt8 = Latency(() => b.Run(input).Dispose(), options.Quick ? 5 : 20);
+            table.Add(new BenchmarkRow("onnx.int8", $"ViT (OCT recipe) latency, batch {batch}: fp32 / int8", ms / msInt8, "x", ">= 2",
+                $"fp32 {ms:F2} ms, int8 {msInt8:F2} ms; input {height} x {width} with the preprocessing in the graph"));
+        }
+        table.Add(new BenchmarkRow("onnx.int8", "ViT (OCT recipe): accuracy change int8 - fp32 on held-out patients", (accuracyInt8 - accuracy) * 100, "points", "within +-0.5",
+            $"fp32 {accuracy:F3}, int8 {accuracyInt8:F3} on {test.Count} scans of other patients ({minutes} min of training); file {Ratio(fp32, int8):F1}x smaller " +
+            $"({new FileInfo(fp32).Length / 1e6:F2} -> {new FileInfo(int8).Length / 1e6:F2} MB)"));
+    }
+
+    private static void Gpt(ResultsTable table, BenchmarkOptions options, string folder)
+    {
+        var ml = new MLContext(seed: 1);
+        string book = File.ReadAllText(DataLocator.File(options.Data, "text/tinyshakespeare.txt")).Replace("\r\n", "\n");
+        int split = (int)(book.Length * 0.9);
+        string saved = Path.Combine(Examples, "text", "text-generation.safetensors");
+        TextGenerationTransformer gpt;
+        string source;
+        if (File.Exists(saved))
+        {
+            gpt = ml.Transformers().LoadTextGeneration(saved);
+            source = $"the text example's model ({File.GetLastWriteTime(saved):yyyy-MM-dd HH:mm})";
+        }
+        else
+        {
+            double minutes = options.Quick ? 0.5 : 2;
+            TextGenerationOptions recipe = TextRecipe.Options(TokenizerKind.Character, TimeSpan.FromMinutes(minutes));
+            recipe.LogEverySteps = 1_000_000;
+            gpt = ml.Transformers().TextGeneration(recipe).Fit(ml.Data.LoadFromEnumerable(new[] { new BookText { Text = book[..split] } }));
+            source = $"the text recipe trained here for {minutes} min";
+        }
+        using (gpt)
+        {
+            string fp32 = Path.Combine(folder, "gpt.onnx"), int8 = Path.Combine(folder, "gpt-int8.onnx");
+            gpt.ExportToOnnx(fp32);
+            gpt.ExportToOnnx(int8, Int8);
+            using OnnxTextGenerator a = OnnxTextGenerator.Load(fp32), b = OnnxTextGenerator.Load(int8);
+
+            // Perplexity per character on the held-out tenth: non-overlapping windows of the context, every position scored.
+            int[] ids = a.Tokenizer.Encode(book[split..]).ToArray();
+            int context = gpt.Model.ContextLength, windows = Math.Min(options.Quick ? 20 : 300, (ids.Length - 1) / context);
+            double Perplexity(string path)
+            {
+                using var session = new InferenceSession(path, Optimised());
+                var config = gpt.Model.Config;
+                double nll = 0;
+                long count = 0;
+                foreach (int[] chunk in Enumerable.Range(0, windows).Chunk(16))
+                {
+                    var input = new DenseTensor<long>(new[] { chunk.Length, context });
+                    for (int r = 0; r < chunk.Length; r++)
+                    {
+                        for (int t = 0; t < context; t++)
+                        {
+                            input[r, t] = ids[chunk[r] * context + t];
+                        }
+                    }
+                    var feeds = new List<NamedOnnxValue> { NamedOnnxValue.CreateFromTensor("input_ids", input) };
+                    for (int l = 0; l < config.NumLayers; l++)
+                    {
+                        feeds.Add(NamedOnnxValue.CreateFromTensor($"past_key_{l}", new DenseTensor<float>(new[] { chunk.Length, config.NumHeads, 0, config.HeadKeyDimension })));
+                        feeds.Add(NamedOnnxValue.CreateFromTensor($"past_value_{l}", new DenseTensor<float>(new[] { chunk.Length, config.NumHeads, 0, config.HeadValueDimension })));
+                    }
+                    using var results = session.Run(feeds);
+                    float[] logits = results.First(r => r.Name == "logits").AsTensor<float>().ToArray();
+                    int vocabulary = gpt.Model.VocabularySize;
+                    for (int r = 0; r < chunk.Length; r++)
+                    {
+                        for (int t = 0; t < context; t++)
+                        {
+                            var row = logits.AsSpan((r * context + t) * vocabulary, vocabulary);
+                            float max = float.MinValue;
+                            foreach (float v in row)
+                            {
+                                max = Math.Max(max, v);
+                            }
+                            double sum = 0;
+                            foreach (float v in row)
+                            {
+                                sum += Math.Exp(v - max);
+                            }
+                            nll += max + Math.Log(sum) - row[ids[chunk[r] * context + t + 1]];
+                            count++;
+                        }
+                    }
+                }
+                return Math.Exp(nll / count);
+            }
+            double perplexity = Perplexity(fp32), perplexityInt8 = Perplexity(int8);
+
+            // Generation: the shared loop over each export, greedy, 256 tokens, batch 1 and 8.
+            foreach (int batch in new[] { 1, 8 })
+            {
+                int tokens = options.Quick ? 64 : 256;
+                var prompts = Enumerable.Range(0, batch).Select(r => (IReadOnlyList<int>)ids.Skip(r * 50).Take(8).ToList()).ToList();
+                var settings = new DecodingSettings { MaxNewTokens = tokens };
+                double rate = 0, rateInt8 = 0;
+                for (int round = 0; round < 2; round++)
+                {
+                    var clock = Stopwatch.StartNew();
+                    a.GenerateTokens(prompts, settings);
+                    rate = Math.Max(rate, batch * tokens / clock.Elapsed.TotalSeconds);
+                    clock.Restart();
+                    b.GenerateTokens(prompts, settings);
+                    rateInt8 = Math.Max(rateInt8, batch * tokens / clock.Elapsed.TotalSeconds);
+                }
+                table.Add(new BenchmarkRow("onnx.int8", $"GPT generation, {tokens} tokens, batch {batch}: int8 / fp32 tokens/s", rateInt8 / rate, "x", ">= 1.5",
+                    $"fp32 {rate:N0} tokens/s, int8 {rateInt8:N0} tokens/s; ONNX Runtime, greedy, key/value cache"));
+            }
+            string sample = b.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 80, Temperature = 0.8, TopK = 40, Seed = 1 }).Replace("\n", " / ");
+            table.Add(new BenchmarkRow("onnx.int8", "GPT: held-out perplexity change int8 / fp32", (perplexityInt8 / perplexity - 1) * 100, "%", "within +-2",
+                $"fp32 {perplexity:F3}, int8 {perplexityInt8:F3} per character on {windows * context:N0} held-out characters; {source}; file {Ratio(fp32, int8):F1}x smaller; int8 sample \"ROMEO:{sample}\""));
+        }
+    }
+
+    private static void Translation(ResultsTable table, BenchmarkOptions options, string folder)
+    {
+        var ml = new MLContext(seed: 1);
+        string path = DataLocator.File(options.Data, "translation/spa-eng.txt");
+        IDataView all = ml.Data.LoadFromTextFile<SentencePair>(path, separatorChar: '\t', hasHeader: false, allowQuoting: false);
+        var split = ml.Data.TrainTestSplit(all, testFraction: 0.02, samplingKeyColumnName: nameof(SentencePair.English), seed: 1);
+        List<SentencePair> test = ml.Data.CreateEnumerable<SentencePair>(ml.Data.TakeRows(split.TestSet, options.Quick ? 100 : 500), false).ToList();
+        string saved = Path.Combine(Examples, "translation", "translation.safetensors");
+        TranslationTransformer model;
+        string source;
+        if (File.Exists(saved))
+        {
+            model = ml.Transformers().LoadTranslation(saved);
+            source = $"the translation example's model ({File.GetLastWriteTime(saved):yyyy-MM-dd HH:mm})";
+        }
+        else
+        {
+            double minutes = options.Quick ? 1 : 4;
+            var trainValidation = ml.Data.TrainTestSplit(split.TrainSet, testFraction: 0.01, samplingKeyColumnName: nameof(SentencePair.English), seed: 2);
+            TranslationOptions recipe = TranslationRecipe.Options(TimeSpan.FromMinutes(minutes));
+            recipe.SampleSentence = null;
+            recipe.LogEverySteps = 1_000_000;
+            model = ml.Transformers().Translation(recipe).Fit(trainValidation.TrainSet, trainValidation.TestSet);
+            source = $"the translation recipe trained here for {minutes} min";
+        }
+        using (model)
+        {
+            string fp32 = Path.Combine(folder, "translation"), int8 = Path.Combine(folder, "translation-int8");
+            model.ExportToOnnx(fp32);
+            model.ExportToOnnx(int8, Int8);
+            using OnnxTranslator a = OnnxTranslator.Load(fp32), b = OnnxTranslator.Load(int8);
+            string[] sentences = test.Select(p => p.Spanish).ToArray();
+            (double Bleu, double Seconds) Score(OnnxTranslator translator)
+            {
+                var clock = Stopwatch.StartNew();
+                IReadOnlyList<string> translations = translator.Translate(sentences, 4, 0.6);
+                double seconds = clock.Elapsed.TotalSeconds;
+                IDataView scored = ml.Data.LoadFromEnumerable(test.Zip(translations, (p, t) => new Scored { English = p.English, Translation = t }));
+                return (ml.Transformers().EvaluateTranslation(scored).Bleu, seconds);
+            }
+            (double bleu, double seconds) = Score(a);
+            (double bleuInt8, double secondsInt8) = Score(b);
+            table.Add(new BenchmarkRow("onnx.int8", "translation: BLEU change int8 - fp32 (beam 4)", bleuInt8 - bleu, "BLEU", "within +-1",
+                $"fp32 {bleu:F2}, int8 {bleuInt8:F2} on {sentences.Length} held-out sentences; {sentences.Length / seconds:F1} -> {sentences.Length / secondsInt8:F1} sentences/s " +
+                $"({seconds / secondsInt8:F2}x); {source}; files {Ratio(Path.Combine(fp32, "decoder.onnx"), Path.Combine(int8, "decoder.onnx")):F1}x smaller"));
+        }
+    }
+
+    private sealed class Scored
+    {
+        public string English { get; set; } = "";
+
+        public string Translation { get; set; } = "";
+    }
+}

@@ -1,5 +1,5 @@
-// Text generation, Model Builder style: train a GPT-style model character by character on Tiny Shakespeare for a
-// time budget that plans its schedule (warmup and decay end with the budget), watch it learn (the completion of the same
+// Text generation, Model Builder style: train a GPT-style model on Tiny Shakespeare, with a byte-level BPE of 1,024
+// tokens learned from the book (measured better than characters in 5 minutes: BENCHMARKS.md), for a time budget that plans its schedule (warmup and decay end with the budget), watch it learn (the completion of the same
 // prompt after every epoch), save and reload it, look at where it attends, then fine-tune it on the seed's three genres
 // (mystery, vampire stories, love) and compare, on a held-out part of each genre that fine-tuning never saw, the
 // perplexity before and after, and the completion of "This story is about".
@@ -7,7 +7,7 @@
 //   dotnet run -c Release --project examples/TextGeneration -- [options]
 //     --book FILE          training book under <data>/text (default tinyshakespeare.txt)
 //     --genres LIST        mystery,vampire,love (default all three); none to skip fine-tuning
-//     --tokenizer KIND     char | bpe | gpt2 (default char)
+//     --tokenizer KIND     bpe | char | gpt2 (default bpe)
 //     --minutes M          training time budget (default 5)
 //     --genre-minutes M    fine-tuning time per genre (default 1.5)
 //     --precision P        auto | float32 | bfloat16 (default: the recipe's)
@@ -66,7 +66,7 @@ AttentionWeights attention = reloaded.Attention(sentence);
 int it = sentence.IndexOf(" it ", StringComparison.Ordinal) + 2; // the 't' of "it": the model has read the whole word there
 string heads = Path.Combine(settings.Output, "attention-it.png");
 Words.SaveAttentionFrom(attention, sentence, it, heads);
-Console.WriteLine($"\nAttention from \"it\" in \"{sentence}\", per layer and head, summed over each word's characters: {heads}");
+Console.WriteLine($"\nAttention from \"it\" in \"{sentence}\", per layer and head, summed over each word's tokens: {heads}");
 Console.WriteLine("  " + Words.Strongest(attention, sentence, it));
 
 // ---------------------------------------------------------------- fine-tuning on the seed's genres
@@ -104,7 +104,7 @@ public sealed class ModelOutput
     public string GeneratedText { get; set; } = "";
 }
 
-/// <summary>A character model's attention seen word by word.</summary>
+/// <summary>A model's attention seen word by word, whatever its tokens (characters or BPE pieces).</summary>
 internal static class Words
 {
     public static string OneLine(string text) => text.Replace("\r", "").Replace("\n", " / ");
@@ -113,33 +113,63 @@ internal static class Words
     private static List<(string Word, int Start, int End)> Spans(string sentence) =>
         System.Text.RegularExpressions.Regex.Matches(sentence, @"[\w']+|[^\w\s]").Select(m => (m.Value, m.Index, m.Index + m.Length)).ToList();
 
-    /// <summary>Per layer and head, the attention of character <paramref name="query"/> summed over the characters of each earlier word.</summary>
+    /// <summary>Per token, the index of the word holding its last character (-1 for a token of white space only).</summary>
+    private static (int[] WordOf, int[] End) Tokens(AttentionWeights attention, string sentence, List<(string Word, int Start, int End)> words)
+    {
+        if (string.Concat(attention.KeyTokens) != sentence)
+        {
+            throw new InvalidOperationException($"The tokens do not spell the sentence: {string.Join("|", attention.KeyTokens)}");
+        }
+        var wordOf = new int[attention.KeyTokens.Count];
+        var end = new int[wordOf.Length];
+        int position = 0;
+        for (int t = 0; t < wordOf.Length; t++)
+        {
+            position += attention.KeyTokens[t].Length;
+            end[t] = position;
+            wordOf[t] = words.FindIndex(w => w.Start < position && position <= w.End);
+        }
+        return (wordOf, end);
+    }
+
+    /// <summary>The token that has read character <paramref name="character"/> (the one ending at or after it).</summary>
+    private static int TokenAt(int[] end, int character) => Array.FindIndex(end, e => e > character);
+
+    /// <summary>Per layer and head, the attention of the token holding character <paramref name="query"/>, summed over the tokens of each earlier word.</summary>
     public static void SaveAttentionFrom(AttentionWeights attention, string sentence, int query, string path)
     {
-        var words = Spans(sentence).Where(w => w.Start <= query).ToList();
+        var words = Spans(sentence);
+        (int[] wordOf, int[] end) = Tokens(attention, sentence, words);
+        int from = TokenAt(end, query);
+        int shown = wordOf[from] + 1; // the words up to "it"
         var rows = new List<string>();
         var weights = new List<float>();
         for (int layer = 0; layer < attention.Layers; layer++)
         {
             for (int head = 0; head < attention.Heads; head++)
             {
-                float[] from = attention.From(query, layer, head);
+                float[] row = attention.From(from, layer, head);
                 rows.Add($"layer {layer + 1} head {head + 1}");
-                weights.AddRange(words.Select(w => Enumerable.Range(w.Start, Math.Min(w.End, query + 1) - w.Start).Sum(i => from[i])));
+                weights.AddRange(Enumerable.Range(0, shown).Select(w => Enumerable.Range(0, from + 1).Where(t => wordOf[t] == w).Sum(t => row[t])));
             }
         }
-        Charts.SaveHeatmap(weights, rows, words.Select(w => w.Word).ToList(), path, $"Where \"it\" looks: \"{sentence}\"", "layer and head", "word (attention summed over its characters; the rest of a row is on the spaces)");
+        Charts.SaveHeatmap(weights, rows, words.Take(shown).Select(w => w.Word).ToList(), path, $"Where \"it\" looks: \"{sentence}\"", "layer and head",
+            "word (attention summed over its tokens; the rest of a row is on white space)");
     }
 
-    /// <summary>For each layer, the word (other than "it" itself) that the head-averaged attention from "it" weighs most.</summary>
+    /// <summary>For each layer, the word before "it" that the head-averaged attention from "it" weighs most.</summary>
     public static string Strongest(AttentionWeights attention, string sentence, int query)
     {
-        var words = Spans(sentence).Where(w => w.End <= query - 1).ToList(); // the words before "it"
+        var words = Spans(sentence);
+        (int[] wordOf, int[] end) = Tokens(attention, sentence, words);
+        int from = TokenAt(end, query);
+        int n = attention.KeyTokens.Count;
         return string.Join("; ", Enumerable.Range(0, attention.Layers).Select(layer =>
         {
-            float[] average = attention.LayerAverage(layer).AsSpan(query * attention.KeyTokens.Count, attention.KeyTokens.Count).ToArray();
-            var best = words.MaxBy(w => Enumerable.Range(w.Start, w.End - w.Start).Sum(i => average[i]));
-            return $"layer {layer + 1}: \"{best.Word}\"";
+            float[] average = attention.LayerAverage(layer).AsSpan(from * n, n).ToArray();
+            int best = Enumerable.Range(0, wordOf[from]).MaxBy(w => Enumerable.Range(0, from + 1).Where(t => wordOf[t] == w).Sum(t => average[t]));
+            float share = Enumerable.Range(0, from + 1).Where(t => wordOf[t] == best).Sum(t => average[t]);
+            return $"layer {layer + 1}: \"{words[best].Word}\" ({share:P0})";
         }));
     }
 }
@@ -164,7 +194,7 @@ internal sealed record Settings(string Book, string[] Genres, TokenizerKind Toke
 {
     public static Settings Parse(string[] args)
     {
-        var s = new Settings("tinyshakespeare.txt", new[] { "mystery", "vampire", "love" }, TokenizerKind.Character, 5, 1.5,
+        var s = new Settings("tinyshakespeare.txt", new[] { "mystery", "vampire", "love" }, TokenizerKind.BytePairEncoding, 5, 1.5,
             Path.Combine(Path.GetTempPath(), "transformers-ml-example", "text"), null);
         for (int i = 0; i < args.Length; i++)
         {

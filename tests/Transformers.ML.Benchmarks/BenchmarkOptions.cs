@@ -15,6 +15,9 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
     /// <summary>Training seeds of the recipe rows that report a spread over seeds (translation.recipe); null: the row's own.</summary>
     public int[]? Seeds { get; init; }
 
+    /// <summary>The corpus size of textgen.corpus, in MB (the shared books repeated); null: 37 (3.7 quick).</summary>
+    public double? CorpusMegabytes { get; init; }
+
     /// <summary>Parses the command line; null when it is not understood (the caller prints the usage).</summary>
     public static BenchmarkOptions? Parse(string[] args)
     {
@@ -28,6 +31,7 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
         double? foldMinutes = null;
         int? foldsToRun = null;
         int[]? seeds = null;
+        double? corpus = null;
         for (int i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -60,6 +64,10 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
                     foldsToRun = r;
                     i++;
                     break;
+                case "--corpus-mb" when i + 1 < args.Length && double.TryParse(args[i + 1], System.Globalization.CultureInfo.InvariantCulture, out double mb) && mb > 0:
+                    corpus = mb;
+                    i++;
+                    break;
                 case "--seeds" when i + 1 < args.Length:
                     seeds = args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
                     break;
@@ -71,7 +79,7 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
                     return null;
             }
         }
-        return new BenchmarkOptions(quick, results, threads, data, only.ToArray()) { Recipes = recipes.ToArray(), Folds = folds, FoldMinutes = foldMinutes, FoldsToRun = foldsToRun, Seeds = seeds };
+        return new BenchmarkOptions(quick, results, threads, data, only.ToArray()) { Recipes = recipes.ToArray(), Folds = folds, FoldMinutes = foldMinutes, FoldsToRun = foldsToRun, Seeds = seeds, CorpusMegabytes = corpus };
     }
 }
 

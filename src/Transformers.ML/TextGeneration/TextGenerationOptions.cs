@@ -81,6 +81,21 @@ public sealed class TextGenerationOptions : TrainingOptions
     /// <summary>Rows generated together by Transform. Range 1..1024; default 16.</summary>
     public int TransformBatchSize { get; set; } = 16;
 
+    /// <summary>
+    /// Folder of the token shards Fit tokenizes the text column into (llm.c's .bin layout, uint16 or uint32), one subfolder
+    /// per corpus and tokenizer: a later Fit on the same text with the same tokenizer reuses them, and training reads its
+    /// windows from them through memory maps, so a corpus larger than memory trains in a few hundred megabytes. Null: a
+    /// "transformers-ml/token-cache" folder in the system's temporary folder (default).
+    /// </summary>
+    public string? TokenCacheFolder { get; set; }
+
+    /// <summary>Most tokens per shard file. Range 1024..2^31 - 1; default 100,000,000 (llm.c's shard size).</summary>
+    public int TokensPerShard { get; set; } = 100_000_000;
+
+    /// <summary>The folder the token shards go to: <see cref="TokenCacheFolder"/> or the default under the temporary folder.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public string EffectiveTokenCacheFolder => TokenCacheFolder ?? Path.Combine(Path.GetTempPath(), "transformers-ml", "token-cache");
+
     /// <summary>The architecture of a preset for a vocabulary: decoder-only, pre-LN, GELU (tanh), learned positions, tied embeddings.</summary>
     public static TransformerConfig PresetConfig(GptPreset preset) => preset switch
     {
@@ -121,6 +136,8 @@ public sealed class TextGenerationOptions : TrainingOptions
         Check(BatchesPerEpoch is null or >= 1, nameof(BatchesPerEpoch), BatchesPerEpoch, ">= 1 or null");
         Check(ValidationFraction is >= 0 and <= 0.5, nameof(ValidationFraction), ValidationFraction, "in [0, 0.5]");
         Check(ValidationBatches is >= 1 and <= 10000, nameof(ValidationBatches), ValidationBatches, "in [1, 10000]");
+        Check(TokenCacheFolder is null || !string.IsNullOrWhiteSpace(TokenCacheFolder), nameof(TokenCacheFolder), TokenCacheFolder, "a folder path or null");
+        Check(TokensPerShard >= 1024, nameof(TokensPerShard), TokensPerShard, "in [1024, 2147483647]");
         Check(TransformBatchSize is >= 1 and <= 1024, nameof(TransformBatchSize), TransformBatchSize, "in [1, 1024]");
         Check(BaseModelPath is null || File.Exists(BaseModelPath), nameof(BaseModelPath), BaseModelPath, "an existing model file");
         Model?.Validate();

@@ -69,8 +69,8 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
         else
         {
             // One BPE vocabulary for both languages, learned from both sides of the training pairs.
-            string text = string.Join("\n", trainPairs.Select(p => p.Source + "\n" + p.Target));
-            codec = new TranslationCodec(TextTokenizer.Train(TokenizerKind.BytePairEncoding, text, _options.VocabularySize), _options.MaxSentenceTokens);
+            IEnumerable<string> sentences = trainPairs.SelectMany(p => new[] { p.Source, p.Target });
+            codec = new TranslationCodec(TextTokenizer.Train(TokenizerKind.BytePairEncoding, sentences, _options.VocabularySize), _options.MaxSentenceTokens);
             TransformerConfig config = _options.EffectiveModel;
             config.MaxSequenceLength = Math.Max(config.MaxSequenceLength, _options.MaxSentenceTokens + 51); // room for input + 50
             model = new EncoderDecoderTransformer("transformer", config, codec.VocabularySize);
@@ -86,7 +86,10 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
 
         var transformer = new TranslationTransformer(model, codec, device, _options.SourceColumnName, _options.OutputColumnName,
             _options.BeamSize, _options.LengthPenalty, _options.TransformBatchSize, log);
-        var task = new TranslationTask(model, codec, trainIds, validationIds, _options.MaxTokensPerBatch, model.Config.LabelSmoothing, device,
+        int[]?[] unpunctuated = _options.SourcePunctuationDropout > 0
+            ? trainPairs.Select(p => TranslationTask.WithoutFinalPunctuation(p.Source) is string s ? codec.Encode(s).Ids : null).ToArray()
+            : new int[]?[trainPairs.Count];
+        var task = new TranslationTask(model, codec, trainIds, validationIds, unpunctuated, _options.SourcePunctuationDropout, _options.MaxTokensPerBatch, model.Config.LabelSmoothing, device,
             _ => _options.SampleSentence is null ? null : transformer.Translate(_options.SampleSentence, _options.BeamSize, _options.LengthPenalty));
         new TrainingLoop<int[]>(model, _options, task, reporter, model.Config.ModelDimension, model.Config.ToJson()).Run();
         transformer.EpochReports = recorder.Epochs;

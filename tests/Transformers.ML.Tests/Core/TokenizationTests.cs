@@ -51,6 +51,41 @@ public sealed class TokenizationTests
     }
 
     [TestMethod]
+    public void StreamingWordCountsEqualThePatternOverTheJoinedTextAndGiveTheSameVocabulary()
+    {
+        // Documents with every kind of boundary: white space at either end, empty ones, line breaks, other scripts.
+        string text = TestData.ShakespeareHead;
+        var documents = text.Split("\n\n").Concat(Hard).Concat(new[] { " leading", "trailing ", "", "\n", "a'", "ll be", "x\r\n" }).ToList();
+        string joined = string.Join("\n", documents);
+        var expected = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (System.Text.RegularExpressions.Match m in ByteLevelBpe.Gpt2Pattern().Matches(joined))
+        {
+            expected[m.Value] = expected.GetValueOrDefault(m.Value) + 1;
+        }
+        foreach ((int threads, int unit) in new[] { (1, 1 << 20), (2, 64), (3, 7) })
+        {
+            var units = new List<string>();
+            BpeWordCounter.Split(documents, unit, units.Add);
+            Assert.AreEqual(joined, string.Concat(units), "the units tile the joined text");
+            if (unit < 100)
+            {
+                Assert.IsGreaterThan(100, units.Count, "small units cut the text often");
+            }
+            Dictionary<string, int> counted = BpeWordCounter.Count(documents, threads, unit);
+            CollectionAssert.AreEquivalent(expected.ToList(), counted.ToList(), $"{threads} threads, units of {unit} characters");
+        }
+        // The same vocabulary and merges as from the joined string, and one long document cut into units gives the same.
+        var fromJoined = ByteLevelBpe.Train(joined, 700);
+        var streamed = ByteLevelBpe.Train(documents, 700, threads: 2);
+        CollectionAssert.AreEqual(fromJoined.Merges, streamed.Merges);
+        CollectionAssert.AreEquivalent(fromJoined.Vocabulary.ToList(), streamed.Vocabulary.ToList());
+        CollectionAssert.AreEqual(fromJoined.Merges, ByteLevelBpe.TrainFromCounts(BpeWordCounter.Count(new[] { joined }, 2, 97), 700).Merges);
+        // Characters: the joined text's, the separator included.
+        CollectionAssert.AreEqual(CharacterTokenizer.CharactersOf(string.Join("\n", "ab", "c")), CharacterTokenizer.CharactersOf(new[] { "ab", "c" }));
+        CollectionAssert.Contains(CharacterTokenizer.CharactersOf(new[] { "ab", "c" }), "\n");
+    }
+
+    [TestMethod]
     public void BpeTrainerReachesTheRequestedVocabularyAndCompresses()
     {
         string text = TestData.ShakespeareHead;

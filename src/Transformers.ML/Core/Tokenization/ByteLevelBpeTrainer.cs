@@ -45,22 +45,32 @@ internal static partial class ByteLevelBpe
     /// <paramref name="vocabularySize"/> tokens, or no pair occurs twice. Deterministic: ties go to the
     /// ordinally smallest pair.
     /// </summary>
-    public static (Dictionary<string, int> Vocabulary, List<string> Merges) Train(string text, int vocabularySize)
+    public static (Dictionary<string, int> Vocabulary, List<string> Merges) Train(string text, int vocabularySize) =>
+        Train(new[] { text }, vocabularySize);
+
+    /// <summary>
+    /// Learns merges from <paramref name="documents"/> read once, in order, as if joined by "\n" (the same vocabulary as
+    /// <c>Train(string.Join("\n", documents), ...)</c>): the words are counted in a streaming pass on
+    /// <paramref name="threads"/> threads (<see cref="BpeWordCounter"/>; memory grows with the distinct words, not with the
+    /// text), then merged on the word-count table.
+    /// </summary>
+    public static (Dictionary<string, int> Vocabulary, List<string> Merges) Train(IEnumerable<string> documents, int vocabularySize, int threads = 0)
     {
         if (vocabularySize < MinimumVocabularySize)
         {
             throw new ArgumentOutOfRangeException(nameof(vocabularySize), vocabularySize,
                 $"Option VocabularySize must be at least {MinimumVocabularySize} for byte-level BPE (256 byte tokens and the end-of-text token); found {vocabularySize}.");
         }
+        return TrainFromCounts(BpeWordCounter.Count(documents, threads), vocabularySize);
+    }
 
-        // Distinct words and their counts, each as a list of symbol ids.
-        var wordCounts = new Dictionary<string, int>(StringComparer.Ordinal);
-        foreach (Match match in Gpt2Pattern().Matches(text))
-        {
-            wordCounts[match.Value] = wordCounts.GetValueOrDefault(match.Value) + 1;
-        }
+    /// <summary>The merge loop over a table of pre-tokenized words and their counts. Deterministic: ties go to the ordinally smallest pair.</summary>
+    public static (Dictionary<string, int> Vocabulary, List<string> Merges) TrainFromCounts(Dictionary<string, int> wordCounts, int vocabularySize)
+    {
         var symbols = new List<string>(ByteToSymbol);
-        var words = wordCounts.Select(kv => (Ids: Encoding.UTF8.GetBytes(kv.Key).Select(b => (int)b).ToList(), Count: kv.Value)).ToList();
+        // In ordinal order of the words, so that the result does not depend on the order the counts were gathered in.
+        var words = wordCounts.OrderBy(kv => kv.Key, StringComparer.Ordinal)
+            .Select(kv => (Ids: Encoding.UTF8.GetBytes(kv.Key).Select(b => (int)b).ToList(), Count: kv.Value)).ToList();
 
         var pairCounts = new Dictionary<(int, int), long>();
         var wordsWithPair = new Dictionary<(int, int), HashSet<int>>();

@@ -43,14 +43,26 @@ internal sealed class CharacterTokenizer : Tokenizer
     public int EndOfTextId => ByteTokens + _characters.Length;
 
     /// <summary>The distinct characters of <paramref name="text"/>, in ordinal order (deterministic).</summary>
-    public static List<string> CharactersOf(string text)
+    public static List<string> CharactersOf(string text) => CharactersOf(new[] { text });
+
+    /// <summary>The distinct characters of <paramref name="documents"/> joined by "\n" (read once, in a streaming pass), in ordinal order.</summary>
+    public static List<string> CharactersOf(IEnumerable<string> documents)
     {
-        var seen = new HashSet<string>(StringComparer.Ordinal);
-        foreach (Rune rune in text.EnumerateRunes())
+        var seen = new HashSet<int>();
+        bool first = true;
+        foreach (string text in documents)
         {
-            seen.Add(rune.ToString());
+            if (!first)
+            {
+                seen.Add('\n');
+            }
+            first = false;
+            foreach (Rune rune in text.EnumerateRunes())
+            {
+                seen.Add(rune.Value);
+            }
         }
-        return seen.OrderBy(c => c, StringComparer.Ordinal).ToList();
+        return seen.Select(v => new Rune(v).ToString()).OrderBy(c => c, StringComparer.Ordinal).ToList();
     }
 
     protected override EncodeResults<EncodedToken> EncodeToTokens(string? text, ReadOnlySpan<char> textSpan, EncodeSettings settings)

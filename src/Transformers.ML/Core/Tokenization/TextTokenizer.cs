@@ -85,10 +85,16 @@ internal sealed class TextTokenizer
         Inner.Decode(ids.Where(id => id != EndOfTextId && id >= 0 && id < VocabularySize)) ?? "";
 
     /// <summary>Builds the tokenizer of <paramref name="kind"/>, learning it from <paramref name="trainingText"/> when it is learned.</summary>
-    public static TextTokenizer Train(TokenizerKind kind, string trainingText, int vocabularySize) => kind switch
+    public static TextTokenizer Train(TokenizerKind kind, string trainingText, int vocabularySize) => Train(kind, new[] { trainingText }, vocabularySize);
+
+    /// <summary>
+    /// Builds the tokenizer of <paramref name="kind"/>, learning it when it is learned from <paramref name="documents"/>
+    /// read once as if joined by "\n" (the same tokenizer as from the joined text), in bounded memory.
+    /// </summary>
+    public static TextTokenizer Train(TokenizerKind kind, IEnumerable<string> documents, int vocabularySize) => kind switch
     {
-        TokenizerKind.Character => FromDefinition(new TokenizerDefinition { Kind = kind, Characters = CharacterTokenizer.CharactersOf(trainingText) }),
-        TokenizerKind.BytePairEncoding => FromBpe(ByteLevelBpe.Train(trainingText, vocabularySize)),
+        TokenizerKind.Character => FromDefinition(new TokenizerDefinition { Kind = kind, Characters = CharacterTokenizer.CharactersOf(documents) }),
+        TokenizerKind.BytePairEncoding => FromBpe(ByteLevelBpe.Train(documents, vocabularySize)),
         TokenizerKind.Gpt2 => FromDefinition(new TokenizerDefinition { Kind = kind }),
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown tokenizer kind."),
     };

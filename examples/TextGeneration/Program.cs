@@ -83,7 +83,8 @@ foreach (Genre genre in Genre.All.Where(g => settings.Genres.Contains(g.Name)))
     using TextGenerationTransformer tuned = ml.Transformers().TextGeneration(reloaded, fine).Fit(ml.Data.LoadFromEnumerable(tune));
     TextGenerationMetrics after = ml.Transformers().EvaluateTextGeneration(tuned, heldGenre);
     Console.WriteLine($"\n{genre.Name} ({string.Join(" + ", genre.Titles)}; fine-tuned {settings.GenreMinutes:F1} min on 90 %, the other 10 % held out):");
-    Console.WriteLine($"  held-out perplexity {before.Perplexity:F2} -> {after.Perplexity:F2} per {settings.Tokenizer.ToString().ToLowerInvariant()} token " +
+    string unit = settings.Tokenizer == TokenizerKind.Character ? "character" : $"{settings.Tokenizer} token";
+    Console.WriteLine($"  held-out perplexity {before.Perplexity:F2} -> {after.Perplexity:F2} per {unit} " +
         $"({before.BitsPerCharacter:F3} -> {after.BitsPerCharacter:F3} bits per character)");
     Console.WriteLine($"  {prompt}{Words.OneLine(tuned.Generate(prompt))}");
 }

@@ -140,7 +140,7 @@ internal static class Int8Benchmark
             gpt.ExportToOnnx(int8, Int8);
             using OnnxTextGenerator a = OnnxTextGenerator.Load(fp32), b = OnnxTextGenerator.Load(int8);
 
-            // Perplexity per character on the held-out tenth: non-overlapping windows of the context, every position scored.
+            // Perplexity per token on the held-out tenth: non-overlapping windows of the context, every position scored.
             int[] ids = a.Tokenizer.Encode(book[split..]).ToArray();
             int context = gpt.Model.ContextLength, windows = Math.Min(options.Quick ? 20 : 300, (ids.Length - 1) / context);
             double Perplexity(string path)
@@ -213,7 +213,7 @@ internal static class Int8Benchmark
             }
             string sample = b.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 80, Temperature = 0.8, TopK = 40, Seed = 1 }).Replace("\n", " / ");
             table.Add(new BenchmarkRow("onnx.int8", "GPT: held-out perplexity change int8 / fp32", (perplexityInt8 / perplexity - 1) * 100, "%", "within +-2",
-                $"fp32 {perplexity:F3}, int8 {perplexityInt8:F3} per character on {windows * context:N0} held-out characters; {source}; file {Ratio(fp32, int8):F1}x smaller; int8 sample \"ROMEO:{sample}\""));
+                $"fp32 {perplexity:F3}, int8 {perplexityInt8:F3} per token ({gpt.TokenizerKind}) on {windows * context:N0} held-out tokens; {source}; file {Ratio(fp32, int8):F1}x smaller; int8 sample \"ROMEO:{sample}\""));
         }
     }
 

@@ -86,6 +86,17 @@ public sealed class TokenizationTests
     }
 
     [TestMethod]
+    public void TheCharacterTokenizersFastIdsEqualItsTokens()
+    {
+        TextTokenizer tokenizer = TextTokenizer.Train(TokenizerKind.Character, Corpus + "\uFFFD", 0);
+        foreach (string text in Hard.Append("lone \uD800 high, lone \uDC00 low, 😀 pair").Append(TestData.ShakespeareHead[..3000]))
+        {
+            int[] tokens = tokenizer.Inner.EncodeToTokens(text, out _).Select(t => t.Id).ToArray();
+            CollectionAssert.AreEqual(tokens, tokenizer.Encode(text).ToArray(), text.Length > 60 ? text[..60] : text);
+        }
+    }
+
+    [TestMethod]
     public void BpeTrainerReachesTheRequestedVocabularyAndCompresses()
     {
         string text = TestData.ShakespeareHead;

@@ -15,6 +15,7 @@ internal sealed class CharacterTokenizer : Tokenizer
 {
     public const int ByteTokens = 256;
     private readonly Dictionary<string, int> _ids;
+    private readonly Dictionary<int, int> _idOfRune = new(); // the same map by code point: encoding without a string per character
     private readonly string[] _characters;
 
     public CharacterTokenizer(IReadOnlyList<string> characters)
@@ -31,6 +32,7 @@ internal sealed class CharacterTokenizer : Tokenizer
             {
                 throw new ArgumentException($"Character '{_characters[i]}' appears twice in the vocabulary.");
             }
+            _idOfRune[Rune.GetRuneAt(_characters[i], 0).Value] = ByteTokens + i;
         }
     }
 
@@ -63,6 +65,54 @@ internal sealed class CharacterTokenizer : Tokenizer
             }
         }
         return seen.Select(v => new Rune(v).ToString()).OrderBy(c => c, StringComparer.Ordinal).ToList();
+    }
+
+    /// <summary>The ids alone (what training and generation use), by code point: no token objects or strings per character.</summary>
+    protected override EncodeResults<int> EncodeToIds(string? text, ReadOnlySpan<char> textSpan, EncodeSettings settings)
+    {
+        ReadOnlySpan<char> span = text is null ? textSpan : text.AsSpan();
+        var ids = new List<int>(span.Length);
+        int max = settings.MaxTokenCount > 0 ? settings.MaxTokenCount : int.MaxValue;
+        int position = 0;
+        Span<byte> utf8 = stackalloc byte[4];
+        while (position < span.Length)
+        {
+            char c = span[position];
+            int used = 1;
+            Rune rune;
+            bool valid = true;
+            if (!char.IsSurrogate(c))
+            {
+                rune = new Rune(c);
+            }
+            else if (Rune.DecodeFromUtf16(span[position..], out rune, out used) != OperationStatus.Done)
+            {
+                rune = Rune.ReplacementChar; // a lone surrogate cannot be represented in UTF-8 either: its bytes, as EncodeToTokens
+                valid = false;
+            }
+            if (valid && _idOfRune.TryGetValue(rune.Value, out int id))
+            {
+                if (ids.Count + 1 > max)
+                {
+                    break;
+                }
+                ids.Add(id);
+            }
+            else
+            {
+                int bytes = rune.EncodeToUtf8(utf8);
+                if (ids.Count + bytes > max)
+                {
+                    break;
+                }
+                for (int b = 0; b < bytes; b++)
+                {
+                    ids.Add(utf8[b]);
+                }
+            }
+            position += used;
+        }
+        return new EncodeResults<int> { Tokens = ids, CharsConsumed = position, NormalizedText = null };
     }
 
     protected override EncodeResults<EncodedToken> EncodeToTokens(string? text, ReadOnlySpan<char> textSpan, EncodeSettings settings)

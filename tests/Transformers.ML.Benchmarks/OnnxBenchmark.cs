@@ -139,6 +139,54 @@ internal static class OnnxBenchmark
                     $"ONNX Runtime {onnxRate:N0} tokens/s, TorchSharp eager {torchRate:N0} tokens/s; greedy, key/value cache, identical tokens; context {model.Model.ContextLength}"));
             }
         }
+        GenAi(table, model, folder);
+    }
+
+    /// <summary>
+    /// ONNX Runtime GenAI (Microsoft.ML.OnnxRuntimeGenAI) generating from ExportToOnnxRuntimeGenAI's folder, against our
+    /// ONNX Runtime loop on the same graph and TorchSharp: greedy tokens/s, batch 1, up to the context (GenAI does not slide).
+    /// </summary>
+    private static void GenAi(ResultsTable table, TextGenerationTransformer model, string folder)
+    {
+        string genAiFolder = Path.Combine(folder, "genai");
+        model.ExportToOnnxRuntimeGenAI(genAiFolder);
+        int[] prompt = Enumerable.Range(0, 8).Select(i => 1 + i * 7 % (model.Model.VocabularySize - 2)).ToArray();
+        int tokens = model.Model.ContextLength - prompt.Length;
+        var settings = new DecodingSettings { MaxNewTokens = tokens };
+        using var oga = new Microsoft.ML.OnnxRuntimeGenAI.OgaHandle();
+        using var genAi = new Microsoft.ML.OnnxRuntimeGenAI.Model(genAiFolder);
+        using var ours = OnnxTextGenerator.Load(Path.Combine(genAiFolder, "model.onnx"));
+        double genAiRate = 0, oursRate = 0, torchRate = 0;
+        int[]? theirs = null;
+        List<int>? mine = null;
+        for (int round = 0; round < 3; round++)
+        {
+            var clock = Stopwatch.StartNew();
+            using (var parameters = new Microsoft.ML.OnnxRuntimeGenAI.GeneratorParams(genAi))
+            {
+                parameters.SetSearchOption("max_length", prompt.Length + tokens);
+                using var generator = new Microsoft.ML.OnnxRuntimeGenAI.Generator(genAi, parameters);
+                generator.AppendTokens(prompt);
+                while (!generator.IsDone())
+                {
+                    generator.GenerateNextToken();
+                }
+                theirs = generator.GetSequence(0).ToArray()[prompt.Length..];
+            }
+            genAiRate = Math.Max(genAiRate, theirs.Length / clock.Elapsed.TotalSeconds);
+            clock.Restart();
+            mine = ours.GenerateTokens(new[] { prompt }, settings)[0];
+            oursRate = Math.Max(oursRate, mine.Count / clock.Elapsed.TotalSeconds);
+            clock.Restart();
+            using (var stepper = new TorchCausalStepper(model.Model, CPU))
+            {
+                int count = CausalDecoding.Generate(stepper, new[] { prompt }, settings)[0].Count;
+                torchRate = Math.Max(torchRate, count / clock.Elapsed.TotalSeconds);
+            }
+        }
+        bool same = theirs!.TakeWhile(t => t != model.Tokenizer.EndOfTextId).SequenceEqual(mine!.TakeWhile(t => t != model.Tokenizer.EndOfTextId));
+        table.Add(new BenchmarkRow("onnx", $"GPT Small generation through ONNX Runtime GenAI, {tokens} new tokens, batch 1", genAiRate, "tokens/s", "-",
+            $"ours on the same graph (ONNX Runtime) {oursRate:N0} tokens/s, TorchSharp {torchRate:N0}; greedy; tokens {(same ? "identical" : "DIFFERENT")}; best of 3"));
     }
 
     private static void Translation(ResultsTable table, BenchmarkOptions options, string folder)

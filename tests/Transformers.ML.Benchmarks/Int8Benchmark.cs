@@ -35,22 +35,7 @@ internal static class Int8Benchmark
 
     private static double Ratio(string fp32, string int8) => (double)new FileInfo(fp32).Length / new FileInfo(int8).Length;
 
-    /// <summary>Milliseconds per call: the best mean of 3 rounds after a warm-up call.</summary>
-    private static double Latency(Action call, int repeats)
-    {
-        call();
-        double best = double.MaxValue;
-        for (int round = 0; round < 3; round++)
-        {
-            var clock = Stopwatch.StartNew();
-            for (int i = 0; i < repeats; i++)
-            {
-                call();
-            }
-            best = Math.Min(best, clock.Elapsed.TotalMilliseconds / repeats);
-        }
-        return best;
-    }
+    private static double Latency(Action call, int repeats) => OnnxBenchmark.Latency(call, repeats);
 
     private static SessionOptions Optimised() => new() { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
 

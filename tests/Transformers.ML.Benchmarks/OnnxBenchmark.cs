@@ -34,7 +34,7 @@ internal static class OnnxBenchmark
     /// pause (tiered compilation, on as in the examples, recompiles TorchSharp's hot managed code after 30 calls in the
     /// background: timing before that would compare ONNX Runtime with unoptimised code).
     /// </summary>
-    private static double Latency(Action call, int repeats)
+    internal static double Latency(Action call, int repeats)
     {
         for (int i = 0; i < 40; i++)
         {

@@ -58,7 +58,6 @@ public sealed class OnnxTextGenerator : IDisposable
     /// </summary>
     private sealed class Stepper(OnnxTextGenerator owner, bool useCache) : ICausalStepper
     {
-        private static readonly RunOptions Run = new();
         private OnnxKeyValueCache? _cache;
 
         public int ContextLength => owner.ContextLength;
@@ -84,16 +83,7 @@ public sealed class OnnxTextGenerator : IDisposable
                 }
             }
             using OrtValue input = OrtValue.CreateTensorValueFromMemory(flat, new long[] { rows, length });
-            var names = new List<string> { GptOnnxExport.InputIds };
-            var values = new List<OrtValue> { input };
-            _cache.AddInputs(names, values);
-            var outputNames = new List<string> { GptOnnxExport.Logits };
-            outputNames.AddRange(_cache.PresentNames);
-            IDisposableReadOnlyCollection<OrtValue> outputs = owner._session.Run(Run, names, values, outputNames);
-            using OrtValue logits = outputs[0];
-            float[][] last = OnnxKeyValueCache.LastPosition(logits);
-            _cache.Update(outputs, first: 1); // the cache owns the presents now
-            return last;
+            return _cache.Step(owner._session, new List<string> { GptOnnxExport.InputIds }, new List<OrtValue> { input }, GptOnnxExport.Logits);
         }
 
         public void ResetCache()

@@ -96,7 +96,6 @@ public sealed class OnnxTranslator : IDisposable
     /// </summary>
     private sealed class Stepper : ISeq2SeqStepper, IDisposable
     {
-        private static readonly RunOptions Run = new();
         private readonly OnnxTranslator _owner;
         private readonly int _rows;
         private readonly List<string> _fixedNames = new();
@@ -151,16 +150,8 @@ public sealed class OnnxTranslator : IDisposable
                 last[r] = prefixes[r][^1];
             }
             using OrtValue target = OrtValue.CreateTensorValueFromMemory(last, new long[] { _rows, 1 });
-            var names = new List<string>(_fixedNames) { TranslationOnnxExport.TargetIds };
-            var values = new List<OrtValue>(_fixedValues) { target };
-            _past.AddInputs(names, values);
-            var outputNames = new List<string> { TranslationOnnxExport.LogProbabilities };
-            outputNames.AddRange(_past.PresentNames);
-            IDisposableReadOnlyCollection<OrtValue> outputs = _owner._decoder.Run(Run, names, values, outputNames);
-            using OrtValue logProbabilities = outputs[0];
-            float[][] scores = OnnxKeyValueCache.LastPosition(logProbabilities);
-            _past.Update(outputs, first: 1);
-            return scores;
+            return _past.Step(_owner._decoder, new List<string>(_fixedNames) { TranslationOnnxExport.TargetIds },
+                new List<OrtValue>(_fixedValues) { target }, TranslationOnnxExport.LogProbabilities);
         }
 
         public void Reorder(long[] rows) => _past.Reorder(rows.Select(r => (int)r).ToArray());

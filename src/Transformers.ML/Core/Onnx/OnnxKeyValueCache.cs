@@ -70,6 +70,24 @@ internal sealed class OnnxKeyValueCache : IDisposable
         Length = (int)_values[0].GetTensorTypeAndShape().Shape[2];
     }
 
+    private static readonly RunOptions StepOptions = new();
+
+    /// <summary>
+    /// One decoder step: <paramref name="names"/> / <paramref name="values"/> (the step's own inputs) and the pasts in; the
+    /// last position's <paramref name="scoresOutput"/> (rows, V) out, the presents kept as the next pasts.
+    /// </summary>
+    public float[][] Step(InferenceSession session, List<string> names, List<OrtValue> values, string scoresOutput)
+    {
+        AddInputs(names, values);
+        var outputNames = new List<string>(_presentNames.Length + 1) { scoresOutput };
+        outputNames.AddRange(_presentNames);
+        IDisposableReadOnlyCollection<OrtValue> outputs = session.Run(StepOptions, names, values, outputNames);
+        using OrtValue scores = outputs[0];
+        float[][] last = LastPosition(scores);
+        Update(outputs, first: 1); // the cache owns the presents now
+        return last;
+    }
+
     /// <summary>Row r becomes the old row <paramref name="rows"/>[r] (a copy; beam search).</summary>
     public void Reorder(int[] rows)
     {

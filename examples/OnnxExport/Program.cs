@@ -169,7 +169,7 @@ internal static class Train
     public static TextGenerationTransformer Gpt(MLContext ml, string? data)
     {
         Console.WriteLine("No saved text generator (run examples/TextGeneration for a better one): training the example's recipe on Tiny Shakespeare for 3 minutes...");
-        TextGenerationOptions options = TextRecipe.Options(TokenizerKind.Character, TimeSpan.FromMinutes(3));
+        TextGenerationOptions options = TextRecipe.Options(TokenizerKind.BytePairEncoding, TimeSpan.FromMinutes(3)); // the text example's recipe and tokenizer
         options.LogEverySteps = 1_000_000;
         return ml.Transformers().TextGeneration(options).Fit(ml.Data.LoadFromEnumerable(new[] { new BookText { Text = Books.Read(data, "tinyshakespeare.txt") } }));
     }

@@ -24,6 +24,14 @@ using Transformers.ML.Translation;
 var settings = Settings.Parse(args);
 var clock = Stopwatch.StartNew();
 var ml = new MLContext(seed: 1);
+// The trainer's decisions worth seeing (the rest of ML.NET's log is verbose): the plan of the time budget and the checkpoint averaging.
+ml.Log += (_, e) =>
+{
+    if (e.RawMessage.StartsWith("Checkpoint averaging", StringComparison.Ordinal) || e.RawMessage.Contains("optimizer steps planned", StringComparison.Ordinal))
+    {
+        Console.WriteLine("  " + e.RawMessage);
+    }
+};
 Directory.CreateDirectory(settings.Output);
 
 string modelPath = settings.Load ?? Path.Combine(settings.Output, "translation.safetensors");

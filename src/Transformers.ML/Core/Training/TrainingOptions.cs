@@ -41,9 +41,8 @@ public class TrainingOptions
 
     /// <summary>
     /// The final weights are the mean of this many snapshots taken evenly over the last <see cref="AveragingSpan"/> of the
-    /// planned steps, the last one at the last step (Vaswani et al. 2017, section 6.1: "averaging the last 5 checkpoints"),
-    /// when validation data is there and the mean validates at least as well as the last weights (a short run whose loss
-    /// still falls fast can lose by averaging in its earlier weights; the log says both numbers). The running mean
+    /// planned steps, the last one at the last step (Vaswani et al. 2017, section 6.1: "averaging the last 5 checkpoints");
+    /// with validation data the log gives the validation metric of the last weights and of the mean. The running mean
     /// costs one copy of the weights; it is saved beside a checkpoint so that a resumed run continues it. 1: no averaging
     /// (default). Range 1..1000.
     /// </summary>

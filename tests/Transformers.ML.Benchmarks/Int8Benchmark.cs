@@ -37,6 +37,15 @@ internal static class Int8Benchmark
 
     private static double Latency(Action call, int repeats) => OnnxBenchmark.Latency(call, repeats);
 
+    /// <summary>The model an example saved (examples/&lt;name&gt;'s output folder), else one trained here with its recipe for a few minutes; and which it is.</summary>
+    private static (T Model, string Source) SavedOrTrained<T>(string example, string file, string what, Func<string, T> load, Func<double, T> train, double minutes)
+    {
+        string saved = Path.Combine(Examples, example, file);
+        return File.Exists(saved)
+            ? (load(saved), $"the {what} example's model ({File.GetLastWriteTime(saved):yyyy-MM-dd HH:mm})")
+            : (train(minutes), $"the {what} recipe trained here for {minutes} min");
+    }
+
     private static SessionOptions Optimised() => new() { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
 
     private static void Vit(ResultsTable table, BenchmarkOptions options, string folder)
@@ -102,22 +111,12 @@ internal static class Int8Benchmark
         var ml = new MLContext(seed: 1);
         string book = File.ReadAllText(DataLocator.File(options.Data, "text/tinyshakespeare.txt")).Replace("\r\n", "\n");
         int split = (int)(book.Length * 0.9);
-        string saved = Path.Combine(Examples, "text", "text-generation.safetensors");
-        TextGenerationTransformer gpt;
-        string source;
-        if (File.Exists(saved))
+        (TextGenerationTransformer gpt, string source) = SavedOrTrained("text", "text-generation.safetensors", "text", p => ml.Transformers().LoadTextGeneration(p), minutes =>
         {
-            gpt = ml.Transformers().LoadTextGeneration(saved);
-            source = $"the text example's model ({File.GetLastWriteTime(saved):yyyy-MM-dd HH:mm})";
-        }
-        else
-        {
-            double minutes = options.Quick ? 0.5 : 2;
-            TextGenerationOptions recipe = TextRecipe.Options(TokenizerKind.Character, TimeSpan.FromMinutes(minutes));
+            TextGenerationOptions recipe = TextRecipe.Options(TokenizerKind.BytePairEncoding, TimeSpan.FromMinutes(minutes)); // the text example's recipe
             recipe.LogEverySteps = 1_000_000;
-            gpt = ml.Transformers().TextGeneration(recipe).Fit(ml.Data.LoadFromEnumerable(new[] { new BookText { Text = book[..split] } }));
-            source = $"the text recipe trained here for {minutes} min";
-        }
+            return ml.Transformers().TextGeneration(recipe).Fit(ml.Data.LoadFromEnumerable(new[] { new BookText { Text = book[..split] } }));
+        }, options.Quick ? 0.5 : 2);
         using (gpt)
         {
             string fp32 = Path.Combine(folder, "gpt.onnx"), int8 = Path.Combine(folder, "gpt-int8.onnx");
@@ -209,24 +208,14 @@ internal static class Int8Benchmark
         IDataView all = ml.Data.LoadFromTextFile<SentencePair>(path, separatorChar: '\t', hasHeader: false, allowQuoting: false);
         var split = ml.Data.TrainTestSplit(all, testFraction: 0.02, samplingKeyColumnName: nameof(SentencePair.English), seed: 1);
         List<SentencePair> test = ml.Data.CreateEnumerable<SentencePair>(ml.Data.TakeRows(split.TestSet, options.Quick ? 100 : 500), false).ToList();
-        string saved = Path.Combine(Examples, "translation", "translation.safetensors");
-        TranslationTransformer model;
-        string source;
-        if (File.Exists(saved))
+        (TranslationTransformer model, string source) = SavedOrTrained("translation", "translation.safetensors", "translation", p => ml.Transformers().LoadTranslation(p), minutes =>
         {
-            model = ml.Transformers().LoadTranslation(saved);
-            source = $"the translation example's model ({File.GetLastWriteTime(saved):yyyy-MM-dd HH:mm})";
-        }
-        else
-        {
-            double minutes = options.Quick ? 1 : 4;
             var trainValidation = ml.Data.TrainTestSplit(split.TrainSet, testFraction: 0.01, samplingKeyColumnName: nameof(SentencePair.English), seed: 2);
             TranslationOptions recipe = TranslationRecipe.Options(TimeSpan.FromMinutes(minutes));
             recipe.SampleSentence = null;
             recipe.LogEverySteps = 1_000_000;
-            model = ml.Transformers().Translation(recipe).Fit(trainValidation.TrainSet, trainValidation.TestSet);
-            source = $"the translation recipe trained here for {minutes} min";
-        }
+            return ml.Transformers().Translation(recipe).Fit(trainValidation.TrainSet, trainValidation.TestSet);
+        }, options.Quick ? 1 : 4);
         using (model)
         {
             string fp32 = Path.Combine(folder, "translation"), int8 = Path.Combine(folder, "translation-int8");

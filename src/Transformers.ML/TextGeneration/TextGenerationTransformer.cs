@@ -104,7 +104,7 @@ public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposab
     /// (as llm.c's data scripts do), into token shards of at most <paramref name="tokensPerShard"/> tokens in
     /// <paramref name="folder"/>, named <c>{prefix}_000000.bin</c>, <c>{prefix}_000001.bin</c>, ... in llm.c's layout
     /// (<see cref="TokenShard"/>): a PyTorch script in llm.c's or nanoGPT's style reads them, together with the weights
-    /// of <see cref="ExportToHuggingFace"/>. Memory holds one shard, not the corpus. Returns the shards' paths.
+    /// of <see cref="ExportToHuggingFace"/>. Memory holds one document, not a shard or the corpus. Returns the shards' paths.
     /// </summary>
     public IReadOnlyList<string> WriteTokenShards(IEnumerable<string> documents, string folder, int tokensPerShard = 100_000_000, string prefix = "train")
     {
@@ -112,23 +112,8 @@ public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposab
         ArgumentException.ThrowIfNullOrEmpty(folder);
         ArgumentOutOfRangeException.ThrowIfLessThan(tokensPerShard, 2);
         Directory.CreateDirectory(folder);
-        var paths = new List<string>();
-        var shard = new List<int>(Math.Min(tokensPerShard, 1 << 20));
-        void Flush()
-        {
-            string path = Path.Combine(folder, $"{prefix}_{paths.Count:D6}.bin");
-            TokenShard.Write(path, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(shard), Tokenizer.VocabularySize);
-            paths.Add(path);
-            shard.Clear();
-        }
-        void Add(int id)
-        {
-            if (shard.Count == tokensPerShard)
-            {
-                Flush();
-            }
-            shard.Add(id);
-        }
+        using var shards = new TokenShardSet(folder, prefix, Tokenizer.VocabularySize, tokensPerShard);
+        Span<int> separator = stackalloc int[] { Tokenizer.EndOfTextId };
         int row = 0;
         foreach (string document in documents)
         {
@@ -141,17 +126,11 @@ public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposab
             {
                 continue;
             }
-            Add(Tokenizer.EndOfTextId);
-            foreach (int id in Tokenizer.Encode(document))
-            {
-                Add(id);
-            }
+            shards.Append(separator); // before each document, as llm.c's data scripts
+            IReadOnlyList<int> ids = Tokenizer.Encode(document);
+            shards.Append(ids as int[] ?? ids.ToArray());
         }
-        if (shard.Count > 0 || paths.Count == 0)
-        {
-            Flush();
-        }
-        return paths;
+        return shards.Complete(atLeastOne: true).Select(s => s.Path).ToList();
     }
 
     /// <summary>Writes the model (configuration, tokenizer, weights) to one safetensors file, atomically.</summary>

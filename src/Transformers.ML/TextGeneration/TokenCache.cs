@@ -113,34 +113,9 @@ internal static class TokenCache
         Directory.CreateDirectory(building);
         try
         {
-            var shards = new List<TokenCacheShard>();
-            long total = 0, count = 0;
-            TokenShardWriter? writer = null;
-            void Roll()
-            {
-                if (writer is not null)
-                {
-                    writer.Complete();
-                    shards.Add(new TokenCacheShard($"train_{shards.Count:D6}.bin", writer.Count));
-                    writer.Dispose();
-                }
-                writer = new TokenShardWriter(Path.Combine(building, $"train_{shards.Count:D6}.bin"), tokenizer.VocabularySize);
-            }
-            void Write(ReadOnlySpan<int> ids)
-            {
-                while (ids.Length > 0)
-                {
-                    if (writer is null || writer.Count >= tokensPerShard)
-                    {
-                        Roll();
-                    }
-                    int take = (int)Math.Min(ids.Length, tokensPerShard - writer!.Count);
-                    writer.Append(ids[..take]);
-                    ids = ids[take..];
-                    total += take;
-                }
-            }
-            try
+            long count = 0;
+            IReadOnlyList<(string Path, long Tokens)> written;
+            using (var shardSet = new TokenShardSet(building, "train", tokenizer.VocabularySize, tokensPerShard))
             {
                 Span<int> separator = stackalloc int[] { tokenizer.EndOfTextId };
                 foreach (string document in documents())
@@ -150,24 +125,17 @@ internal static class TokenCache
                     {
                         continue;
                     }
-                    if (total > 0)
+                    if (shardSet.Total > 0)
                     {
-                        Write(separator); // documents are joined by the end-of-text token
+                        shardSet.Append(separator); // documents are joined by the end-of-text token
                     }
                     IReadOnlyList<int> encoded = tokenizer.Encode(document);
-                    int[] ids = encoded as int[] ?? encoded.ToArray();
-                    Write(ids);
+                    shardSet.Append(encoded as int[] ?? encoded.ToArray());
                 }
-                if (writer is not null)
-                {
-                    writer.Complete();
-                    shards.Add(new TokenCacheShard($"train_{shards.Count:D6}.bin", writer.Count));
-                }
+                written = shardSet.Complete();
             }
-            finally
-            {
-                writer?.Dispose();
-            }
+            var shards = written.Select(s => new TokenCacheShard(Path.GetFileName(s.Path), s.Tokens)).ToList();
+            long total = shards.Sum(s => s.Tokens);
             var manifest = new TokenCacheManifest
             {
                 CorpusSha256 = corpusSha256,

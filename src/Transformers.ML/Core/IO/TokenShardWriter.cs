@@ -98,3 +98,70 @@ internal sealed class TokenShardWriter : IDisposable
         }
     }
 }
+
+/// <summary>
+/// Tokens streamed into numbered shards (<c>{prefix}_000000.bin</c>, ...) of at most a given size, each written by a
+/// <see cref="TokenShardWriter"/>: one writer for Fit's token cache and for <c>WriteTokenShards</c>.
+/// </summary>
+internal sealed class TokenShardSet : IDisposable
+{
+    private readonly string _folder;
+    private readonly string _prefix;
+    private readonly int _vocabularySize;
+    private readonly long _tokensPerShard;
+    private readonly List<(string Path, long Tokens)> _shards = new();
+    private TokenShardWriter? _writer;
+
+    public TokenShardSet(string folder, string prefix, int vocabularySize, long tokensPerShard)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(tokensPerShard, 1);
+        _folder = folder;
+        _prefix = prefix;
+        _vocabularySize = vocabularySize;
+        _tokensPerShard = tokensPerShard;
+    }
+
+    /// <summary>Tokens appended so far.</summary>
+    public long Total { get; private set; }
+
+    public void Append(ReadOnlySpan<int> ids)
+    {
+        while (ids.Length > 0)
+        {
+            if (_writer is null || _writer.Count >= _tokensPerShard)
+            {
+                Close();
+                _writer = new TokenShardWriter(Path.Combine(_folder, $"{_prefix}_{_shards.Count:D6}.bin"), _vocabularySize);
+            }
+            int take = (int)Math.Min(ids.Length, _tokensPerShard - _writer.Count);
+            _writer.Append(ids[..take]);
+            ids = ids[take..];
+            Total += take;
+        }
+    }
+
+    /// <summary>Completes the last shard (an empty one when nothing was appended and <paramref name="atLeastOne"/>); the shards in order.</summary>
+    public IReadOnlyList<(string Path, long Tokens)> Complete(bool atLeastOne = false)
+    {
+        if (_writer is null && atLeastOne && _shards.Count == 0)
+        {
+            _writer = new TokenShardWriter(Path.Combine(_folder, $"{_prefix}_{_shards.Count:D6}.bin"), _vocabularySize);
+        }
+        Close();
+        return _shards;
+    }
+
+    private void Close()
+    {
+        if (_writer is not null)
+        {
+            _writer.Complete();
+            _shards.Add((Path.Combine(_folder, $"{_prefix}_{_shards.Count:D6}.bin"), _writer.Count));
+            _writer.Dispose();
+            _writer = null;
+        }
+    }
+
+    /// <summary>An unfinished shard is removed (its writer's temporary file); finished ones stay.</summary>
+    public void Dispose() => _writer?.Dispose();
+}

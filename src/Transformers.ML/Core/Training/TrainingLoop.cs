@@ -177,9 +177,10 @@ internal sealed class TrainingLoop<TBatch>
             {
                 break;
             }
+            ValidationResult? averagedValidation = null; // the epoch's validation when averaging has just measured it
             if (state.Step >= plan.Total && averager.Taken >= 2)
             {
-                AverageCheckpoints(averager);
+                averagedValidation = AverageCheckpoints(averager);
             }
 
             // End of epoch (or of the plan): validate, sample, report, checkpoint.
@@ -191,7 +192,7 @@ internal sealed class TrainingLoop<TBatch>
             _model.eval();
             using (no_grad())
             {
-                validation = _task.Validate();
+                validation = averagedValidation ?? _task.Validate();
                 sample = _task.Sample(finished);
             }
             if (validation is not null)
@@ -250,7 +251,8 @@ internal sealed class TrainingLoop<TBatch>
     /// worse than the last weights in one translation run, and translated the unpunctuated "Gracias" right where the last
     /// weights did not; it is kept either way, as in the paper).
     /// </summary>
-    private void AverageCheckpoints(CheckpointAverager averager)
+    /// <returns>The validation of the mean (null without validation data), which is the epoch's: it is not measured again.</returns>
+    private ValidationResult? AverageCheckpoints(CheckpointAverager averager)
     {
         string steps = string.Join(", ", averager.Steps);
         ValidationResult? last = ValidateNow();
@@ -259,6 +261,7 @@ internal sealed class TrainingLoop<TBatch>
         _reporter.Info(last is null || averaged is null
             ? $"Checkpoint averaging: the mean of {averager.Taken} checkpoints (steps {steps})."
             : $"Checkpoint averaging: the mean of {averager.Taken} checkpoints (steps {steps}); validation {last.Metric} {last.Value:F4} with the last weights, {averaged.Value:F4} with the mean.");
+        return averaged;
     }
 
     private ValidationResult? ValidateNow()

@@ -9,6 +9,7 @@ using Microsoft.ML.Data;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using Transformers.ML.Core.Generation;
+using Transformers.ML.Core.Onnx;
 using Transformers.ML.Datasets;
 using Transformers.ML.Examples;
 using Transformers.ML.ImageClassification;
@@ -89,17 +90,34 @@ internal static class Int8Benchmark
         }
         double accuracy = Accuracy(fp32), accuracyInt8 = Accuracy(int8);
 
-        using var a = new InferenceSession(fp32, Optimised());
-        using var b = new InferenceSession(int8, Optimised());
-        foreach (int batch in new[] { 1, 16 })
+        // The exported graphs (the scan's preprocessing in float32 inside them), and the transformer alone: the same weights
+        // exported without the source preprocessing, taking the 64 x 64 band as ONNX Runtime's ViT-base reference takes 224 x 224.
+        string fp32Model = Path.Combine(folder, "vit-model.onnx"), int8Model = Path.Combine(folder, "vit-model-int8.onnx");
+        OnnxGraph.Save(VitOnnxExport.Build(vit.Classifier, new OnnxExportOptions(), new ImagePreprocessing()), fp32Model);
+        OnnxGraph.Save(VitOnnxExport.Build(vit.Classifier, Int8, new ImagePreprocessing()), int8Model);
+        int size = vit.Classifier.Model.Config.ImageSize;
+        foreach ((string what, string a, string b, int h, int w) in new[]
         {
-            manual_seed(1);
-            using Tensor pixels = rand(batch, 3, height, width);
-            var input = new[] { NamedOnnxValue.CreateFromTensor(VitOnnxExport.PixelsInput, new DenseTensor<float>(pixels.data<float>().ToArray(), new[] { batch, 3, height, width })) };
-            double ms = Latency(() => a.Run(input).Dispose(), options.Quick ? 5 : 20);
-            double msInt8 = Latency(() => b.Run(input).Dispose(), options.Quick ? 5 : 20);
-            table.Add(new BenchmarkRow("onnx.int8", $"ViT (OCT recipe) latency, batch {batch}: fp32 / int8", ms / msInt8, "x", ">= 2",
-                $"fp32 {ms:F2} ms, int8 {msInt8:F2} ms; input {height} x {width} with the preprocessing in the graph"));
+            ("the exported graph", fp32, int8, height, width), ("the transformer alone", fp32Model, int8Model, size, size),
+        })
+        {
+            using var sessionA = new InferenceSession(a, Optimised());
+            using var sessionB = new InferenceSession(b, Optimised());
+            foreach (int batch in new[] { 1, 16 })
+            {
+                manual_seed(1);
+                using Tensor pixels = rand(batch, 3, h, w);
+                var input = new[] { NamedOnnxValue.CreateFromTensor(VitOnnxExport.PixelsInput, new DenseTensor<float>(pixels.data<float>().ToArray(), new[] { batch, 3, h, w })) };
+                // Interleaved rounds, the best of each: a burst of load on this shared machine then hits both graphs alike.
+                double ms = double.MaxValue, msInt8 = double.MaxValue;
+                for (int round = 0; round < (options.Quick ? 2 : 5); round++)
+                {
+                    ms = Math.Min(ms, Latency(() => sessionA.Run(input).Dispose(), options.Quick ? 5 : 20));
+                    msInt8 = Math.Min(msInt8, Latency(() => sessionB.Run(input).Dispose(), options.Quick ? 5 : 20));
+                }
+                table.Add(new BenchmarkRow("onnx.int8", $"ViT (OCT recipe) latency, {what}, batch {batch}: fp32 / int8", ms / msInt8, "x", ">= 2",
+                    $"fp32 {ms:F2} ms, int8 {msInt8:F2} ms; input {h} x {w}" + (a == fp32 ? ", the scan's preprocessing (float32) in the graph" : ", preprocessing outside")));
+            }
         }
         table.Add(new BenchmarkRow("onnx.int8", "ViT (OCT recipe): accuracy change int8 - fp32 on held-out patients", (accuracyInt8 - accuracy) * 100, "points", "within +-0.5",
             $"fp32 {accuracy:F3}, int8 {accuracyInt8:F3} on {test.Count} scans of other patients ({minutes} min of training); file {Ratio(fp32, int8):F1}x smaller " +

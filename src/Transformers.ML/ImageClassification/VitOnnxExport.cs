@@ -49,8 +49,12 @@ internal static class VitOnnxExport
         }
         if (options.InputChannels == 3 && exported.Channels == 1)
         {
-            // ITU-R BT.601 luma, as ImageInput: a 1x1 convolution with weights (0.299, 0.587, 0.114).
-            x = graph.Op("Conv", new[] { x, graph.Floats("luma", new[] { 0.299f, 0.587f, 0.114f }, 1, 3, 1, 1) });
+            // ITU-R BT.601 luma, as ImageInput: (0.299, 0.587, 0.114) times the channels, one product for the whole image. (A 1x1
+            // Conv computes the same but cost ONNX Runtime more than the whole transformer at 213 x 256: it reorders the image
+            // to its blocked layout first.)
+            string flat = graph.Op("Reshape", new[] { x, graph.Longs(0, 3, -1) }); // (B, 3, H W)
+            string weighted = graph.Op("MatMul", new[] { graph.Floats("luma", new[] { 0.299f, 0.587f, 0.114f }, 1, 3), flat }); // (B, 1, H W)
+            x = graph.Op("Reshape", new[] { weighted, graph.Longs(0, 1, inputHeight, inputWidth) });
         }
         else if (options.InputChannels == 1 && exported.Channels == 3)
         {
@@ -130,21 +134,22 @@ internal static class VitOnnxExport
     /// </summary>
     private static string SourcePreprocessing(OnnxGraph graph, string x, ImagePreprocessing preprocessing, int size, int height, int width, int channels)
     {
-        string luma = graph.Op("ReduceMean", new[] { x }, ("axes", new long[] { 1 }), ("keepdims", 1L)); // (B, 1, H0, W0)
+        string luma = channels == 1 ? x : graph.Op("ReduceMean", new[] { x }, ("axes", new long[] { 1 }), ("keepdims", 1L)); // (B, 1, H0, W0)
         if (preprocessing.MaskWedges)
         {
             long w = ImagePreprocessor.WedgeWindow, pad = w / 2;
             (string Name, object Value)[] pool = { ("kernel_shape", new[] { w, w }), ("strides", new long[] { 1, 1 }), ("pads", new[] { pad, pad, pad, pad }) };
-            string windowMin = graph.Op("Neg", new[] { graph.Op("MaxPool", new[] { graph.Op("Neg", new[] { luma }) }, pool) });
+            string Pool(string t) => graph.Op("MaxPool", new[] { t }, pool);
+            string windowMin = graph.Op("Neg", new[] { Pool(graph.Op("Neg", new[] { luma })) });
             string core = graph.Op("And", new[]
             {
                 graph.Op("GreaterOrEqual", new[] { luma, graph.Floats("wedge_level", new[] { ImagePreprocessor.WedgeLevel }) }),
                 graph.Op("GreaterOrEqual", new[] { windowMin, graph.Floats("wedge_flat_level", new[] { ImagePreprocessor.WedgeFlatLevel }) }),
             });
-            string grown = graph.Op("MaxPool", new[] { graph.Op("Cast", new[] { core }, ("to", (long)DataType.Float)) }, pool);
+            string grown = Pool(graph.Op("Cast", new[] { core }, ("to", (long)DataType.Float)));
             string keep = graph.Op("Sub", new[] { graph.Floats("one", new[] { 1f }), grown }); // 1 outside the (grown) wedges, 0 inside
             x = graph.Op("Mul", new[] { x, keep });
-            luma = graph.Op("Mul", new[] { luma, keep });
+            luma = channels == 1 ? x : graph.Op("Mul", new[] { luma, keep });
         }
         int rows = height;
         if (preprocessing.BandHeight < 1)

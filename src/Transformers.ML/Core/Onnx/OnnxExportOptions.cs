@@ -16,7 +16,7 @@ public sealed class OnnxExportOptions
     public int InputChannels { get; set; } = 3;
 
     /// <summary>
-    /// Weights of the exported matrix products (every Linear layer and the output projection): float32 (default) or int8
+    /// Weights of the exported matrix products (every Linear layer, the token tables and the output projection): float32 (default) or int8
     /// with dynamic quantization of the activations (<see cref="OnnxQuantization.DynamicInt8"/>). Applies to all three models.
     /// </summary>
     public OnnxQuantization Quantization { get; set; } = OnnxQuantization.None;
@@ -32,7 +32,8 @@ public enum OnnxQuantization
     /// int8 weights with one scale per output channel (symmetric: max |w| of the channel maps to 127), and activations
     /// quantized to uint8 at run time, per tensor (ONNX DynamicQuantizeLinear + MatMulInteger, the pattern of ONNX Runtime's
     /// quantize_dynamic, which ONNX Runtime fuses into one kernel): about 4x smaller matrices and faster products on CPUs
-    /// with integer dot-product instructions. Softmax, normalisation, attention scores and embeddings stay float32.
+    /// with integer dot-product instructions. Token tables are int8 too, with one scale per token, shared by the lookup and
+    /// the tied output projection. Softmax, normalisation, attention scores, position tables and convolutions stay float32.
     /// </summary>
     DynamicInt8,
 }

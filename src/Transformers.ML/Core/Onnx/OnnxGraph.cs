@@ -18,6 +18,8 @@ internal sealed class OnnxGraph
     private readonly GraphProto _graph = new();
     private readonly HashSet<string> _names = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _constants = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, NodeProto> _producers = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _renamed = new(StringComparer.Ordinal);
     private int _counter;
 
     public OnnxGraph(string name)
@@ -33,16 +35,45 @@ internal sealed class OnnxGraph
         return name;
     }
 
-    /// <summary>Makes <paramref name="value"/> the graph output <paramref name="name"/> (through Identity when the names differ).</summary>
+    /// <summary>
+    /// Makes <paramref name="value"/> the graph output <paramref name="name"/>. A node's output is renamed in place (the
+    /// nodes that read it, and later ones through <see cref="Resolve"/>, use the new name): an Identity node would copy the
+    /// tensor at every run, for a decoder's present keys and values the whole cache at every step. A graph input or a value
+    /// that already is an output goes through Identity.
+    /// </summary>
     public void Output(string value, string name, DataType type, params object[] dimensions)
     {
+        value = Resolve(value);
         if (value != name)
         {
             Reserve(name);
-            _graph.Node.Add(NewNode("Identity", new[] { value }, new[] { name }));
+            if (_producers.TryGetValue(value, out NodeProto? producer) && _graph.Output.All(o => o.Name != value))
+            {
+                producer.Output[producer.Output.IndexOf(value)] = name;
+                foreach (NodeProto node in _graph.Node)
+                {
+                    for (int i = 0; i < node.Input.Count; i++)
+                    {
+                        if (node.Input[i] == value)
+                        {
+                            node.Input[i] = name;
+                        }
+                    }
+                }
+                _producers.Remove(value);
+                _producers[name] = producer;
+                _renamed[value] = name;
+            }
+            else
+            {
+                _graph.Node.Add(NewNode("Identity", new[] { value }, new[] { name }));
+            }
         }
         _graph.Output.Add(ValueInfo(name, type, dimensions));
     }
+
+    /// <summary>The current name of a value (<see cref="Output"/> may have renamed it).</summary>
+    private string Resolve(string value) => _renamed.TryGetValue(value, out string? current) ? current : value;
 
     /// <summary>A float32 initializer with the values of <paramref name="tensor"/> (copied to the CPU, contiguous).</summary>
     public string Weight(string name, Tensor tensor)
@@ -113,7 +144,11 @@ internal sealed class OnnxGraph
     public string[] OpN(string opType, int outputs, IReadOnlyList<string> inputs, params (string Name, object Value)[] attributes)
     {
         string[] names = Enumerable.Range(0, outputs).Select(_ => Unique(opType.ToLowerInvariant())).ToArray();
-        NodeProto node = NewNode(opType, inputs, names);
+        NodeProto node = NewNode(opType, inputs.Select(Resolve), names);
+        foreach (string output in names)
+        {
+            _producers[output] = node;
+        }
         foreach ((string name, object value) in attributes)
         {
             node.Attribute.Add(Attribute(name, value));

@@ -94,11 +94,17 @@ public sealed class GenerationTests
         // Inputs: the prompt (3), then one token per step until 3 + 5 = 8 positions fill the window; then the last 6
         // (three quarters of 8) again, and one per step.
         CollectionAssert.AreEqual(new[] { 3, 1, 1, 1, 1, 1, 6, 1, 1, 6 }, stepper.InputLengths);
+        // The cache is sized once for the whole generation: the prompt and the new tokens, at most the window.
+        CollectionAssert.AreEqual(new[] { 8 }, stepper.Reserved);
+        var short_ = new CountingStepper(context: 8, cache: true);
+        CausalDecoding.Generate(short_, new[] { new[] { 1, 2, 3 } }, new DecodingSettings { MaxNewTokens = 2 });
+        CollectionAssert.AreEqual(new[] { 5 }, short_.Reserved);
 
         // Without a cache every step sees the window (at most the context).
         var uncached = new CountingStepper(context: 8, cache: false);
         CollectionAssert.AreEqual(outputs[0], CausalDecoding.Generate(uncached, new[] { new[] { 1, 2, 3 } }, new DecodingSettings { MaxNewTokens = 10 })[0]);
         CollectionAssert.AreEqual(new[] { 3, 4, 5, 6, 7, 8, 8, 8, 8, 8 }, uncached.InputLengths);
+        Assert.IsEmpty(uncached.Reserved);
 
         // End of text ends a row (not in its output); the caller's stop ends another; NaN scores are an error that says so.
         var ended = CausalDecoding.Generate(new CountingStepper(8, true), new[] { new[] { 5 }, new[] { 30 } }, new DecodingSettings { MaxNewTokens = 20, EndOfTextId = 8 },
@@ -116,6 +122,8 @@ public sealed class GenerationTests
         private int _steps;
 
         public List<int> InputLengths { get; } = new();
+
+        public List<int> Reserved { get; } = new();
 
         public int PoisonAfter { get; init; } = int.MaxValue;
 
@@ -148,6 +156,8 @@ public sealed class GenerationTests
         }
 
         public void ResetCache() => _cached = 0;
+
+        public void Reserve(int positions) => Reserved.Add(positions);
 
         public void Dispose()
         {

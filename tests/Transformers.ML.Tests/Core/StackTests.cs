@@ -74,16 +74,24 @@ public sealed class StackTests
         using Tensor tokens = randint(0, 40, new long[] { 3, 10 });
         using Tensor full = decoder.Forward(embedding.Forward(tokens)).Hidden;
 
-        // A 4-token prompt in one call, then one token per step.
-        using KeyValueCache cache = decoder.CreateCache();
-        var pieces = new List<Tensor> { decoder.Forward(embedding.Forward(tokens.narrow(1, 0, 4)), cache: cache).Hidden };
-        for (int t = 4; t < 10; t++)
+        // A 4-token prompt in one call, then one token per step; the buffers start at 32 positions, or at what was
+        // reserved (7 here): they are then written in place until full and only then grow, to twice their size.
+        foreach (int reserved in new[] { 0, 7 })
         {
-            Assert.AreEqual(t, cache.Length);
-            pieces.Add(decoder.Forward(embedding.Forward(tokens.narrow(1, t, 1), positionOffset: t), cache: cache).Hidden);
+            using KeyValueCache cache = decoder.CreateCache();
+            cache.Reserve(reserved);
+            var pieces = new List<Tensor> { decoder.Forward(embedding.Forward(tokens.narrow(1, 0, 4)), cache: cache).Hidden };
+            var capacities = new List<long> { cache.Capacity };
+            for (int t = 4; t < 10; t++)
+            {
+                Assert.AreEqual(t, cache.Length);
+                pieces.Add(decoder.Forward(embedding.Forward(tokens.narrow(1, t, 1), positionOffset: t), cache: cache).Hidden);
+                capacities.Add(cache.Capacity);
+            }
+            CollectionAssert.AreEqual(reserved == 0 ? Enumerable.Repeat(32L, 7).ToList() : new List<long> { 7, 7, 7, 7, 14, 14, 14 }, capacities, string.Join(", ", capacities));
+            using Tensor incremental = cat(pieces, 1);
+            Assert.IsLessThan(1e-5, TestUtil.MaxAbsDiff(full, incremental), $"reserved {reserved}");
         }
-        using Tensor incremental = cat(pieces, 1);
-        Assert.IsLessThan(1e-5, TestUtil.MaxAbsDiff(full, incremental));
     }
 
     [TestMethod]

@@ -49,6 +49,8 @@ public sealed class HuggingFaceGpt2Tests
             using var stepper = new TorchCausalStepper(model, CPU);
             List<int>[] greedy = CausalDecoding.Generate(stepper, new[] { prompt.Select(i => (int)i).ToList() }, new DecodingSettings { MaxNewTokens = 20 });
             CollectionAssert.AreEqual(reference["greedy"].data<long>().ToArray().Select(i => (int)i).ToList(), greedy[0]);
+            // The loop sized the cache once for the prompt and the 20 new tokens (the last new token is not fed back).
+            Assert.AreEqual(Math.Min(model.ContextLength, prompt.Length + 20), stepper.CacheCapacity);
         }
     }
 

@@ -24,6 +24,15 @@ internal interface ICausalStepper : IDisposable
 
     /// <summary>Empties the cache (the loop then feeds a window again).</summary>
     void ResetCache();
+
+    /// <summary>
+    /// The most positions the cache will hold during this generation (this one and any after a reset): a stepper that
+    /// preallocates its cache sizes it once instead of growing it. A hint: by default ignored (ONNX Runtime's graph
+    /// concatenates past and new keys into a new present at every step, so there is nothing to size ahead).
+    /// </summary>
+    void Reserve(int positions)
+    {
+    }
 }
 
 /// <summary>How to pick each next token and when to stop; built from the user's options by the capability.</summary>
@@ -56,6 +65,11 @@ internal static class CausalDecoding
         }
         random ??= settings.Rules.NewRandom();
         int context = stepper.ContextLength;
+        if (stepper.HasCache)
+        {
+            // The prompt and every new token, but never more than the window: the cache is then allocated once.
+            stepper.Reserve((int)Math.Min(context, (long)length + settings.MaxNewTokens));
+        }
         var sequences = prompts.Select(p => p.ToList()).ToArray();
         var outputs = Enumerable.Range(0, batch).Select(_ => new List<int>()).ToArray();
         var finished = new bool[batch];

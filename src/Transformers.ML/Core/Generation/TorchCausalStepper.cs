@@ -9,6 +9,7 @@ internal sealed class TorchCausalStepper : ICausalStepper
     private readonly ICausalLanguageModel _model;
     private readonly Device _device;
     private KeyValueCache? _cache;
+    private int _reserved;
 
     /// <param name="useCache">Keep keys and values of earlier positions (true) or run the whole window every step.</param>
     public TorchCausalStepper(ICausalLanguageModel model, Device device, bool useCache = true)
@@ -56,8 +57,19 @@ internal sealed class TorchCausalStepper : ICausalStepper
         {
             _cache.Dispose();
             _cache = _model.CreateCache();
+            _cache.Reserve(_reserved);
         }
     }
+
+    /// <summary>Sizes the key/value buffers for <paramref name="positions"/> positions at their first allocation (and after a reset).</summary>
+    public void Reserve(int positions)
+    {
+        _reserved = positions;
+        _cache?.Reserve(positions);
+    }
+
+    /// <summary>Positions the cache holds before its buffers grow (0 before the first step or without a cache).</summary>
+    internal long CacheCapacity => _cache?.Capacity ?? 0;
 
     public void Dispose() => _cache?.Dispose();
 }

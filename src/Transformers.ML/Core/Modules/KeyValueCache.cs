@@ -6,17 +6,19 @@ namespace Transformers.ML.Core.Modules;
 
 /// <summary>
 /// Keys and values of one attention sub-layer. Self-attention appends the new positions at every step, written in place
-/// into buffers with room to spare (their capacity doubles when full, so a generation of n tokens copies O(n) positions
-/// in all instead of the O(n^2) of growing by concatenation); cross-attention projects the encoder output once and keeps
-/// it (<see cref="IsStatic"/>). The tensors live outside any dispose scope and are freed by <see cref="Dispose"/>.
+/// into buffers with room to spare: sized once for a whole generation when it is known (<see cref="Reserve"/>, as the
+/// decoding loop does), else doubling when full (a generation of n tokens then copies O(n) positions in all instead of
+/// the O(n^2) of growing by concatenation); cross-attention projects the encoder output once and keeps it
+/// (<see cref="IsStatic"/>). The tensors live outside any dispose scope and are freed by <see cref="Dispose"/>.
 /// </summary>
 internal sealed class AttentionCache : IDisposable
 {
-    /// <summary>Positions of the first buffer when the first append is shorter.</summary>
+    /// <summary>Positions of the first buffer when the first append is shorter and nothing was reserved.</summary>
     internal const long InitialCapacity = 32;
 
     private Tensor? _keyBuffer;   // (B, h, capacity, d_k); positions [0, Length) hold keys
     private Tensor? _valueBuffer; // (B, h, capacity, d_v)
+    private long _reserved;
 
     /// <param name="isStatic">True for cross-attention: filled once from the encoder output, then reused.</param>
     public AttentionCache(bool isStatic)
@@ -42,13 +44,19 @@ internal sealed class AttentionCache : IDisposable
     /// <summary>Positions the buffers hold before they grow again (0 before the first step).</summary>
     public long Capacity => _keyBuffer?.shape[2] ?? 0;
 
+    /// <summary>
+    /// Positions to allocate room for at the next allocation (a generation's prompt plus its new tokens, at most the
+    /// context): the buffers are then allocated once and never copied during the generation.
+    /// </summary>
+    public void Reserve(long positions) => _reserved = Math.Max(0, positions);
+
     /// <summary>Appends (B, h, t, d) keys and values; returns the whole (B, h, T + t, d) tensors (owned by the cache).</summary>
     public (Tensor Key, Tensor Value) Append(Tensor key, Tensor value)
     {
         long length = Length, added = key.shape[2], total = length + added;
         if (_keyBuffer is null || _valueBuffer is null || total > _keyBuffer.shape[2])
         {
-            long capacity = Math.Max(total, Math.Max(InitialCapacity, 2 * Capacity));
+            long capacity = Math.Max(total, Math.Max(_reserved > 0 ? _reserved : InitialCapacity, 2 * Capacity));
             Tensor keys = Grow(_keyBuffer, length, key, capacity);
             Tensor values = Grow(_valueBuffer, length, value, capacity);
             SetBuffers(keys, values);
@@ -141,6 +149,18 @@ internal sealed class KeyValueCache : IDisposable
 
     /// <summary>Positions already decoded: the offset of the next token's position.</summary>
     public long Length => SelfAttention.Length == 0 ? 0 : SelfAttention[0].Length;
+
+    /// <summary>Positions the self-attention buffers hold before they grow (0 before the first step).</summary>
+    public long Capacity => SelfAttention.Length == 0 ? 0 : SelfAttention[0].Capacity;
+
+    /// <summary>Room for <paramref name="positions"/> positions in every self-attention cache, allocated at once (see <see cref="AttentionCache.Reserve"/>).</summary>
+    public void Reserve(long positions)
+    {
+        foreach (AttentionCache cache in SelfAttention)
+        {
+            cache.Reserve(positions);
+        }
+    }
 
     /// <summary>Reorders every cache along the batch axis (beam search keeps the rows of the surviving beams).</summary>
     public void Reorder(Tensor batchIndices)

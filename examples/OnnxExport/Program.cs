@@ -135,7 +135,14 @@ internal static class Deployed
         ITransformer model = ml.Model.Load(Path.Combine(folder, "oct-vit-mlnet.zip"), out _);
         string image = File.ReadAllText(Path.Combine(folder, "vit-sample-scan.txt")).Trim();
         float[] p = ml.Model.CreatePredictionEngine<Scan, Probabilities>(model).Predict(new Scan { ImagePath = image }).Values;
-        Console.WriteLine($"ViT (ML.NET .zip with ApplyOnnxModel): {Path.GetFileName(image)} -> class {Array.IndexOf(p, p.Max())} ({p.Max():P0})");
+        // The class names travel in the ONNX model's metadata.
+        string[] classes;
+        using (var session = new Microsoft.ML.OnnxRuntime.InferenceSession(Path.Combine(folder, "vit.onnx")))
+        {
+            classes = System.Text.Json.JsonSerializer.Deserialize<string[]>(session.ModelMetadata.CustomMetadataMap["classes"]) ?? Array.Empty<string>();
+        }
+        int best = Array.IndexOf(p, p.Max());
+        Console.WriteLine($"ViT (ML.NET .zip with ApplyOnnxModel): {Path.GetFileName(image)} -> {(best < classes.Length ? classes[best] : $"class {best}")} ({p.Max():P0})");
         bool libtorch = File.ReadLines("/proc/self/maps").Any(l => l.Contains("libtorch", StringComparison.Ordinal));
         Console.WriteLine(OperatingSystem.IsLinux()
             ? $"libtorch loaded in this process: {(libtorch ? "yes" : "no")} ({clock.Elapsed.TotalSeconds:F1} s)"

@@ -329,8 +329,10 @@ public sealed class OnnxExportTests
         string fp32 = TestUtil.TempPath(".onnx"), quantized = TestUtil.TempPath(".onnx");
         gpt.ExportToOnnx(fp32);
         gpt.ExportToOnnx(quantized, int8);
-        // This tiny GPT's float embeddings (kept for the lookup) are a third of it; the benchmark measures real models.
-        Assert.IsLessThan(0.7 * new FileInfo(fp32).Length, (double)new FileInfo(quantized).Length, $"int8 file size {new FileInfo(quantized).Length} against {new FileInfo(fp32).Length}");
+        // The token table is int8 too (shared by the lookup and the tied projection); the position table, norms and biases
+        // stay float32, which weighs more in this tiny GPT (2.5x smaller) than in the
+        // benchmark's models (3.6x smaller there).
+        Assert.IsLessThan(0.45 * new FileInfo(fp32).Length, (double)new FileInfo(quantized).Length, $"int8 file size {new FileInfo(quantized).Length} against {new FileInfo(fp32).Length}");
         using (InferenceSession a = Session(fp32))
         using (InferenceSession b = Session(quantized))
         {

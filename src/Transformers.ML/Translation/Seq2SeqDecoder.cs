@@ -44,6 +44,7 @@ internal sealed class Seq2SeqDecoder
             sourceMask = sourceMask.index_select(0, expand);
         }
         using var stepper = new Stepper(_model, memory, sourceMask, useCache, _device);
+        stepper.Reserve(limits.Max() + 1); // the start token and the longest output allowed: the cache is allocated once
         return k == 1
             ? Seq2SeqSearch.Greedy(stepper, limits, _endOfSentence, _padding)
             : Seq2SeqSearch.Beam(stepper, limits, k, lengthPenalty, _endOfSentence, _padding);
@@ -77,6 +78,9 @@ internal sealed class Seq2SeqDecoder
             float[] flat = logProbs.data<float>().ToArray();
             return Enumerable.Range(0, rows).Select(r => flat.AsSpan(r * vocabulary, vocabulary).ToArray()).ToArray();
         }
+
+        /// <summary>Sizes the self-attention buffers for <paramref name="positions"/> positions at their first allocation.</summary>
+        public void Reserve(int positions) => _cache?.Reserve(positions);
 
         public void Reorder(long[] rows)
         {

@@ -20,6 +20,7 @@ internal static class GenAiExport
         Directory.CreateDirectory(folder);
         TransformerConfig c = model.Model.Config;
         int endOfText = model.Tokenizer.EndOfTextId;
+        bool shared = options.SharedCacheBuffers;
         OnnxGraph.Save(GptOnnxExport.Build(model.Model, model.Tokenizer, options), Path.Combine(folder, ModelFile));
         var config = new JsonObject
         {
@@ -41,12 +42,20 @@ internal static class GenAiExport
                     ["num_attention_heads"] = c.NumHeads,
                     ["num_key_value_heads"] = c.NumHeads,
                     ["num_hidden_layers"] = c.NumLayers,
-                    ["inputs"] = new JsonObject
-                    {
-                        ["input_ids"] = GptOnnxExport.InputIds,
-                        ["past_key_names"] = "past_key_%d",
-                        ["past_value_names"] = "past_value_%d",
-                    },
+                    ["inputs"] = shared
+                        ? new JsonObject
+                        {
+                            ["input_ids"] = GptOnnxExport.InputIds,
+                            ["attention_mask"] = GptOnnxExport.AttentionMask,
+                            ["past_key_names"] = "past_key_%d",
+                            ["past_value_names"] = "past_value_%d",
+                        }
+                        : new JsonObject
+                        {
+                            ["input_ids"] = GptOnnxExport.InputIds,
+                            ["past_key_names"] = "past_key_%d",
+                            ["past_value_names"] = "past_value_%d",
+                        },
                     ["outputs"] = new JsonObject
                     {
                         ["logits"] = GptOnnxExport.Logits,
@@ -70,7 +79,8 @@ internal static class GenAiExport
                 ["no_repeat_ngram_size"] = 0,
                 ["diversity_penalty"] = 0.0,
                 ["early_stopping"] = true,
-                ["past_present_share_buffer"] = false,
+                // With SharedCacheBuffers GenAI allocates (batch, heads, max_length, head size) buffers and binds them as past and present.
+                ["past_present_share_buffer"] = shared,
             },
         };
         if (OnnxKeyValueCache.PastKey(0) != "past_key_0" || OnnxKeyValueCache.PresentValue(0) != "present_value_0")

@@ -19,27 +19,55 @@ internal static class GptOnnxExport
     /// <summary>Output name of the next-token scores (batch, sequence, vocabulary).</summary>
     public const string Logits = "logits";
 
+    /// <summary>Input of the shared-buffer graph: (batch, past + new) int64 ones, from which positions and lengths follow.</summary>
+    public const string AttentionMask = "attention_mask";
+
+    /// <summary>The "cache" metadata of a graph exported with <see cref="OnnxExportOptions.SharedCacheBuffers"/>.</summary>
+    public const string SharedCache = "shared-buffers";
+
     public static ModelProto Build(GptModel model, TextTokenizer tokenizer, OnnxExportOptions? options = null)
     {
         TransformerConfig config = model.Config;
         var graph = new OnnxGraph("gpt");
         OnnxQuantization quantization = options?.Quantization ?? OnnxQuantization.None;
         var blocks = new OnnxBlocks(graph, ModuleState.Of(model), quantization);
+        bool shared = options?.SharedCacheBuffers ?? false;
         string ids = graph.Input(InputIds, DataType.Int64, "batch", "sequence");
+        string? attentionMask = shared ? graph.Input(AttentionMask, DataType.Int64, "batch", "total") : null;
+        string cacheLength = shared ? "context" : "past", presentLength = shared ? "context" : "total";
         var past = new KeyValue[config.NumLayers];
         for (int i = 0; i < config.NumLayers; i++)
         {
-            past[i] = new KeyValue(graph.Input(OnnxKeyValueCache.PastKey(i), DataType.Float, "batch", config.NumHeads, "past", config.HeadKeyDimension),
-                graph.Input(OnnxKeyValueCache.PastValue(i), DataType.Float, "batch", config.NumHeads, "past", config.HeadValueDimension));
+            past[i] = new KeyValue(graph.Input(OnnxKeyValueCache.PastKey(i), DataType.Float, "batch", config.NumHeads, cacheLength, config.HeadKeyDimension),
+                graph.Input(OnnxKeyValueCache.PastValue(i), DataType.Float, "batch", config.NumHeads, cacheLength, config.HeadValueDimension));
         }
-        string pastLength = blocks.Dimension(past[0].Key, 2);
+        string newLength = blocks.Dimension(ids, 1);
+        Func<int, string, (string Output, KeyValue Present)> selfAttention;
+        string pastLength;
+        if (attentionMask is not null)
+        {
+            // Shared buffers: the past length is the mask's length minus the new tokens; GroupQueryAttention takes each row's
+            // last position (int32) and the total length, and writes the new keys and values into the buffers at the past length.
+            string total = blocks.Dimension(attentionMask, 1);
+            pastLength = graph.Op("Sub", new[] { total, newLength });
+            string lastPositions = graph.Op("Cast", new[] { graph.Op("Sub", new[] { graph.Op("ReduceSum", new[] { attentionMask, graph.Longs(1) }, ("keepdims", 0L)), graph.LongScalar(1) }) },
+                ("to", (long)DataType.Int32));
+            string total32 = graph.Op("Cast", new[] { graph.Op("Unsqueeze", new[] { total, graph.Longs(0) }) }, ("to", (long)DataType.Int32));
+            selfAttention = (i, h) => blocks.SharedCacheAttention(h, $"decoder.layers.{i}.self_attn", config, past[i], lastPositions, total32);
+        }
+        else
+        {
+            pastLength = blocks.Dimension(past[0].Key, 2);
+            string mask = blocks.CausalMask(newLength, pastLength);
+            selfAttention = (i, h) => blocks.Attention(h, h, $"decoder.layers.{i}.self_attn", config, mask, past[i]);
+        }
         string x = blocks.TokenEmbedding(ids, model.Embedding, "embedding", config, pastLength);
-        string mask = blocks.CausalMask(blocks.Dimension(ids, 1), pastLength);
         for (int i = 0; i < config.NumLayers; i++)
         {
-            (x, KeyValue present) = blocks.DecoderLayer(x, $"decoder.layers.{i}", config, mask, past[i], cross: null, crossMask: null);
-            graph.Output(present.Key, OnnxKeyValueCache.PresentKey(i), DataType.Float, "batch", config.NumHeads, "total", config.HeadKeyDimension);
-            graph.Output(present.Value, OnnxKeyValueCache.PresentValue(i), DataType.Float, "batch", config.NumHeads, "total", config.HeadValueDimension);
+            int layer = i;
+            (x, KeyValue present) = blocks.DecoderLayer(x, $"decoder.layers.{i}", config, h => selfAttention(layer, h), cross: null, crossMask: null);
+            graph.Output(present.Key, OnnxKeyValueCache.PresentKey(i), DataType.Float, "batch", config.NumHeads, presentLength, config.HeadKeyDimension);
+            graph.Output(present.Value, OnnxKeyValueCache.PresentValue(i), DataType.Float, "batch", config.NumHeads, presentLength, config.HeadValueDimension);
         }
         if (config.NormPosition == NormPosition.Pre)
         {
@@ -52,6 +80,7 @@ internal static class GptOnnxExport
             ["config"] = config.ToJson(),
             ["tokenizer"] = tokenizer.Definition.ToJson(),
             ["quantization"] = quantization.ToString(),
+            ["cache"] = shared ? SharedCache : "concatenated",
             ["vocabulary_size"] = model.VocabularySize.ToString(System.Globalization.CultureInfo.InvariantCulture),
         });
     }

@@ -15,12 +15,14 @@ public sealed class OnnxTextGenerator : IDisposable
 {
     private readonly InferenceSession _session;
     private readonly TransformerConfig _config;
+    private readonly bool _sharedBuffers;
 
     private OnnxTextGenerator(InferenceSession session, string source)
     {
         _session = session;
         IReadOnlyDictionary<string, string> metadata = OnnxModels.Metadata(session, source, TextGenerationTransformer.Capability);
         _config = TransformerConfig.FromJson(metadata["config"]);
+        _sharedBuffers = metadata.TryGetValue("cache", out string? cache) && cache == GptOnnxExport.SharedCache;
         Tokenizer = TextTokenizer.FromDefinition(TokenizerDefinition.FromJson(metadata["tokenizer"], source), source);
     }
 
@@ -42,15 +44,18 @@ public sealed class OnnxTextGenerator : IDisposable
     public IReadOnlyList<string> Generate(IReadOnlyList<string> prompts, GenerationOptions? options = null, int maxBatch = 16)
     {
         options ??= new GenerationOptions();
-        return TextGenerator.Generate(Tokenizer, ContextLength, prompts, options, maxBatch, null, () => new Stepper(this, options.UseKeyValueCache));
+        return TextGenerator.Generate(Tokenizer, ContextLength, prompts, options, maxBatch, null, () => NewStepper(options.UseKeyValueCache));
     }
 
     /// <summary>The new tokens of each prompt (all of one length), without the end-of-text token.</summary>
     internal List<int>[] GenerateTokens(IReadOnlyList<IReadOnlyList<int>> prompts, DecodingSettings settings, bool useCache = true)
     {
-        using var stepper = new Stepper(this, useCache);
+        using ICausalStepper stepper = NewStepper(useCache);
         return CausalDecoding.Generate(stepper, prompts, settings);
     }
+
+    /// <summary>The stepper for the graph's cache layout (a shared-buffer graph always keeps its cache).</summary>
+    private ICausalStepper NewStepper(bool useCache) => _sharedBuffers ? new SharedBufferStepper(this) : new Stepper(this, useCache);
 
     /// <summary>
     /// The exported graph as a stepper of the shared decoding loop: input_ids and the past keys/values in, logits and the
@@ -93,6 +98,88 @@ public sealed class OnnxTextGenerator : IDisposable
         }
 
         public void Dispose() => ResetCache();
+    }
+
+    /// <summary>
+    /// A graph exported with <see cref="OnnxExportOptions.SharedCacheBuffers"/>: the keys and values of the whole context live
+    /// in one buffer per layer and kind, bound through IOBinding as both past and present, so ONNX Runtime writes each step's
+    /// keys in place and nothing is copied from step to step. A reset only rewinds the length; the buffers are reused.
+    /// </summary>
+    private sealed class SharedBufferStepper(OnnxTextGenerator owner) : ICausalStepper
+    {
+        private static readonly RunOptions StepOptions = new();
+        private OrtValue[]? _buffers; // per layer: keys, values, each (rows, heads, context, head size)
+        private int _rows;
+
+        public int ContextLength => owner.ContextLength;
+
+        public bool HasCache => true;
+
+        public int CachedLength { get; private set; }
+
+        public float[][] Step(IReadOnlyList<IReadOnlyList<int>> ids)
+        {
+            int rows = ids.Count, length = ids[0].Count, total = CachedLength + length;
+            if (total > ContextLength)
+            {
+                throw new InvalidOperationException($"A step of {length} tokens after {CachedLength} cached ones exceeds the context of {ContextLength}.");
+            }
+            if (_buffers is null || rows != _rows)
+            {
+                FreeBuffers();
+                TransformerConfig config = owner._config;
+                _buffers = new OrtValue[2 * config.NumLayers];
+                for (int i = 0; i < _buffers.Length; i++)
+                {
+                    _buffers[i] = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float,
+                        new long[] { rows, config.NumHeads, ContextLength, i % 2 == 0 ? config.HeadKeyDimension : config.HeadValueDimension });
+                }
+                _rows = rows;
+                CachedLength = 0;
+                total = length;
+            }
+            var flat = new long[rows * length];
+            for (int r = 0; r < rows; r++)
+            {
+                for (int t = 0; t < length; t++)
+                {
+                    flat[r * length + t] = ids[r][t];
+                }
+            }
+            var ones = new long[rows * total];
+            Array.Fill(ones, 1L);
+            using OrtValue input = OrtValue.CreateTensorValueFromMemory(flat, new long[] { rows, length });
+            using OrtValue mask = OrtValue.CreateTensorValueFromMemory(ones, new long[] { rows, total });
+            using OrtIoBinding binding = owner._session.CreateIoBinding();
+            binding.BindInput(GptOnnxExport.InputIds, input);
+            binding.BindInput(GptOnnxExport.AttentionMask, mask);
+            for (int l = 0; l < _buffers.Length / 2; l++)
+            {
+                binding.BindInput(OnnxKeyValueCache.PastKey(l), _buffers[2 * l]);
+                binding.BindInput(OnnxKeyValueCache.PastValue(l), _buffers[2 * l + 1]);
+                binding.BindOutput(OnnxKeyValueCache.PresentKey(l), _buffers[2 * l]);
+                binding.BindOutput(OnnxKeyValueCache.PresentValue(l), _buffers[2 * l + 1]);
+            }
+            binding.BindOutputToDevice(GptOnnxExport.Logits, OrtMemoryInfo.DefaultInstance);
+            owner._session.RunWithBinding(StepOptions, binding);
+            using IDisposableReadOnlyCollection<OrtValue> outputs = binding.GetOutputValues();
+            float[][] scores = OnnxKeyValueCache.LastPosition(outputs[outputs.Count - 1]); // bound last: the logits
+            CachedLength = total;
+            return scores;
+        }
+
+        public void ResetCache() => CachedLength = 0;
+
+        public void Dispose() => FreeBuffers();
+
+        private void FreeBuffers()
+        {
+            foreach (OrtValue buffer in _buffers ?? Array.Empty<OrtValue>())
+            {
+                buffer.Dispose();
+            }
+            _buffers = null;
+        }
     }
 
     /// <summary>Frees the ONNX Runtime session.</summary>

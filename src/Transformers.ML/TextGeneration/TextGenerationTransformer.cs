@@ -216,7 +216,9 @@ public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposab
     /// Writes the model in the folder layout ONNX Runtime GenAI (Microsoft.ML.OnnxRuntimeGenAI) loads: model.onnx (the
     /// export of <see cref="ExportToOnnx(string)"/>), genai_config.json (a decoder-only model with separate key and value
     /// caches: the input and output names, sizes and end-of-text id), and for a byte-level BPE tokenizer vocab.json,
-    /// merges.txt and tokenizer_config.json. GenAI generates up to the context length (it does not slide the window).
+    /// merges.txt and tokenizer_config.json. GenAI generates up to the context length (it does not slide the window). With
+    /// <see cref="OnnxExportOptions.SharedCacheBuffers"/> the config says past_present_share_buffer and GenAI writes the
+    /// caches in place too.
     /// </summary>
     public void ExportToOnnxRuntimeGenAI(string folder, OnnxExportOptions? options = null)
     {

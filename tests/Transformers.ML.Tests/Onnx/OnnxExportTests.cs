@@ -287,6 +287,34 @@ public sealed class OnnxExportTests
         Assert.AreEqual(model.Generate("KING", uncached), generator.Generate("KING", uncached));
     }
 
+    [TestMethod]
+    public void SharedCacheBufferExportGeneratesTheSameTextWithoutCopyingTheCache()
+    {
+        var ml = new MLContext(seed: 1);
+        using TextGenerationTransformer model = TrainGpt(ml);
+        string path = TestUtil.TempPath(".onnx");
+        model.ExportToOnnx(path, new OnnxExportOptions { SharedCacheBuffers = true });
+        using (InferenceSession session = Session(path))
+        {
+            Assert.AreEqual("shared-buffers", session.ModelMetadata.CustomMetadataMap["cache"]);
+            Assert.Contains("attention_mask", session.InputMetadata.Keys.ToList());
+        }
+        // Greedy and sampled text equal the TorchSharp model's, past the context window (the buffers rewound and refilled).
+        using OnnxTextGenerator generator = OnnxTextGenerator.Load(path);
+        var greedy = new GenerationOptions { MaxNewTokens = model.Model.ContextLength + 20, Temperature = 0 };
+        string[] prompts = { "ROMEO:", "To be, or not", "KING" };
+        IReadOnlyList<string> expected = model.Generate(prompts, greedy);
+        Assert.IsTrue(expected.All(t => t.Length >= model.Model.ContextLength), "generation runs past the context window");
+        CollectionAssert.AreEqual(expected.ToArray(), generator.Generate(prompts, greedy).ToArray());
+        var sampling = new GenerationOptions { MaxNewTokens = 30, Temperature = 0.8, TopK = 20, TopP = 0.9, RepetitionPenalty = 1.1, Seed = 1 };
+        CollectionAssert.AreEqual(model.Generate(prompts, sampling).ToArray(), generator.Generate(prompts, sampling).ToArray());
+        // int8 with shared buffers: the same most likely tokens as float32 mostly, so a greedy text close to it.
+        string int8 = TestUtil.TempPath(".onnx");
+        model.ExportToOnnx(int8, new OnnxExportOptions { SharedCacheBuffers = true, Quantization = OnnxQuantization.DynamicInt8 });
+        using OnnxTextGenerator quantized = OnnxTextGenerator.Load(int8);
+        Assert.IsGreaterThan(10, quantized.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 30, Temperature = 0 }).Length);
+    }
+
     private static DenseTensor<long> Ids(Tensor ids) =>
         new(ids.contiguous().data<long>().ToArray(), ids.shape.Select(d => (int)d).ToArray());
 

@@ -209,6 +209,15 @@ internal sealed class OnnxBlocks
     /// </summary>
     private (string Query, KeyValue KeyValue) PackedProjections(string x, string prefix, TransformerConfig config)
     {
+        string heads = Graph.Op("Transpose", new[] { Graph.Op("Reshape", new[] { PackedProduct(x, prefix), Graph.Longs(0, 0, 3 * config.NumHeads, config.HeadKeyDimension) }) },
+            ("perm", new long[] { 0, 2, 1, 3 })); // (B, 3h, T, d_k)
+        string[] qkv = Graph.OpN("Split", 3, new[] { heads }, ("axis", 1L));
+        return (qkv[0], new KeyValue(qkv[1], qkv[2]));
+    }
+
+    /// <summary>x (B, T, d) times the q, k and v matrices side by side, plus their biases: (B, T, 3 h d_k), q first.</summary>
+    private string PackedProduct(string x, string prefix)
+    {
         string[] parts = { ".q_proj", ".k_proj", ".v_proj" };
         using var scope = NewDisposeScope();
         Tensor packed = cat(parts.Select(p => Weight(prefix + p + ".weight").t()).ToArray(), 1);
@@ -219,10 +228,26 @@ internal sealed class OnnxBlocks
                 : zeros(Weight(prefix + p + ".weight").shape[0])).ToArray(), 0);
             y = Graph.Op("Add", new[] { y, Graph.Weight(prefix + ".qkv_bias", bias) });
         }
-        string heads = Graph.Op("Transpose", new[] { Graph.Op("Reshape", new[] { y, Graph.Longs(0, 0, 3 * config.NumHeads, config.HeadKeyDimension) }) },
-            ("perm", new long[] { 0, 2, 1, 3 })); // (B, 3h, T, d_k)
-        string[] qkv = Graph.OpN("Split", 3, new[] { heads }, ("axis", 1L));
-        return (qkv[0], new KeyValue(qkv[1], qkv[2]));
+        return y;
+    }
+
+    /// <summary>
+    /// Causal self-attention over a cache buffer that ONNX Runtime writes in place: its GroupQueryAttention (as many key/value
+    /// heads as query heads) on the packed q/k/v product, with <paramref name="buffers"/> (B, h, context, d_k) as past and
+    /// present, <paramref name="lengths"/> (B) int32 = past + new - 1 per row and <paramref name="total"/> (1) int32 = past + new.
+    /// Returns the output (after the output projection) and the present names (the same buffers when bound so).
+    /// </summary>
+    public (string Output, KeyValue Present) SharedCacheAttention(string x, string prefix, TransformerConfig config, KeyValue buffers, string lengths, string total)
+    {
+        if (config.HeadKeyDimension != config.HeadValueDimension)
+        {
+            throw new NotSupportedException(
+                $"SharedCacheBuffers needs keys and values of one head size; this model has {config.HeadKeyDimension} and {config.HeadValueDimension}. Export it without SharedCacheBuffers.");
+        }
+        string[] outputs = Graph.OpIn(OnnxGraph.RuntimeDomain, "GroupQueryAttention", 3,
+            new[] { PackedProduct(x, prefix), "", "", buffers.Key, buffers.Value, lengths, total },
+            ("num_heads", (long)config.NumHeads), ("kv_num_heads", (long)config.NumHeads), ("scale", (float)(1 / Math.Sqrt(config.HeadKeyDimension))));
+        return (Linear(outputs[0], prefix + ".out_proj"), new KeyValue(outputs[1], outputs[2]));
     }
 
     /// <summary>A residual connection around <paramref name="sublayer"/>: pre-LN x + f(LN(x)), or post-LN LN(x + f(x)).</summary>
@@ -253,12 +278,17 @@ internal sealed class OnnxBlocks
 
     /// <summary>A decoder layer with a self-attention cache and, when <paramref name="cross"/> is given, cross-attention to precomputed keys and values.</summary>
     public (string Output, KeyValue Present) DecoderLayer(string x, string prefix, TransformerConfig config, string? selfMask, KeyValue past,
+        KeyValue? cross, string? crossMask) =>
+        DecoderLayer(x, prefix, config, h => Attention(h, h, prefix + ".self_attn", config, selfMask, past), cross, crossMask);
+
+    /// <summary>A decoder layer whose self-attention (normalised input -> output and present) is <paramref name="selfAttention"/>.</summary>
+    public (string Output, KeyValue Present) DecoderLayer(string x, string prefix, TransformerConfig config, Func<string, (string Output, KeyValue Present)> selfAttention,
         KeyValue? cross, string? crossMask)
     {
         KeyValue present = default;
         x = Residual(x, prefix + ".self_attn_residual", config, h =>
         {
-            (string output, KeyValue kv) = Attention(h, h, prefix + ".self_attn", config, selfMask, past);
+            (string output, KeyValue kv) = selfAttention(h);
             present = kv;
             return output;
         });

@@ -20,6 +20,17 @@ public sealed class OnnxExportOptions
     /// with dynamic quantization of the activations (<see cref="OnnxQuantization.DynamicInt8"/>). Applies to all three models.
     /// </summary>
     public OnnxQuantization Quantization { get; set; } = OnnxQuantization.None;
+
+    /// <summary>
+    /// GPT: self-attention caches as buffers of the whole context that ONNX Runtime writes in place, so that no step copies
+    /// the cache. The graph then uses ONNX Runtime's GroupQueryAttention (domain com.microsoft; the file runs in ONNX Runtime
+    /// only) and takes input_ids, attention_mask (batch, past + new) and past_key_i / past_value_i buffers of shape
+    /// (batch, heads, context, head size); present_key_i / present_value_i are the same buffers, bound as both input and
+    /// output (IOBinding), which <see cref="TextGeneration.OnnxTextGenerator"/> does. Default false: standard ONNX, pasts
+    /// and new keys concatenated into a new present at every step (the layout of Hugging Face's exports and of
+    /// ExportToOnnxRuntimeGenAI).
+    /// </summary>
+    public bool SharedCacheBuffers { get; set; }
 }
 
 /// <summary>How an ONNX export stores the weights of its matrix products.</summary>

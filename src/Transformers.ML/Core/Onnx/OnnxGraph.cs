@@ -15,6 +15,9 @@ internal sealed class OnnxGraph
     /// <summary>The opset the exports target: 17 has LayerNormalization; every op used here exists there.</summary>
     public const int Opset = 17;
 
+    /// <summary>The domain of ONNX Runtime's contrib operators (opset 1).</summary>
+    public const string RuntimeDomain = "com.microsoft";
+
     private readonly GraphProto _graph = new();
     private readonly HashSet<string> _names = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _constants = new(StringComparer.Ordinal);
@@ -141,10 +144,15 @@ internal sealed class OnnxGraph
     public string Op(string opType, IReadOnlyList<string> inputs, params (string Name, object Value)[] attributes) =>
         OpN(opType, 1, inputs, attributes)[0];
 
-    public string[] OpN(string opType, int outputs, IReadOnlyList<string> inputs, params (string Name, object Value)[] attributes)
+    public string[] OpN(string opType, int outputs, IReadOnlyList<string> inputs, params (string Name, object Value)[] attributes) =>
+        OpIn("", opType, outputs, inputs, attributes);
+
+    /// <summary>A node of operator set <paramref name="domain"/> ("" for standard ONNX, <see cref="RuntimeDomain"/>); an empty input name leaves an optional input out.</summary>
+    public string[] OpIn(string domain, string opType, int outputs, IReadOnlyList<string> inputs, params (string Name, object Value)[] attributes)
     {
         string[] names = Enumerable.Range(0, outputs).Select(_ => Unique(opType.ToLowerInvariant())).ToArray();
         NodeProto node = NewNode(opType, inputs.Select(Resolve), names);
+        node.Domain = domain;
         foreach (string output in names)
         {
             _producers[output] = node;
@@ -168,6 +176,10 @@ internal sealed class OnnxGraph
             Graph = _graph,
         };
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });
+        if (_graph.Node.Any(n => n.Domain == RuntimeDomain))
+        {
+            model.OpsetImport.Add(new OperatorSetIdProto { Domain = RuntimeDomain, Version = 1 });
+        }
         foreach ((string key, string value) in metadata)
         {
             model.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });

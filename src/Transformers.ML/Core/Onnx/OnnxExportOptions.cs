@@ -26,7 +26,8 @@ public sealed class OnnxExportOptions
     /// the cache. The graph then uses ONNX Runtime's GroupQueryAttention (domain com.microsoft; the file runs in ONNX Runtime
     /// only) and takes input_ids, attention_mask (batch, past + new) and past_key_i / past_value_i buffers of shape
     /// (batch, heads, context, head size); present_key_i / present_value_i are the same buffers, bound as both input and
-    /// output (IOBinding), which <see cref="TextGeneration.OnnxTextGenerator"/> does. Default false: standard ONNX, pasts
+    /// output (IOBinding), which <see cref="TextGeneration.OnnxTextGenerator"/> does (always with the cache: the graph has no
+    /// form without one, so GenerationOptions.UseKeyValueCache = false changes nothing for it). Default false: standard ONNX, pasts
     /// and new keys concatenated into a new present at every step (the layout of Hugging Face's exports and of
     /// ExportToOnnxRuntimeGenAI).
     /// </summary>

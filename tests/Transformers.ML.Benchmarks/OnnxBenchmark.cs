@@ -156,8 +156,15 @@ internal static class OnnxBenchmark
     /// </summary>
     private static void GenAi(ResultsTable table, TextGenerationTransformer model, string folder)
     {
-        string genAiFolder = Path.Combine(folder, "genai");
-        model.ExportToOnnxRuntimeGenAI(genAiFolder);
+        GenAi(table, model, folder, shared: false);
+        GenAi(table, model, folder, shared: true);
+    }
+
+    /// <summary>One GenAI row: the standard export, or the shared-buffer one (GenAI then binds its buffers as past and present).</summary>
+    private static void GenAi(ResultsTable table, TextGenerationTransformer model, string folder, bool shared)
+    {
+        string genAiFolder = Path.Combine(folder, shared ? "genai-shared" : "genai");
+        model.ExportToOnnxRuntimeGenAI(genAiFolder, new OnnxExportOptions { SharedCacheBuffers = shared });
         int[] prompt = Enumerable.Range(0, 8).Select(i => 1 + i * 7 % (model.Model.VocabularySize - 2)).ToArray();
         int tokens = model.Model.ContextLength - prompt.Length;
         var settings = new DecodingSettings { MaxNewTokens = tokens };
@@ -193,7 +200,7 @@ internal static class OnnxBenchmark
             }
         }
         bool same = theirs!.TakeWhile(t => t != model.Tokenizer.EndOfTextId).SequenceEqual(mine!.TakeWhile(t => t != model.Tokenizer.EndOfTextId));
-        table.Add(new BenchmarkRow("onnx", $"GPT Small generation through ONNX Runtime GenAI, {tokens} new tokens, batch 1", genAiRate, "tokens/s", "-",
+        table.Add(new BenchmarkRow("onnx", $"GPT Small generation through ONNX Runtime GenAI{(shared ? " (shared cache buffers)" : "")}, {tokens} new tokens, batch 1", genAiRate, "tokens/s", "-",
             $"ours on the same graph (ONNX Runtime) {oursRate:N0} tokens/s, TorchSharp {torchRate:N0}; greedy; tokens {(same ? "identical" : "DIFFERENT")}; best of 3"));
     }
 

@@ -269,17 +269,14 @@ public sealed class OnnxExportTests
 
         // Greedy generation through ONNX Runtime alone equals the TorchSharp model's, past the context window (sliding) too.
         using OnnxTextGenerator generator = OnnxTextGenerator.Load(path);
-        var greedy = new GenerationOptions { MaxNewTokens = model.Model.ContextLength + 20, Temperature = 0 };
-        string[] prompts = { "ROMEO:", "To be, or not", "KING" };
-        IReadOnlyList<string> expectedTexts = model.Generate(prompts, greedy);
-        Assert.IsTrue(expectedTexts.All(t => t.Length >= model.Model.ContextLength), "generation runs past the context window");
-        CollectionAssert.AreEqual(expectedTexts.ToArray(), generator.Generate(prompts, greedy).ToArray());
+        AssertSameGreedyTextPastTheWindow(model, generator);
         var penalised = new GenerationOptions { MaxNewTokens = 40, Temperature = 0, RepetitionPenalty = 1.3, StopStrings = new[] { "\n\n" } };
         Assert.AreEqual(model.Generate("JULIET:", penalised), generator.Generate("JULIET:", penalised));
         // One decoding loop and one set of rules: sampled text is identical too, for the same seed, batched or not.
         var sampling = new GenerationOptions { MaxNewTokens = 30, Temperature = 0.8, TopK = 20, TopP = 0.9, RepetitionPenalty = 1.1, Seed = 1 };
         string sampled = generator.Generate("ROMEO:", sampling);
         Assert.AreEqual(model.Generate("ROMEO:", sampling), sampled);
+        string[] prompts = { "ROMEO:", "To be, or not", "KING" };
         CollectionAssert.AreEqual(model.Generate(prompts, sampling).ToArray(), generator.Generate(prompts, sampling).ToArray());
         Assert.AreNotEqual(sampled, generator.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 30, Temperature = 0.8, TopK = 20, TopP = 0.9, RepetitionPenalty = 1.1, Seed = 2 }));
         // Without the cache (the whole window every step) the text is the same.
@@ -301,11 +298,8 @@ public sealed class OnnxExportTests
         }
         // Greedy and sampled text equal the TorchSharp model's, past the context window (the buffers rewound and refilled).
         using OnnxTextGenerator generator = OnnxTextGenerator.Load(path);
-        var greedy = new GenerationOptions { MaxNewTokens = model.Model.ContextLength + 20, Temperature = 0 };
+        AssertSameGreedyTextPastTheWindow(model, generator);
         string[] prompts = { "ROMEO:", "To be, or not", "KING" };
-        IReadOnlyList<string> expected = model.Generate(prompts, greedy);
-        Assert.IsTrue(expected.All(t => t.Length >= model.Model.ContextLength), "generation runs past the context window");
-        CollectionAssert.AreEqual(expected.ToArray(), generator.Generate(prompts, greedy).ToArray());
         var sampling = new GenerationOptions { MaxNewTokens = 30, Temperature = 0.8, TopK = 20, TopP = 0.9, RepetitionPenalty = 1.1, Seed = 1 };
         CollectionAssert.AreEqual(model.Generate(prompts, sampling).ToArray(), generator.Generate(prompts, sampling).ToArray());
         // int8 with shared buffers: the same greedy text as the int8 export with concatenated caches (same weights, same rules).
@@ -317,6 +311,16 @@ public sealed class OnnxExportTests
         string text = quantizedShared.Generate("ROMEO:", short_);
         Assert.IsGreaterThan(10, text.Length);
         Assert.AreEqual(quantized.Generate("ROMEO:", short_), text);
+    }
+
+    /// <summary>Greedy text of three prompts through ONNX Runtime equals the TorchSharp model's, generated past the context window.</summary>
+    private static void AssertSameGreedyTextPastTheWindow(TextGenerationTransformer model, OnnxTextGenerator generator)
+    {
+        var greedy = new GenerationOptions { MaxNewTokens = model.Model.ContextLength + 20, Temperature = 0 };
+        string[] prompts = { "ROMEO:", "To be, or not", "KING" };
+        IReadOnlyList<string> expected = model.Generate(prompts, greedy);
+        Assert.IsTrue(expected.All(t => t.Length >= model.Model.ContextLength), "generation runs past the context window");
+        CollectionAssert.AreEqual(expected.ToArray(), generator.Generate(prompts, greedy).ToArray());
     }
 
     private static DenseTensor<long> Ids(Tensor ids) =>

@@ -86,14 +86,44 @@ public sealed class TokenizationTests
     }
 
     [TestMethod]
-    public void TheCharacterTokenizersFastIdsEqualItsTokens()
+    public void TheCharacterTokenizerGivesOneIdPerKnownCharacterAndItsUtf8BytesOtherwise()
     {
         TextTokenizer tokenizer = TextTokenizer.Train(TokenizerKind.Character, Corpus + "\uFFFD", 0);
-        foreach (string text in Hard.Append("lone \uD800 high, lone \uDC00 low, 😀 pair").Append(TestData.ShakespeareHead[..3000]))
+        var inner = (CharacterTokenizer)tokenizer.Inner;
+        var idOf = inner.Characters.Select((c, i) => (c, i)).ToDictionary(p => p.c, p => CharacterTokenizer.ByteTokens + p.i, StringComparer.Ordinal);
+        foreach (string text in Hard.Append("lone \uD800 high, lone \uDC00 low, 😀 pair \uFFFD").Append(TestData.ShakespeareHead[..3000]))
         {
-            int[] tokens = tokenizer.Inner.EncodeToTokens(text, out _).Select(t => t.Id).ToArray();
-            CollectionAssert.AreEqual(tokens, tokenizer.Encode(text).ToArray(), text.Length > 60 ? text[..60] : text);
+            // Written here from the definition: rune by rune, a known character's id, else its UTF-8 bytes; a lone
+            // surrogate (not a character) becomes the bytes of U+FFFD even though U+FFFD itself is in the vocabulary.
+            var expected = new List<(int Id, string Value, Range Range)>();
+            for (int position = 0; position < text.Length;)
+            {
+                bool lone = char.IsSurrogate(text[position]) && !(char.IsHighSurrogate(text[position]) && position + 1 < text.Length && char.IsLowSurrogate(text[position + 1]));
+                int length = lone ? 1 : char.IsSurrogate(text[position]) ? 2 : 1;
+                string character = text.Substring(position, length);
+                var range = new Range(position, position + length);
+                if (!lone && idOf.TryGetValue(character, out int id))
+                {
+                    expected.Add((id, character, range));
+                }
+                else
+                {
+                    expected.AddRange(System.Text.Encoding.UTF8.GetBytes(lone ? "\uFFFD" : character).Select(b => ((int)b, $"<0x{b:X2}>", range)));
+                }
+                position += length;
+            }
+            string shown = text.Length > 60 ? text[..60] : text;
+            CollectionAssert.AreEqual(expected.Select(e => e.Id).ToArray(), tokenizer.Encode(text).ToArray(), shown);
+            var tokens = inner.EncodeToTokens(text, out _);
+            CollectionAssert.AreEqual(expected.Select(e => e.Id).ToArray(), tokens.Select(t => t.Id).ToArray(), shown);
+            CollectionAssert.AreEqual(expected.Select(e => e.Value).ToArray(), tokens.Select(t => t.Value).ToArray(), shown);
+            CollectionAssert.AreEqual(expected.Select(e => e.Range).ToArray(), tokens.Select(t => t.Offset).ToArray(), shown);
         }
+        // A token limit never splits a character's bytes: "é" outside the vocabulary is two bytes, so a limit of 2 keeps "a" only.
+        var ascii = (CharacterTokenizer)TextTokenizer.Train(TokenizerKind.Character, "abc", 0).Inner;
+        IReadOnlyList<int> limited = ascii.EncodeToIds("aé", 2, out _, out int consumed);
+        CollectionAssert.AreEqual(new[] { CharacterTokenizer.ByteTokens }, limited.ToArray());
+        Assert.AreEqual(1, consumed);
     }
 
     [TestMethod]

@@ -14,25 +14,22 @@ namespace Transformers.ML.Core.Tokenization;
 internal sealed class CharacterTokenizer : Tokenizer
 {
     public const int ByteTokens = 256;
-    private readonly Dictionary<string, int> _ids;
-    private readonly Dictionary<int, int> _idOfRune = new(); // the same map by code point: encoding without a string per character
+    private readonly Dictionary<int, int> _idOfRune = new(); // id by code point: encoding without a string per character
     private readonly string[] _characters;
 
     public CharacterTokenizer(IReadOnlyList<string> characters)
     {
         _characters = characters.ToArray();
-        _ids = new Dictionary<string, int>(StringComparer.Ordinal);
         for (int i = 0; i < _characters.Length; i++)
         {
             if (_characters[i].Length == 0 || Rune.DecodeFromUtf16(_characters[i], out _, out int used) != OperationStatus.Done || used != _characters[i].Length)
             {
                 throw new ArgumentException($"Character vocabulary entry {i} ('{_characters[i]}') is not exactly one Unicode character.");
             }
-            if (!_ids.TryAdd(_characters[i], ByteTokens + i))
+            if (!_idOfRune.TryAdd(Rune.GetRuneAt(_characters[i], 0).Value, ByteTokens + i))
             {
                 throw new ArgumentException($"Character '{_characters[i]}' appears twice in the vocabulary.");
             }
-            _idOfRune[Rune.GetRuneAt(_characters[i], 0).Value] = ByteTokens + i;
         }
     }
 
@@ -72,6 +69,34 @@ internal sealed class CharacterTokenizer : Tokenizer
     {
         ReadOnlySpan<char> span = text is null ? textSpan : text.AsSpan();
         var ids = new List<int>(span.Length);
+        int consumed = Encode(span, settings, ids, ranges: null);
+        return new EncodeResults<int> { Tokens = ids, CharsConsumed = consumed, NormalizedText = null };
+    }
+
+    /// <summary>The same ids as <see cref="EncodeToIds"/>, each with its text (the character, or "&lt;0xNN&gt;" for a fallback byte) and its range.</summary>
+    protected override EncodeResults<EncodedToken> EncodeToTokens(string? text, ReadOnlySpan<char> textSpan, EncodeSettings settings)
+    {
+        ReadOnlySpan<char> span = text is null ? textSpan : text.AsSpan();
+        var ids = new List<int>(span.Length);
+        var ranges = new List<Range>(span.Length);
+        int consumed = Encode(span, settings, ids, ranges);
+        var tokens = new List<EncodedToken>(ids.Count);
+        for (int i = 0; i < ids.Count; i++)
+        {
+            int id = ids[i];
+            string value = id >= ByteTokens ? _characters[id - ByteTokens] : $"<0x{id:X2}>";
+            tokens.Add(new EncodedToken(id, value, ranges[i]));
+        }
+        return new EncodeResults<EncodedToken> { Tokens = tokens, CharsConsumed = consumed, NormalizedText = null };
+    }
+
+    /// <summary>
+    /// One id per character of the vocabulary, else one per UTF-8 byte (a lone surrogate: the bytes of U+FFFD), up to the
+    /// settings' token limit without splitting a character's bytes; <paramref name="ranges"/> (when given) gets each id's
+    /// characters. Returns the characters consumed.
+    /// </summary>
+    private int Encode(ReadOnlySpan<char> span, EncodeSettings settings, List<int> ids, List<Range>? ranges)
+    {
         int max = settings.MaxTokenCount > 0 ? settings.MaxTokenCount : int.MaxValue;
         int position = 0;
         Span<byte> utf8 = stackalloc byte[4];
@@ -87,9 +112,10 @@ internal sealed class CharacterTokenizer : Tokenizer
             }
             else if (Rune.DecodeFromUtf16(span[position..], out rune, out used) != OperationStatus.Done)
             {
-                rune = Rune.ReplacementChar; // a lone surrogate cannot be represented in UTF-8 either: its bytes, as EncodeToTokens
+                rune = Rune.ReplacementChar; // a lone surrogate cannot be represented in UTF-8 either: the bytes of U+FFFD
                 valid = false;
             }
+            var range = new Range(position, position + used);
             if (valid && _idOfRune.TryGetValue(rune.Value, out int id))
             {
                 if (ids.Count + 1 > max)
@@ -97,6 +123,7 @@ internal sealed class CharacterTokenizer : Tokenizer
                     break;
                 }
                 ids.Add(id);
+                ranges?.Add(range);
             }
             else
             {
@@ -108,50 +135,12 @@ internal sealed class CharacterTokenizer : Tokenizer
                 for (int b = 0; b < bytes; b++)
                 {
                     ids.Add(utf8[b]);
+                    ranges?.Add(range);
                 }
             }
             position += used;
         }
-        return new EncodeResults<int> { Tokens = ids, CharsConsumed = position, NormalizedText = null };
-    }
-
-    protected override EncodeResults<EncodedToken> EncodeToTokens(string? text, ReadOnlySpan<char> textSpan, EncodeSettings settings)
-    {
-        ReadOnlySpan<char> span = text is null ? textSpan : text.AsSpan();
-        var tokens = new List<EncodedToken>(span.Length);
-        int max = settings.MaxTokenCount > 0 ? settings.MaxTokenCount : int.MaxValue;
-        int position = 0;
-        Span<byte> utf8 = stackalloc byte[4];
-        while (position < span.Length)
-        {
-            if (Rune.DecodeFromUtf16(span[position..], out Rune rune, out int used) != OperationStatus.Done)
-            {
-                rune = Rune.ReplacementChar; // a lone surrogate cannot be represented in UTF-8 either
-            }
-            string character = span.Slice(position, used).ToString();
-            if (_ids.TryGetValue(character, out int id))
-            {
-                if (tokens.Count + 1 > max)
-                {
-                    break;
-                }
-                tokens.Add(new EncodedToken(id, character, new Range(position, position + used)));
-            }
-            else
-            {
-                int bytes = rune.EncodeToUtf8(utf8);
-                if (tokens.Count + bytes > max)
-                {
-                    break;
-                }
-                for (int b = 0; b < bytes; b++)
-                {
-                    tokens.Add(new EncodedToken(utf8[b], $"<0x{utf8[b]:X2}>", new Range(position, position + used)));
-                }
-            }
-            position += used;
-        }
-        return new EncodeResults<EncodedToken> { Tokens = tokens, CharsConsumed = position, NormalizedText = null };
+        return position;
     }
 
     public override OperationStatus Decode(IEnumerable<int> ids, Span<char> destination, out int idsConsumed, out int charsWritten)

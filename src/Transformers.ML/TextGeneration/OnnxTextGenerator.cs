@@ -109,6 +109,8 @@ public sealed class OnnxTextGenerator : IDisposable
     {
         private static readonly RunOptions StepOptions = new();
         private OrtValue[]? _buffers; // per layer: keys, values, each (rows, heads, context, head size)
+        private OrtIoBinding? _binding; // the buffers bound once as past and present; each step rebinds its ids and mask
+        private long[] _ones = Array.Empty<long>(); // rows x context ones: the attention mask is a prefix of it
         private int _rows;
 
         public int ContextLength => owner.ContextLength;
@@ -119,24 +121,15 @@ public sealed class OnnxTextGenerator : IDisposable
 
         public float[][] Step(IReadOnlyList<IReadOnlyList<int>> ids)
         {
-            int rows = ids.Count, length = ids[0].Count, total = CachedLength + length;
+            int rows = ids.Count, length = ids[0].Count;
+            if (_binding is null || rows != _rows)
+            {
+                Allocate(rows);
+            }
+            int total = CachedLength + length;
             if (total > ContextLength)
             {
                 throw new InvalidOperationException($"A step of {length} tokens after {CachedLength} cached ones exceeds the context of {ContextLength}.");
-            }
-            if (_buffers is null || rows != _rows)
-            {
-                FreeBuffers();
-                TransformerConfig config = owner._config;
-                _buffers = new OrtValue[2 * config.NumLayers];
-                for (int i = 0; i < _buffers.Length; i++)
-                {
-                    _buffers[i] = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float,
-                        new long[] { rows, config.NumHeads, ContextLength, i % 2 == 0 ? config.HeadKeyDimension : config.HeadValueDimension });
-                }
-                _rows = rows;
-                CachedLength = 0;
-                total = length;
             }
             var flat = new long[rows * length];
             for (int r = 0; r < rows; r++)
@@ -146,23 +139,13 @@ public sealed class OnnxTextGenerator : IDisposable
                     flat[r * length + t] = ids[r][t];
                 }
             }
-            var ones = new long[rows * total];
-            Array.Fill(ones, 1L);
             using OrtValue input = OrtValue.CreateTensorValueFromMemory(flat, new long[] { rows, length });
-            using OrtValue mask = OrtValue.CreateTensorValueFromMemory(ones, new long[] { rows, total });
-            using OrtIoBinding binding = owner._session.CreateIoBinding();
-            binding.BindInput(GptOnnxExport.InputIds, input);
-            binding.BindInput(GptOnnxExport.AttentionMask, mask);
-            for (int l = 0; l < _buffers.Length / 2; l++)
-            {
-                binding.BindInput(OnnxKeyValueCache.PastKey(l), _buffers[2 * l]);
-                binding.BindInput(OnnxKeyValueCache.PastValue(l), _buffers[2 * l + 1]);
-                binding.BindOutput(OnnxKeyValueCache.PresentKey(l), _buffers[2 * l]);
-                binding.BindOutput(OnnxKeyValueCache.PresentValue(l), _buffers[2 * l + 1]);
-            }
-            binding.BindOutputToDevice(GptOnnxExport.Logits, OrtMemoryInfo.DefaultInstance);
-            owner._session.RunWithBinding(StepOptions, binding);
-            using IDisposableReadOnlyCollection<OrtValue> outputs = binding.GetOutputValues();
+            using OrtValue mask = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, new Memory<long>(_ones, 0, rows * total), new long[] { rows, total });
+            _binding!.BindInput(GptOnnxExport.InputIds, input);
+            _binding.BindInput(GptOnnxExport.AttentionMask, mask);
+            _binding.BindOutputToDevice(GptOnnxExport.Logits, OrtMemoryInfo.DefaultInstance);
+            owner._session.RunWithBinding(StepOptions, _binding);
+            using IDisposableReadOnlyCollection<OrtValue> outputs = _binding.GetOutputValues();
             float[][] scores = OnnxKeyValueCache.LastPosition(outputs[outputs.Count - 1]); // bound last: the logits
             CachedLength = total;
             return scores;
@@ -170,10 +153,33 @@ public sealed class OnnxTextGenerator : IDisposable
 
         public void ResetCache() => CachedLength = 0;
 
-        public void Dispose() => FreeBuffers();
+        public void Dispose() => Free();
 
-        private void FreeBuffers()
+        /// <summary>Buffers for <paramref name="rows"/> sequences of the whole context, bound as past and present.</summary>
+        private void Allocate(int rows)
         {
+            Free();
+            TransformerConfig config = owner._config;
+            _buffers = new OrtValue[2 * config.NumLayers];
+            _binding = owner._session.CreateIoBinding();
+            for (int i = 0; i < _buffers.Length; i++)
+            {
+                _buffers[i] = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float,
+                    new long[] { rows, config.NumHeads, ContextLength, i % 2 == 0 ? config.HeadKeyDimension : config.HeadValueDimension });
+                int layer = i / 2;
+                _binding.BindInput(i % 2 == 0 ? OnnxKeyValueCache.PastKey(layer) : OnnxKeyValueCache.PastValue(layer), _buffers[i]);
+                _binding.BindOutput(i % 2 == 0 ? OnnxKeyValueCache.PresentKey(layer) : OnnxKeyValueCache.PresentValue(layer), _buffers[i]);
+            }
+            _ones = new long[rows * ContextLength];
+            Array.Fill(_ones, 1L);
+            _rows = rows;
+            CachedLength = 0;
+        }
+
+        private void Free()
+        {
+            _binding?.Dispose();
+            _binding = null;
             foreach (OrtValue buffer in _buffers ?? Array.Empty<OrtValue>())
             {
                 buffer.Dispose();

@@ -15,7 +15,7 @@ namespace Transformers.ML.ImageClassification;
 /// | column | type | |
 /// |---|---|---|
 /// | label (<see cref="ImageClassificationOptions.LabelColumnName"/>) | Key (multiclass) or Boolean (binary) | training only |
-/// | image (<see cref="ImageClassificationOptions.ImageColumnName"/>) | image (LoadImages), Text path, or known-size vector of Single | |
+/// | image (<see cref="ImageModelOptions.ImageColumnName"/>) | image (LoadImages), Text path, or known-size vector of Single | |
 /// Rows with a missing label (key 0) are skipped and counted in the log.
 /// </remarks>
 public sealed class ImageClassificationEstimator : IEstimator<ImageClassificationTransformer>
@@ -36,7 +36,7 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
     /// <inheritdoc />
     public SchemaShape GetOutputSchema(SchemaShape inputSchema) => OutputShapes.Classifier(_context, inputSchema, _options);
 
-    /// <summary>Trains on <paramref name="train"/>; validation on a stratified <see cref="ImageClassificationOptions.ValidationFraction"/> of it.</summary>
+    /// <summary>Trains on <paramref name="train"/>; validation on a stratified <see cref="ImageModelOptions.ValidationFraction"/> of it.</summary>
     public ImageClassificationTransformer Fit(IDataView train) => Fit(train, null);
 
     /// <summary>Trains on <paramref name="train"/>; validation loss and accuracy (and early stopping, when set) on <paramref name="validation"/>.</summary>

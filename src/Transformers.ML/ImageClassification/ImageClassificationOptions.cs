@@ -1,5 +1,3 @@
-using System.Text.Json.Serialization;
-
 namespace Transformers.ML.ImageClassification;
 
 /// <summary>ViT sizes: a small one for CPUs and the three of the ViT/DeiT papers.</summary>
@@ -145,22 +143,13 @@ public sealed class ImageAugmentation
 }
 
 /// <summary>Options of the ViT image classifier: columns, model, augmentation, class balance, validation and training.</summary>
-public sealed class ImageClassificationOptions : TrainingOptions
+public sealed class ImageClassificationOptions : ImageModelOptions
 {
     /// <summary>Creates the options with the ViT recipe: AdamW (0.9, 0.999, weight decay 0.05), warmup + cosine decay, clipping at 1.</summary>
     public ImageClassificationOptions()
     {
-        LearningRate = 1e-3;
-        Schedule = LearningRateScheduleKind.WarmupCosine;
-        WarmupSteps = 100;
-        MinLearningRateRatio = 0.01;
-        WeightDecay = 0.05;
-        Beta1 = 0.9;
         Beta2 = 0.999;
-        AdamEpsilon = 1e-8;
-        GradientClipNorm = 1.0;
         Epochs = 10;
-        LogEverySteps = 20;
     }
 
     /// <summary>
@@ -168,23 +157,6 @@ public sealed class ImageClassificationOptions : TrainingOptions
     /// Boolean (binary, e.g. abnormal = true; output Score, Probability, PredictedLabel Boolean). Default "Label".
     /// </summary>
     public string LabelColumnName { get; set; } = "Label";
-
-    /// <summary>
-    /// Image column: an image (ML.NET's MLImage, from <c>LoadImages</c>; grayscale or colour, any size), a path (Text,
-    /// read from <see cref="ImageFolder"/>), or a vector of floats (pixels, e.g. from <c>ExtractPixels</c>, channel-major).
-    /// Every image is resized to the model's image size (area averaging to shrink, bilinear to enlarge; the aspect ratio is not kept), so sizes need not divide by the patch size.
-    /// Default "Image".
-    /// </summary>
-    public string ImageColumnName { get; set; } = "Image";
-
-    /// <summary>Folder that relative paths of a Text image column are read from; null: the working directory.</summary>
-    public string? ImageFolder { get; set; }
-
-    /// <summary>Height of the images in a float-vector image column; null: square (side = sqrt(length / channels)).</summary>
-    public int? VectorImageHeight { get; set; }
-
-    /// <summary>Width of the images in a float-vector image column; null: length / (channels x height).</summary>
-    public int? VectorImageWidth { get; set; }
 
     /// <summary>Output column of the class scores: a vector of probabilities (multiclass) or the logit (binary). Default "Score".</summary>
     public string ScoreColumnName { get; set; } = "Score";
@@ -195,47 +167,17 @@ public sealed class ImageClassificationOptions : TrainingOptions
     /// <summary>Output column of the probability of the positive class (binary only). Default "Probability".</summary>
     public string ProbabilityColumnName { get; set; } = "Probability";
 
-    /// <summary>Output column of the image embedding (the [CLS] features after the final LayerNorm), for any ML.NET trainer to follow. Default "Embedding".</summary>
-    public string EmbeddingColumnName { get; set; } = "Embedding";
-
     /// <summary>
     /// Also output the attention of the [CLS] token (column "ClsAttention": layers x heads x (patches + 1), row-major) and the
     /// attention rollout over the patch grid (column "AttentionRollout": grid x grid). Slower (no fused attention). Default false.
     /// </summary>
     public bool OutputAttention { get; set; }
 
-    /// <summary>Model size. Default <see cref="VitPreset.Small"/>; <see cref="Model"/> overrides it.</summary>
-    public VitPreset Preset { get; set; } = VitPreset.Small;
-
-    /// <summary>Every architecture knob (image size, patch size, channels, width, depth, heads, MLP ratio, dropout); null uses <see cref="Preset"/>.</summary>
-    public VitConfig? Model { get; set; }
-
-    /// <summary>What happens to each image before and after it is resized to the model's input (saved with the model). Default: nothing.</summary>
-    public ImagePreprocessing Preprocessing { get; set; } = new();
-
-    /// <summary>Training augmentation; <see cref="ImageAugmentation.None"/> (or null) for none. Default: the OCT-friendly defaults of <see cref="ImageAugmentation"/>.</summary>
-    public ImageAugmentation? Augmentation { get; set; } = new();
-
     /// <summary>How an imbalanced training set is evened out. Default <see cref="ClassBalance.None"/>.</summary>
     public ClassBalance ClassBalance { get; set; } = ClassBalance.None;
 
     /// <summary>Label smoothing of the cross-entropy. Range [0, 1); default 0.1.</summary>
     public double LabelSmoothing { get; set; } = 0.1;
-
-    /// <summary>Images per optimizer step (before gradient accumulation). Range 1..65536; default 64.</summary>
-    public int BatchSize { get; set; } = 64;
-
-    /// <summary>
-    /// When Fit gets no validation set: the fraction of the training images held out (stratified by class, seeded) for validation
-    /// loss, accuracy and early stopping. 0 turns validation off. Range [0, 0.5]; default 0.1.
-    /// </summary>
-    public double ValidationFraction { get; set; } = 0.1;
-
-    /// <summary>Skip images that cannot be read (missing or corrupt files), counting them in the log, instead of failing (default false).</summary>
-    public bool SkipUnreadableImages { get; set; }
-
-    /// <summary>Rows classified together by Transform. Range 1..65536; default 64.</summary>
-    public int TransformBatchSize { get; set; } = 64;
 
     /// <summary>
     /// At Transform (and validation), average the class probabilities of each image and of its left-right mirror (test-time
@@ -259,57 +201,22 @@ public sealed class ImageClassificationOptions : TrainingOptions
         MaxTrainingTime = trainingTime,
     };
 
-    /// <summary>The architecture in use: <see cref="Model"/>, else the preset's.</summary>
-    [JsonIgnore]
-    public VitConfig EffectiveModel => (Model ?? FromPreset(Preset)).Clone();
-
     /// <summary>A copy for a trained model (no progress receiver).</summary>
-    internal ImageClassificationOptions Clone()
-    {
-        ImageClassificationOptions copy = CloneKeepingProgress();
-        copy.Progress = null;
-        return copy;
-    }
+    internal ImageClassificationOptions Clone() => Copy<ImageClassificationOptions>(keepProgress: false);
 
     /// <summary>A copy for an estimator: later changes to these options do not reach it.</summary>
-    internal ImageClassificationOptions CloneKeepingProgress()
-    {
-        var copy = (ImageClassificationOptions)MemberwiseClone();
-        copy.Model = Model?.Clone();
-        copy.Preprocessing = Preprocessing.Clone();
-        return copy;
-    }
-
-    internal static VitConfig FromPreset(VitPreset preset) => preset switch
-    {
-        VitPreset.Small => new VitConfig { ImageSize = 64, PatchSize = 8, Channels = 1, Width = 128, Depth = 4, Heads = 4, MlpRatio = 2, Dropout = 0.1 },
-        VitPreset.Tiny16 => VitConfig.Tiny16(),
-        VitPreset.Small16 => VitConfig.Small16(),
-        VitPreset.Base16 => VitConfig.Base16(),
-        _ => throw new ArgumentOutOfRangeException(nameof(preset), preset, $"Unknown ViT preset; expected one of {string.Join(", ", Enum.GetNames<VitPreset>())}."),
-    };
+    internal ImageClassificationOptions CloneKeepingProgress() => Copy<ImageClassificationOptions>(keepProgress: true);
 
     /// <inheritdoc />
     public override void Validate()
     {
         base.Validate();
-        foreach ((string name, string? value) in new[] { (nameof(LabelColumnName), LabelColumnName), (nameof(ImageColumnName), ImageColumnName),
-            (nameof(ScoreColumnName), ScoreColumnName), (nameof(PredictedLabelColumnName), PredictedLabelColumnName),
-            (nameof(ProbabilityColumnName), ProbabilityColumnName), (nameof(EmbeddingColumnName), EmbeddingColumnName) })
+        foreach ((string name, string? value) in new[] { (nameof(LabelColumnName), LabelColumnName), (nameof(ScoreColumnName), ScoreColumnName),
+            (nameof(PredictedLabelColumnName), PredictedLabelColumnName), (nameof(ProbabilityColumnName), ProbabilityColumnName) })
         {
             Check(!string.IsNullOrWhiteSpace(value), name, value, "a column name");
         }
-        Check(Enum.IsDefined(Preset), nameof(Preset), Preset, string.Join(", ", Enum.GetNames<VitPreset>()));
         Check(Enum.IsDefined(ClassBalance), nameof(ClassBalance), ClassBalance, string.Join(", ", Enum.GetNames<ClassBalance>()));
         Check(LabelSmoothing is >= 0 and < 1, nameof(LabelSmoothing), LabelSmoothing, "[0, 1)");
-        Check(BatchSize is >= 1 and <= 65536, nameof(BatchSize), BatchSize, "[1, 65536]");
-        Check(TransformBatchSize is >= 1 and <= 65536, nameof(TransformBatchSize), TransformBatchSize, "[1, 65536]");
-        Check(ValidationFraction is >= 0 and <= 0.5, nameof(ValidationFraction), ValidationFraction, "[0, 0.5]");
-        Check(VectorImageHeight is null or >= 1, nameof(VectorImageHeight), VectorImageHeight, ">= 1 or null");
-        Check(VectorImageWidth is null or >= 1, nameof(VectorImageWidth), VectorImageWidth, ">= 1 or null");
-        Check(Preprocessing is not null, nameof(Preprocessing), Preprocessing, "preprocessing options (new ImagePreprocessing() changes nothing)");
-        Preprocessing!.Validate();
-        Augmentation?.Validate();
-        EffectiveModel.Validate();
     }
 }

@@ -18,7 +18,7 @@ namespace Transformers.ML.ImageClassification;
 /// <remarks>
 /// | column | type | |
 /// |---|---|---|
-/// | image (<see cref="ImageColumnName"/>) | image, Text path or vector of Single | input |
+/// | image (<see cref="ImageModelTransformer.ImageColumnName"/>) | image, Text path or vector of Single | input |
 /// | Score | vector of Single (multiclass: class probabilities, slot names = classes) or Single (binary: logit) | output |
 /// | Probability | Single | binary only: probability of true |
 /// | PredictedLabel | key (multiclass, key values = classes) or Boolean (binary) | output |
@@ -27,25 +27,21 @@ namespace Transformers.ML.ImageClassification;
 /// Rows whose image cannot be read fail with a message naming the row and file, or, with SkipUnreadableImages, get NaN scores
 /// and a missing PredictedLabel (key 0; false when binary).
 /// </remarks>
-public sealed class ImageClassificationTransformer : ITransformer, IDisposable
+public sealed class ImageClassificationTransformer : ImageModelTransformer
 {
     internal const string Capability = "image-classification";
-    private readonly Action<string>? _log;
 
     internal ImageClassificationTransformer(VitClassifier classifier, ImageClassificationOptions options, Action<string>? log)
+        : base(options, log, "LoadImageClassification", ", or export to ONNX for an ML.NET pipeline that Model.Save can hold")
     {
         Classifier = classifier;
         Options = options;
-        _log = log;
     }
 
     internal VitClassifier Classifier { get; }
 
     /// <summary>The options the model was trained with (columns, input handling); changes apply to later Transform calls.</summary>
     internal ImageClassificationOptions Options { get; }
-
-    /// <summary>The column that Transform reads.</summary>
-    public string ImageColumnName => Options.ImageColumnName;
 
     /// <summary>The label column the model was trained on (checked, when present at Transform, for classes unseen in training).</summary>
     public string LabelColumnName => Options.LabelColumnName;
@@ -55,9 +51,6 @@ public sealed class ImageClassificationTransformer : ITransformer, IDisposable
 
     /// <summary>True when trained on a Boolean label (Score, Probability, PredictedLabel as ML.NET's binary classifiers).</summary>
     public bool IsBinary => Classifier.Binary;
-
-    /// <summary>The architecture.</summary>
-    public VitConfig Config => Classifier.Model.Config.Clone();
 
     /// <summary>Parameters of the model.</summary>
     public long ParameterCount => Classifier.Model.parameters().Sum(p => p.numel());
@@ -72,28 +65,9 @@ public sealed class ImageClassificationTransformer : ITransformer, IDisposable
         set => Options.TestTimeFlip = Classifier.TestTimeFlip = value;
     }
 
-    /// <summary>Per-epoch reports of training (loss, validation loss, validation accuracy), when trained in this process.</summary>
-    public IReadOnlyList<TrainingProgress> EpochReports { get; internal set; } = Array.Empty<TrainingProgress>();
+    private protected override VitConfig Encoder => Classifier.Model.Config;
 
-    /// <summary>Every progress report of training (steps and epochs), when trained in this process: e.g. for <see cref="Charts.SaveTrainingCurves"/>.</summary>
-    public IReadOnlyList<TrainingProgress> TrainingReports { get; internal set; } = Array.Empty<TrainingProgress>();
-
-    /// <inheritdoc />
-    public bool IsRowToRowMapper => true;
-
-    /// <inheritdoc />
-    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => Mapper(inputSchema).OutputSchema;
-
-    /// <inheritdoc />
-    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => Mapper(inputSchema).RowMapper();
-
-    /// <inheritdoc />
-    public IDataView Transform(IDataView input) => Mapper(input.Schema).Map(input);
-
-    /// <summary>ML.NET's model format cannot hold components from outside ML.NET: use Save(path) and LoadImageClassification.</summary>
-    void ICanSaveModel.Save(ModelSaveContext ctx) => throw new NotSupportedException(
-        $"An {nameof(ImageClassificationTransformer)} cannot be written by mlContext.Model.Save (ML.NET keeps the writers of its model format internal). " +
-        "Use model.Save(path) and mlContext.Transformers().LoadImageClassification(path), or export to ONNX for an ML.NET pipeline that Model.Save can hold.");
+    private protected override string MissingOutputs => "NaN scores and a missing PredictedLabel";
 
     /// <summary>
     /// The attention of the [CLS] token for one image: per layer and head, and the rollout over the patch grid (sums to 1),
@@ -259,10 +233,10 @@ public sealed class ImageClassificationTransformer : ITransformer, IDisposable
     }
 
     /// <summary>Frees the model's tensors.</summary>
-    public void Dispose() => Classifier.Dispose();
+    public override void Dispose() => Classifier.Dispose();
 
     /// <summary>The columns Transform adds, with the annotations ML.NET's evaluators and MapKeyToValue read.</summary>
-    internal IReadOnlyList<OutputColumn> OutputColumns()
+    private protected override IReadOnlyList<OutputColumn> OutputColumns()
     {
         int k = ClassNames.Count;
         VitConfig config = Classifier.Model.Config;
@@ -321,18 +295,8 @@ public sealed class ImageClassificationTransformer : ITransformer, IDisposable
         return builder.ToAnnotations();
     }
 
-    private BatchMapper<ImageValue> Mapper(DataViewSchema inputSchema)
-    {
-        CheckLabelClasses(inputSchema);
-        var input = new ImageInput(inputSchema, Options.ImageColumnName, Classifier.Model.Config, Options.ImageFolder, Options.VectorImageHeight, Options.VectorImageWidth,
-            Options.Preprocessing);
-        IReadOnlyList<OutputColumn> outputs = OutputColumns();
-        return new BatchMapper<ImageValue>(inputSchema, Options.ImageColumnName, outputs, values => MapBatch(values, outputs.Count),
-            Options.TransformBatchSize, row => ImageValue.Reader(input, row, Options.SkipUnreadableImages));
-    }
-
     /// <summary>When the data carries the training label as a key, its classes must be the model's, in the same order.</summary>
-    private void CheckLabelClasses(DataViewSchema schema)
+    private protected override void CheckInput(DataViewSchema schema)
     {
         DataViewSchema.Column? label = schema.GetColumnOrNull(Options.LabelColumnName);
         if (IsBinary || label is not { Type: KeyDataViewType } column || !column.HasKeyValues())
@@ -350,38 +314,14 @@ public sealed class ImageClassificationTransformer : ITransformer, IDisposable
         }
     }
 
-    private object[][] MapBatch(IReadOnlyList<ImageValue> values, int columnCount)
+    private protected override object[][] Predict(Tensor images)
     {
-        var rows = new object[values.Count][];
-        var readable = Enumerable.Range(0, values.Count).Where(i => values[i].Pixels is not null).ToList();
-        VitPredictions? predictions = null;
-        if (readable.Count > 0)
+        VitPredictions predictions = Classifier.Predict(images, Options.OutputAttention);
+        var rows = new object[predictions.Probabilities.Length][];
+        for (int j = 0; j < rows.Length; j++)
         {
-            using var scope = NewDisposeScope();
-            Tensor batch = stack(readable.Select(i => values[i].Pixels!).ToArray());
-            predictions = Classifier.Predict(batch, Options.OutputAttention);
-        }
-        foreach (ImageValue value in values)
-        {
-            value.Pixels?.Dispose();
-        }
-        int unreadable = values.Count - readable.Count;
-        if (unreadable > 0)
-        {
-            _log?.Invoke($"{unreadable} image(s) could not be read: NaN scores and a missing PredictedLabel ({values.First(v => v.Error is not null).Error!.Message}).");
-        }
-        int next = 0;
-        VitConfig config = Classifier.Model.Config;
-        for (int i = 0; i < values.Count; i++)
-        {
-            if (values[i].Pixels is null)
-            {
-                rows[i] = MissingRow(config, columnCount);
-                continue;
-            }
-            int j = next++;
-            float[] p = predictions!.Probabilities[j];
-            var row = new List<object>(columnCount);
+            float[] p = predictions.Probabilities[j];
+            var row = new List<object>();
             if (IsBinary)
             {
                 // Score is the logit of "true" (log p1 - log p0), as ML.NET's binary trainers; Probability = sigmoid(Score).
@@ -400,15 +340,16 @@ public sealed class ImageClassificationTransformer : ITransformer, IDisposable
                 row.Add(new VBuffer<float>(predictions.ClsAttention![j].Length, predictions.ClsAttention[j]));
                 row.Add(new VBuffer<float>(predictions.Rollout![j].Length, predictions.Rollout[j]));
             }
-            rows[i] = row.ToArray();
+            rows[j] = row.ToArray();
         }
         return rows;
     }
 
-    private object[] MissingRow(VitConfig config, int columnCount)
+    private protected override object[] MissingRow()
     {
         static VBuffer<float> NaNs(int n) => new(n, Enumerable.Repeat(float.NaN, n).ToArray());
-        var row = new List<object>(columnCount);
+        VitConfig config = Classifier.Model.Config;
+        var row = new List<object>();
         if (IsBinary)
         {
             row.AddRange(new object[] { float.NaN, float.NaN, false });

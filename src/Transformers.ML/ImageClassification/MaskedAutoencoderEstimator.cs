@@ -15,7 +15,7 @@ namespace Transformers.ML.ImageClassification;
 /// <remarks>
 /// | column | type | |
 /// |---|---|---|
-/// | image (<see cref="MaskedAutoencoderOptions.ImageColumnName"/>) | image (LoadImages), Text path, or known-size vector of Single | no label needed |
+/// | image (<see cref="ImageModelOptions.ImageColumnName"/>) | image (LoadImages), Text path, or known-size vector of Single | no label needed |
 /// </remarks>
 public sealed class MaskedAutoencoderEstimator : IEstimator<MaskedAutoencoderTransformer>
 {
@@ -33,7 +33,7 @@ public sealed class MaskedAutoencoderEstimator : IEstimator<MaskedAutoencoderTra
     public SchemaShape GetOutputSchema(SchemaShape inputSchema) =>
         OutputShapes.WithEmbedding(_context, inputSchema, _options.ImageColumnName, _options.EmbeddingColumnName);
 
-    /// <summary>Pretrains on the images of <paramref name="train"/>; a seeded <see cref="MaskedAutoencoderOptions.ValidationFraction"/> of them is held out.</summary>
+    /// <summary>Pretrains on the images of <paramref name="train"/>; a seeded <see cref="ImageModelOptions.ValidationFraction"/> of them is held out.</summary>
     public MaskedAutoencoderTransformer Fit(IDataView train) => Fit(train, null);
 
     /// <summary>Pretrains on the images of <paramref name="train"/>, with the validation reconstruction loss on <paramref name="validation"/>.</summary>

@@ -18,24 +18,23 @@ namespace Transformers.ML.ImageClassification;
 /// <remarks>
 /// | column | type | |
 /// |---|---|---|
-/// | image (<see cref="ImageColumnName"/>) | image, Text path or vector of Single | input |
-/// | embedding (<see cref="EmbeddingColumnName"/>) | vector of Single (the encoder's width) | output; NaN for an unreadable image with SkipUnreadableImages |
+/// | image (<see cref="ImageModelTransformer.ImageColumnName"/>) | image, Text path or vector of Single | input |
+/// | embedding (<see cref="ImageModelTransformer.EmbeddingColumnName"/>) | vector of Single (the encoder's width) | output; NaN for an unreadable image with SkipUnreadableImages |
 /// </remarks>
-public sealed class MaskedAutoencoderTransformer : ITransformer, IDisposable
+public sealed class MaskedAutoencoderTransformer : ImageModelTransformer
 {
     internal const string Capability = "masked-autoencoder";
-    private readonly Action<string>? _log;
     private readonly Tensor _mean;
     private readonly Tensor _std;
 
     internal MaskedAutoencoderTransformer(MaskedAutoencoder model, Device device, float[] mean, float[] std, MaskedAutoencoderOptions options, Action<string>? log)
+        : base(options, log, "LoadMaskedAutoencoder", "")
     {
         Model = model;
         Device = device;
         Mean = mean;
         Std = std;
         Options = options;
-        _log = log;
         _mean = tensor(mean, device: device).view(1, -1, 1, 1);
         _std = tensor(std, device: device).view(1, -1, 1, 1);
     }
@@ -50,40 +49,12 @@ public sealed class MaskedAutoencoderTransformer : ITransformer, IDisposable
 
     internal MaskedAutoencoderOptions Options { get; }
 
-    /// <summary>The column that Transform reads.</summary>
-    public string ImageColumnName => Options.ImageColumnName;
-
-    /// <summary>The column that Transform adds.</summary>
-    public string EmbeddingColumnName => Options.EmbeddingColumnName;
-
-    /// <summary>The encoder's architecture (what a classifier fine-tuned from it keeps).</summary>
-    public VitConfig Config => Model.Config.Clone();
-
     /// <summary>Parameters of the encoder (the decoder is only for pretraining).</summary>
     public long ParameterCount => Model.Encoder.parameters().Sum(p => p.numel());
 
-    /// <summary>Per-epoch reports of pretraining (loss, validation reconstruction loss), when trained in this process.</summary>
-    public IReadOnlyList<TrainingProgress> EpochReports { get; internal set; } = Array.Empty<TrainingProgress>();
+    private protected override VitConfig Encoder => Model.Config;
 
-    /// <summary>Every progress report of training (steps and epochs), when trained in this process: e.g. for <see cref="Charts.SaveTrainingCurves"/>.</summary>
-    public IReadOnlyList<TrainingProgress> TrainingReports { get; internal set; } = Array.Empty<TrainingProgress>();
-
-    /// <inheritdoc />
-    public bool IsRowToRowMapper => true;
-
-    /// <inheritdoc />
-    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema) => Mapper(inputSchema).OutputSchema;
-
-    /// <inheritdoc />
-    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => Mapper(inputSchema).RowMapper();
-
-    /// <inheritdoc />
-    public IDataView Transform(IDataView input) => Mapper(input.Schema).Map(input);
-
-    /// <summary>ML.NET's model format cannot hold components from outside ML.NET.</summary>
-    void ICanSaveModel.Save(ModelSaveContext ctx) => throw new NotSupportedException(
-        $"A {nameof(MaskedAutoencoderTransformer)} cannot be written by mlContext.Model.Save (ML.NET keeps the writers of its model format internal). " +
-        "Use model.Save(path) and mlContext.Transformers().LoadMaskedAutoencoder(path).");
+    private protected override string MissingOutputs => "NaN embeddings";
 
     /// <summary>Writes the model (encoder, decoder, normalisation, preprocessing, columns) to one safetensors file, atomically.</summary>
     public void Save(string path)
@@ -164,52 +135,25 @@ public sealed class MaskedAutoencoderTransformer : ITransformer, IDisposable
     }
 
     /// <summary>Frees the model's tensors.</summary>
-    public void Dispose()
+    public override void Dispose()
     {
         _mean.Dispose();
         _std.Dispose();
         Model.Dispose();
     }
 
-    private BatchMapper<ImageValue> Mapper(DataViewSchema inputSchema)
+    private protected override IReadOnlyList<OutputColumn> OutputColumns() =>
+        new[] { new OutputColumn(Options.EmbeddingColumnName, new VectorDataViewType(NumberDataViewType.Single, Model.Config.Width)) };
+
+    private protected override object[][] Predict(Tensor images)
     {
-        var input = new ImageInput(inputSchema, Options.ImageColumnName, Model.Config, Options.ImageFolder, Options.VectorImageHeight, Options.VectorImageWidth,
-            Options.Preprocessing);
+        using var noGrad = no_grad();
+        Model.eval();
         int width = Model.Config.Width;
-        var outputs = new[] { new OutputColumn(Options.EmbeddingColumnName, new VectorDataViewType(NumberDataViewType.Single, width)) };
-        return new BatchMapper<ImageValue>(inputSchema, Options.ImageColumnName, outputs, values => MapBatch(values, width),
-            Options.TransformBatchSize, row => ImageValue.Reader(input, row, Options.SkipUnreadableImages));
+        float[] flat = Model.Embed(images.to(Device).sub(_mean).div(_std)).cpu().contiguous().data<float>().ToArray(); // (B, D)
+        return Enumerable.Range(0, (int)images.shape[0]).Select(r => new object[] { new VBuffer<float>(width, flat.AsSpan(r * width, width).ToArray()) }).ToArray();
     }
 
-    private object[][] MapBatch(IReadOnlyList<ImageValue> values, int width)
-    {
-        var readable = Enumerable.Range(0, values.Count).Where(i => values[i].Pixels is not null).ToList();
-        float[][] embeddings = Array.Empty<float[]>();
-        if (readable.Count > 0)
-        {
-            using var noGrad = no_grad();
-            using var scope = NewDisposeScope();
-            Model.eval();
-            Tensor batch = stack(readable.Select(i => values[i].Pixels!).ToArray()).to(Device);
-            Tensor embedded = Model.Embed(batch.sub(_mean).div(_std)).cpu().contiguous(); // (B, D)
-            float[] flat = embedded.data<float>().ToArray();
-            embeddings = Enumerable.Range(0, readable.Count).Select(r => flat.AsSpan(r * width, width).ToArray()).ToArray();
-        }
-        foreach (ImageValue value in values)
-        {
-            value.Pixels?.Dispose();
-        }
-        if (readable.Count < values.Count)
-        {
-            _log?.Invoke($"{values.Count - readable.Count} image(s) could not be read: NaN embeddings ({values.First(v => v.Error is not null).Error!.Message}).");
-        }
-        var rows = new object[values.Count][];
-        int next = 0;
-        for (int i = 0; i < values.Count; i++)
-        {
-            float[] e = values[i].Pixels is null ? Enumerable.Repeat(float.NaN, width).ToArray() : embeddings[next++];
-            rows[i] = new object[] { new VBuffer<float>(width, e) };
-        }
-        return rows;
-    }
+    private protected override object[] MissingRow() =>
+        new object[] { new VBuffer<float>(Model.Config.Width, Enumerable.Repeat(float.NaN, Model.Config.Width).ToArray()) };
 }

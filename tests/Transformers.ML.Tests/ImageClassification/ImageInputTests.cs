@@ -150,6 +150,68 @@ public sealed class ImageInputTests
         StringAssert.Contains(small.Message, "3 x 3 pixels, smaller than one 8 x 8 patch");
     }
 
+    [TestMethod]
+    public void BothImageModelsGiveUnreadableRowsNaNsCountedInTheLogAndRefuseMlNetsModelSave()
+    {
+        // The classifier and the masked autoencoder share one ML.NET side (ImageModelTransformer): the same reading, the
+        // same handling of unreadable rows at Transform, the same refusal of mlContext.Model.Save.
+        var ml = new MLContext(seed: 1);
+        string folder = Path.Combine(Path.GetTempPath(), "transformers-ml-tests", Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(folder);
+        List<ImageFile> files = OctSamples().Take(12).ToList();
+        files.Insert(1, new ImageFile { ImagePath = Path.Combine(folder, "missing.jpeg"), Diagnosis = "NORMAL" });
+        IDataView data = ml.Transforms.Conversion.MapValueToKey("Label", "Diagnosis").Fit(ml.Data.LoadFromEnumerable(files)).Transform(ml.Data.LoadFromEnumerable(files));
+        var logged = new List<string>();
+        ml.Log += (_, e) => { lock (logged) { logged.Add(e.Message); } };
+
+        ImageClassificationOptions classify = Quick("ImagePath", epochs: 1);
+        classify.SkipUnreadableImages = true;
+        classify.TransformBatchSize = 5;
+        using ImageClassificationTransformer classifier = ml.Transformers().ImageClassification("Label", "ImagePath", classify).Fit(data);
+        var mae = new MaskedAutoencoderOptions
+        {
+            ImageColumnName = "ImagePath", Model = classify.Model!.Clone(), DecoderWidth = 16, DecoderDepth = 1, DecoderHeads = 2, Epochs = 1, BatchSize = 16,
+            ValidationFraction = 0, Device = "cpu", Seed = 1, SkipUnreadableImages = true, TransformBatchSize = 5,
+        };
+        using MaskedAutoencoderTransformer autoencoder = ml.Transformers().MaskedAutoencoder("ImagePath", mae).Fit(data);
+
+        float[][] scores = classifier.Transform(data).GetColumn<float[]>("Score").ToArray();
+        uint[] predicted = classifier.Transform(data).GetColumn<uint>("PredictedLabel").ToArray();
+        float[][] classifierEmbeddings = classifier.Transform(data).GetColumn<float[]>("Embedding").ToArray();
+        float[][] embeddings = autoencoder.Transform(data).GetColumn<float[]>("Embedding").ToArray();
+        Assert.AreEqual(files.Count, embeddings.Length);
+        for (int i = 0; i < files.Count; i++)
+        {
+            bool missing = i == 1;
+            Assert.AreEqual(missing, scores[i].All(float.IsNaN), $"scores of row {i}");
+            Assert.AreEqual(missing, predicted[i] == 0, $"predicted label of row {i}");
+            Assert.AreEqual(missing, classifierEmbeddings[i].All(float.IsNaN), $"classifier embedding of row {i}");
+            Assert.AreEqual(16, embeddings[i].Length);
+            Assert.IsTrue(missing ? embeddings[i].All(float.IsNaN) : embeddings[i].All(float.IsFinite), $"autoencoder embedding of row {i}");
+        }
+        // Every other row is its own image's: the embedding of the image alone.
+        for (int i = 0; i < files.Count; i++)
+        {
+            if (i != 1)
+            {
+                float[] alone = autoencoder.Transform(ml.Data.LoadFromEnumerable(files.Skip(i).Take(1))).GetColumn<float[]>("Embedding").Single();
+                Assert.IsLessThan(1e-4f, alone.Zip(embeddings[i], (a, b) => Math.Abs(a - b)).Max(), $"row {i}");
+            }
+        }
+        lock (logged)
+        {
+            Assert.IsTrue(logged.Any(m => m.Contains("1 image(s) could not be read: NaN scores and a missing PredictedLabel", StringComparison.Ordinal)), string.Join("\n", logged));
+            Assert.IsTrue(logged.Any(m => m.Contains("1 image(s) could not be read: NaN embeddings", StringComparison.Ordinal)), string.Join("\n", logged));
+        }
+
+        var refusal = Assert.ThrowsExactly<NotSupportedException>(() => ((ICanSaveModel)classifier).Save(null!));
+        StringAssert.StartsWith(refusal.Message, "An ImageClassificationTransformer cannot be written by mlContext.Model.Save");
+        StringAssert.Contains(refusal.Message, "mlContext.Transformers().LoadImageClassification(path), or export to ONNX");
+        refusal = Assert.ThrowsExactly<NotSupportedException>(() => ((ICanSaveModel)autoencoder).Save(null!));
+        StringAssert.StartsWith(refusal.Message, "A MaskedAutoencoderTransformer cannot be written by mlContext.Model.Save");
+        StringAssert.Contains(refusal.Message, "mlContext.Transformers().LoadMaskedAutoencoder(path).");
+    }
+
     public sealed class Tiny
     {
         [VectorType(9)]

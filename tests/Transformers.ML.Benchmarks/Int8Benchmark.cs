@@ -61,14 +61,7 @@ internal static class Int8Benchmark
         using (var sessionA = new InferenceSession(vitFp32, Optimised()))
         using (var sessionB = new InferenceSession(vitInt8, Optimised()))
         {
-            using Tensor pixels = rand(1, 3, 224, 224);
-            var input = new[] { NamedOnnxValue.CreateFromTensor(VitOnnxExport.PixelsInput, new DenseTensor<float>(pixels.data<float>().ToArray(), new[] { 1, 3, 224, 224 })) };
-            double ms = double.MaxValue, msInt8 = double.MaxValue;
-            for (int round = 0; round < (options.Quick ? 2 : 5); round++)
-            {
-                ms = Math.Min(ms, Timed(() => sessionA.Run(input).Dispose(), 5));
-                msInt8 = Math.Min(msInt8, Timed(() => sessionB.Run(input).Dispose(), 5));
-            }
+            (double ms, double msInt8) = Interleaved(sessionA, sessionB, 1, 224, 224, options.Quick ? 2 : 5, repeats: 5, warmup: 1);
             table.Add(new BenchmarkRow("onnx.int8", "ViT-B/16 (reference size, random weights) latency, batch 1: fp32 / int8", ms / msInt8, "x", ">= 2",
                 $"fp32 {ms:F1} ms, int8 {msInt8:F1} ms; 224 x 224 RGB, preprocessing outside; files {Ratio(vitFp32, vitInt8):F1}x smaller; ONNX Runtime's reference: 3.2x"));
         }
@@ -86,24 +79,12 @@ internal static class Int8Benchmark
             OnnxGraph.Save(GptOnnxExport.Build(gpt, tokenizer, new OnnxExportOptions { SharedCacheBuffers = true }), paths[2]);
             OnnxGraph.Save(GptOnnxExport.Build(gpt, tokenizer, new OnnxExportOptions { SharedCacheBuffers = true, Quantization = OnnxQuantization.DynamicInt8 }), paths[3]);
         }
-        for (int layout = 0; layout < 2; layout++)
+        using (OnnxTextGenerator a = OnnxTextGenerator.Load(paths[0]), b = OnnxTextGenerator.Load(paths[1]), c = OnnxTextGenerator.Load(paths[2]), d = OnnxTextGenerator.Load(paths[3]))
         {
-            using OnnxTextGenerator f32 = OnnxTextGenerator.Load(paths[2 * layout]), i8 = OnnxTextGenerator.Load(paths[2 * layout + 1]);
-            foreach (int batch in new[] { 1, 8 })
-            {
-                int tokens = options.Quick ? 32 : 128;
-                var random = new Random(batch);
-                var prompts = Enumerable.Range(0, batch).Select(_ => (IReadOnlyList<int>)Enumerable.Range(0, 8).Select(_ => random.Next(50_000)).ToList()).ToList();
-                var settings = new DecodingSettings { MaxNewTokens = tokens };
-                double rate = 0, rateInt8 = 0;
-                for (int round = 0; round < 3; round++)
-                {
-                    rate = Math.Max(rate, Rate(f32, prompts, settings));
-                    rateInt8 = Math.Max(rateInt8, Rate(i8, prompts, settings));
-                }
-                table.Add(new BenchmarkRow("onnx.int8", $"GPT-2 small (reference size, random weights) generation{(layout == 1 ? " (shared cache buffers)" : "")}, {tokens} tokens, batch {batch}: int8 / fp32 tokens/s",
-                    rateInt8 / rate, "x", ">= 1.5", $"fp32 {rate:N0} tokens/s, int8 {rateInt8:N0} tokens/s; greedy, 8-token prompts, best of 3 alternating rounds"));
-            }
+            var random = new Random(1);
+            GenerationRows(table, "GPT-2 small (reference size, random weights) generation", new[] { ("", a, b), (" (shared cache buffers)", c, d) }, options.Quick ? 32 : 128,
+                batch => Enumerable.Range(0, batch).Select(_ => (IReadOnlyList<int>)Enumerable.Range(0, 8).Select(_ => random.Next(50_000)).ToList()).ToList(),
+                "greedy, 8-token prompts, best of 3 alternating rounds");
         }
         Console.WriteLine($"  onnx.int8: GPT-2 small files {new FileInfo(paths[0]).Length / 1e6:F0} MB (float32) and {new FileInfo(paths[1]).Length / 1e6:F0} MB (int8)");
         foreach (string path in paths)
@@ -112,29 +93,57 @@ internal static class Int8Benchmark
         }
     }
 
-    /// <summary>Milliseconds per call: one call to warm, then the mean of <paramref name="repeats"/> (for calls of tens of ms).</summary>
-    private static double Timed(Action call, int repeats)
-    {
-        call();
-        var clock = Stopwatch.StartNew();
-        for (int i = 0; i < repeats; i++)
-        {
-            call();
-        }
-        return clock.Elapsed.TotalMilliseconds / repeats;
-    }
-
-    /// <summary>Tokens per second of one greedy generation, counting the tokens it returned.</summary>
-    private static double Rate(OnnxTextGenerator generator, List<IReadOnlyList<int>> prompts, DecodingSettings settings)
-    {
-        var clock = Stopwatch.StartNew();
-        List<int>[] generated = generator.GenerateTokens(prompts, settings);
-        return generated.Sum(g => g.Count) / clock.Elapsed.TotalSeconds;
-    }
-
     private static double Ratio(string fp32, string int8) => (double)new FileInfo(fp32).Length / new FileInfo(int8).Length;
 
-    private static double Latency(Action call, int repeats) => OnnxBenchmark.Latency(call, repeats);
+    /// <summary>
+    /// The latency of two graphs on the same random (batch, 3, height, width) pixels: interleaved rounds, the best of each,
+    /// so that a burst of load on this shared machine hits both alike.
+    /// </summary>
+    private static (double Ms, double MsB) Interleaved(InferenceSession a, InferenceSession b, int batch, int height, int width, int rounds, int repeats, int warmup = 40)
+    {
+        manual_seed(1);
+        using Tensor pixels = rand(batch, 3, height, width);
+        var input = new[] { NamedOnnxValue.CreateFromTensor(VitOnnxExport.PixelsInput, new DenseTensor<float>(pixels.data<float>().ToArray(), new[] { batch, 3, height, width })) };
+        double ms = double.MaxValue, msB = double.MaxValue;
+        for (int round = 0; round < rounds; round++)
+        {
+            ms = Math.Min(ms, OnnxBenchmark.Latency(() => a.Run(input).Dispose(), repeats, warmup));
+            msB = Math.Min(msB, OnnxBenchmark.Latency(() => b.Run(input).Dispose(), repeats, warmup));
+        }
+        return (ms, msB);
+    }
+
+    /// <summary>
+    /// Rows of int8 / fp32 tokens/s: greedy generation through the shared loop for each cache layout (fp32 and int8
+    /// generators), batch 1 and 8, the best of 3 alternating rounds; tokens/s counts the tokens each generation returned.
+    /// </summary>
+    private static void GenerationRows(ResultsTable table, string measure, (string Cache, OnnxTextGenerator F32, OnnxTextGenerator I8)[] layouts, int tokens,
+        Func<int, List<IReadOnlyList<int>>> prompts, string notes)
+    {
+        double Rate(OnnxTextGenerator generator, List<IReadOnlyList<int>> batch, DecodingSettings settings)
+        {
+            var clock = Stopwatch.StartNew();
+            List<int>[] generated = generator.GenerateTokens(batch, settings);
+            return generated.Sum(g => g.Count) / clock.Elapsed.TotalSeconds;
+        }
+
+        foreach ((string cache, OnnxTextGenerator f32, OnnxTextGenerator i8) in layouts)
+        {
+            foreach (int batch in new[] { 1, 8 })
+            {
+                List<IReadOnlyList<int>> batchPrompts = prompts(batch);
+                var settings = new DecodingSettings { MaxNewTokens = tokens };
+                double rate = 0, rateInt8 = 0;
+                for (int round = 0; round < 3; round++)
+                {
+                    rate = Math.Max(rate, Rate(f32, batchPrompts, settings));
+                    rateInt8 = Math.Max(rateInt8, Rate(i8, batchPrompts, settings));
+                }
+                table.Add(new BenchmarkRow("onnx.int8", $"{measure}{cache}, {tokens} tokens, batch {batch}: int8 / fp32 tokens/s", rateInt8 / rate, "x", ">= 1.5",
+                    $"fp32 {rate:N0} tokens/s, int8 {rateInt8:N0} tokens/s; {notes}"));
+            }
+        }
+    }
 
     /// <summary>The model an example saved (examples/&lt;name&gt;'s output folder), else one trained here with its recipe for a few minutes; and which it is.</summary>
     private static (T Model, string Source) SavedOrTrained<T>(string example, string file, string what, Func<string, T> load, Func<double, T> train, double minutes)
@@ -207,16 +216,7 @@ internal static class Int8Benchmark
             using var sessionB = new InferenceSession(b, Optimised());
             foreach (int batch in new[] { 1, 16 })
             {
-                manual_seed(1);
-                using Tensor pixels = rand(batch, 3, h, w);
-                var input = new[] { NamedOnnxValue.CreateFromTensor(VitOnnxExport.PixelsInput, new DenseTensor<float>(pixels.data<float>().ToArray(), new[] { batch, 3, h, w })) };
-                // Interleaved rounds, the best of each: a burst of load on this shared machine then hits both graphs alike.
-                double ms = double.MaxValue, msInt8 = double.MaxValue;
-                for (int round = 0; round < (options.Quick ? 2 : 5); round++)
-                {
-                    ms = Math.Min(ms, Latency(() => sessionA.Run(input).Dispose(), options.Quick ? 5 : 20));
-                    msInt8 = Math.Min(msInt8, Latency(() => sessionB.Run(input).Dispose(), options.Quick ? 5 : 20));
-                }
+                (double ms, double msInt8) = Interleaved(sessionA, sessionB, batch, h, w, options.Quick ? 2 : 5, options.Quick ? 5 : 20);
                 table.Add(new BenchmarkRow("onnx.int8", $"ViT (OCT recipe) latency, {what}, batch {batch}: fp32 / int8", ms / msInt8, "x", ">= 2",
                     $"fp32 {ms:F2} ms, int8 {msInt8:F2} ms; input {h} x {w}" + (a == fp32 ? ", the scan's preprocessing (float32) in the graph" : ", preprocessing outside")));
             }
@@ -302,27 +302,9 @@ internal static class Int8Benchmark
             gpt.ExportToOnnx(fp32Shared, new OnnxExportOptions { SharedCacheBuffers = true });
             gpt.ExportToOnnx(int8Shared, new OnnxExportOptions { SharedCacheBuffers = true, Quantization = OnnxQuantization.DynamicInt8 });
             using OnnxTextGenerator c = OnnxTextGenerator.Load(fp32Shared), d = OnnxTextGenerator.Load(int8Shared);
-            foreach ((string cache, OnnxTextGenerator f32, OnnxTextGenerator i8) in new[] { ("", a, b), (" (shared cache buffers)", c, d) })
-            {
-                foreach (int batch in new[] { 1, 8 })
-                {
-                    int tokens = options.Quick ? 64 : 256;
-                    var prompts = Enumerable.Range(0, batch).Select(r => (IReadOnlyList<int>)ids.Skip(r * 50).Take(8).ToList()).ToList();
-                    var settings = new DecodingSettings { MaxNewTokens = tokens };
-                    double rate = 0, rateInt8 = 0;
-                    for (int round = 0; round < 3; round++)
-                    {
-                        var clock = Stopwatch.StartNew();
-                        f32.GenerateTokens(prompts, settings);
-                        rate = Math.Max(rate, batch * tokens / clock.Elapsed.TotalSeconds);
-                        clock.Restart();
-                        i8.GenerateTokens(prompts, settings);
-                        rateInt8 = Math.Max(rateInt8, batch * tokens / clock.Elapsed.TotalSeconds);
-                    }
-                    table.Add(new BenchmarkRow("onnx.int8", $"GPT generation{cache}, {tokens} tokens, batch {batch}: int8 / fp32 tokens/s", rateInt8 / rate, "x", ">= 1.5",
-                        $"fp32 {rate:N0} tokens/s, int8 {rateInt8:N0} tokens/s; ONNX Runtime, greedy, key/value cache, best of 3 alternating rounds"));
-                }
-            }
+            GenerationRows(table, "GPT generation", new[] { ("", a, b), (" (shared cache buffers)", c, d) }, options.Quick ? 64 : 256,
+                batch => Enumerable.Range(0, batch).Select(r => (IReadOnlyList<int>)ids.Skip(r * 50).Take(8).ToList()).ToList(),
+                "ONNX Runtime, greedy, key/value cache, best of 3 alternating rounds");
             string sample = b.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 80, Temperature = 0.8, TopK = 40, Seed = 1 }).Replace("\n", " / ");
             table.Add(new BenchmarkRow("onnx.int8", "GPT: held-out perplexity change int8 / fp32", (perplexityInt8 / perplexity - 1) * 100, "%", "within +-2",
                 $"fp32 {perplexity:F3}, int8 {perplexityInt8:F3} per token ({gpt.TokenizerKind}) on {windows * context:N0} held-out tokens; {source}; file {Ratio(fp32, int8):F1}x smaller; int8 sample \"ROMEO:{sample}\""));

@@ -30,13 +30,14 @@ internal static class OnnxBenchmark
     }
 
     /// <summary>
-    /// Milliseconds per call: the best mean of 3 rounds of <paramref name="repeats"/> calls after 40 warm-up calls and a
-    /// pause (tiered compilation, on as in the examples, recompiles TorchSharp's hot managed code after 30 calls in the
-    /// background: timing before that would compare ONNX Runtime with unoptimised code).
+    /// Milliseconds per call: the best mean of 3 rounds of <paramref name="repeats"/> calls after <paramref name="warmup"/>
+    /// warm-up calls and a pause (tiered compilation, on as in the examples, recompiles TorchSharp's hot managed code after
+    /// 30 calls in the background: timing before that would compare ONNX Runtime with unoptimised code; calls of a tenth
+    /// of a second and more need fewer).
     /// </summary>
-    internal static double Latency(Action call, int repeats)
+    internal static double Latency(Action call, int repeats, int warmup = 40)
     {
-        for (int i = 0; i < 40; i++)
+        for (int i = 0; i < warmup; i++)
         {
             call();
         }

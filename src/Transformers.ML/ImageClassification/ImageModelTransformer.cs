@@ -63,9 +63,7 @@ public abstract class ImageModelTransformer : ITransformer, IDisposable
     public IDataView Transform(IDataView input) => Mapper(input.Schema).Map(input);
 
     /// <summary>ML.NET's model format cannot hold components from outside ML.NET: use the model's own Save(path) and the catalog's loader.</summary>
-    void ICanSaveModel.Save(ModelSaveContext ctx) => throw new NotSupportedException(
-        $"{("AEIOU".Contains(GetType().Name[0]) ? "An" : "A")} {GetType().Name} cannot be written by mlContext.Model.Save (ML.NET keeps the writers of its model format internal). " +
-        $"Use model.Save(path) and mlContext.Transformers().{_loader}(path){_saveAlternative}.");
+    void ICanSaveModel.Save(ModelSaveContext ctx) => throw ModelSaveRefusal.For(GetType(), _loader, _saveAlternative);
 
     /// <summary>Frees the model's tensors.</summary>
     public abstract void Dispose();

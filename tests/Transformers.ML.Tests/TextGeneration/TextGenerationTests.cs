@@ -414,6 +414,14 @@ public sealed class TextGenerationTests
     }
 
     [TestMethod]
+    public void MlNetsModelSaveIsRefusedWithTheModelsOwnSaveAndLoader()
+    {
+        var refusal = Assert.ThrowsExactly<NotSupportedException>(() => ((ICanSaveModel)_trained).Save(null!));
+        Assert.AreEqual("A TextGenerationTransformer cannot be written by mlContext.Model.Save (ML.NET keeps the writers of its model format internal). " +
+            "Use model.Save(path) and mlContext.Transformers().LoadTextGeneration(path).", refusal.Message);
+    }
+
+    [TestMethod]
     public void Gpt2SmallHas124MParameters()
     {
         TransformerConfig config = TextGenerationOptions.PresetConfig(GptPreset.Gpt2Small);

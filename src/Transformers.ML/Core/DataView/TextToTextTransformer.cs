@@ -47,9 +47,7 @@ public abstract class TextToTextTransformer : ITransformer
     public IDataView Transform(IDataView input) => Mapper(input.Schema).Map(input);
 
     /// <summary>ML.NET's model format cannot hold components from outside ML.NET: use the model's own Save(path) and the catalog's loader.</summary>
-    void ICanSaveModel.Save(ModelSaveContext ctx) => throw new NotSupportedException(
-        $"A {GetType().Name} cannot be written by mlContext.Model.Save (ML.NET keeps the writers of its model format internal). " +
-        $"Use model.Save(path) and mlContext.Transformers().{_loader}(path).");
+    void ICanSaveModel.Save(ModelSaveContext ctx) => throw ModelSaveRefusal.For(GetType(), _loader);
 
     /// <summary>The outputs of a batch of inputs, in order.</summary>
     private protected abstract IReadOnlyList<string> MapBatch(IReadOnlyList<string> inputs);

@@ -143,6 +143,7 @@ public sealed class OnnxTextGenerator : IDisposable
             using OrtValue mask = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, new Memory<long>(_ones, 0, rows * total), new long[] { rows, total });
             _binding!.BindInput(GptOnnxExport.InputIds, input);
             _binding.BindInput(GptOnnxExport.AttentionMask, mask);
+            // Rebound at every step: bound once in Allocate, the greedy text no longer equals TorchSharp's (OnnxExportTests).
             _binding.BindOutputToDevice(GptOnnxExport.Logits, OrtMemoryInfo.DefaultInstance);
             owner._session.RunWithBinding(StepOptions, _binding);
             using IDisposableReadOnlyCollection<OrtValue> outputs = _binding.GetOutputValues();

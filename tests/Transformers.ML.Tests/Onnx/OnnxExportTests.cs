@@ -178,7 +178,11 @@ public sealed class OnnxExportTests
         var schema = new DataViewSchema.Builder();
         schema.AddColumn("Image", new Microsoft.ML.Transforms.Image.ImageDataViewType());
         int checkedScans = 0;
-        foreach (ImageFile scan in scans.Take(8))
+        var batchPixels = new List<float>();
+        var singles = new List<float[]>();
+        // Seven scans and one with white registration wedges in three corners, which the graph must mask as Transform does.
+        var wedgeScan = new ImageFile { ImagePath = ImageDatasets.ReadOct2017Folder(TestData.OctReduced).Single(f => f.Path.EndsWith("NORMAL-223814-1.jpeg", StringComparison.Ordinal)).Path };
+        foreach (ImageFile scan in scans.Take(7).Append(wedgeScan))
         {
             using MLImage original = MLImage.CreateFromFile(scan.ImagePath);
             using var scope = NewDisposeScope();
@@ -196,8 +200,11 @@ public sealed class OnnxExportTests
                 .Transform(ml.Data.LoadFromEnumerable(new[] { new ImageFile { ImagePath = png } }));
             float[] expected = vit.Transform(input).GetColumn<float[]>("Score").Single();
             Tensor pixels = ImageInput.Decode(atSource); // (1, 3, H0, W0) RGB in [0, 1]
+            float[] scanPixels = pixels.contiguous().data<float>().ToArray();
+            batchPixels.AddRange(scanPixels);
             float[] actual = Run(session, "probabilities", NamedOnnxValue.CreateFromTensor(VitOnnxExport.PixelsInput,
-                new DenseTensor<float>(pixels.contiguous().data<float>().ToArray(), new[] { 1, 3, height, width })));
+                new DenseTensor<float>(scanPixels, new[] { 1, 3, height, width })));
+            singles.Add(actual);
             for (int k = 0; k < 4; k++)
             {
                 Assert.AreEqual(expected[k], actual[k], 1e-4, $"{Path.GetFileName(scan.ImagePath)}, class {k}");
@@ -205,6 +212,16 @@ public sealed class OnnxExportTests
             checkedScans++;
         }
         Assert.AreEqual(8, checkedScans);
+        // The eight scans as one batch: each row crops its own band (its own centroid) and masks its own wedges.
+        float[] batched = Run(session, "probabilities", NamedOnnxValue.CreateFromTensor(VitOnnxExport.PixelsInput,
+            new DenseTensor<float>(batchPixels.ToArray(), new[] { 8, 3, height, width })));
+        for (int i = 0; i < 8; i++)
+        {
+            for (int k = 0; k < 4; k++)
+            {
+                Assert.AreEqual(singles[i][k], batched[4 * i + k], 1e-5, $"scan {i} in a batch of 8, class {k}");
+            }
+        }
 
         // Padding keeps each scan's aspect ratio, which a fixed-size input has lost: that export is refused, saying why.
         options.Preprocessing = new ImagePreprocessing { Fit = ImageFit.Pad };
@@ -212,6 +229,72 @@ public sealed class OnnxExportTests
         using ImageClassificationTransformer padded = ml.Transformers().ImageClassification(options).Fit(prepared.Transform(data));
         var e = Assert.ThrowsExactly<NotSupportedException>(() => padded.ExportToOnnx(TestUtil.TempPath(".onnx")));
         StringAssert.Contains(e.Message, "Fit = Pad");
+    }
+
+    [TestMethod]
+    [DataRow(1)]
+    [DataRow(3)]
+    public void TheGraphsScanPreprocessingEqualsImagePreprocessorsPixelForPixel(int channels)
+    {
+        // Synthetic scans at the source size of a 16 x 16 model (53 x 64) that exercise each rule of the wedge mask: a white
+        // corner wedge (masked and grown), a flat patch just below the wedge level (kept), a bright patch whose every 5 x 5
+        // window holds one pixel below the flat level (kept) and bright single-pixel speckles (kept), with the retina's band
+        // at another height in each scan of the batch.
+        const int size = 16;
+        ImagePreprocessing options = ImagePreprocessing.RetinalOct;
+        (int height, int width) = ImagePreprocessor.SourceSize(options, size);
+        Assert.AreEqual((53, 64), (height, width));
+        var random = new Random(7);
+        int[] retinaTops = { 8, 30 };
+        var pixels = new float[retinaTops.Length * channels * height * width];
+        for (int b = 0; b < retinaTops.Length; b++)
+        {
+            var luma = new float[height, width];
+            for (int y = 0; y < height; y++)
+            {
+                for (int x = 0; x < width; x++)
+                {
+                    bool retina = y >= retinaTops[b] && y < retinaTops[b] + 14;
+                    luma[y, x] = retina ? 0.3f + 0.6f * random.NextSingle() : 0.3f * random.NextSingle();
+                    if (x + y < 12) { luma[y, x] = 1f; }                                      // the wedge
+                    if (y is >= 2 and < 10 && x is >= 40 and < 48) { luma[y, x] = 0.95f; }    // flat, below the level
+                    if (y is >= 40 and < 48 && x is >= 40 and < 48) { luma[y, x] = y == 44 && x == 44 ? 0.92f : 0.98f; }
+                    if (retina && x % 9 == 4 && y % 3 == 0) { luma[y, x] = 0.99f; }          // speckles
+                }
+            }
+            for (int c = 0; c < channels; c++)
+            {
+                for (int y = 0; y < height; y++)
+                {
+                    for (int x = 0; x < width; x++)
+                    {
+                        pixels[((b * channels + c) * height + y) * width + x] = luma[y, x]; // equal channels: the same luma
+                    }
+                }
+            }
+        }
+        var graph = new OnnxGraph("scan_preprocessing");
+        string input = graph.Input("x", global::Onnx.TensorProto.Types.DataType.Float, "batch", channels, height, width);
+        graph.Output(VitOnnxExport.SourcePreprocessing(graph, input, options, size, height, width, channels), "y", global::Onnx.TensorProto.Types.DataType.Float, "batch", channels, size, size);
+        using var session = new InferenceSession(Google.Protobuf.MessageExtensions.ToByteArray(graph.ToModel(new Dictionary<string, string>())),
+            new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL });
+        float[] actual = Run(session, "y", NamedOnnxValue.CreateFromTensor("x", new DenseTensor<float>(pixels, new[] { retinaTops.Length, channels, height, width })));
+
+        using var scope = NewDisposeScope();
+        Tensor all = tensor(pixels, new long[] { retinaTops.Length, channels, height, width });
+        for (int b = 0; b < retinaTops.Length; b++)
+        {
+            Tensor scan = all.narrow(0, b, 1);
+            Tensor mask = ImagePreprocessor.WedgeMask(scan.mean(new long[] { 1 }, keepdim: true));
+            Assert.IsTrue(mask[0, 0, 0, 0].item<bool>() && mask[0, 0, 9, 0].item<bool>(), "the wedge and its two-pixel growth are masked");
+            Assert.IsFalse(mask.narrow(2, 2, 8).narrow(3, 40, 8).any().item<bool>(), "the flat patch below the wedge level is kept");
+            Assert.IsFalse(mask.narrow(2, 40, 8).narrow(3, 40, 8).any().item<bool>(), "the patch with one dark pixel in every window is kept");
+            float[] expected = ImagePreprocessor.Resize(scan, options, size).Image.flatten().data<float>().ToArray();
+            for (int i = 0; i < expected.Length; i++)
+            {
+                Assert.AreEqual(expected[i], actual[b * expected.Length + i], 1e-6, $"scan {b}, channel {i / (size * size)}, pixel {i % (size * size)}");
+            }
+        }
     }
 
     private static TextGenerationTransformer TrainGpt(MLContext ml)

@@ -140,12 +140,11 @@ internal static class VitOnnxExport
             long w = ImagePreprocessor.WedgeWindow, pad = w / 2;
             (string Name, object Value)[] pool = { ("kernel_shape", new[] { w, w }), ("strides", new long[] { 1, 1 }), ("pads", new[] { pad, pad, pad, pad }) };
             string Pool(string t) => graph.Op("MaxPool", new[] { t }, pool);
-            // The darkest pixel of each window is at least the flat level: the largest negated pixel is at most minus that level
-            // (one Neg pass fewer than negating the pool back).
+            string windowMin = graph.Op("Neg", new[] { Pool(graph.Op("Neg", new[] { luma })) });
             string core = graph.Op("And", new[]
             {
                 graph.Op("GreaterOrEqual", new[] { luma, graph.Floats("wedge_level", new[] { ImagePreprocessor.WedgeLevel }) }),
-                graph.Op("LessOrEqual", new[] { Pool(graph.Op("Neg", new[] { luma })), graph.Floats("wedge_flat_level", new[] { -ImagePreprocessor.WedgeFlatLevel }) }),
+                graph.Op("GreaterOrEqual", new[] { windowMin, graph.Floats("wedge_flat_level", new[] { ImagePreprocessor.WedgeFlatLevel }) }),
             });
             string grown = Pool(graph.Op("Cast", new[] { core }, ("to", (long)DataType.Float)));
             string keep = graph.Op("Sub", new[] { graph.Floats("one", new[] { 1f }), grown }); // 1 outside the (grown) wedges, 0 inside
@@ -175,16 +174,11 @@ internal static class VitOnnxExport
                 graph.Op("Round", new[] { graph.Op("Sub", new[] { centre, graph.Floats("half_band", new[] { rows / 2f }) }) }),
                 graph.Scalar(0f), graph.Scalar(height - rows),
             });
-            // Rows first + 0 .. rows - 1 of every channel: (B, 1) + (1, rows) -> (B, C, rows, 1) row indices, and GatherND over
-            // the first two axes copies whole rows (GatherElements with (B, C, rows, W0) indices went pixel by pixel).
+            // Rows first + 0 .. rows - 1 of every channel and column: (B, 1) + (1, rows) -> (B, C, rows, W0) indices.
             string index = graph.Op("Add", new[] { graph.Op("Cast", new[] { first }, ("to", (long)DataType.Int64)), graph.Longs(Enumerable.Range(0, rows).Select(i => (long)i).ToArray()) });
-            index = graph.Op("Unsqueeze", new[] { index, graph.Longs(1, 3) });
-            if (channels > 1)
-            {
-                index = graph.Op("Expand", new[] { index,
-                    graph.Op("Concat", new[] { graph.Op("Slice", new[] { graph.Op("Shape", new[] { x }), graph.Longs(0), graph.Longs(1) }), graph.Longs(channels, rows, 1) }, ("axis", 0L)) });
-            }
-            x = graph.Op("GatherND", new[] { x, index }, ("batch_dims", 2L));
+            index = graph.Op("Expand", new[] { graph.Op("Unsqueeze", new[] { graph.Op("Unsqueeze", new[] { index, graph.Longs(1) }), graph.Longs(3) }),
+                graph.Op("Concat", new[] { graph.Op("Slice", new[] { graph.Op("Shape", new[] { x }), graph.Longs(0), graph.Longs(1) }), graph.Longs(channels, rows, width) }, ("axis", 0L)) });
+            x = graph.Op("GatherElements", new[] { x, index }, ("axis", 2L));
         }
         long factorY = rows / size, factorX = width / size;
         return graph.Op("AveragePool", new[] { x }, ("kernel_shape", new[] { factorY, factorX }), ("strides", new[] { factorY, factorX }));

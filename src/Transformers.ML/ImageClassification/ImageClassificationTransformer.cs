@@ -99,38 +99,27 @@ public sealed class ImageClassificationTransformer : ImageModelTransformer
     /// <summary>Writes the model (configuration, classes, normalisation, column settings, weights) to one safetensors file, atomically.</summary>
     public void Save(string path)
     {
-        var settings = new Dictionary<string, string>
+        var columns = new SavedColumns
         {
-            ["classes"] = JsonSerializer.Serialize(Classifier.ClassNames),
-            ["binary"] = Classifier.Binary ? "true" : "false",
-            ["normalization"] = JsonSerializer.Serialize(new { mean = Classifier.Mean, std = Classifier.Std }),
-            ["options"] = JsonSerializer.Serialize(new SavedColumns
-            {
-                Label = Options.LabelColumnName, Image = Options.ImageColumnName, ImageFolder = Options.ImageFolder,
-                VectorHeight = Options.VectorImageHeight, VectorWidth = Options.VectorImageWidth, Score = Options.ScoreColumnName,
-                PredictedLabel = Options.PredictedLabelColumnName, Probability = Options.ProbabilityColumnName,
-                Embedding = Options.EmbeddingColumnName, OutputAttention = Options.OutputAttention, SkipUnreadable = Options.SkipUnreadableImages,
-                TransformBatchSize = Options.TransformBatchSize, TestTimeFlip = Options.TestTimeFlip,
-            }),
-            ["preprocessing"] = JsonSerializer.Serialize(Options.Preprocessing),
+            Label = Options.LabelColumnName, Score = Options.ScoreColumnName, PredictedLabel = Options.PredictedLabelColumnName,
+            Probability = Options.ProbabilityColumnName, OutputAttention = Options.OutputAttention, TestTimeFlip = Options.TestTimeFlip,
         };
-        ModelFile.Save(path, Capability, JsonSerializer.Serialize(Classifier.Model.Config), null, Classifier.Model, settings);
+        columns.From(Options);
+        ImageModelFile.Save(path, Capability, Classifier.Model.Config, Classifier.Model, Classifier.Mean, Classifier.Std, Options.Preprocessing, "options", columns,
+            new Dictionary<string, string>
+            {
+                ["classes"] = JsonSerializer.Serialize(Classifier.ClassNames),
+                ["binary"] = Classifier.Binary ? "true" : "false",
+            });
     }
 
-    private sealed class SavedColumns
+    private sealed class SavedColumns : ImageModelFile.Columns
     {
         public string Label { get; set; } = "Label";
-        public string Image { get; set; } = "Image";
-        public string? ImageFolder { get; set; }
-        public int? VectorHeight { get; set; }
-        public int? VectorWidth { get; set; }
         public string Score { get; set; } = "Score";
         public string PredictedLabel { get; set; } = "PredictedLabel";
         public string Probability { get; set; } = "Probability";
-        public string Embedding { get; set; } = "Embedding";
         public bool OutputAttention { get; set; }
-        public bool SkipUnreadable { get; set; }
-        public int TransformBatchSize { get; set; } = 64;
         public bool TestTimeFlip { get; set; }
     }
 
@@ -138,52 +127,22 @@ public sealed class ImageClassificationTransformer : ImageModelTransformer
     {
         Device target = DeviceSelector.Resolve(device, allowCpuFallback: false, log);
         using ModelFileContents contents = ModelFile.Load(path, Capability);
-        string Entry(string key) => contents.Metadata.TryGetValue(key, out string? value) ? value
-            : throw new InvalidDataException($"'{path}' has no '{key}' entry in its metadata; it was not written by ImageClassificationTransformer.Save.");
-        VitConfig config = contents.Parse("configuration", () =>
-        {
-            VitConfig c = JsonSerializer.Deserialize<VitConfig>(contents.Config) ?? throw new FormatException("it is empty");
-            c.Validate();
-            return c;
-        });
+        (VitConfig config, float[] mean, float[] std, ImagePreprocessing preprocessing) = ImageModelFile.Read(contents);
         string[] classes = contents.Json<string[]>("classes");
-        bool binary = Entry("binary") == "true";
-        (float[] mean, float[] std) = contents.Parse("normalization", () =>
-        {
-            using JsonDocument normalization = JsonDocument.Parse(Entry("normalization"));
-            float[] m = normalization.RootElement.GetProperty("mean").EnumerateArray().Select(e => e.GetSingle()).ToArray();
-            float[] s = normalization.RootElement.GetProperty("std").EnumerateArray().Select(e => e.GetSingle()).ToArray();
-            return m.Length == config.Channels && s.Length == config.Channels && m.All(float.IsFinite) && s.All(v => v > 0 && float.IsFinite(v))
-                ? (m, s)
-                : throw new FormatException($"expected {config.Channels} finite means and positive standard deviations");
-        });
-        SavedColumns columns = contents.Json<SavedColumns>("options");
-        ImagePreprocessing preprocessing = contents.Json("preprocessing", new ImagePreprocessing());
-        contents.Parse("preprocessing", () =>
-        {
-            preprocessing.Validate();
-            return true;
-        });
+        bool binary = (contents.Metadata.TryGetValue("binary", out string? b) ? b
+            : throw new InvalidDataException($"'{path}' has no 'binary' entry in its metadata; it was not written by ImageClassificationTransformer.Save.")) == "true";
         contents.Parse("classes", () => classes.Length >= 2 && classes.All(c => c is not null) && (!binary || classes.Length == 2)
-            && columns.TransformBatchSize >= 1 ? true : throw new FormatException($"{classes.Length} classes, transform batch size {columns.TransformBatchSize}"));
+            ? true : throw new FormatException($"{classes.Length} classes{(binary ? " for a binary model" : "")}"));
+        SavedColumns columns = ImageModelFile.ReadColumns<SavedColumns>(contents, "options");
         var model = new VitModel(config, binary ? 2 : classes.Length);
-        ModelFile.LoadInto(model, contents.Weights, path);
-        model.to(target);
-        model.eval();
-        using (no_grad())
-        using (var scope = NewDisposeScope())
-        {
-            Tensor image = zeros(new long[] { 1, config.Channels, config.ImageSize, config.ImageSize }, device: target);
-            ModelFile.RefuseNonFiniteOutput(path, model, model.Forward(image).Logits);
-        }
+        ImageModelFile.LoadWeights(contents, model, config, target, image => model.Forward(image).Logits);
         var options = new ImageClassificationOptions
         {
-            LabelColumnName = columns.Label, ImageColumnName = columns.Image, ImageFolder = columns.ImageFolder,
-            VectorImageHeight = columns.VectorHeight, VectorImageWidth = columns.VectorWidth, ScoreColumnName = columns.Score,
-            PredictedLabelColumnName = columns.PredictedLabel, ProbabilityColumnName = columns.Probability, EmbeddingColumnName = columns.Embedding,
-            OutputAttention = columns.OutputAttention, SkipUnreadableImages = columns.SkipUnreadable, TransformBatchSize = columns.TransformBatchSize,
+            LabelColumnName = columns.Label, ScoreColumnName = columns.Score, PredictedLabelColumnName = columns.PredictedLabel,
+            ProbabilityColumnName = columns.Probability, OutputAttention = columns.OutputAttention,
             Model = config, Preprocessing = preprocessing, TestTimeFlip = columns.TestTimeFlip,
         };
+        columns.ApplyTo(options);
         return new ImageClassificationTransformer(new VitClassifier(model, target, classes, binary, mean, std) { TestTimeFlip = columns.TestTimeFlip }, options, log);
     }
 

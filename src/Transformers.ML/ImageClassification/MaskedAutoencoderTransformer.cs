@@ -59,30 +59,10 @@ public sealed class MaskedAutoencoderTransformer : ImageModelTransformer
     /// <summary>Writes the model (encoder, decoder, normalisation, preprocessing, columns) to one safetensors file, atomically.</summary>
     public void Save(string path)
     {
-        var settings = new Dictionary<string, string>
-        {
-            ["decoder"] = JsonSerializer.Serialize(Model.Shape),
-            ["normalization"] = JsonSerializer.Serialize(new { mean = Mean, std = Std }),
-            ["preprocessing"] = JsonSerializer.Serialize(Options.Preprocessing),
-            ["columns"] = JsonSerializer.Serialize(new SavedColumns
-            {
-                Image = Options.ImageColumnName, Embedding = Options.EmbeddingColumnName, ImageFolder = Options.ImageFolder,
-                VectorHeight = Options.VectorImageHeight, VectorWidth = Options.VectorImageWidth,
-                SkipUnreadable = Options.SkipUnreadableImages, TransformBatchSize = Options.TransformBatchSize,
-            }),
-        };
-        ModelFile.Save(path, Capability, JsonSerializer.Serialize(Model.Config), null, Model, settings);
-    }
-
-    private sealed class SavedColumns
-    {
-        public string Image { get; set; } = "Image";
-        public string Embedding { get; set; } = "Embedding";
-        public string? ImageFolder { get; set; }
-        public int? VectorHeight { get; set; }
-        public int? VectorWidth { get; set; }
-        public bool SkipUnreadable { get; set; }
-        public int TransformBatchSize { get; set; } = 64;
+        var columns = new ImageModelFile.Columns();
+        columns.From(Options);
+        ImageModelFile.Save(path, Capability, Model.Config, Model, Mean, Std, Options.Preprocessing, "columns", columns,
+            new Dictionary<string, string> { ["decoder"] = JsonSerializer.Serialize(Model.Shape) });
     }
 
     /// <summary>Reads a model written by <see cref="Save(string)"/>; a damaged file fails with an <see cref="InvalidDataException"/> naming it.</summary>
@@ -90,47 +70,23 @@ public sealed class MaskedAutoencoderTransformer : ImageModelTransformer
     {
         Device target = DeviceSelector.Resolve(device, allowCpuFallback: false, log);
         using ModelFileContents contents = ModelFile.Load(path, Capability);
-        VitConfig config = contents.Parse("configuration", () =>
-        {
-            VitConfig c = JsonSerializer.Deserialize<VitConfig>(contents.Config) ?? throw new FormatException("it is empty");
-            c.Validate();
-            return c;
-        });
+        (VitConfig config, float[] mean, float[] std, ImagePreprocessing preprocessing) = ImageModelFile.Read(contents);
         MaskedAutoencoderShape shape = contents.Json<MaskedAutoencoderShape>("decoder");
-        SavedColumns columns = contents.Json<SavedColumns>("columns");
-        ImagePreprocessing preprocessing = contents.Json("preprocessing", new ImagePreprocessing());
-        (float[] mean, float[] std) = contents.Parse("normalization", () =>
-        {
-            using JsonDocument normalization = JsonDocument.Parse(contents.Metadata.TryGetValue("normalization", out string? n) ? n : throw new FormatException("it is missing"));
-            float[] m = normalization.RootElement.GetProperty("mean").EnumerateArray().Select(e => e.GetSingle()).ToArray();
-            float[] s = normalization.RootElement.GetProperty("std").EnumerateArray().Select(e => e.GetSingle()).ToArray();
-            return m.Length == config.Channels && s.Length == config.Channels && m.All(float.IsFinite) && s.All(v => v > 0 && float.IsFinite(v))
-                ? (m, s)
-                : throw new FormatException($"expected {config.Channels} finite means and positive standard deviations");
-        });
+        ImageModelFile.Columns columns = ImageModelFile.ReadColumns<ImageModelFile.Columns>(contents, "columns");
         var options = new MaskedAutoencoderOptions
         {
-            ImageColumnName = columns.Image, EmbeddingColumnName = columns.Embedding, ImageFolder = columns.ImageFolder,
-            VectorImageHeight = columns.VectorHeight, VectorImageWidth = columns.VectorWidth, SkipUnreadableImages = columns.SkipUnreadable,
-            TransformBatchSize = columns.TransformBatchSize, Model = config, Preprocessing = preprocessing,
+            Model = config, Preprocessing = preprocessing,
             DecoderWidth = shape.DecoderWidth, DecoderDepth = shape.DecoderDepth, DecoderHeads = shape.DecoderHeads,
             MaskRatio = shape.MaskRatio, NormalizePixelLoss = shape.NormalizePixelLoss,
         };
+        columns.ApplyTo(options);
         contents.Parse("settings", () =>
         {
             options.Validate();
             return true;
         });
         var model = new MaskedAutoencoder(config, shape);
-        ModelFile.LoadInto(model, contents.Weights, path);
-        model.to(target);
-        model.eval();
-        using (no_grad())
-        using (var scope = NewDisposeScope())
-        {
-            Tensor image = zeros(new long[] { 1, config.Channels, config.ImageSize, config.ImageSize }, device: target);
-            ModelFile.RefuseNonFiniteOutput(path, model, model.Embed(image));
-        }
+        ImageModelFile.LoadWeights(contents, model, config, target, model.Embed);
         return new MaskedAutoencoderTransformer(model, target, mean, std, options, log);
     }
 

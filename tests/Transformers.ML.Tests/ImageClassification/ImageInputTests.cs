@@ -210,6 +210,61 @@ public sealed class ImageInputTests
         refusal = Assert.ThrowsExactly<NotSupportedException>(() => ((ICanSaveModel)autoencoder).Save(null!));
         StringAssert.StartsWith(refusal.Message, "A MaskedAutoencoderTransformer cannot be written by mlContext.Model.Save");
         StringAssert.Contains(refusal.Message, "mlContext.Transformers().LoadMaskedAutoencoder(path).");
+
+        // Their own Save: the same file layout (ImageModelFile). What Transform needs survives the round trip, and a damaged
+        // shared entry is refused naming the file and the entry.
+        string classifierFile = TestUtil.TempPath(), autoencoderFile = TestUtil.TempPath();
+        classifier.Save(classifierFile);
+        autoencoder.Save(autoencoderFile);
+        using (ImageClassificationTransformer loaded = ml.Transformers().LoadImageClassification(classifierFile))
+        using (MaskedAutoencoderTransformer loadedAutoencoder = ml.Transformers().LoadMaskedAutoencoder(autoencoderFile))
+        {
+            foreach (ImageModelOptions o in new ImageModelOptions[] { loaded.Options, loadedAutoencoder.Options })
+            {
+                Assert.AreEqual(("ImagePath", "Embedding", true, 5), (o.ImageColumnName, o.EmbeddingColumnName, o.SkipUnreadableImages, o.TransformBatchSize), o.GetType().Name);
+            }
+            CollectionAssert.AreEqual(embeddings[2], loadedAutoencoder.Transform(data).GetColumn<float[]>("Embedding").ElementAt(2));
+            CollectionAssert.AreEqual(scores[2], loaded.Transform(data).GetColumn<float[]>("Score").ElementAt(2));
+            Assert.IsTrue(loaded.Transform(data).GetColumn<float[]>("Score").ElementAt(1).All(float.IsNaN), "the loaded classifier skips the unreadable row too");
+        }
+        foreach ((string file, string columnsKey, Func<string, IDisposable> load) in new (string, string, Func<string, IDisposable>)[]
+        {
+            (classifierFile, "options", f => ml.Transformers().LoadImageClassification(f)),
+            (autoencoderFile, "columns", f => ml.Transformers().LoadMaskedAutoencoder(f)),
+        })
+        {
+            foreach ((string key, string value, string expected) in new[]
+            {
+                ("normalization", "{\"mean\":[0.5,0.5],\"std\":[0.2,0.2]}", "expected 1 finite means and positive standard deviations"),
+                ("normalization", "{\"mean\":[0.5],\"std\":[0]}", "expected 1 finite means and positive standard deviations"),
+                ("preprocessing", "{\"BandHeight\":2}", "BandHeight"),
+                (columnsKey, "{\"Image\":\"ImagePath\",\"TransformBatchSize\":0}", "transform batch size must be at least 1; found 0"),
+            })
+            {
+                string damaged = WithMetadata(file, key, value);
+                var e = Assert.ThrowsExactly<InvalidDataException>(() => load(damaged).Dispose(), $"{key} = {value}");
+                StringAssert.Contains(e.Message, damaged);
+                StringAssert.Contains(e.Message, key);
+                StringAssert.Contains(e.Message, expected);
+            }
+        }
+        var oneClass = Assert.ThrowsExactly<InvalidDataException>(() => ml.Transformers().LoadImageClassification(WithMetadata(classifierFile, "classes", "[\"NORMAL\"]")));
+        StringAssert.Contains(oneClass.Message, "1 classes");
+    }
+
+    /// <summary>A copy of a model file with one metadata entry replaced.</summary>
+    private static string WithMetadata(string file, string key, string value)
+    {
+        SafeTensorsReader reader = SafeTensors.Open(file);
+        var metadata = new Dictionary<string, string>(reader.Metadata) { [key] = value };
+        string copy = TestUtil.TempPath();
+        Dictionary<string, TorchSharp.torch.Tensor> weights = reader.ReadAll();
+        SafeTensors.Write(copy, weights, metadata);
+        foreach (TorchSharp.torch.Tensor t in weights.Values)
+        {
+            t.Dispose();
+        }
+        return copy;
     }
 
     public sealed class Tiny

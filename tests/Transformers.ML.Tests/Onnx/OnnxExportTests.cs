@@ -289,6 +289,7 @@ public sealed class OnnxExportTests
             Assert.IsTrue(mask[0, 0, 0, 0].item<bool>() && mask[0, 0, 9, 0].item<bool>(), "the wedge and its two-pixel growth are masked");
             Assert.IsFalse(mask.narrow(2, 2, 8).narrow(3, 40, 8).any().item<bool>(), "the flat patch below the wedge level is kept");
             Assert.IsFalse(mask.narrow(2, 40, 8).narrow(3, 40, 8).any().item<bool>(), "the patch with one dark pixel in every window is kept");
+            Assert.IsFalse(mask.narrow(2, retinaTops[b], 14).narrow(3, 13, 27).any().item<bool>(), "the speckles of the retina are kept");
             float[] expected = ImagePreprocessor.Resize(scan, options, size).Image.flatten().data<float>().ToArray();
             for (int i = 0; i < expected.Length; i++)
             {

@@ -3,8 +3,8 @@
 // for the ViT, perplexity on the held-out tenth of Tiny Shakespeare for the GPT, BLEU on the example's 500 held-out
 // sentences for the translator. The text and translation models are the examples' saved ones when they exist (else
 // trained here with the examples' recipes for a few minutes); the ViT is trained here on the training patients of fold 1.
-// Then the speed of the same exports at the sizes of ONNX Runtime's published int8 numbers (ViT-B/16, GPT-2 small), with
-// random weights.
+// Then the speed of the same exports at the sizes of ONNX Runtime's published int8 numbers (ViT-B/16, GPT-2 small) and at
+// the library's presets between those and the examples' models (ViT-Ti/16, ViT-S/16, the Baby GPT), with random weights.
 using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -39,41 +39,68 @@ internal static class Int8Benchmark
     }
 
     /// <summary>
-    /// The same exports at the sizes of ONNX Runtime's published int8 numbers: ViT-B/16 (224 x 224 RGB, width 768, 12 layers,
-    /// 197 tokens) and GPT-2 small (124M parameters, GPT-2's vocabulary), with random weights. Speed only (the weights are not
-    /// trained, so no quality row): it shows what the quantized products give where they are most of the work, beside the
-    /// rows above, where the models are 128 wide.
+    /// The same exports at the sizes of ONNX Runtime's published int8 numbers (ViT-B/16: 224 x 224 RGB, width 768, 12 layers,
+    /// 197 tokens; GPT-2 small: 124M parameters, GPT-2's vocabulary) and at the library's presets between those and the
+    /// examples' 128-wide models (ViT-Ti/16 and ViT-S/16, widths 192 and 384 at the same 197 tokens; the Baby GPT, width 384,
+    /// with a BPE of 1,024 tokens learned from Tiny Shakespeare and with GPT-2's vocabulary), with random weights. Speed only (the weights are not trained, so no quality row): how what
+    /// the quantized products give grows with the width, beside the rows above, where the models are 128 wide.
     /// </summary>
     public static void ReferenceSizes(ResultsTable table, BenchmarkOptions options, string folder)
     {
         Directory.CreateDirectory(folder);
+        foreach ((string name, VitConfig config, bool reference) in new[] { ("ViT-Ti/16", VitConfig.Tiny16(), false), ("ViT-S/16", VitConfig.Small16(), false), ("ViT-B/16", VitConfig.Base16(), true) })
+        {
+            VitSize(table, options, folder, name, config, reference);
+        }
+        // The Baby GPT with the text example's BPE of 1,024 tokens (its width alone) and with GPT-2's vocabulary (whose
+        // output projection is then most of its weights), and GPT-2 small.
+        string book = File.ReadAllText(DataLocator.File(options.Data, "text/tinyshakespeare.txt")).Replace("\r\n", "\n");
+        TextTokenizer bpe = TextTokenizer.Train(TokenizerKind.BytePairEncoding, book, 1024);
+        TextTokenizer gpt2 = TextTokenizer.Train(TokenizerKind.Gpt2, "", TextTokenizer.Gpt2VocabularySize);
+        foreach ((string name, GptPreset preset, TextTokenizer tokenizer, bool reference) in new[]
+        {
+            ("the Baby GPT with a BPE of 1,024 tokens", GptPreset.Baby, bpe, false), ("the Baby GPT with GPT-2's vocabulary", GptPreset.Baby, gpt2, false),
+            ("GPT-2 small", GptPreset.Gpt2Small, gpt2, true),
+        })
+        {
+            GptSize(table, options, folder, name, TextGenerationOptions.PresetConfig(preset), tokenizer, reference);
+        }
+    }
+
+    private static string SizeLabel(bool reference, int width) => reference ? "reference size" : $"preset, width {width}";
+
+    private static void VitSize(ResultsTable table, BenchmarkOptions options, string folder, string name, VitConfig config, bool reference)
+    {
         manual_seed(1);
-        VitConfig vitConfig = VitConfig.Base16();
-        vitConfig.Dropout = 0;
-        string vitFp32 = Path.Combine(folder, "vit-b16.onnx"), vitInt8 = Path.Combine(folder, "vit-b16-int8.onnx");
-        using (var classifier = new VitClassifier(new VitModel(vitConfig, 1000), CPU, Enumerable.Range(0, 1000).Select(i => $"class {i}").ToList(), false,
+        config.Dropout = 0;
+        string fp32 = Path.Combine(folder, "vit-size.onnx"), int8 = Path.Combine(folder, "vit-size-int8.onnx");
+        using (var classifier = new VitClassifier(new VitModel(config, 1000), CPU, Enumerable.Range(0, 1000).Select(i => $"class {i}").ToList(), false,
             new[] { 0.5f, 0.5f, 0.5f }, new[] { 0.25f, 0.25f, 0.25f }))
         {
-            Console.WriteLine($"  onnx.int8: ViT-B/16 with random weights ({classifier.Model.parameters().Sum(p => p.numel()) / 1e6:F1}M parameters), exported as float32 and int8...");
-            OnnxGraph.Save(VitOnnxExport.Build(classifier, new OnnxExportOptions(), new ImagePreprocessing()), vitFp32);
-            OnnxGraph.Save(VitOnnxExport.Build(classifier, Int8, new ImagePreprocessing()), vitInt8);
+            Console.WriteLine($"  onnx.int8: {name} with random weights ({classifier.Model.parameters().Sum(p => p.numel()) / 1e6:F1}M parameters), exported as float32 and int8...");
+            OnnxGraph.Save(VitOnnxExport.Build(classifier, new OnnxExportOptions(), new ImagePreprocessing()), fp32);
+            OnnxGraph.Save(VitOnnxExport.Build(classifier, Int8, new ImagePreprocessing()), int8);
         }
-        using (var sessionA = new InferenceSession(vitFp32, Optimised()))
-        using (var sessionB = new InferenceSession(vitInt8, Optimised()))
+        using (var sessionA = new InferenceSession(fp32, Optimised()))
+        using (var sessionB = new InferenceSession(int8, Optimised()))
         {
-            (double ms, double msInt8) = Interleaved(sessionA, sessionB, 1, 224, 224, options.Quick ? 2 : 5, repeats: 5, warmup: 1);
-            table.Add(new BenchmarkRow("onnx.int8", "ViT-B/16 (reference size, random weights) latency, batch 1: fp32 / int8", ms / msInt8, "x", ">= 2",
-                $"fp32 {ms:F1} ms, int8 {msInt8:F1} ms; 224 x 224 RGB, preprocessing outside; files {Ratio(vitFp32, vitInt8):F1}x smaller; ONNX Runtime's reference: 3.2x"));
+            (double ms, double msInt8) = Interleaved(sessionA, sessionB, 1, config.ImageSize, config.ImageSize, options.Quick ? 2 : 5, repeats: 5, warmup: 1);
+            table.Add(new BenchmarkRow("onnx.int8", $"{name} ({SizeLabel(reference, config.Width)}, random weights) latency, batch 1: fp32 / int8", ms / msInt8, "x", ">= 2",
+                $"fp32 {ms:F1} ms, int8 {msInt8:F1} ms; {config.ImageSize} x {config.ImageSize} RGB, preprocessing outside; files {Ratio(fp32, int8):F1}x smaller" +
+                (reference ? "; ONNX Runtime's reference: 3.2x" : "")));
         }
-        File.Delete(vitFp32);
-        File.Delete(vitInt8);
+        File.Delete(fp32);
+        File.Delete(int8);
+    }
 
-        TransformerConfig gptConfig = TextGenerationOptions.PresetConfig(GptPreset.Gpt2Small);
-        TextTokenizer tokenizer = TextTokenizer.Train(TokenizerKind.Gpt2, "", TextTokenizer.Gpt2VocabularySize);
-        var paths = new[] { "gpt2.onnx", "gpt2-int8.onnx", "gpt2-shared.onnx", "gpt2-int8-shared.onnx" }.Select(f => Path.Combine(folder, f)).ToArray();
-        using (var gpt = new GptModel(gptConfig, TextTokenizer.Gpt2VocabularySize))
+    private static void GptSize(ResultsTable table, BenchmarkOptions options, string folder, string name, TransformerConfig config, TextTokenizer tokenizer, bool reference)
+    {
+        manual_seed(1);
+        var paths = new[] { "gpt-size.onnx", "gpt-size-int8.onnx", "gpt-size-shared.onnx", "gpt-size-int8-shared.onnx" }.Select(f => Path.Combine(folder, f)).ToArray();
+        int vocabulary = tokenizer.VocabularySize;
+        using (var gpt = new GptModel(config, vocabulary))
         {
-            Console.WriteLine($"  onnx.int8: GPT-2 small with random weights ({gpt.parameters().Sum(p => p.numel()) / 1e6:F1}M parameters), exported as float32 and int8, both cache layouts...");
+            Console.WriteLine($"  onnx.int8: {name} with random weights ({gpt.parameters().Sum(p => p.numel()) / 1e6:F1}M parameters, {vocabulary:N0} tokens), exported as float32 and int8, both cache layouts...");
             OnnxGraph.Save(GptOnnxExport.Build(gpt, tokenizer), paths[0]);
             OnnxGraph.Save(GptOnnxExport.Build(gpt, tokenizer, Int8), paths[1]);
             OnnxGraph.Save(GptOnnxExport.Build(gpt, tokenizer, new OnnxExportOptions { SharedCacheBuffers = true }), paths[2]);
@@ -82,11 +109,10 @@ internal static class Int8Benchmark
         using (OnnxTextGenerator a = OnnxTextGenerator.Load(paths[0]), b = OnnxTextGenerator.Load(paths[1]), c = OnnxTextGenerator.Load(paths[2]), d = OnnxTextGenerator.Load(paths[3]))
         {
             var random = new Random(1);
-            GenerationRows(table, "GPT-2 small (reference size, random weights) generation", new[] { ("", a, b), (" (shared cache buffers)", c, d) }, options.Quick ? 32 : 128,
-                batch => Enumerable.Range(0, batch).Select(_ => (IReadOnlyList<int>)Enumerable.Range(0, 8).Select(_ => random.Next(50_000)).ToList()).ToList(),
-                "greedy, 8-token prompts, best of 3 alternating rounds");
+            GenerationRows(table, $"{name} ({SizeLabel(reference, config.ModelDimension)}, random weights) generation", new[] { ("", a, b), (" (shared cache buffers)", c, d) }, options.Quick ? 32 : 128,
+                batch => Enumerable.Range(0, batch).Select(_ => (IReadOnlyList<int>)Enumerable.Range(0, 8).Select(_ => random.Next(vocabulary - 1)).ToList()).ToList(),
+                $"greedy, 8-token prompts, best of 3 alternating rounds; files {new FileInfo(paths[0]).Length / 1e6:F0} -> {new FileInfo(paths[1]).Length / 1e6:F0} MB");
         }
-        Console.WriteLine($"  onnx.int8: GPT-2 small files {new FileInfo(paths[0]).Length / 1e6:F0} MB (float32) and {new FileInfo(paths[1]).Length / 1e6:F0} MB (int8)");
         foreach (string path in paths)
         {
             File.Delete(path);

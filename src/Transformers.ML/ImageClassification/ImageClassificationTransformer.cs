@@ -135,7 +135,7 @@ public sealed class ImageClassificationTransformer : ImageModelTransformer
             ? true : throw new FormatException($"{classes.Length} classes{(binary ? " for a binary model" : "")}"));
         SavedColumns columns = ImageModelFile.ReadColumns<SavedColumns>(contents, "options");
         var model = new VitModel(config, binary ? 2 : classes.Length);
-        ImageModelFile.LoadWeights(contents, model, config, target, image => model.Forward(image).Logits);
+        ModelFile.LoadForInference(contents, model, target, d => model.Forward(ImageModelFile.Black(config, d)).Logits);
         var options = new ImageClassificationOptions
         {
             LabelColumnName = columns.Label, ScoreColumnName = columns.Score, PredictedLabelColumnName = columns.PredictedLabel,

@@ -1,10 +1,8 @@
 // What the image models' files share (the classifier's and the masked autoencoder's): the encoder's configuration, the
-// training normalisation, the preprocessing and the image columns in the metadata, and the check that the loaded weights
-// give finite outputs. Each model adds its own entries (classes, the decoder's shape) and keeps its own entry names, so
+// training normalisation, the preprocessing and the image columns in the metadata. Each model adds its own entries (classes, the decoder's shape) and keeps its own entry names, so
 // that files written before stay readable.
 using System.Text.Json;
 using Transformers.ML.Core.IO;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Transformers.ML.ImageClassification;
@@ -95,20 +93,7 @@ internal static class ImageModelFile
             : throw new FormatException($"the transform batch size must be at least 1; found {columns.TransformBatchSize}"));
     }
 
-    /// <summary>
-    /// Puts the weights into <paramref name="model"/> on <paramref name="device"/> in evaluation mode and refuses a file whose
-    /// weights load but give non-finite outputs (<paramref name="forward"/> of one black image).
-    /// </summary>
-    public static void LoadWeights(ModelFileContents contents, nn.Module model, VitConfig config, Device device, Func<Tensor, Tensor> forward)
-    {
-        ModelFile.LoadInto(model, contents.Weights, contents.Path);
-        model.to(device);
-        model.eval();
-        using (no_grad())
-        using (NewDisposeScope())
-        {
-            Tensor image = zeros(new long[] { 1, config.Channels, config.ImageSize, config.ImageSize }, device: device);
-            ModelFile.RefuseNonFiniteOutput(contents.Path, model, forward(image));
-        }
-    }
+    /// <summary>One black image at the model's size on <paramref name="device"/>: the probe of <see cref="ModelFile.LoadForInference"/>.</summary>
+    public static Tensor Black(VitConfig config, Device device) =>
+        zeros(new long[] { 1, config.Channels, config.ImageSize, config.ImageSize }, device: device);
 }

@@ -86,7 +86,7 @@ public sealed class MaskedAutoencoderTransformer : ImageModelTransformer
             return true;
         });
         var model = new MaskedAutoencoder(config, shape);
-        ImageModelFile.LoadWeights(contents, model, config, target, model.Embed);
+        ModelFile.LoadForInference(contents, model, target, d => model.Embed(ImageModelFile.Black(config, d)));
         return new MaskedAutoencoderTransformer(model, target, mean, std, options, log);
     }
 

@@ -166,15 +166,7 @@ public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposab
                 : throw new FormatException($"columns [{string.Join(", ", columns)}], transform batch size {batch} or vocabulary size {vocabulary} out of range");
         });
         var model = new GptModel(config, vocabulary);
-        ModelFile.LoadInto(model, contents.Weights, path);
-        model.to(target);
-        model.eval();
-        using (no_grad())
-        using (Tensor ids = tensor(new long[] { tokenizer.EndOfTextId }, new long[] { 1, 1 }, device: target))
-        using (Tensor logits = model.Forward(ids))
-        {
-            ModelFile.RefuseNonFiniteOutput(path, model, logits);
-        }
+        ModelFile.LoadForInference(contents, model, target, d => model.Forward(tensor(new long[] { tokenizer.EndOfTextId }, new long[] { 1, 1 }, device: d)));
         return new TextGenerationTransformer(model, tokenizer, target, columns[0], columns[1], generation, batch, log);
     }
 

@@ -167,15 +167,11 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
                 : throw new FormatException($"decoding [{string.Join(", ", decoding)}] (beam size 1..64, length penalty 0..10), columns, batch size {batch} or sentence length {maxTokens} out of range"));
         var codec = new TranslationCodec(tokenizer, maxTokens);
         var model = new EncoderDecoderTransformer("transformer", config, codec.VocabularySize);
-        ModelFile.LoadInto(model, contents.Weights, path);
-        model.to(target);
-        model.eval();
-        using (no_grad())
-        using (var scope = NewDisposeScope())
+        ModelFile.LoadForInference(contents, model, target, d =>
         {
-            Tensor ids = tensor(new long[] { codec.EndOfSentence }, new long[] { 1, 1 }, device: target);
-            ModelFile.RefuseNonFiniteOutput(path, model, model.Forward(ids, ids));
-        }
+            Tensor ids = tensor(new long[] { codec.EndOfSentence }, new long[] { 1, 1 }, device: d);
+            return model.Forward(ids, ids);
+        });
         return new TranslationTransformer(model, codec, target, columns[0], columns[1], (int)decoding[0], decoding[1], batch, log);
     }
 

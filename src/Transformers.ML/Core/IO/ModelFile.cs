@@ -150,6 +150,23 @@ internal static class ModelFile
     }
 
     /// <summary>
+    /// Puts the file's weights into <paramref name="model"/>, moves it to <paramref name="device"/> in evaluation mode, and
+    /// refuses weights that load but give non-finite scores (<see cref="RefuseNonFiniteOutput"/>) for
+    /// <paramref name="probe"/>: one forward pass on a minimal input made on the device.
+    /// </summary>
+    public static void LoadForInference(ModelFileContents contents, nn.Module model, Device device, Func<Device, Tensor> probe)
+    {
+        LoadInto(model, contents.Weights, contents.Path);
+        model.to(device);
+        model.eval();
+        using (no_grad())
+        using (NewDisposeScope())
+        {
+            RefuseNonFiniteOutput(contents.Path, model, probe(device));
+        }
+    }
+
+    /// <summary>
     /// After loading: the scores of a one-step forward pass must be finite. Finite but damaged weights (a flipped exponent
     /// bit makes a weight 1e30) overflow to infinity and NaN in the first products; such a file is refused here, not deep
     /// inside libtorch's sampler later. The message names the largest weight.

@@ -42,8 +42,9 @@ internal static class Int8Benchmark
     /// The same exports at the sizes of ONNX Runtime's published int8 numbers (ViT-B/16: 224 x 224 RGB, width 768, 12 layers,
     /// 197 tokens; GPT-2 small: 124M parameters, GPT-2's vocabulary) and at the library's presets between those and the
     /// examples' 128-wide models (ViT-Ti/16 and ViT-S/16, widths 192 and 384 at the same 197 tokens; the Baby GPT, width 384,
-    /// with a BPE of 1,024 tokens learned from Tiny Shakespeare and with GPT-2's vocabulary), with random weights. Speed only (the weights are not trained, so no quality row): how what
-    /// the quantized products give grows with the width, beside the rows above, where the models are 128 wide.
+    /// with a BPE of 1,024 tokens learned from Tiny Shakespeare and with GPT-2's vocabulary), with random weights. Speed only
+    /// (the weights are not trained, so no quality row): how what the quantized products give grows with the width, beside
+    /// the rows above, where the models are 128 wide.
     /// </summary>
     public static void ReferenceSizes(ResultsTable table, BenchmarkOptions options, string folder)
     {

@@ -98,6 +98,24 @@ public sealed class TextGenerationTests
     }
 
     [TestMethod]
+    public void ChartAxesPadTheDataButNeverBelowZeroForNonNegativeData()
+    {
+        // A learning rate from 0 to 1e-3: no tick below 0 (it read "-3.9e-5" before); a loss from 1 to 3: 5 % each side.
+        static void Range(double min, double max, double expectedMin, double expectedMax, string why)
+        {
+            (double lower, double upper) = Charts.PaddedRange(min, max);
+            Assert.AreEqual(expectedMin, lower, 1e-12, why);
+            Assert.AreEqual(expectedMax, upper, 1e-12, why);
+        }
+        Range(0, 1e-3, 0, 1.05e-3, "a learning rate");
+        Range(1, 3, 0.9, 3.1, "a loss");
+        Range(0.02, 0.52, 0, 0.545, "0.02 - 0.025 would be negative");
+        Range(-2, 2, -2.2, 2.2, "data below 0 keep their padding");
+        Range(1, 1, 0.5, 1.5, "a constant: 0.5 each side");
+        Range(0.3, 0.3, 0, 0.8, "a small constant: not below 0");
+    }
+
+    [TestMethod]
     public void TrainingCurvesAndHeatMapsArePngsWithTheirNumbersBeside()
     {
         string folder = Path.Combine(Path.GetTempPath(), "transformers-ml-tests", "charts-" + Guid.NewGuid().ToString("N"));

@@ -164,8 +164,7 @@ public static class Charts
         {
             xMax = xMin + 1;
         }
-        double pad = (yMax - yMin) * 0.05;
-        (yMin, yMax) = yMax > yMin ? (yMin - pad, yMax + pad) : (yMin - 0.5, yMax + 0.5);
+        (yMin, yMax) = PaddedRange(yMin, yMax);
         float X(double x) => (float)(plot.Left + (x - xMin) / (xMax - xMin) * plot.Width);
         float Y(double y) => (float)(plot.Bottom - (y - yMin) / (yMax - yMin) * plot.Height);
         for (int t = 0; t <= 4; t++)
@@ -266,6 +265,17 @@ public static class Charts
         IsAntialias = true,
         Typeface = SKTypeface.FromFamilyName("DejaVu Sans", bold ? SKFontStyle.Bold : SKFontStyle.Normal),
     };
+
+    /// <summary>
+    /// The y range of a chart: the data's, 5 % wider on each side (1 wide around a constant), but never below 0 for data
+    /// that are not negative (a learning rate, a loss), so that no tick reads as a negative value.
+    /// </summary>
+    internal static (double Min, double Max) PaddedRange(double min, double max)
+    {
+        double pad = max > min ? (max - min) * 0.05 : 0.5;
+        double lower = min - pad;
+        return (min >= 0 && lower < 0 ? 0 : lower, max + pad);
+    }
 
     private static string Tick(double value) => Math.Abs(value) switch
     {

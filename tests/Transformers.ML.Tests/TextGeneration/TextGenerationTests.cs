@@ -116,6 +116,22 @@ public sealed class TextGenerationTests
     }
 
     [TestMethod]
+    public void TrainingCurvesTitleTheRunsEndNotItsLastLoggedStep()
+    {
+        // The translation example's run: the last step report (1,100 of the 1,175 planned then) came before the plan moved
+        // to 1,198 and the second epoch ended; the title said "step 1100 of 1175, 9.3 min" under an axis that ends at 1,198.
+        static TrainingProgress Report(TrainingProgressKind kind, long step, long total, double minutes) => new()
+        {
+            Kind = kind, Epoch = 2, Epochs = 2, Step = step, TotalSteps = total, Loss = 2.4, LearningRate = 1e-4, Throughput = 3000,
+            ThroughputUnit = "tokens", Elapsed = TimeSpan.FromMinutes(minutes), ValidationMetric = "loss", ValidationValue = 1.56,
+        };
+        var reports = new[] { Report(TrainingProgressKind.Step, 1000, 1175, 8.4), Report(TrainingProgressKind.Step, 1100, 1175, 9.3), Report(TrainingProgressKind.EpochEnd, 1198, 1198, 10.0) };
+        Assert.AreEqual($"step {1198:N0} of {1198:N0}, {10.0:F1} min", Charts.Progress(reports));
+        Assert.AreEqual($"step {1100:N0} of {1175:N0}, {9.3:F1} min", Charts.Progress(reports.Take(2)), "mid-run: the last step");
+        Assert.AreEqual("", Charts.Progress(Array.Empty<TrainingProgress>()));
+    }
+
+    [TestMethod]
     public void TrainingCurvesAndHeatMapsArePngsWithTheirNumbersBeside()
     {
         string folder = Path.Combine(Path.GetTempPath(), "transformers-ml-tests", "charts-" + Guid.NewGuid().ToString("N"));

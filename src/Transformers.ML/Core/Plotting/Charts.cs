@@ -47,8 +47,7 @@ public static class Charts
         canvas.Clear(SKColors.White);
         using (var titlePaint = TextPaint(17, bold: true))
         {
-            string last = steps.Count > 0 ? $"step {steps[^1].Step} of {steps[^1].TotalSteps}, {steps[^1].Elapsed.TotalMinutes:F1} min" : "";
-            canvas.DrawText($"{title ?? "Training"}   {last}", 12, 24, titlePaint);
+            canvas.DrawText($"{title ?? "Training"}   {Progress(steps.Concat(epochs))}", 12, 24, titlePaint);
         }
         DrawPanel(canvas, new SKRect(0, header, panelWidth, header + panelHeight), "loss against steps", "optimizer step", "loss", new[] { loss, validation });
         DrawPanel(canvas, new SKRect(panelWidth, header, 2 * panelWidth, header + panelHeight), "loss against time", "minutes", "loss", new[] { lossByTime, validationByTime });
@@ -270,6 +269,15 @@ public static class Charts
     /// The y range of a chart: the data's, 5 % wider on each side (1 wide around a constant), but never below 0 for data
     /// that are not negative (a learning rate, a loss), so that no tick reads as a negative value.
     /// </summary>
+    /// <summary>
+    /// Where the drawn run stands: the latest report's step, planned steps and time, of steps and epoch ends alike (the
+    /// last epoch's end is the run's end; the last step report, up to LogEverySteps before it, showed a plan since moved).
+    /// </summary>
+    internal static string Progress(IEnumerable<TrainingProgress> reports) =>
+        reports.MaxBy(r => (r.Step, r.Elapsed)) is TrainingProgress latest
+            ? $"step {latest.Step:N0} of {latest.TotalSteps:N0}, {latest.Elapsed.TotalMinutes:F1} min"
+            : "";
+
     internal static (double Min, double Max) PaddedRange(double min, double max)
     {
         double pad = max > min ? (max - min) * 0.05 : 0.5;

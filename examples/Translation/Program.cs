@@ -47,8 +47,7 @@ if (settings.Load is null)
     Console.WriteLine($"Training on {Count(trainValidation.TrainSet):N0} pairs, validating on {Count(trainValidation.TestSet):N0}, testing on {Count(test):N0} (split by English sentence).");
 
     // ---------------------------------------------------------------- training
-    TranslationOptions options = TranslationRecipe.Options(TimeSpan.FromMinutes(settings.Minutes), settings.Seed);
-    options.Preset = settings.Preset;
+    TranslationOptions options = TranslationRecipe.Options(TimeSpan.FromMinutes(settings.Minutes), settings.Seed, settings.Preset);
     options.Precision = settings.Precision ?? options.Precision;
     options.Progress = new ConsoleProgress();
     options.CurvesPath = Path.Combine(settings.Output, "training-curves.png");

@@ -87,7 +87,7 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
         var transformer = new TranslationTransformer(model, codec, device, _options.SourceColumnName, _options.OutputColumnName,
             _options.BeamSize, _options.LengthPenalty, _options.TransformBatchSize, log);
         int[]?[] unpunctuated = _options.SourcePunctuationDropout > 0
-            ? trainPairs.Select(p => TranslationTask.WithoutFinalPunctuation(p.Source) is string s ? codec.Encode(s).Ids : null).ToArray()
+            ? trainPairs.Select(p => TranslationTask.Unpunctuated(p.Source) is string s ? codec.Encode(s).Ids : null).ToArray()
             : new int[]?[trainPairs.Count];
         var task = new TranslationTask(model, codec, trainIds, validationIds, unpunctuated, _options.SourcePunctuationDropout, _options.MaxTokensPerBatch, model.Config.LabelSmoothing, device,
             _ => _options.SampleSentence is null ? null : transformer.Translate(_options.SampleSentence, _options.BeamSize, _options.LengthPenalty));

@@ -59,11 +59,11 @@ public sealed class TranslationOptions : TrainingOptions
     public int MaxTokensPerBatch { get; set; } = 4096;
 
     /// <summary>
-    /// Fraction of the training pairs, drawn afresh each epoch, whose source sentence is given without its final
-    /// punctuation (". ! ? ..."; the target keeps its own), so that a sentence typed without it ("Gracias") is translated
-    /// like the same sentence with it ("Gracias." -> "Thanks."): corpora such as Tatoeba end nearly every sentence with
-    /// punctuation, and a model that never saw one without it translates it as the start of a longer one. Range [0, 1];
-    /// default 0.1; 0 turns it off.
+    /// Fraction of the training pairs, drawn afresh each epoch, whose source sentence is given as typed without
+    /// punctuation: without its final marks (". ! ? ...") and an exclamation's opening "¡" ("¡Gracias!" -> "Gracias"; a
+    /// question keeps its "¿", the target its own marks), so that a sentence typed so ("Gracias") is translated like the
+    /// same sentence with them: corpora such as Tatoeba end nearly every sentence with punctuation, and a model that never
+    /// saw one without it translates it as the start of a longer one. Range [0, 1]; default 0.1; 0 turns it off.
     /// </summary>
     public double SourcePunctuationDropout { get; set; } = 0.1;
 

@@ -20,7 +20,7 @@ internal sealed class TranslationTask : ITrainingTask<int[]>
     private readonly Device _device;
     private readonly Func<int, string?> _sample;
 
-    /// <param name="unpunctuated">Per training pair, its source without the final punctuation (null where it has none).</param>
+    /// <param name="unpunctuated">Per training pair, its source as typed without punctuation (<see cref="Unpunctuated"/>; null where it has none).</param>
     /// <param name="punctuationDropout">The fraction of pairs per epoch that are given that source instead.</param>
     public TranslationTask(EncoderDecoderTransformer model, TranslationCodec codec, List<(int[], int[])> train, List<(int[], int[])> validation,
         int[]?[] unpunctuated, double punctuationDropout, int maxTokensPerBatch, double labelSmoothing, Device device, Func<int, string?> sample)
@@ -46,7 +46,7 @@ internal sealed class TranslationTask : ITrainingTask<int[]>
 
     /// <summary>
     /// Batches of pair indices: sorted by length (ties broken at random), packed to the token budget, then shuffled. A pair
-    /// whose source is given without its final punctuation this epoch appears as the complement of its index (~i).
+    /// whose source is given without its punctuation this epoch appears as the complement of its index (~i).
     /// </summary>
     public IReadOnlyList<int[]> PlanEpoch(int epoch, Random random)
     {
@@ -67,11 +67,22 @@ internal sealed class TranslationTask : ITrainingTask<int[]>
         return batches;
     }
 
-    /// <summary>The source sentence of <paramref name="text"/> without its final punctuation; null when it has none or nothing else.</summary>
-    internal static string? WithoutFinalPunctuation(string text)
+    /// <summary>
+    /// The source sentence <paramref name="text"/> as typed without punctuation: its final marks (". ! ? ...") gone, and
+    /// an exclamation's opening "¡" with them ("¡Gracias!" -> "Gracias"); null when it has no final mark or nothing else.
+    /// A question keeps its opening "¿": without both marks a Spanish question often reads as a statement ("Tienes
+    /// hambre"), and a model taught to guess ended statements with "?" ("Gracias" -> "Thank you?", one seed of three).
+    /// </summary>
+    internal static string? Unpunctuated(string text)
     {
-        string stripped = text.TrimEnd().TrimEnd('.', '!', '?', '…', ';', ':', '。', '！', '？').TrimEnd();
-        return stripped.Length == 0 || stripped.Length == text.TrimEnd().Length ? null : stripped;
+        string trimmed = text.Trim();
+        string stripped = trimmed.TrimEnd('.', '!', '?', '…', ';', ':', '。', '！', '？').TrimEnd();
+        if (stripped.Length == trimmed.Length)
+        {
+            return null;
+        }
+        stripped = stripped.TrimStart('¡').TrimStart();
+        return stripped.Length == 0 ? null : stripped;
     }
 
     internal static List<int[]> Batches(List<(int[] Source, int[] Target)> pairs, Random? random, int maxTokens)

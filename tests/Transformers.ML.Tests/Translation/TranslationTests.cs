@@ -197,17 +197,22 @@ public sealed class TranslationTests
     }
 
     [TestMethod]
-    public void SomeSourcesLoseTheirFinalPunctuationEachEpochAndTheTargetsKeepTheirs()
+    public void SomeSourcesLoseTheirPunctuationEachEpochAndTheTargetsKeepTheirs()
     {
-        Assert.AreEqual("Gracias", TranslationTask.WithoutFinalPunctuation("Gracias."));
-        Assert.AreEqual("¿Dónde está la biblioteca", TranslationTask.WithoutFinalPunctuation("¿Dónde está la biblioteca? "));
-        Assert.AreEqual("¡Ya voy", TranslationTask.WithoutFinalPunctuation("¡Ya voy!..."));
-        Assert.IsNull(TranslationTask.WithoutFinalPunctuation("Hola"));
-        Assert.IsNull(TranslationTask.WithoutFinalPunctuation("?!"));
+        Assert.AreEqual("Gracias", TranslationTask.Unpunctuated("Gracias."));
+        // As typed without punctuation: an exclamation loses its opening mark too; a question keeps its "¿".
+        Assert.AreEqual("¿Dónde está la biblioteca", TranslationTask.Unpunctuated("¿Dónde está la biblioteca? "));
+        Assert.AreEqual("Gracias", TranslationTask.Unpunctuated("¡Gracias!"));
+        Assert.AreEqual("Ya voy", TranslationTask.Unpunctuated("¡Ya voy!..."));
+        Assert.AreEqual("Hola, ¿qué tal", TranslationTask.Unpunctuated("Hola, ¿qué tal?"));
+        Assert.IsNull(TranslationTask.Unpunctuated("Hola"));
+        Assert.IsNull(TranslationTask.Unpunctuated("¡Hola"));
+        Assert.IsNull(TranslationTask.Unpunctuated("?!"));
+        Assert.IsNull(TranslationTask.Unpunctuated("¡!"));
 
         var codec = new TranslationCodec(TextTokenizer.Train(TokenizerKind.BytePairEncoding, string.Join("\n", _pairs.Select(p => p.Spanish + "\n" + p.English)), 300), 64);
         List<(int[], int[])> train = _pairs.Select(p => (codec.Encode(p.Spanish).Ids, codec.Encode(p.English).Ids)).ToList();
-        int[]?[] unpunctuated = _pairs.Select(p => TranslationTask.WithoutFinalPunctuation(p.Spanish) is string s ? codec.Encode(s).Ids : null).ToArray();
+        int[]?[] unpunctuated = _pairs.Select(p => TranslationTask.Unpunctuated(p.Spanish) is string s ? codec.Encode(s).Ids : null).ToArray();
         Assert.IsGreaterThan(_pairs.Count * 0.9, (double)unpunctuated.Count(u => u is not null), "the test pairs end with punctuation");
         TorchSharp.torch.manual_seed(1);
         using var model = new EncoderDecoderTransformer("t", Tiny().Model!, codec.VocabularySize);

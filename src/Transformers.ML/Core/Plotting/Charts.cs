@@ -266,10 +266,6 @@ public static class Charts
     };
 
     /// <summary>
-    /// The y range of a chart: the data's, 5 % wider on each side (1 wide around a constant), but never below 0 for data
-    /// that are not negative (a learning rate, a loss), so that no tick reads as a negative value.
-    /// </summary>
-    /// <summary>
     /// Where the drawn run stands: the latest report's step, planned steps and time, of steps and epoch ends alike (the
     /// last epoch's end is the run's end; the last step report, up to LogEverySteps before it, showed a plan since moved).
     /// </summary>
@@ -278,6 +274,10 @@ public static class Charts
             ? $"step {latest.Step:N0} of {latest.TotalSteps:N0}, {latest.Elapsed.TotalMinutes:F1} min"
             : "";
 
+    /// <summary>
+    /// The y range of a chart: the data's, 5 % wider on each side (1 wide around a constant), but never below 0 for data
+    /// that are not negative (a learning rate, a loss), so that no tick reads as a negative value.
+    /// </summary>
     internal static (double Min, double Max) PaddedRange(double min, double max)
     {
         double pad = max > min ? (max - min) * 0.05 : 0.5;

@@ -1,4 +1,5 @@
 using TorchSharp;
+using Transformers.ML.Core.IO;
 using static TorchSharp.torch;
 
 namespace Transformers.ML.Tests;
@@ -28,4 +29,27 @@ internal static class TestUtil
 
     public static string TempPath(string extension = ".safetensors") =>
         Path.Combine(Path.GetTempPath(), "transformers-ml-tests", Guid.NewGuid().ToString("N") + extension);
+
+    /// <summary>
+    /// A copy of the model file <paramref name="file"/> whose every matrix is multiplied by 1e30: finite weights, so they
+    /// pass the finiteness check of the tensors, but the loader's probe forward pass overflows. Asserts that
+    /// <paramref name="load"/> refuses it with the probe's message naming the copy.
+    /// </summary>
+    public static void AssertOverflowingWeightsAreRefused(string file, Func<string, IDisposable> load)
+    {
+        SafeTensorsReader reader = SafeTensors.Open(file);
+        Dictionary<string, Tensor> weights = reader.ReadAll();
+        using (no_grad())
+        {
+            foreach (Tensor w in weights.Values.Where(w => w.dim() == 2))
+            {
+                w.mul_(1e30);
+            }
+        }
+        string overflowing = TempPath();
+        SafeTensors.Write(overflowing, weights, reader.Metadata);
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => load(overflowing).Dispose());
+        StringAssert.Contains(e.Message, "a forward pass gives scores that are not finite numbers");
+        StringAssert.Contains(e.Message, overflowing);
+    }
 }

@@ -251,23 +251,8 @@ public sealed class ImageInputTests
         var oneClass = Assert.ThrowsExactly<InvalidDataException>(() => ml.Transformers().LoadImageClassification(WithMetadata(classifierFile, "classes", "[\"NORMAL\"]")));
         StringAssert.Contains(oneClass.Message, "1 classes");
         // Finite weights that overflow (every matrix times 1e30) load, but the probe's forward pass is not finite: refused.
-        foreach ((string file, Func<string, IDisposable> load) in new (string, Func<string, IDisposable>)[]
-        {
-            (classifierFile, f => ml.Transformers().LoadImageClassification(f)), (autoencoderFile, f => ml.Transformers().LoadMaskedAutoencoder(f)),
-        })
-        {
-            SafeTensorsReader reader = SafeTensors.Open(file);
-            Dictionary<string, TorchSharp.torch.Tensor> weights = reader.ReadAll();
-            foreach (TorchSharp.torch.Tensor w in weights.Values.Where(w => w.dim() == 2))
-            {
-                w.mul_(1e30);
-            }
-            string overflowing = TestUtil.TempPath();
-            SafeTensors.Write(overflowing, weights, reader.Metadata);
-            var e = Assert.ThrowsExactly<InvalidDataException>(() => load(overflowing).Dispose());
-            StringAssert.Contains(e.Message, "a forward pass gives scores that are not finite numbers");
-            StringAssert.Contains(e.Message, overflowing);
-        }
+        TestUtil.AssertOverflowingWeightsAreRefused(classifierFile, f => ml.Transformers().LoadImageClassification(f));
+        TestUtil.AssertOverflowingWeightsAreRefused(autoencoderFile, f => ml.Transformers().LoadMaskedAutoencoder(f));
     }
 
     /// <summary>A copy of a model file with one metadata entry replaced.</summary>

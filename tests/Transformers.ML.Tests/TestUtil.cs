@@ -37,6 +37,7 @@ internal static class TestUtil
     /// </summary>
     public static void AssertOverflowingWeightsAreRefused(string file, Func<string, IDisposable> load)
     {
+        using var scope = NewDisposeScope();
         SafeTensorsReader reader = SafeTensors.Open(file);
         Dictionary<string, Tensor> weights = reader.ReadAll();
         using (no_grad())
@@ -47,9 +48,16 @@ internal static class TestUtil
             }
         }
         string overflowing = TempPath();
-        SafeTensors.Write(overflowing, weights, reader.Metadata);
-        var e = Assert.ThrowsExactly<InvalidDataException>(() => load(overflowing).Dispose());
-        StringAssert.Contains(e.Message, "a forward pass gives scores that are not finite numbers");
-        StringAssert.Contains(e.Message, overflowing);
+        try
+        {
+            SafeTensors.Write(overflowing, weights, reader.Metadata);
+            var e = Assert.ThrowsExactly<InvalidDataException>(() => load(overflowing).Dispose());
+            StringAssert.Contains(e.Message, "a forward pass gives scores that are not finite numbers");
+            StringAssert.Contains(e.Message, overflowing);
+        }
+        finally
+        {
+            File.Delete(overflowing);
+        }
     }
 }

@@ -27,8 +27,12 @@ internal static class TestUtil
         return a.detach().to(ScalarType.Float64).sub(b.detach().to(ScalarType.Float64)).abs().max().item<double>();
     }
 
+    /// <summary>This test run's own folder for temporary files, deleted when the run ends (<see cref="TestRun"/>).</summary>
+    public static string RunFolder { get; } = Path.Combine(Path.GetTempPath(), "transformers-ml-tests", $"run-{Environment.ProcessId}-{Guid.NewGuid():N}");
+
+    /// <summary>A new file or folder name in <see cref="RunFolder"/> (which exists), ending with <paramref name="extension"/>.</summary>
     public static string TempPath(string extension = ".safetensors") =>
-        Path.Combine(Path.GetTempPath(), "transformers-ml-tests", Guid.NewGuid().ToString("N") + extension);
+        Path.Combine(Directory.CreateDirectory(RunFolder).FullName, Guid.NewGuid().ToString("N") + extension);
 
     /// <summary>
     /// A copy of the model file <paramref name="file"/> whose every matrix is multiplied by 1e30: finite weights, so they
@@ -58,6 +62,28 @@ internal static class TestUtil
         finally
         {
             File.Delete(overflowing);
+        }
+    }
+}
+
+/// <summary>Deletes the run's temporary files (<see cref="TestUtil.RunFolder"/>) when the test run ends.</summary>
+[TestClass]
+public static class TestRun
+{
+    [AssemblyCleanup]
+    public static void DeleteTemporaryFiles()
+    {
+        try
+        {
+            if (Directory.Exists(TestUtil.RunFolder))
+            {
+                Directory.Delete(TestUtil.RunFolder, recursive: true);
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A file still open elsewhere (Windows): the folder stays in the temp folder, named by the run.
+            Console.WriteLine($"Test run: could not delete {TestUtil.RunFolder}: {e.Message}");
         }
     }
 }

@@ -9,7 +9,7 @@ namespace Transformers.ML.Tests.Core;
 [TestClass]
 public sealed class TokenShardTests
 {
-    private static string Folder() => Path.Combine(Path.GetTempPath(), "transformers-ml-tests", "shards-" + Guid.NewGuid().ToString("N"));
+    private static string Folder() => TestUtil.TempPath("") + "-shards";
 
     [TestMethod]
     public void ShardsHaveLlmCsHeaderAndLittleEndianTokens()

@@ -113,7 +113,7 @@ public sealed class ImageInputTests
     public void MissingCorruptAndTooSmallImagesGetMessagesNamingThemOrAreSkippedAndCounted()
     {
         var ml = new MLContext(seed: 1);
-        string folder = Path.Combine(Path.GetTempPath(), "transformers-ml-tests", Guid.NewGuid().ToString("N"));
+        string folder = TestUtil.TempPath("");
         Directory.CreateDirectory(folder);
         File.WriteAllText(Path.Combine(folder, "corrupt.jpeg"), "not a JPEG");
         List<ImageFile> files = OctSamples();
@@ -156,7 +156,7 @@ public sealed class ImageInputTests
         // The classifier and the masked autoencoder share one ML.NET side (ImageModelTransformer): the same reading, the
         // same handling of unreadable rows at Transform, the same refusal of mlContext.Model.Save.
         var ml = new MLContext(seed: 1);
-        string folder = Path.Combine(Path.GetTempPath(), "transformers-ml-tests", Guid.NewGuid().ToString("N"));
+        string folder = TestUtil.TempPath("");
         Directory.CreateDirectory(folder);
         List<ImageFile> files = OctSamples().Take(12).ToList();
         files.Insert(1, new ImageFile { ImagePath = Path.Combine(folder, "missing.jpeg"), Diagnosis = "NORMAL" });

@@ -36,7 +36,7 @@ public sealed class SyntheticOctTests
     [TestMethod]
     public void AFolderInTheOct2017LayoutIsWrittenAndReadBackPixelForPixel()
     {
-        string folder = Path.Combine(Path.GetTempPath(), "transformers-ml-tests", Guid.NewGuid().ToString("N"));
+        string folder = TestUtil.TempPath("");
         SyntheticOct.WriteOct2017Folder(folder, trainPerClass: 3, testPerClass: 2, size: 32, seed: 9);
         var train = ImageDatasets.ReadOct2017Folder(folder, "train");
         var test = ImageDatasets.ReadOct2017Folder(folder, "test");

@@ -32,7 +32,7 @@ public sealed class GenAiTests
     /// <summary>The export (with or without shared cache buffers) generates our greedy tokens in ONNX Runtime GenAI.</summary>
     private static void GenAiMatches(TextGenerationTransformer model, bool shared)
     {
-        string folder = Path.Combine(Path.GetTempPath(), "transformers-ml-tests", "genai-" + Guid.NewGuid().ToString("N"));
+        string folder = TestUtil.TempPath("-genai");
         model.ExportToOnnxRuntimeGenAI(folder, new OnnxExportOptions { SharedCacheBuffers = shared });
         foreach (string file in new[] { "model.onnx", "genai_config.json", "vocab.json", "merges.txt", "tokenizer_config.json" })
         {

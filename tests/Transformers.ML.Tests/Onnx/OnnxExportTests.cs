@@ -104,7 +104,7 @@ public sealed class OnnxExportTests
     public void ApplyOnnxModelPipelineGivesTheTransformersPredictionsAndSurvivesModelSave()
     {
         var ml = new MLContext(seed: 1);
-        string folder = Path.Combine(Path.GetTempPath(), "transformers-ml-tests", Guid.NewGuid().ToString("N"));
+        string folder = TestUtil.TempPath("");
         SyntheticOct.WriteOct2017Folder(folder, trainPerClass: 12, testPerClass: 4, size: 32, seed: 3);
         IDataView Files(string split) => ml.Data.LoadFromEnumerable(ImageDatasets.ReadOct2017Folder(folder, split).Select(f => new ImageFile { ImagePath = f.Path, Diagnosis = f.Label }));
         var keys = ml.Transforms.Conversion.MapValueToKey("Label", nameof(ImageFile.Diagnosis)).Append(ml.Transforms.LoadImages("Image", null, nameof(ImageFile.ImagePath)));
@@ -419,7 +419,7 @@ public sealed class OnnxExportTests
         TranslationOptions options = TranslationTests.Tiny();
         options.Epochs = 3;
         using TranslationTransformer model = ml.Transformers().Translation(options).Fit(ml.Data.LoadFromEnumerable(pairs));
-        string folder = Path.Combine(Path.GetTempPath(), "transformers-ml-tests", Guid.NewGuid().ToString("N"));
+        string folder = TestUtil.TempPath("");
         model.ExportToOnnx(folder);
         using OnnxTranslator translator = OnnxTranslator.Load(folder);
         string[] sentences = pairs.Skip(700).Take(24).Select(p => p.Spanish).Append("Soy un estudiante").Append("").ToArray();
@@ -510,7 +510,7 @@ public sealed class OnnxExportTests
         TranslationOptions options = TranslationTests.Tiny();
         options.Epochs = 3;
         using TranslationTransformer translator = ml.Transformers().Translation(options).Fit(ml.Data.LoadFromEnumerable(pairs));
-        string folder = Path.Combine(Path.GetTempPath(), "transformers-ml-tests", Guid.NewGuid().ToString("N"));
+        string folder = TestUtil.TempPath("");
         translator.ExportToOnnx(folder, int8);
         using OnnxTranslator onnx = OnnxTranslator.Load(folder);
         string[] sentences = pairs.Skip(700).Take(16).Select(p => p.Spanish).ToArray();

@@ -18,7 +18,7 @@ public sealed class HuggingFaceGpt2Tests
     /// <summary>The hub checkpoint plus a tokenizer file (its vocabulary of 300 is not GPT-2's, so the import needs one).</summary>
     private static string CheckpointWithTokenizer()
     {
-        string folder = Path.Combine(Path.GetTempPath(), "transformers-ml-tests", Guid.NewGuid().ToString("N"));
+        string folder = TestUtil.TempPath("");
         Directory.CreateDirectory(folder);
         foreach (string file in new[] { "config.json", "model.safetensors" })
         {
@@ -59,7 +59,7 @@ public sealed class HuggingFaceGpt2Tests
     {
         var ml = new Microsoft.ML.MLContext();
         using TextGenerationTransformer imported = ml.Transformers().ImportGpt2(CheckpointWithTokenizer());
-        string folder = Path.Combine(Path.GetTempPath(), "transformers-ml-tests", Guid.NewGuid().ToString("N"));
+        string folder = TestUtil.TempPath("");
         imported.ExportToHuggingFace(folder);
         using TextGenerationTransformer again = ml.Transformers().ImportGpt2(folder);
         using Tensor ids = randint(0, 300, new long[] { 2, 16 });
@@ -96,7 +96,7 @@ public sealed class HuggingFaceGpt2Tests
     [TestMethod]
     public void AFolderWithoutACheckpointOrTokenizerFailsClearly()
     {
-        string empty = Path.Combine(Path.GetTempPath(), "transformers-ml-tests", Guid.NewGuid().ToString("N"));
+        string empty = TestUtil.TempPath("");
         Directory.CreateDirectory(empty);
         var e = Assert.ThrowsExactly<FileNotFoundException>(() => HuggingFaceGpt2.Import(empty));
         StringAssert.Contains(e.Message, "config.json and model.safetensors");

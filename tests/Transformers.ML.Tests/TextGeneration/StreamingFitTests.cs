@@ -9,7 +9,7 @@ namespace Transformers.ML.Tests.TextGeneration;
 [TestClass]
 public sealed class StreamingFitTests
 {
-    private static string Folder() => Path.Combine(Path.GetTempPath(), "transformers-ml-tests", "cache-" + Guid.NewGuid().ToString("N"));
+    private static string Folder() => TestUtil.TempPath("-cache");
 
     [TestMethod]
     public void TheStreamingWriterWritesTheShardByteForByteAndTheStreamReadsAcrossShards()

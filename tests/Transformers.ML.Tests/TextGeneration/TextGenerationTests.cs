@@ -134,7 +134,7 @@ public sealed class TextGenerationTests
     [TestMethod]
     public void TrainingCurvesAndHeatMapsArePngsWithTheirNumbersBeside()
     {
-        string folder = Path.Combine(Path.GetTempPath(), "transformers-ml-tests", "charts-" + Guid.NewGuid().ToString("N"));
+        string folder = TestUtil.TempPath("-charts");
         try
         {
             string png = Path.Combine(folder, "curves.png");

@@ -3,6 +3,8 @@
 // for the ViT, perplexity on the held-out tenth of Tiny Shakespeare for the GPT, BLEU on the example's 500 held-out
 // sentences for the translator. The text and translation models are the examples' saved ones when they exist (else
 // trained here with the examples' recipes for a few minutes); the ViT is trained here on the training patients of fold 1.
+// Beside each speed row of these models, the bound of any int8 form of their weight products: the float32 graph without
+// them (ProductBound), timed in the same rounds.
 // Then the speed of the same exports at the sizes of ONNX Runtime's published int8 numbers (ViT-B/16, GPT-2 small) and at
 // the library's presets between those and the examples' models (ViT-Ti/16, ViT-S/16, the Baby GPT), with random weights.
 using System.Diagnostics;
@@ -85,9 +87,9 @@ internal static class Int8Benchmark
         using (var sessionA = new InferenceSession(fp32, Optimised()))
         using (var sessionB = new InferenceSession(int8, Optimised()))
         {
-            (double ms, double msInt8) = Interleaved(sessionA, sessionB, 1, config.ImageSize, config.ImageSize, options.Quick ? 2 : 5, repeats: 5, warmup: 1);
-            table.Add(new BenchmarkRow("onnx.int8", $"{name} ({SizeLabel(reference, config.Width)}, random weights) latency, batch 1: fp32 / int8", ms / msInt8, "x", ">= 2",
-                $"fp32 {ms:F1} ms, int8 {msInt8:F1} ms; {config.ImageSize} x {config.ImageSize} RGB, preprocessing outside; files {Ratio(fp32, int8):F1}x smaller" +
+            double[] ms = Interleaved(new[] { sessionA, sessionB }, 1, config.ImageSize, config.ImageSize, options.Quick ? 2 : 5, repeats: 5, warmup: 1);
+            table.Add(new BenchmarkRow("onnx.int8", $"{name} ({SizeLabel(reference, config.Width)}, random weights) latency, batch 1: fp32 / int8", ms[0] / ms[1], "x", ">= 2",
+                $"fp32 {ms[0]:F1} ms, int8 {ms[1]:F1} ms; {config.ImageSize} x {config.ImageSize} RGB, preprocessing outside; files {Ratio(fp32, int8):F1}x smaller" +
                 (reference ? "; ONNX Runtime's reference: 3.2x" : "")));
         }
         File.Delete(fp32);
@@ -110,7 +112,7 @@ internal static class Int8Benchmark
         using (OnnxTextGenerator a = OnnxTextGenerator.Load(paths[0]), b = OnnxTextGenerator.Load(paths[1]), c = OnnxTextGenerator.Load(paths[2]), d = OnnxTextGenerator.Load(paths[3]))
         {
             var random = new Random(1);
-            GenerationRows(table, $"{name} ({SizeLabel(reference, config.ModelDimension)}, random weights) generation", new[] { ("", a, b), (" (shared cache buffers)", c, d) }, options.Quick ? 32 : 128,
+            GenerationRows(table, $"{name} ({SizeLabel(reference, config.ModelDimension)}, random weights) generation", new (string, OnnxTextGenerator, OnnxTextGenerator, OnnxTextGenerator?)[] { ("", a, b, null), (" (shared cache buffers)", c, d, null) }, options.Quick ? 32 : 128,
                 batch => Enumerable.Range(0, batch).Select(_ => (IReadOnlyList<int>)Enumerable.Range(0, 8).Select(_ => random.Next(vocabulary - 1)).ToList()).ToList(),
                 $"greedy, 8-token prompts, best of 3 alternating rounds; files {new FileInfo(paths[0]).Length / 1e6:F0} -> {new FileInfo(paths[1]).Length / 1e6:F0} MB");
         }
@@ -123,29 +125,46 @@ internal static class Int8Benchmark
     private static double Ratio(string fp32, string int8) => (double)new FileInfo(fp32).Length / new FileInfo(int8).Length;
 
     /// <summary>
-    /// The latency of two graphs on the same random (batch, 3, height, width) pixels: interleaved rounds, the best of each,
-    /// so that a burst of load on this shared machine hits both alike.
+    /// The latency of each graph on the same random (batch, 3, height, width) pixels: interleaved rounds, the best of each,
+    /// so that a burst of load on this shared machine hits all alike.
     /// </summary>
-    private static (double Ms, double MsB) Interleaved(InferenceSession a, InferenceSession b, int batch, int height, int width, int rounds, int repeats, int warmup = 40)
+    private static double[] Interleaved(InferenceSession[] sessions, int batch, int height, int width, int rounds, int repeats, int warmup = 40)
     {
         manual_seed(1);
         using Tensor pixels = rand(batch, 3, height, width);
         var input = new[] { NamedOnnxValue.CreateFromTensor(VitOnnxExport.PixelsInput, new DenseTensor<float>(pixels.data<float>().ToArray(), new[] { batch, 3, height, width })) };
-        double ms = double.MaxValue, msB = double.MaxValue;
+        double[] ms = sessions.Select(_ => double.MaxValue).ToArray();
         for (int round = 0; round < rounds; round++)
         {
-            ms = Math.Min(ms, OnnxBenchmark.Latency(() => a.Run(input).Dispose(), repeats, warmup));
-            msB = Math.Min(msB, OnnxBenchmark.Latency(() => b.Run(input).Dispose(), repeats, warmup));
+            for (int i = 0; i < sessions.Length; i++)
+            {
+                InferenceSession session = sessions[i];
+                ms[i] = Math.Min(ms[i], OnnxBenchmark.Latency(() => session.Run(input).Dispose(), repeats, warmup));
+            }
         }
-        return (ms, msB);
+        return ms;
+    }
+
+    /// <summary>
+    /// The row of the most any int8 form of the weight products could give (<see cref="ProductBound"/>): float32 against the
+    /// float32 graph without them, timed in the same interleaved rounds as the fp32 / int8 row above it.
+    /// </summary>
+    private static BenchmarkRow BoundRow(string measure, double fp32, double bound, double int8Ratio, int products, string unit, bool lowerIsFaster)
+    {
+        double ratio = lowerIsFaster ? fp32 / bound : bound / fp32;
+        string format = unit == "ms" ? "F2" : "N0";
+        return new BenchmarkRow("onnx.int8", $"{measure}: fp32 / fp32 without its {products} weight products (the most any int8 of them can give)", ratio, "x", "-",
+            $"fp32 {fp32.ToString(format, System.Globalization.CultureInfo.InvariantCulture)} {unit}, without the products {bound.ToString(format, System.Globalization.CultureInfo.InvariantCulture)} {unit} " +
+            $"(each replaced by a copy of its input cut or repeated to its width; everything else as exported); int8 in the same rounds: {int8Ratio:F2}x");
     }
 
     /// <summary>
     /// Rows of int8 / fp32 tokens/s: greedy generation through the shared loop for each cache layout (fp32 and int8
-    /// generators), batch 1 and 8, the best of 3 alternating rounds; tokens/s counts the tokens each generation returned.
+    /// generators, and the bound generator without weight products where given, with <paramref name="boundProducts"/> of
+    /// them removed), batch 1 and 8, the best of 3 alternating rounds; tokens/s counts the tokens each generation returned.
     /// </summary>
-    private static void GenerationRows(ResultsTable table, string measure, (string Cache, OnnxTextGenerator F32, OnnxTextGenerator I8)[] layouts, int tokens,
-        Func<int, List<IReadOnlyList<int>>> prompts, string notes)
+    private static void GenerationRows(ResultsTable table, string measure, (string Cache, OnnxTextGenerator F32, OnnxTextGenerator I8, OnnxTextGenerator? Bound)[] layouts, int tokens,
+        Func<int, List<IReadOnlyList<int>>> prompts, string notes, int boundProducts = 0)
     {
         double Rate(OnnxTextGenerator generator, List<IReadOnlyList<int>> batch, DecodingSettings settings)
         {
@@ -154,20 +173,26 @@ internal static class Int8Benchmark
             return generated.Sum(g => g.Count) / clock.Elapsed.TotalSeconds;
         }
 
-        foreach ((string cache, OnnxTextGenerator f32, OnnxTextGenerator i8) in layouts)
+        foreach ((string cache, OnnxTextGenerator f32, OnnxTextGenerator i8, OnnxTextGenerator? bound) in layouts)
         {
             foreach (int batch in new[] { 1, 8 })
             {
                 List<IReadOnlyList<int>> batchPrompts = prompts(batch);
                 var settings = new DecodingSettings { MaxNewTokens = tokens };
-                double rate = 0, rateInt8 = 0;
+                double rate = 0, rateInt8 = 0, rateBound = 0;
                 for (int round = 0; round < 3; round++)
                 {
                     rate = Math.Max(rate, Rate(f32, batchPrompts, settings));
                     rateInt8 = Math.Max(rateInt8, Rate(i8, batchPrompts, settings));
+                    rateBound = bound is null ? 0 : Math.Max(rateBound, Rate(bound, batchPrompts, settings));
                 }
-                table.Add(new BenchmarkRow("onnx.int8", $"{measure}{cache}, {tokens} tokens, batch {batch}: int8 / fp32 tokens/s", rateInt8 / rate, "x", ">= 1.5",
+                string what = $"{measure}{cache}, {tokens} tokens, batch {batch}";
+                table.Add(new BenchmarkRow("onnx.int8", $"{what}: int8 / fp32 tokens/s", rateInt8 / rate, "x", ">= 1.5",
                     $"fp32 {rate:N0} tokens/s, int8 {rateInt8:N0} tokens/s; {notes}"));
+                if (bound is not null)
+                {
+                    table.Add(BoundRow(what, rate, rateBound, rateInt8 / rate, boundProducts, "tokens/s", lowerIsFaster: false));
+                }
             }
         }
     }
@@ -239,14 +264,19 @@ internal static class Int8Benchmark
             ("the exported graph", fp32, int8, height, width), ("the transformer alone", fp32Model, int8Model, size, size),
         })
         {
+            string bound = Path.Combine(folder, "vit-bound.onnx");
+            int products = ProductBound.Write(a, bound);
             using var sessionA = new InferenceSession(a, Optimised());
             using var sessionB = new InferenceSession(b, Optimised());
+            using var sessionBound = new InferenceSession(bound, Optimised());
             foreach (int batch in new[] { 1, 16 })
             {
-                (double ms, double msInt8) = Interleaved(sessionA, sessionB, batch, h, w, options.Quick ? 2 : 5, options.Quick ? 5 : 20);
-                table.Add(new BenchmarkRow("onnx.int8", $"ViT (OCT recipe) latency, {what}, batch {batch}: fp32 / int8", ms / msInt8, "x", ">= 2",
-                    $"fp32 {ms:F2} ms, int8 {msInt8:F2} ms; input {h} x {w}" + (a == fp32 ? ", the scan's preprocessing (float32) in the graph" : ", preprocessing outside")));
+                double[] ms = Interleaved(new[] { sessionA, sessionB, sessionBound }, batch, h, w, options.Quick ? 2 : 5, options.Quick ? 5 : 20);
+                table.Add(new BenchmarkRow("onnx.int8", $"ViT (OCT recipe) latency, {what}, batch {batch}: fp32 / int8", ms[0] / ms[1], "x", ">= 2",
+                    $"fp32 {ms[0]:F2} ms, int8 {ms[1]:F2} ms; input {h} x {w}" + (a == fp32 ? ", the scan's preprocessing (float32) in the graph" : ", preprocessing outside")));
+                table.Add(BoundRow($"ViT (OCT recipe) latency, {what}, batch {batch}", ms[0], ms[2], ms[0] / ms[1], products, "ms", lowerIsFaster: true));
             }
+            File.Delete(bound);
         }
         table.Add(new BenchmarkRow("onnx.int8", "ViT (OCT recipe): accuracy change int8 - fp32 on held-out patients", (accuracyInt8 - accuracy) * 100, "points", "within +-0.5",
             $"fp32 {accuracy:F3}, int8 {accuracyInt8:F3} on {test.Count} scans of other patients ({minutes} min of training); the same class for {agree} of all {all.Count} scans; file {Ratio(fp32, int8):F1}x smaller " +
@@ -328,10 +358,14 @@ internal static class Int8Benchmark
             string fp32Shared = Path.Combine(folder, "gpt-shared.onnx"), int8Shared = Path.Combine(folder, "gpt-int8-shared.onnx");
             gpt.ExportToOnnx(fp32Shared, new OnnxExportOptions { SharedCacheBuffers = true });
             gpt.ExportToOnnx(int8Shared, new OnnxExportOptions { SharedCacheBuffers = true, Quantization = OnnxQuantization.DynamicInt8 });
+            string bound = Path.Combine(folder, "gpt-bound.onnx"), boundShared = Path.Combine(folder, "gpt-bound-shared.onnx");
+            int products = ProductBound.Write(fp32, bound);
+            ProductBound.Write(fp32Shared, boundShared);
             using OnnxTextGenerator c = OnnxTextGenerator.Load(fp32Shared), d = OnnxTextGenerator.Load(int8Shared);
-            GenerationRows(table, "GPT generation", new[] { ("", a, b), (" (shared cache buffers)", c, d) }, options.Quick ? 64 : 256,
-                batch => Enumerable.Range(0, batch).Select(r => (IReadOnlyList<int>)ids.Skip(r * 50).Take(8).ToList()).ToList(),
-                "ONNX Runtime, greedy, key/value cache, best of 3 alternating rounds");
+            using OnnxTextGenerator e = OnnxTextGenerator.Load(bound), f = OnnxTextGenerator.Load(boundShared);
+            GenerationRows(table, "GPT generation", new (string, OnnxTextGenerator, OnnxTextGenerator, OnnxTextGenerator?)[] { ("", a, b, e), (" (shared cache buffers)", c, d, f) },
+                options.Quick ? 64 : 256, batch => Enumerable.Range(0, batch).Select(r => (IReadOnlyList<int>)ids.Skip(r * 50).Take(8).ToList()).ToList(),
+                "ONNX Runtime, greedy, key/value cache, best of 3 alternating rounds", products);
             string sample = b.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 80, Temperature = 0.8, TopK = 40, Seed = 1 }).Replace("\n", " / ");
             table.Add(new BenchmarkRow("onnx.int8", "GPT: held-out perplexity change int8 / fp32", (perplexityInt8 / perplexity - 1) * 100, "%", "within +-2",
                 $"fp32 {perplexity:F3}, int8 {perplexityInt8:F3} per token ({gpt.TokenizerKind}) on {windows * context:N0} held-out tokens; {source}; file {Ratio(fp32, int8):F1}x smaller; int8 sample \"ROMEO:{sample}\""));

@@ -30,7 +30,7 @@ internal static class TestUtil
     /// <summary>This test run's own folder for temporary files, deleted when the run ends (<see cref="TestRun"/>).</summary>
     public static string RunFolder { get; } = Path.Combine(Path.GetTempPath(), "transformers-ml-tests", $"run-{Environment.ProcessId}-{Guid.NewGuid():N}");
 
-    /// <summary>A new file or folder name in <see cref="RunFolder"/> (which exists), ending with <paramref name="extension"/>.</summary>
+    /// <summary>A new name (nothing there yet) for a file or folder in <see cref="RunFolder"/>, ending with <paramref name="extension"/>.</summary>
     public static string TempPath(string extension = ".safetensors") =>
         Path.Combine(Directory.CreateDirectory(RunFolder).FullName, Guid.NewGuid().ToString("N") + extension);
 

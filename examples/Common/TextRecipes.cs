@@ -33,8 +33,9 @@ internal static class TextRecipe
         Generation = new GenerationOptions { MaxNewTokens = 120, Temperature = 0.8, TopK = 40, Seed = 1, StopStrings = new[] { "\n\n" } },
     };
 
-    /// <summary>The Small GPT without dropout: a few minutes see the book a few times, too little to overfit, and dropout
-    /// costs a CPU as much as the rest of the step.</summary>
+    /// <summary>The Small GPT without dropout: dropout costs a quarter of a CPU step, and it did not lower the held-out loss
+    /// even on a host where 5 minutes pass over the book 13 times and the validation loss flattens (1.523 and 1.512 nats
+    /// per character with 0.1 against 1.521 and 1.516 without, `--only textgen.recipe --recipes bpe,bpe-dropout`).</summary>
     private static TransformerConfig Model()
     {
         TransformerConfig config = TextGenerationOptions.PresetConfig(GptPreset.Small);

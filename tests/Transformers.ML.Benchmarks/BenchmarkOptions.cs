@@ -12,7 +12,7 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
     /// <summary>Run only the first N folds of the split (a quicker look at a recipe); null: all.</summary>
     public int? FoldsToRun { get; init; }
 
-    /// <summary>Training seeds of the recipe rows that report a spread over seeds (translation.recipe); null: the row's own.</summary>
+    /// <summary>Training seeds of the recipe rows that report a spread over seeds (translation.recipe, textgen.recipe); null: the row's own.</summary>
     public int[]? Seeds { get; init; }
 
     /// <summary>The corpus size of textgen.corpus, in MB (the shared books repeated); null: 37 (3.7 quick).</summary>

@@ -110,23 +110,31 @@ internal static class TextGenerationBenchmark
         IDataView train = ml.Data.LoadFromEnumerable(new[] { new Document { Text = text[..split] } });
         IDataView heldOut = ml.Data.LoadFromEnumerable(new[] { new Document { Text = text[split..] } });
         TextGenerationTransformer? characters = null;
-        // --recipes char, bpe or char-avg (the recipe with the last 5 checkpoints averaged): the genres need the character model
-        var kinds = new[] { ("char", TokenizerKind.Character, 1), ("bpe", TokenizerKind.BytePairEncoding, 1), ("char-avg", TokenizerKind.Character, 5) }
-            .Where(k => options.Recipes.Length == 0 ? k.Item3 == 1 : options.Recipes.Contains(k.Item1)).ToList();
-        foreach ((string name, TokenizerKind kind, int averaged) in kinds)
+        // --recipes char, bpe, char-avg (the recipe with the last 5 checkpoints averaged) or bpe-dropout (the BPE recipe with
+        // dropout 0.1, for hosts fast enough to pass over the book many times in the budget); --seeds runs each recipe with
+        // each seed, the recipes alternating within a seed. The genres need the character model.
+        var kinds = new[] { ("char", TokenizerKind.Character, 1, 0.0), ("bpe", TokenizerKind.BytePairEncoding, 1, 0.0), ("char-avg", TokenizerKind.Character, 5, 0.0),
+                ("bpe-dropout", TokenizerKind.BytePairEncoding, 1, 0.1) }
+            .Where(k => options.Recipes.Length == 0 ? k.Item3 == 1 && k.Item4 == 0 : options.Recipes.Contains(k.Item1)).ToList();
+        int[] seeds = options.Seeds ?? new[] { 1 };
+        foreach ((string name, TokenizerKind kind, int averaged, double dropout, int seed) in seeds.SelectMany(seed => kinds.Select(k => (k.Item1, k.Item2, k.Item3, k.Item4, seed))))
         {
             TextGenerationOptions o = TextRecipe.Options(kind, TimeSpan.FromMinutes(minutes));
             o.RestoreBestWeights = false;
             o.LogEverySteps = 1_000_000;
             o.AveragedCheckpoints = averaged;
             o.AveragingSpan = 0.25;
+            o.Seed = seed;
+            o.Model!.Dropout = dropout;
+            o.Model.AttentionDropout = dropout;
             var clock = Stopwatch.StartNew();
             TextGenerationTransformer model = ml.Transformers().TextGeneration(o).Fit(train, heldOut);
             double trained = clock.Elapsed.TotalMinutes;
             TextGenerationMetrics m = ml.Transformers().EvaluateTextGeneration(model, heldOut);
             string sample = model.Generate("This story is about").Replace("\n", " / ");
             string what = kind == TokenizerKind.Character ? "characters" : "learned BPE (1,024 tokens)";
-            table.Add(new BenchmarkRow("text generation", $"example recipe, {what}{(averaged > 1 ? $", last {averaged} checkpoints averaged" : "")}: held-out loss after {trained:F1} min",
+            string variant = (averaged > 1 ? $", last {averaged} checkpoints averaged" : "") + (dropout > 0 ? $", dropout {dropout}" : "") + (options.Seeds is null ? "" : $", seed {seed}");
+            table.Add(new BenchmarkRow("text generation", $"example recipe, {what}{variant}: held-out loss after {trained:F1} min",
                 m.BitsPerCharacter * Math.Log(2), "nats/char", kind == TokenizerKind.Character ? "<= 1.55" : "-",
                 $"{m.BitsPerCharacter:F3} bits/char, {m.CrossEntropy:F3} nats/token; {model.ParameterCount:N0} params, {model.TrainingReports[^1].Step} steps; \"This story is about{sample}\""));
             if (kind == TokenizerKind.Character && characters is null)

@@ -149,12 +149,13 @@ internal static class Int8Benchmark
     /// The row of the most any int8 form of the weight products could give (<see cref="ProductBound"/>): float32 against the
     /// float32 graph without them, timed in the same interleaved rounds as the fp32 / int8 row above it.
     /// </summary>
-    private static BenchmarkRow BoundRow(string measure, double fp32, double bound, double int8Ratio, int products, string unit, bool lowerIsFaster)
+    private static BenchmarkRow BoundRow(string measure, double fp32, double bound, double int8Ratio, int products, string unit)
     {
-        double ratio = lowerIsFaster ? fp32 / bound : bound / fp32;
-        string format = unit == "ms" ? "F2" : "N0";
-        return new BenchmarkRow("onnx.int8", $"{measure}: fp32 / fp32 without its {products} weight products (the most any int8 of them can give)", ratio, "x", "-",
-            $"fp32 {fp32.ToString(format, System.Globalization.CultureInfo.InvariantCulture)} {unit}, without the products {bound.ToString(format, System.Globalization.CultureInfo.InvariantCulture)} {unit} " +
+        bool latency = unit == "ms"; // else a rate (tokens/s), where higher is faster
+        string format = latency ? "F2" : "N0";
+        return new BenchmarkRow("onnx.int8", $"{measure}: fp32 / fp32 without its {products} weight products (the most any int8 of them can give)",
+            latency ? fp32 / bound : bound / fp32, "x", "-",
+            $"fp32 {fp32.ToString(format)} {unit}, without the products {bound.ToString(format)} {unit} " +
             $"(each replaced by a copy of its input cut or repeated to its width; everything else as exported); int8 in the same rounds: {int8Ratio:F2}x");
     }
 
@@ -191,7 +192,7 @@ internal static class Int8Benchmark
                     $"fp32 {rate:N0} tokens/s, int8 {rateInt8:N0} tokens/s; {notes}"));
                 if (bound is not null)
                 {
-                    table.Add(BoundRow(what, rate, rateBound, rateInt8 / rate, boundProducts, "tokens/s", lowerIsFaster: false));
+                    table.Add(BoundRow(what, rate, rateBound, rateInt8 / rate, boundProducts, "tokens/s"));
                 }
             }
         }
@@ -274,7 +275,7 @@ internal static class Int8Benchmark
                 double[] ms = Interleaved(new[] { sessionA, sessionB, sessionBound }, batch, h, w, options.Quick ? 2 : 5, options.Quick ? 5 : 20);
                 table.Add(new BenchmarkRow("onnx.int8", $"ViT (OCT recipe) latency, {what}, batch {batch}: fp32 / int8", ms[0] / ms[1], "x", ">= 2",
                     $"fp32 {ms[0]:F2} ms, int8 {ms[1]:F2} ms; input {h} x {w}" + (a == fp32 ? ", the scan's preprocessing (float32) in the graph" : ", preprocessing outside")));
-                table.Add(BoundRow($"ViT (OCT recipe) latency, {what}, batch {batch}", ms[0], ms[2], ms[0] / ms[1], products, "ms", lowerIsFaster: true));
+                table.Add(BoundRow($"ViT (OCT recipe) latency, {what}, batch {batch}", ms[0], ms[2], ms[0] / ms[1], products, "ms"));
             }
             File.Delete(bound);
         }

@@ -6,6 +6,7 @@
 // time, and no int8 form can save more than that.
 using Google.Protobuf;
 using Onnx;
+using Transformers.ML.Core.Onnx;
 
 namespace Transformers.ML.Benchmarks;
 
@@ -60,9 +61,7 @@ internal static class ProductBound
         graph.Node.AddRange(nodes);
         // The replaced products' weights (and a tied table's Transpose, now unused) go too, as ONNX Runtime would drop them.
         DropUnused(graph);
-        string temporary = path + ".tmp";
-        File.WriteAllBytes(temporary, model.ToByteArray());
-        File.Move(temporary, path, overwrite: true);
+        OnnxGraph.Save(model, path);
         return replaced;
     }
 

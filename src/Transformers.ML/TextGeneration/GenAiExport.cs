@@ -46,7 +46,7 @@ internal static class GenAiExport
                         ? new JsonObject
                         {
                             ["input_ids"] = GptOnnxExport.InputIds,
-                            ["attention_mask"] = GptOnnxExport.AttentionMask,
+                            ["attention_mask"] = OnnxSharedCache.AttentionMask,
                             ["past_key_names"] = "past_key_%d",
                             ["past_value_names"] = "past_value_%d",
                         }

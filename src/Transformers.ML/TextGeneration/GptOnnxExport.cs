@@ -19,12 +19,6 @@ internal static class GptOnnxExport
     /// <summary>Output name of the next-token scores (batch, sequence, vocabulary).</summary>
     public const string Logits = "logits";
 
-    /// <summary>Input of the shared-buffer graph: (batch, past + new) int64 ones, from which positions and lengths follow.</summary>
-    public const string AttentionMask = "attention_mask";
-
-    /// <summary>The "cache" metadata of a graph exported with <see cref="OnnxExportOptions.SharedCacheBuffers"/>.</summary>
-    public const string SharedCache = "shared-buffers";
-
     public static ModelProto Build(GptModel model, TextTokenizer tokenizer, OnnxExportOptions? options = null)
     {
         TransformerConfig config = model.Config;
@@ -33,7 +27,7 @@ internal static class GptOnnxExport
         var blocks = new OnnxBlocks(graph, ModuleState.Of(model), quantization);
         bool shared = options?.SharedCacheBuffers ?? false;
         string ids = graph.Input(InputIds, DataType.Int64, "batch", "sequence");
-        string? attentionMask = shared ? graph.Input(AttentionMask, DataType.Int64, "batch", "total") : null;
+        string? attentionMask = shared ? graph.Input(OnnxSharedCache.AttentionMask, DataType.Int64, "batch", "total") : null;
         string cacheLength = shared ? "context" : "past", presentLength = shared ? "context" : "total";
         var past = new KeyValue[config.NumLayers];
         for (int i = 0; i < config.NumLayers; i++)
@@ -47,12 +41,8 @@ internal static class GptOnnxExport
         if (attentionMask is not null)
         {
             // Shared buffers: the past length is the mask's length minus the new tokens; GroupQueryAttention takes each row's
-            // last position (int32) and the total length, and writes the new keys and values into the buffers at the past length.
-            string total = blocks.Dimension(attentionMask, 1);
-            pastLength = graph.Op("Sub", new[] { total, newLength });
-            string lastPositions = graph.Op("Cast", new[] { graph.Op("Sub", new[] { graph.Op("ReduceSum", new[] { attentionMask, graph.Longs(1) }, ("keepdims", 0L)), graph.LongScalar(1) }) },
-                ("to", (long)DataType.Int32));
-            string total32 = graph.Op("Cast", new[] { graph.Op("Unsqueeze", new[] { total, graph.Longs(0) }) }, ("to", (long)DataType.Int32));
+            // last position and the total length, and writes the new keys and values into the buffers at the past length.
+            (pastLength, string lastPositions, string total32) = blocks.SharedCacheLengths(attentionMask, newLength);
             selfAttention = (i, h) => blocks.SharedCacheAttention(h, $"decoder.layers.{i}.self_attn", config, past[i], lastPositions, total32);
         }
         else
@@ -80,7 +70,7 @@ internal static class GptOnnxExport
             ["config"] = config.ToJson(),
             ["tokenizer"] = tokenizer.Definition.ToJson(),
             ["quantization"] = quantization.ToString(),
-            ["cache"] = shared ? SharedCache : "concatenated",
+            [OnnxSharedCache.MetadataKey] = shared ? OnnxSharedCache.SharedBuffers : OnnxSharedCache.Concatenated,
             ["vocabulary_size"] = model.VocabularySize.ToString(System.Globalization.CultureInfo.InvariantCulture),
         });
     }

@@ -22,7 +22,7 @@ public sealed class OnnxTextGenerator : IDisposable
         _session = session;
         IReadOnlyDictionary<string, string> metadata = OnnxModels.Metadata(session, source, TextGenerationTransformer.Capability);
         _config = TransformerConfig.FromJson(metadata["config"]);
-        _sharedBuffers = metadata.TryGetValue("cache", out string? cache) && cache == GptOnnxExport.SharedCache;
+        _sharedBuffers = OnnxSharedCache.IsShared(metadata);
         Tokenizer = TextTokenizer.FromDefinition(TokenizerDefinition.FromJson(metadata["tokenizer"], source), source);
     }
 
@@ -79,15 +79,7 @@ public sealed class OnnxTextGenerator : IDisposable
                 _cache?.Dispose();
                 _cache = new OnnxKeyValueCache(owner._config, rows);
             }
-            var flat = new long[rows * length];
-            for (int r = 0; r < rows; r++)
-            {
-                for (int t = 0; t < length; t++)
-                {
-                    flat[r * length + t] = ids[r][t];
-                }
-            }
-            using OrtValue input = OrtValue.CreateTensorValueFromMemory(flat, new long[] { rows, length });
+            using OrtValue input = OrtValue.CreateTensorValueFromMemory(Flatten(ids), new long[] { rows, length });
             return _cache.Step(owner._session, new List<string> { GptOnnxExport.InputIds }, new List<OrtValue> { input }, GptOnnxExport.Logits);
         }
 
@@ -102,91 +94,48 @@ public sealed class OnnxTextGenerator : IDisposable
 
     /// <summary>
     /// A graph exported with <see cref="OnnxExportOptions.SharedCacheBuffers"/>: the keys and values of the whole context live
-    /// in one buffer per layer and kind, bound through IOBinding as both past and present, so ONNX Runtime writes each step's
-    /// keys in place and nothing is copied from step to step. A reset only rewinds the length; the buffers are reused.
+    /// in one buffer per layer and kind (<see cref="OnnxSharedCache"/>), which ONNX Runtime writes in place, so nothing is
+    /// copied from step to step. A reset only rewinds the length; the buffers are reused.
     /// </summary>
     private sealed class SharedBufferStepper(OnnxTextGenerator owner) : ICausalStepper
     {
-        private static readonly RunOptions StepOptions = new();
-        private OrtValue[]? _buffers; // per layer: keys, values, each (rows, heads, context, head size)
-        private OrtIoBinding? _binding; // the buffers bound once as past and present; each step rebinds its ids and mask
-        private long[] _ones = Array.Empty<long>(); // rows x context ones: the attention mask is a prefix of it
-        private int _rows;
+        private OnnxSharedCache? _cache;
 
         public int ContextLength => owner.ContextLength;
 
         public bool HasCache => true;
 
-        public int CachedLength { get; private set; }
+        public int CachedLength => _cache?.Length ?? 0;
 
         public float[][] Step(IReadOnlyList<IReadOnlyList<int>> ids)
         {
-            int rows = ids.Count, length = ids[0].Count;
-            if (_binding is null || rows != _rows)
+            if (_cache is null || ids.Count != _cache.Rows)
             {
-                Allocate(rows);
+                _cache?.Dispose();
+                _cache = null;
+                _cache = new OnnxSharedCache(owner._session, owner._config, ids.Count, ContextLength);
             }
-            int total = CachedLength + length;
-            if (total > ContextLength)
-            {
-                throw new InvalidOperationException($"A step of {length} tokens after {CachedLength} cached ones exceeds the context of {ContextLength}.");
-            }
-            var flat = new long[rows * length];
-            for (int r = 0; r < rows; r++)
-            {
-                for (int t = 0; t < length; t++)
-                {
-                    flat[r * length + t] = ids[r][t];
-                }
-            }
-            using OrtValue input = OrtValue.CreateTensorValueFromMemory(flat, new long[] { rows, length });
-            using OrtValue mask = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, new Memory<long>(_ones, 0, rows * total), new long[] { rows, total });
-            _binding!.BindInput(GptOnnxExport.InputIds, input);
-            _binding.BindInput(GptOnnxExport.AttentionMask, mask);
-            // Rebound at every step: bound once in Allocate, the greedy text no longer equals TorchSharp's (OnnxExportTests).
-            _binding.BindOutputToDevice(GptOnnxExport.Logits, OrtMemoryInfo.DefaultInstance);
-            owner._session.RunWithBinding(StepOptions, _binding);
-            using IDisposableReadOnlyCollection<OrtValue> outputs = _binding.GetOutputValues();
-            float[][] scores = OnnxKeyValueCache.LastPosition(outputs[outputs.Count - 1]); // bound last: the logits
-            CachedLength = total;
-            return scores;
+            return _cache.Step(GptOnnxExport.InputIds, Flatten(ids), ids[0].Count, GptOnnxExport.Logits);
         }
 
-        public void ResetCache() => CachedLength = 0;
+        public void ResetCache() => _cache?.Reset();
 
-        public void Dispose() => Free();
+        public void Dispose() => _cache?.Dispose();
+    }
 
-        /// <summary>Buffers for <paramref name="rows"/> sequences of the whole context, bound as past and present.</summary>
-        private void Allocate(int rows)
+    /// <summary>Rows of token ids, all of one length, as one row-major int64 array.</summary>
+    private static long[] Flatten(IReadOnlyList<IReadOnlyList<int>> ids)
+    {
+        int rows = ids.Count, length = ids[0].Count;
+        var flat = new long[rows * length];
+        for (int r = 0; r < rows; r++)
         {
-            Free();
-            TransformerConfig config = owner._config;
-            _buffers = new OrtValue[2 * config.NumLayers];
-            _binding = owner._session.CreateIoBinding();
-            for (int i = 0; i < _buffers.Length; i++)
+            for (int t = 0; t < length; t++)
             {
-                _buffers[i] = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float,
-                    new long[] { rows, config.NumHeads, ContextLength, i % 2 == 0 ? config.HeadKeyDimension : config.HeadValueDimension });
-                int layer = i / 2;
-                _binding.BindInput(i % 2 == 0 ? OnnxKeyValueCache.PastKey(layer) : OnnxKeyValueCache.PastValue(layer), _buffers[i]);
-                _binding.BindOutput(i % 2 == 0 ? OnnxKeyValueCache.PresentKey(layer) : OnnxKeyValueCache.PresentValue(layer), _buffers[i]);
+                flat[r * length + t] = ids[r][t];
             }
-            _ones = new long[rows * ContextLength];
-            Array.Fill(_ones, 1L);
-            _rows = rows;
-            CachedLength = 0;
         }
-
-        private void Free()
-        {
-            _binding?.Dispose();
-            _binding = null;
-            foreach (OrtValue buffer in _buffers ?? Array.Empty<OrtValue>())
-            {
-                buffer.Dispose();
-            }
-            _buffers = null;
-        }
+        return flat;
     }
 
     /// <summary>Frees the ONNX Runtime session.</summary>

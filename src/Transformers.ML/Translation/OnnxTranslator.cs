@@ -16,6 +16,7 @@ public sealed class OnnxTranslator : IDisposable
     private readonly InferenceSession _decoder;
     private readonly TransformerConfig _config;
     private readonly TranslationCodec _codec;
+    private readonly bool _sharedBuffers;
 
     private OnnxTranslator(InferenceSession encoder, InferenceSession decoder, string source)
     {
@@ -26,6 +27,7 @@ public sealed class OnnxTranslator : IDisposable
         _config = TransformerConfig.FromJson(metadata["config"]);
         TextTokenizer tokenizer = TextTokenizer.FromDefinition(TokenizerDefinition.FromJson(metadata["tokenizer"], source), source);
         _codec = new TranslationCodec(tokenizer, int.Parse(metadata["max_sentence_tokens"], System.Globalization.CultureInfo.InvariantCulture));
+        _sharedBuffers = OnnxSharedCache.IsShared(metadata);
     }
 
     /// <summary>Loads the encoder.onnx and decoder.onnx of an export folder, with every ONNX Runtime graph optimisation on.</summary>
@@ -84,7 +86,7 @@ public sealed class OnnxTranslator : IDisposable
     {
         int k = Math.Max(1, beamSize);
         int[] limits = sources.Select(s => s.Length + 50).ToArray();
-        using var stepper = new Stepper(this, sources, k);
+        using var stepper = new Stepper(this, sources, k, limits.Max() + 1); // the start token and the longest output allowed
         return k == 1
             ? Seq2SeqSearch.Greedy(stepper, limits, _codec.EndOfSentence, _codec.Padding)
             : Seq2SeqSearch.Beam(stepper, limits, k, lengthPenalty, _codec.EndOfSentence, _codec.Padding);
@@ -92,7 +94,8 @@ public sealed class OnnxTranslator : IDisposable
 
     /// <summary>
     /// The ONNX decoder as a stepper: the encoder runs once (rows repeated per beam); the padding mask and the
-    /// cross-attention keys/values become ONNX Runtime values once; the self-attention cache follows the beams.
+    /// cross-attention keys/values become ONNX Runtime values once; the self-attention cache (the presents taken as the next
+    /// pasts, or for a graph exported with SharedCacheBuffers buffers written in place) follows the beams.
     /// </summary>
     private sealed class Stepper : ISeq2SeqStepper, IDisposable
     {
@@ -100,9 +103,10 @@ public sealed class OnnxTranslator : IDisposable
         private readonly int _rows;
         private readonly List<string> _fixedNames = new();
         private readonly List<OrtValue> _fixedValues = new();
-        private readonly OnnxKeyValueCache _past;
+        private readonly OnnxKeyValueCache? _past;
+        private readonly OnnxSharedCache? _buffers;
 
-        public Stepper(OnnxTranslator owner, IReadOnlyList<int[]> sources, int k)
+        public Stepper(OnnxTranslator owner, IReadOnlyList<int[]> sources, int k, int capacity)
         {
             _owner = owner;
             TransformerConfig config = owner._config;
@@ -132,7 +136,18 @@ public sealed class OnnxTranslator : IDisposable
                 Fixed(TranslationOnnxExport.CrossKey(l), OnnxKeyValueCache.Rows(byName[TranslationOnnxExport.CrossKey(l)].AsTensor<float>(), repeat));
                 Fixed(TranslationOnnxExport.CrossValue(l), OnnxKeyValueCache.Rows(byName[TranslationOnnxExport.CrossValue(l)].AsTensor<float>(), repeat));
             }
-            _past = new OnnxKeyValueCache(config, _rows);
+            if (owner._sharedBuffers)
+            {
+                _buffers = new OnnxSharedCache(owner._decoder, config, _rows, capacity);
+                for (int i = 0; i < _fixedNames.Count; i++)
+                {
+                    _buffers.BindFixed(_fixedNames[i], _fixedValues[i]); // bound once: they stay the same at every step
+                }
+            }
+            else
+            {
+                _past = new OnnxKeyValueCache(config, _rows);
+            }
         }
 
         private void Fixed<T>(string name, DenseTensor<T> value)
@@ -149,16 +164,26 @@ public sealed class OnnxTranslator : IDisposable
             {
                 last[r] = prefixes[r][^1];
             }
+            if (_buffers is not null)
+            {
+                return _buffers.Step(TranslationOnnxExport.TargetIds, last, 1, TranslationOnnxExport.LogProbabilities);
+            }
             using OrtValue target = OrtValue.CreateTensorValueFromMemory(last, new long[] { _rows, 1 });
-            return _past.Step(_owner._decoder, new List<string>(_fixedNames) { TranslationOnnxExport.TargetIds },
+            return _past!.Step(_owner._decoder, new List<string>(_fixedNames) { TranslationOnnxExport.TargetIds },
                 new List<OrtValue>(_fixedValues) { target }, TranslationOnnxExport.LogProbabilities);
         }
 
-        public void Reorder(long[] rows) => _past.Reorder(rows.Select(r => (int)r).ToArray());
+        public void Reorder(long[] rows)
+        {
+            int[] order = rows.Select(r => (int)r).ToArray();
+            _past?.Reorder(order);
+            _buffers?.Reorder(order);
+        }
 
         public void Dispose()
         {
-            _past.Dispose();
+            _past?.Dispose();
+            _buffers?.Dispose();
             foreach (OrtValue value in _fixedValues)
             {
                 value.Dispose();

@@ -5,7 +5,9 @@
 //                 and values of the encoder output, computed once.
 //   decoder.onnx: target_ids (batch, sequence) int64, source_padding, cross_key_i / cross_value_i, past_key_i /
 //                 past_value_i (batch, heads, past, head_dim) -> log_probs (batch, sequence, vocabulary) and
-//                 present_key_i / present_value_i.
+//                 present_key_i / present_value_i (batch, heads, past + sequence, head_dim). With SharedCacheBuffers
+//                 the pasts are buffers (batch, heads, capacity, head_dim) that the presents are bound to, and an
+//                 attention_mask (batch, past + sequence) of ones gives the past length (as the GPT's export).
 // Both carry the configuration and the tokenizer in their metadata.
 using Onnx;
 using Transformers.ML.Core.IO;
@@ -41,6 +43,7 @@ internal static class TranslationOnnxExport
             ["tokenizer"] = codec.Tokenizer.Definition.ToJson(),
             ["max_sentence_tokens"] = codec.MaxSentenceTokens.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["quantization"] = (options?.Quantization ?? OnnxQuantization.None).ToString(),
+            [OnnxSharedCache.MetadataKey] = options?.SharedCacheBuffers == true ? OnnxSharedCache.SharedBuffers : OnnxSharedCache.Concatenated,
         };
         OnnxQuantization quantization = options?.Quantization ?? OnnxQuantization.None;
 
@@ -58,28 +61,44 @@ internal static class TranslationOnnxExport
             encoderGraph.Output(cross.Value, CrossValue(i), DataType.Float, "batch", config.NumHeads, "source", config.HeadValueDimension);
         }
 
-        // Decoder with its cache.
+        // Decoder with its cache: concatenated (standard ONNX) or buffers written in place (SharedCacheBuffers).
         var decoderGraph = new OnnxGraph("translation_decoder");
         var decoder = new OnnxBlocks(decoderGraph, weights, quantization);
+        bool shared = options?.SharedCacheBuffers ?? false;
         string target = decoderGraph.Input(TargetIds, DataType.Int64, "batch", "sequence");
         string crossMask = decoder.PaddingMask(decoderGraph.Input(SourcePadding, DataType.Int64, "batch", "source"));
+        string? attentionMask = shared ? decoderGraph.Input(OnnxSharedCache.AttentionMask, DataType.Int64, "batch", "total") : null;
+        string cacheLength = shared ? "capacity" : "past", presentLength = shared ? "capacity" : "total";
         var crossKv = new KeyValue[config.NumLayers];
         var past = new KeyValue[config.NumLayers];
         for (int i = 0; i < config.NumLayers; i++)
         {
             crossKv[i] = new KeyValue(decoderGraph.Input(CrossKey(i), DataType.Float, "batch", config.NumHeads, "source", config.HeadKeyDimension),
                 decoderGraph.Input(CrossValue(i), DataType.Float, "batch", config.NumHeads, "source", config.HeadValueDimension));
-            past[i] = new KeyValue(decoderGraph.Input(OnnxKeyValueCache.PastKey(i), DataType.Float, "batch", config.NumHeads, "past", config.HeadKeyDimension),
-                decoderGraph.Input(OnnxKeyValueCache.PastValue(i), DataType.Float, "batch", config.NumHeads, "past", config.HeadValueDimension));
+            past[i] = new KeyValue(decoderGraph.Input(OnnxKeyValueCache.PastKey(i), DataType.Float, "batch", config.NumHeads, cacheLength, config.HeadKeyDimension),
+                decoderGraph.Input(OnnxKeyValueCache.PastValue(i), DataType.Float, "batch", config.NumHeads, cacheLength, config.HeadValueDimension));
         }
-        string pastLength = decoder.Dimension(past[0].Key, 2);
+        string newLength = decoder.Dimension(target, 1);
+        string pastLength;
+        Func<int, string, (string Output, KeyValue Present)> selfAttention;
+        if (attentionMask is not null)
+        {
+            (pastLength, string lastPositions, string total) = decoder.SharedCacheLengths(attentionMask, newLength);
+            selfAttention = (i, h) => decoder.SharedCacheAttention(h, $"decoder.layers.{i}.self_attn", config, past[i], lastPositions, total);
+        }
+        else
+        {
+            pastLength = decoder.Dimension(past[0].Key, 2);
+            string causal = decoder.CausalMask(newLength, pastLength);
+            selfAttention = (i, h) => decoder.Attention(h, h, $"decoder.layers.{i}.self_attn", config, causal, past[i]);
+        }
         string x = decoder.TokenEmbedding(target, model.Embedding, "embedding", config, pastLength);
-        string causal = decoder.CausalMask(decoder.Dimension(target, 1), pastLength);
         for (int i = 0; i < config.NumLayers; i++)
         {
-            (x, KeyValue present) = decoder.DecoderLayer(x, $"decoder.layers.{i}", config, causal, past[i], crossKv[i], crossMask);
-            decoderGraph.Output(present.Key, OnnxKeyValueCache.PresentKey(i), DataType.Float, "batch", config.NumHeads, "total", config.HeadKeyDimension);
-            decoderGraph.Output(present.Value, OnnxKeyValueCache.PresentValue(i), DataType.Float, "batch", config.NumHeads, "total", config.HeadValueDimension);
+            int layer = i;
+            (x, KeyValue present) = decoder.DecoderLayer(x, $"decoder.layers.{i}", config, h => selfAttention(layer, h), crossKv[i], crossMask);
+            decoderGraph.Output(present.Key, OnnxKeyValueCache.PresentKey(i), DataType.Float, "batch", config.NumHeads, presentLength, config.HeadKeyDimension);
+            decoderGraph.Output(present.Value, OnnxKeyValueCache.PresentValue(i), DataType.Float, "batch", config.NumHeads, presentLength, config.HeadValueDimension);
         }
         if (config.NormPosition == NormPosition.Pre)
         {

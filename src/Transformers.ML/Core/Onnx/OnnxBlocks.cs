@@ -250,6 +250,21 @@ internal sealed class OnnxBlocks
         return (Linear(outputs[0], prefix + ".out_proj"), new KeyValue(outputs[1], outputs[2]));
     }
 
+    /// <summary>
+    /// The lengths a shared-buffer graph derives from its attention mask (B, past + new) of ones and the new tokens' count
+    /// (an int64 scalar): the past length (int64 scalar, the positions' offset), each row's last position (B) int32 and the
+    /// total length (1) int32, as <see cref="SharedCacheAttention"/> takes them.
+    /// </summary>
+    public (string PastLength, string LastPositions, string Total) SharedCacheLengths(string attentionMask, string newLength)
+    {
+        string total = Dimension(attentionMask, 1);
+        string pastLength = Graph.Op("Sub", new[] { total, newLength });
+        string lastPositions = Graph.Op("Cast", new[] { Graph.Op("Sub", new[] { Graph.Op("ReduceSum", new[] { attentionMask, Graph.Longs(1) }, ("keepdims", 0L)), Graph.LongScalar(1) }) },
+            ("to", (long)global::Onnx.TensorProto.Types.DataType.Int32));
+        string total32 = Graph.Op("Cast", new[] { Graph.Op("Unsqueeze", new[] { total, Graph.Longs(0) }) }, ("to", (long)global::Onnx.TensorProto.Types.DataType.Int32));
+        return (pastLength, lastPositions, total32);
+    }
+
     /// <summary>A residual connection around <paramref name="sublayer"/>: pre-LN x + f(LN(x)), or post-LN LN(x + f(x)).</summary>
     public string Residual(string x, string prefix, TransformerConfig config, Func<string, string> sublayer)
     {
@@ -276,12 +291,10 @@ internal sealed class OnnxBlocks
         return config.NormPosition == NormPosition.Pre ? LayerNorm(x, prefix + ".final_norm", config.LayerNormEpsilon) : x;
     }
 
-    /// <summary>A decoder layer with a self-attention cache and, when <paramref name="cross"/> is given, cross-attention to precomputed keys and values.</summary>
-    public (string Output, KeyValue Present) DecoderLayer(string x, string prefix, TransformerConfig config, string? selfMask, KeyValue past,
-        KeyValue? cross, string? crossMask) =>
-        DecoderLayer(x, prefix, config, h => Attention(h, h, prefix + ".self_attn", config, selfMask, past), cross, crossMask);
-
-    /// <summary>A decoder layer whose self-attention (normalised input -> output and present) is <paramref name="selfAttention"/>.</summary>
+    /// <summary>
+    /// A decoder layer whose self-attention (normalised input -> output and present) is <paramref name="selfAttention"/>
+    /// (over a concatenated or a shared-buffer cache) and, when <paramref name="cross"/> is given, with cross-attention to precomputed keys and values.
+    /// </summary>
     public (string Output, KeyValue Present) DecoderLayer(string x, string prefix, TransformerConfig config, Func<string, (string Output, KeyValue Present)> selfAttention,
         KeyValue? cross, string? crossMask)
     {

@@ -22,14 +22,15 @@ public sealed class OnnxExportOptions
     public OnnxQuantization Quantization { get; set; } = OnnxQuantization.None;
 
     /// <summary>
-    /// GPT: self-attention caches as buffers of the whole context that ONNX Runtime writes in place, so that no step copies
-    /// the cache. The graph then uses ONNX Runtime's GroupQueryAttention (domain com.microsoft; the file runs in ONNX Runtime
-    /// only) and takes input_ids, attention_mask (batch, past + new) and past_key_i / past_value_i buffers of shape
-    /// (batch, heads, context, head size); present_key_i / present_value_i are the same buffers, bound as both input and
-    /// output (IOBinding), which <see cref="TextGeneration.OnnxTextGenerator"/> does (always with the cache: the graph has no
-    /// form without one, so GenerationOptions.UseKeyValueCache = false changes nothing for it). Default false: standard ONNX, pasts
-    /// and new keys concatenated into a new present at every step (the layout of Hugging Face's exports and of
-    /// ExportToOnnxRuntimeGenAI).
+    /// GPT and translator (its decoder): self-attention caches as buffers that ONNX Runtime writes in place, so that no step
+    /// copies the cache. The graph then uses ONNX Runtime's GroupQueryAttention (domain com.microsoft; the file runs in ONNX
+    /// Runtime only) and takes an attention_mask (batch, past + new) of ones and past_key_i / past_value_i buffers of shape
+    /// (batch, heads, capacity, head size); present_key_i / present_value_i are the same buffers, bound as both input and
+    /// output (IOBinding), which <see cref="TextGeneration.OnnxTextGenerator"/> and <see cref="Translation.OnnxTranslator"/>
+    /// do (the translator reorders the buffers' rows in place for beam search; the generator always keeps its cache: the
+    /// graph has no form without one, so GenerationOptions.UseKeyValueCache = false changes nothing for it). Default false:
+    /// standard ONNX, pasts and new keys concatenated into a new present at every step (the layout of Hugging Face's exports
+    /// and of ExportToOnnxRuntimeGenAI).
     /// </summary>
     public bool SharedCacheBuffers { get; set; }
 }

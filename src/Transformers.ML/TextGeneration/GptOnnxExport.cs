@@ -27,42 +27,7 @@ internal static class GptOnnxExport
         var blocks = new OnnxBlocks(graph, ModuleState.Of(model), quantization);
         bool shared = options?.SharedCacheBuffers ?? false;
         string ids = graph.Input(InputIds, DataType.Int64, "batch", "sequence");
-        string? attentionMask = shared ? graph.Input(OnnxSharedCache.AttentionMask, DataType.Int64, "batch", "total") : null;
-        string cacheLength = shared ? "context" : "past", presentLength = shared ? "context" : "total";
-        var past = new KeyValue[config.NumLayers];
-        for (int i = 0; i < config.NumLayers; i++)
-        {
-            past[i] = new KeyValue(graph.Input(OnnxKeyValueCache.PastKey(i), DataType.Float, "batch", config.NumHeads, cacheLength, config.HeadKeyDimension),
-                graph.Input(OnnxKeyValueCache.PastValue(i), DataType.Float, "batch", config.NumHeads, cacheLength, config.HeadValueDimension));
-        }
-        string newLength = blocks.Dimension(ids, 1);
-        Func<int, string, (string Output, KeyValue Present)> selfAttention;
-        string pastLength;
-        if (attentionMask is not null)
-        {
-            // Shared buffers: the past length is the mask's length minus the new tokens; GroupQueryAttention takes each row's
-            // last position and the total length, and writes the new keys and values into the buffers at the past length.
-            (pastLength, string lastPositions, string total32) = blocks.SharedCacheLengths(attentionMask, newLength);
-            selfAttention = (i, h) => blocks.SharedCacheAttention(h, $"decoder.layers.{i}.self_attn", config, past[i], lastPositions, total32);
-        }
-        else
-        {
-            pastLength = blocks.Dimension(past[0].Key, 2);
-            string mask = blocks.CausalMask(newLength, pastLength);
-            selfAttention = (i, h) => blocks.Attention(h, h, $"decoder.layers.{i}.self_attn", config, mask, past[i]);
-        }
-        string x = blocks.TokenEmbedding(ids, model.Embedding, "embedding", config, pastLength);
-        for (int i = 0; i < config.NumLayers; i++)
-        {
-            int layer = i;
-            (x, KeyValue present) = blocks.DecoderLayer(x, $"decoder.layers.{i}", config, h => selfAttention(layer, h), cross: null, crossMask: null);
-            graph.Output(present.Key, OnnxKeyValueCache.PresentKey(i), DataType.Float, "batch", config.NumHeads, presentLength, config.HeadKeyDimension);
-            graph.Output(present.Value, OnnxKeyValueCache.PresentValue(i), DataType.Float, "batch", config.NumHeads, presentLength, config.HeadValueDimension);
-        }
-        if (config.NormPosition == NormPosition.Pre)
-        {
-            x = blocks.LayerNorm(x, "decoder.final_norm", config.LayerNormEpsilon);
-        }
+        string x = blocks.CachedDecoder(ids, model.Embedding, config, shared);
         graph.Output(blocks.TiedLogits(x, "embedding"), Logits, DataType.Float, "batch", "sequence", model.VocabularySize);
         return graph.ToModel(new Dictionary<string, string>
         {

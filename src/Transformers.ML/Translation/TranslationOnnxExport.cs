@@ -64,46 +64,15 @@ internal static class TranslationOnnxExport
         // Decoder with its cache: concatenated (standard ONNX) or buffers written in place (SharedCacheBuffers).
         var decoderGraph = new OnnxGraph("translation_decoder");
         var decoder = new OnnxBlocks(decoderGraph, weights, quantization);
-        bool shared = options?.SharedCacheBuffers ?? false;
         string target = decoderGraph.Input(TargetIds, DataType.Int64, "batch", "sequence");
         string crossMask = decoder.PaddingMask(decoderGraph.Input(SourcePadding, DataType.Int64, "batch", "source"));
-        string? attentionMask = shared ? decoderGraph.Input(OnnxSharedCache.AttentionMask, DataType.Int64, "batch", "total") : null;
-        string cacheLength = shared ? "capacity" : "past", presentLength = shared ? "capacity" : "total";
         var crossKv = new KeyValue[config.NumLayers];
-        var past = new KeyValue[config.NumLayers];
         for (int i = 0; i < config.NumLayers; i++)
         {
             crossKv[i] = new KeyValue(decoderGraph.Input(CrossKey(i), DataType.Float, "batch", config.NumHeads, "source", config.HeadKeyDimension),
                 decoderGraph.Input(CrossValue(i), DataType.Float, "batch", config.NumHeads, "source", config.HeadValueDimension));
-            past[i] = new KeyValue(decoderGraph.Input(OnnxKeyValueCache.PastKey(i), DataType.Float, "batch", config.NumHeads, cacheLength, config.HeadKeyDimension),
-                decoderGraph.Input(OnnxKeyValueCache.PastValue(i), DataType.Float, "batch", config.NumHeads, cacheLength, config.HeadValueDimension));
         }
-        string newLength = decoder.Dimension(target, 1);
-        string pastLength;
-        Func<int, string, (string Output, KeyValue Present)> selfAttention;
-        if (attentionMask is not null)
-        {
-            (pastLength, string lastPositions, string total) = decoder.SharedCacheLengths(attentionMask, newLength);
-            selfAttention = (i, h) => decoder.SharedCacheAttention(h, $"decoder.layers.{i}.self_attn", config, past[i], lastPositions, total);
-        }
-        else
-        {
-            pastLength = decoder.Dimension(past[0].Key, 2);
-            string causal = decoder.CausalMask(newLength, pastLength);
-            selfAttention = (i, h) => decoder.Attention(h, h, $"decoder.layers.{i}.self_attn", config, causal, past[i]);
-        }
-        string x = decoder.TokenEmbedding(target, model.Embedding, "embedding", config, pastLength);
-        for (int i = 0; i < config.NumLayers; i++)
-        {
-            int layer = i;
-            (x, KeyValue present) = decoder.DecoderLayer(x, $"decoder.layers.{i}", config, h => selfAttention(layer, h), crossKv[i], crossMask);
-            decoderGraph.Output(present.Key, OnnxKeyValueCache.PresentKey(i), DataType.Float, "batch", config.NumHeads, presentLength, config.HeadKeyDimension);
-            decoderGraph.Output(present.Value, OnnxKeyValueCache.PresentValue(i), DataType.Float, "batch", config.NumHeads, presentLength, config.HeadValueDimension);
-        }
-        if (config.NormPosition == NormPosition.Pre)
-        {
-            x = decoder.LayerNorm(x, "decoder.final_norm", config.LayerNormEpsilon);
-        }
+        string x = decoder.CachedDecoder(target, model.Embedding, config, options?.SharedCacheBuffers ?? false, crossKv, crossMask);
         string logits = config.TieEmbeddings ? decoder.TiedLogits(x, "embedding") : decoder.Linear(x, "output_proj");
         string logProbs = decoderGraph.Op("LogSoftmax", new[] { logits }, ("axis", -1L));
         decoderGraph.Output(logProbs, LogProbabilities, DataType.Float, "batch", "sequence", codec.VocabularySize);

@@ -237,7 +237,7 @@ internal sealed class OnnxBlocks
     /// present, <paramref name="lengths"/> (B) int32 = past + new - 1 per row and <paramref name="total"/> (1) int32 = past + new.
     /// Returns the output (after the output projection) and the present names (the same buffers when bound so).
     /// </summary>
-    public (string Output, KeyValue Present) SharedCacheAttention(string x, string prefix, TransformerConfig config, KeyValue buffers, string lengths, string total)
+    private (string Output, KeyValue Present) SharedCacheAttention(string x, string prefix, TransformerConfig config, KeyValue buffers, string lengths, string total)
     {
         if (config.HeadKeyDimension != config.HeadValueDimension)
         {
@@ -255,7 +255,7 @@ internal sealed class OnnxBlocks
     /// (an int64 scalar): the past length (int64 scalar, the positions' offset), each row's last position (B) int32 and the
     /// total length (1) int32, as <see cref="SharedCacheAttention"/> takes them.
     /// </summary>
-    public (string PastLength, string LastPositions, string Total) SharedCacheLengths(string attentionMask, string newLength)
+    private (string PastLength, string LastPositions, string Total) SharedCacheLengths(string attentionMask, string newLength)
     {
         string total = Dimension(attentionMask, 1);
         string pastLength = Graph.Op("Sub", new[] { total, newLength });
@@ -314,10 +314,58 @@ internal sealed class OnnxBlocks
     }
 
     /// <summary>
+    /// The decoder stack of an export with a key/value cache (the GPT, the translator's decoder): token ids
+    /// <paramref name="ids"/> (B, T) int64 at the positions after the cached ones; inputs past_key_i / past_value_i, either
+    /// the cache so far (B, h, past, d), concatenated with the new keys into present_key_i / present_value_i (B, h, past + T, d),
+    /// or with <paramref name="sharedBuffers"/> buffers (B, h, capacity, d) that GroupQueryAttention writes in place, with
+    /// an attention_mask input (B, past + T) of ones; when <paramref name="cross"/> is given, cross-attention to those
+    /// keys and values under <paramref name="crossMask"/>. Returns the hidden states (B, T, d), after the final LayerNorm of
+    /// a pre-LN stack.
+    /// </summary>
+    public string CachedDecoder(string ids, Core.Modules.TokenEmbedding embedding, TransformerConfig config, bool sharedBuffers,
+        IReadOnlyList<KeyValue>? cross = null, string? crossMask = null)
+    {
+        const global::Onnx.TensorProto.Types.DataType Float = global::Onnx.TensorProto.Types.DataType.Float, Int64 = global::Onnx.TensorProto.Types.DataType.Int64;
+        string? attentionMask = sharedBuffers ? Graph.Input(OnnxSharedCache.AttentionMask, Int64, "batch", "total") : null;
+        string cacheLength = sharedBuffers ? "capacity" : "past", presentLength = sharedBuffers ? "capacity" : "total";
+        var past = new KeyValue[config.NumLayers];
+        for (int i = 0; i < config.NumLayers; i++)
+        {
+            past[i] = new KeyValue(Graph.Input(OnnxKeyValueCache.PastKey(i), Float, "batch", config.NumHeads, cacheLength, config.HeadKeyDimension),
+                Graph.Input(OnnxKeyValueCache.PastValue(i), Float, "batch", config.NumHeads, cacheLength, config.HeadValueDimension));
+        }
+        string newLength = Dimension(ids, 1);
+        string pastLength;
+        Func<int, string, (string Output, KeyValue Present)> selfAttention;
+        if (attentionMask is not null)
+        {
+            // The past length is the mask's length minus the new tokens; GroupQueryAttention takes each row's last position
+            // and the total length, and writes the new keys and values into the buffers at the past length.
+            (pastLength, string lastPositions, string total) = SharedCacheLengths(attentionMask, newLength);
+            selfAttention = (i, h) => SharedCacheAttention(h, $"decoder.layers.{i}.self_attn", config, past[i], lastPositions, total);
+        }
+        else
+        {
+            pastLength = Dimension(past[0].Key, 2);
+            string causal = CausalMask(newLength, pastLength);
+            selfAttention = (i, h) => Attention(h, h, $"decoder.layers.{i}.self_attn", config, causal, past[i]);
+        }
+        string x = TokenEmbedding(ids, embedding, "embedding", config, pastLength);
+        for (int i = 0; i < config.NumLayers; i++)
+        {
+            int layer = i;
+            (x, KeyValue present) = DecoderLayer(x, $"decoder.layers.{i}", config, h => selfAttention(layer, h), cross?[i], crossMask);
+            Graph.Output(present.Key, OnnxKeyValueCache.PresentKey(i), Float, "batch", config.NumHeads, presentLength, config.HeadKeyDimension);
+            Graph.Output(present.Value, OnnxKeyValueCache.PresentValue(i), Float, "batch", config.NumHeads, presentLength, config.HeadValueDimension);
+        }
+        return config.NormPosition == NormPosition.Pre ? LayerNorm(x, "decoder.final_norm", config.LayerNormEpsilon) : x;
+    }
+
+    /// <summary>
     /// The additive causal mask (1, 1, T, P + T) for T new positions after P cached ones: query i (absolute position P + i)
     /// sees keys 0 .. P + i. <paramref name="newLength"/> and <paramref name="pastLength"/> are int64 scalars.
     /// </summary>
-    public string CausalMask(string newLength, string pastLength)
+    private string CausalMask(string newLength, string pastLength)
     {
         string total = Graph.Op("Add", new[] { newLength, pastLength });
         string rows = Graph.Op("Range", new[] { pastLength, total, Graph.LongScalar(1) });             // (T): absolute positions

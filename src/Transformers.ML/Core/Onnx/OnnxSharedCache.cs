@@ -114,7 +114,7 @@ internal sealed class OnnxSharedCache : IDisposable
     {
         if (rows.Length != Rows || rows.Any(r => r < 0 || r >= Rows))
         {
-            throw new ArgumentException($"A reorder of the shared cache needs {Rows} row indices in [0, {Rows}); found {rows.Length}.", nameof(rows));
+            throw new ArgumentException($"A reorder of the shared cache needs {Rows} row indices in [0, {Rows}); found [{string.Join(", ", rows)}].", nameof(rows));
         }
         var source = new bool[Rows]; // rows read by a row that changes: saved before any is written
         for (int r = 0; r < Rows; r++)

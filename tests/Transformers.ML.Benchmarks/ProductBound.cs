@@ -47,7 +47,7 @@ internal static class ProductBound
                 concat.Attribute.Add(new AttributeProto { Name = "axis", Type = AttributeProto.Types.AttributeType.Int, I = -1 });
                 nodes.Add(concat);
             }
-            if (n % k != 0 || n < k)
+            if (n % k != 0) // also n < k: the input cut to n columns
             {
                 string starts = Longs(graph, output + "_starts", 0), ends = Longs(graph, output + "_ends", n), axes = Longs(graph, output + "_axes", -1);
                 nodes.Add(Node("Slice", new[] { wide, starts, ends, axes }, output));
@@ -75,8 +75,7 @@ internal static class ProductBound
             NodeProto[] dead = graph.Node.Where(n => n.Output.All(o => !used.Contains(o))).ToArray();
             if (dead.Length == 0)
             {
-                var read = used;
-                foreach (TensorProto unread in graph.Initializer.Where(t => !read.Contains(t.Name)).ToArray())
+                foreach (TensorProto unread in graph.Initializer.Where(t => !used.Contains(t.Name)).ToArray())
                 {
                     graph.Initializer.Remove(unread);
                 }

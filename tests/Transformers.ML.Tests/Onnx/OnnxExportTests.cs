@@ -413,14 +413,11 @@ public sealed class OnnxExportTests
         long[] next = { prompts[4], prompts[9] };
         using InferenceSession concatenatedSession = Session(concatenated), sharedSession = Session(shared);
 
-        // Expected: the prompts fed swapped, then the next tokens.
-        float[][] Steps(Func<long[], int, float[][]> step, Action<int[]>? reorder, long[] first, int[]? order)
+        // The prompts (5 tokens a row), then what happens between (a reorder, or nothing), then the next tokens.
+        float[][] Steps(Func<long[], int, float[][]> step, long[] first, Action? between = null)
         {
             step(first, 5);
-            if (reorder is not null)
-            {
-                reorder(order!);
-            }
+            between?.Invoke();
             return step(next, 1);
         }
         long[] swapped = prompts[5..].Concat(prompts[..5]).ToArray(), twice = prompts[5..].Concat(prompts[5..]).ToArray();
@@ -429,15 +426,15 @@ public sealed class OnnxExportTests
             float[][] expected, concatenatedScores, sharedScores;
             using (var cache = new OnnxKeyValueCache(config, 2))
             {
-                expected = Steps((ids, t) => ConcatenatedStep(concatenatedSession, cache, ids, t), null, expectedPrompts, null);
+                expected = Steps((ids, t) => ConcatenatedStep(concatenatedSession, cache, ids, t), expectedPrompts);
             }
             using (var cache = new OnnxKeyValueCache(config, 2))
             {
-                concatenatedScores = Steps((ids, t) => ConcatenatedStep(concatenatedSession, cache, ids, t), cache.Reorder, prompts, order);
+                concatenatedScores = Steps((ids, t) => ConcatenatedStep(concatenatedSession, cache, ids, t), prompts, () => cache.Reorder(order));
             }
             using (var cache = new OnnxSharedCache(sharedSession, config, 2, 16))
             {
-                sharedScores = Steps((ids, t) => cache.Step(GptOnnxExport.InputIds, ids, t, GptOnnxExport.Logits), cache.Reorder, prompts, order);
+                sharedScores = Steps((ids, t) => cache.Step(GptOnnxExport.InputIds, ids, t, GptOnnxExport.Logits), prompts, () => cache.Reorder(order));
                 Assert.AreEqual(6, cache.Length);
             }
             for (int r = 0; r < 2; r++)
@@ -449,7 +446,7 @@ public sealed class OnnxExportTests
             // 2e-7 between the reordered caches and the expected scores).
             using (var cache = new OnnxKeyValueCache(config, 2))
             {
-                float[][] unordered = Steps((ids, t) => ConcatenatedStep(concatenatedSession, cache, ids, t), null, prompts, null);
+                float[][] unordered = Steps((ids, t) => ConcatenatedStep(concatenatedSession, cache, ids, t), prompts);
                 Assert.IsGreaterThan(1e-3, expected[0].Zip(unordered[0], (a, b) => Math.Abs(a - b)).Max(), $"{name}: the past matters");
             }
         }

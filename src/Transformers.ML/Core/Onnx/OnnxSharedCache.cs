@@ -138,7 +138,11 @@ internal sealed class OnnxSharedCache : IDisposable
             Span<float> scratch = _reorderScratch.AsSpan(0, Rows * heads * filled);
             for (int r = 0; r < Rows; r++)
             {
-                for (int h = 0; source[r] && h < heads; h++)
+                if (!source[r])
+                {
+                    continue;
+                }
+                for (int h = 0; h < heads; h++)
                 {
                     data.Slice(r * rowStride + h * headStride, filled).CopyTo(scratch.Slice((r * heads + h) * filled, filled));
                 }

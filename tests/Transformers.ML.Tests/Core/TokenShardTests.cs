@@ -9,7 +9,7 @@ namespace Transformers.ML.Tests.Core;
 [TestClass]
 public sealed class TokenShardTests
 {
-    private static string Folder() => TestUtil.TempPath("") + "-shards";
+    private static string Folder() => TestUtil.TempPath("-shards");
 
     [TestMethod]
     public void ShardsHaveLlmCsHeaderAndLittleEndianTokens()

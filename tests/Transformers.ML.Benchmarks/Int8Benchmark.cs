@@ -4,7 +4,8 @@
 // sentences for the translator. The text and translation models are the examples' saved ones when they exist (else
 // trained here with the examples' recipes for a few minutes); the ViT is trained here on the training patients of fold 1.
 // Beside each speed row of these models, the bound of any int8 form of their weight products: the float32 graph without
-// them (ProductBound), timed in the same rounds.
+// them (ProductBound), timed in the same rounds; for the ViT also the float32 graph without any product or convolution
+// (attention's products and the patch convolution too), the most that any quantization of it could give.
 // Then the speed of the same exports at the sizes of ONNX Runtime's published int8 numbers (ViT-B/16, GPT-2 small) and at
 // the library's presets between those and the examples' models (ViT-Ti/16, ViT-S/16, the Baby GPT), with random weights.
 using System.Diagnostics;
@@ -266,19 +267,27 @@ internal static class Int8Benchmark
             ("the exported graph", fp32, int8, height, width), ("the transformer alone", fp32Model, int8Model, size, size),
         })
         {
-            string bound = Path.Combine(folder, "vit-bound.onnx");
-            int products = ProductBound.Write(a, bound);
+            // Two bounds: without the weight products (what int8 quantizes), and without every product and convolution
+            // (what any quantization of the attention products and the patch convolution as well could give at most).
+            string bound = Path.Combine(folder, "vit-bound.onnx"), boundAll = Path.Combine(folder, "vit-bound-all.onnx");
+            int products = ProductBound.Write(a, bound), allProducts = ProductBound.Write(a, boundAll, everyProduct: true);
             using var sessionA = new InferenceSession(a, Optimised());
             using var sessionB = new InferenceSession(b, Optimised());
             using var sessionBound = new InferenceSession(bound, Optimised());
+            using var sessionBoundAll = new InferenceSession(boundAll, Optimised());
             foreach (int batch in new[] { 1, 16 })
             {
-                double[] ms = Interleaved(new[] { sessionA, sessionB, sessionBound }, batch, h, w, options.Quick ? 2 : 5, options.Quick ? 5 : 20);
+                double[] ms = Interleaved(new[] { sessionA, sessionB, sessionBound, sessionBoundAll }, batch, h, w, options.Quick ? 2 : 5, options.Quick ? 5 : 20);
                 table.Add(new BenchmarkRow("onnx.int8", $"ViT (OCT recipe) latency, {what}, batch {batch}: fp32 / int8", ms[0] / ms[1], "x", ">= 2",
                     $"fp32 {ms[0]:F2} ms, int8 {ms[1]:F2} ms; input {h} x {w}" + (a == fp32 ? ", the scan's preprocessing (float32) in the graph" : ", preprocessing outside")));
                 table.Add(BoundRow($"ViT (OCT recipe) latency, {what}, batch {batch}", ms[0], ms[2], ms[0] / ms[1], products, "ms"));
+                table.Add(new BenchmarkRow("onnx.int8", $"ViT (OCT recipe) latency, {what}, batch {batch}: fp32 / fp32 without any of its {allProducts} products and convolutions (the most any quantization can give)",
+                    ms[0] / ms[3], "x", "-",
+                    $"fp32 {ms[0]:F2} ms, without them {ms[3]:F2} ms (the weight products as in the row above; the other products, attention's two per layer and " +
+                    "the RGB-to-luma one, by an output-sized Add of a column and a row; the patch convolution by a max pool of one channel over its window; everything else as exported)"));
             }
             File.Delete(bound);
+            File.Delete(boundAll);
         }
         table.Add(new BenchmarkRow("onnx.int8", "ViT (OCT recipe): accuracy change int8 - fp32 on held-out patients", (accuracyInt8 - accuracy) * 100, "points", "within +-0.5",
             $"fp32 {accuracy:F3}, int8 {accuracyInt8:F3} on {test.Count} scans of other patients ({minutes} min of training); the same class for {agree} of all {all.Count} scans; file {Ratio(fp32, int8):F1}x smaller " +

@@ -5,7 +5,7 @@
 // trained here with the examples' recipes for a few minutes); the ViT is trained here on the training patients of fold 1.
 // Beside each speed row of these models, the bound of any int8 form of their weight products: the float32 graph without
 // them (ProductBound), timed in the same rounds; for the ViT also the float32 graph without any product or convolution
-// (attention's products and the patch convolution too), the most that any quantization of it could give.
+// (attention's products and the patch convolution too), the most that any quantization of those could give.
 // Then the speed of the same exports at the sizes of ONNX Runtime's published int8 numbers (ViT-B/16, GPT-2 small) and at
 // the library's presets between those and the examples' models (ViT-Ti/16, ViT-S/16, the Baby GPT), with random weights.
 using System.Diagnostics;
@@ -281,7 +281,7 @@ internal static class Int8Benchmark
                 table.Add(new BenchmarkRow("onnx.int8", $"ViT (OCT recipe) latency, {what}, batch {batch}: fp32 / int8", ms[0] / ms[1], "x", ">= 2",
                     $"fp32 {ms[0]:F2} ms, int8 {ms[1]:F2} ms; input {h} x {w}" + (a == fp32 ? ", the scan's preprocessing (float32) in the graph" : ", preprocessing outside")));
                 table.Add(BoundRow($"ViT (OCT recipe) latency, {what}, batch {batch}", ms[0], ms[2], ms[0] / ms[1], products, "ms"));
-                table.Add(new BenchmarkRow("onnx.int8", $"ViT (OCT recipe) latency, {what}, batch {batch}: fp32 / fp32 without any of its {allProducts} products and convolutions (the most any quantization can give)",
+                table.Add(new BenchmarkRow("onnx.int8", $"ViT (OCT recipe) latency, {what}, batch {batch}: fp32 / fp32 without any of its {allProducts} products and convolutions (the most any quantization of them can give)",
                     ms[0] / ms[3], "x", "-",
                     $"fp32 {ms[0]:F2} ms, without them {ms[3]:F2} ms (the weight products as in the row above; the other products, attention's two per layer and " +
                     "the RGB-to-luma one, by an output-sized Add of a column and a row; the patch convolution by a max pool of one channel over its window; everything else as exported)"));

@@ -30,18 +30,18 @@ internal static class OnnxBenchmark
     }
 
     /// <summary>
-    /// Milliseconds per call: the best mean of 3 rounds of <paramref name="repeats"/> calls after <paramref name="warmup"/>
-    /// warm-up calls and a pause (tiered compilation, on as in the examples, recompiles TorchSharp's hot managed code after
-    /// 30 calls in the background: timing before that would compare ONNX Runtime with unoptimised code; calls of a tenth
-    /// of a second and more need fewer).
-    /// </summary>
-    /// <summary>
     /// A pause between two timed runs of different runtimes: the worker threads of the one before (libtorch's OpenMP
     /// threads, an ONNX Runtime session's pool) spin for a while after their last work and would take the two cores from
     /// the next one's first milliseconds.
     /// </summary>
     internal static void Settle() => Thread.Sleep(300);
 
+    /// <summary>
+    /// Milliseconds per call: the best mean of 3 rounds of <paramref name="repeats"/> calls after <paramref name="warmup"/>
+    /// warm-up calls and a pause (tiered compilation, on as in the examples, recompiles TorchSharp's hot managed code after
+    /// 30 calls in the background: timing before that would compare ONNX Runtime with unoptimised code; calls of a tenth
+    /// of a second and more need fewer).
+    /// </summary>
     internal static double Latency(Action call, int repeats, int warmup = 40)
     {
         for (int i = 0; i < warmup; i++)

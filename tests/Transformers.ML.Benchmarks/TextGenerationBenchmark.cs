@@ -113,11 +113,14 @@ internal static class TextGenerationBenchmark
         // --recipes char, bpe, char-avg (the recipe with the last 5 checkpoints averaged) or bpe-dropout (the BPE recipe with
         // dropout 0.1, for hosts fast enough to pass over the book many times in the budget); --seeds runs each recipe with
         // each seed, the recipes alternating within a seed. The genres need the character model.
-        var kinds = new[] { ("char", TokenizerKind.Character, 1, 0.0), ("bpe", TokenizerKind.BytePairEncoding, 1, 0.0), ("char-avg", TokenizerKind.Character, 5, 0.0),
-                ("bpe-dropout", TokenizerKind.BytePairEncoding, 1, 0.1) }
-            .Where(k => options.Recipes.Length == 0 ? k.Item3 == 1 && k.Item4 == 0 : options.Recipes.Contains(k.Item1)).ToList();
+        var kinds = new (string Name, TokenizerKind Kind, int Averaged, double Dropout)[]
+            {
+                ("char", TokenizerKind.Character, 1, 0.0), ("bpe", TokenizerKind.BytePairEncoding, 1, 0.0), ("char-avg", TokenizerKind.Character, 5, 0.0),
+                ("bpe-dropout", TokenizerKind.BytePairEncoding, 1, 0.1),
+            }
+            .Where(k => options.Recipes.Length == 0 ? k.Averaged == 1 && k.Dropout == 0 : options.Recipes.Contains(k.Name)).ToList();
         int[] seeds = options.Seeds ?? new[] { 1 };
-        foreach ((string name, TokenizerKind kind, int averaged, double dropout, int seed) in seeds.SelectMany(seed => kinds.Select(k => (k.Item1, k.Item2, k.Item3, k.Item4, seed))))
+        foreach ((string name, TokenizerKind kind, int averaged, double dropout, int seed) in seeds.SelectMany(seed => kinds.Select(k => (k.Name, k.Kind, k.Averaged, k.Dropout, seed))))
         {
             TextGenerationOptions o = TextRecipe.Options(kind, TimeSpan.FromMinutes(minutes));
             o.RestoreBestWeights = false;

@@ -79,7 +79,7 @@ public sealed class OnnxTextGenerator : IDisposable
                 _cache?.Dispose();
                 _cache = new OnnxKeyValueCache(owner._config, rows);
             }
-            using OrtValue input = OrtValue.CreateTensorValueFromMemory(Flatten(ids), new long[] { rows, length });
+            using OrtValue input = OrtValue.CreateTensorValueFromMemory(CausalDecoding.Flatten(ids), new long[] { rows, length });
             return _cache.Step(owner._session, new List<string> { GptOnnxExport.InputIds }, new List<OrtValue> { input }, GptOnnxExport.Logits);
         }
 
@@ -112,30 +112,15 @@ public sealed class OnnxTextGenerator : IDisposable
             if (_cache is null || ids.Count != _cache.Rows)
             {
                 _cache?.Dispose();
-                _cache = null;
+                _cache = null; // so that a failed allocation below leaves no disposed cache behind
                 _cache = new OnnxSharedCache(owner._session, owner._config, ids.Count, ContextLength);
             }
-            return _cache.Step(GptOnnxExport.InputIds, Flatten(ids), ids[0].Count, GptOnnxExport.Logits);
+            return _cache.Step(GptOnnxExport.InputIds, CausalDecoding.Flatten(ids), ids[0].Count, GptOnnxExport.Logits);
         }
 
         public void ResetCache() => _cache?.Reset();
 
         public void Dispose() => _cache?.Dispose();
-    }
-
-    /// <summary>Rows of token ids, all of one length, as one row-major int64 array.</summary>
-    private static long[] Flatten(IReadOnlyList<IReadOnlyList<int>> ids)
-    {
-        int rows = ids.Count, length = ids[0].Count;
-        var flat = new long[rows * length];
-        for (int r = 0; r < rows; r++)
-        {
-            for (int t = 0; t < length; t++)
-            {
-                flat[r * length + t] = ids[r][t];
-            }
-        }
-        return flat;
     }
 
     /// <summary>Frees the ONNX Runtime session.</summary>

@@ -48,6 +48,21 @@ internal sealed record DecodingSettings
 
 internal static class CausalDecoding
 {
+    /// <summary>Rows of token ids, all of one length (a stepper's input), as one row-major int64 array.</summary>
+    public static long[] Flatten(IReadOnlyList<IReadOnlyList<int>> ids)
+    {
+        int rows = ids.Count, length = ids[0].Count;
+        var flat = new long[rows * length];
+        for (int r = 0; r < rows; r++)
+        {
+            for (int t = 0; t < length; t++)
+            {
+                flat[r * length + t] = ids[r][t];
+            }
+        }
+        return flat;
+    }
+
     /// <summary>
     /// Continues each prompt (all of the same length, at least one token). <paramref name="shouldStop"/> is asked after
     /// every token whether a row is done (e.g. a stop string appeared); <paramref name="onToken"/> sees every new token of

@@ -29,17 +29,9 @@ internal sealed class TorchCausalStepper : ICausalStepper
     public float[][] Step(IReadOnlyList<IReadOnlyList<int>> ids)
     {
         int rows = ids.Count, length = ids[0].Count;
-        var flat = new long[rows * length];
-        for (int r = 0; r < rows; r++)
-        {
-            for (int t = 0; t < length; t++)
-            {
-                flat[r * length + t] = ids[r][t];
-            }
-        }
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        Tensor input = tensor(flat, new long[] { rows, length }, device: _device);
+        Tensor input = tensor(CausalDecoding.Flatten(ids), new long[] { rows, length }, device: _device);
         Tensor last = _model.Forward(input, _cache).select(1, -1).to(ScalarType.Float32).cpu().contiguous(); // (rows, V)
         int vocabulary = (int)last.shape[1];
         ReadOnlySpan<float> values = last.data<float>().ToArray();

@@ -42,8 +42,7 @@ using (OnnxTextGenerator generator = OnnxTextGenerator.Load(gptPath))
     var greedy = new GenerationOptions { MaxNewTokens = 120, Temperature = 0 };
     string torch = gpt.Generate("ROMEO:", greedy), onnx = generator.Generate("ROMEO:", greedy);
     Console.WriteLine($"GPT -> {gptPath} ({new FileInfo(gptPath).Length / 1e6:F1} MB). 120 greedy tokens identical in TorchSharp and ONNX Runtime: {torch == onnx}");
-    var sampling = new GenerationOptions { MaxNewTokens = 160, Temperature = 0.8, TopK = 40, Seed = 1 };
-    Console.WriteLine($"  sampled through ONNX Runtime (T 0.8, top-k 40):\n  JULIET:{generator.Generate("JULIET:", sampling).Replace("\n", "\n  ")}");
+    Console.WriteLine($"  sampled through ONNX Runtime (T 0.8, top-k 40):\n  JULIET:{generator.Generate("JULIET:", Deployed.Sampling(160)).Replace("\n", "\n  ")}");
 }
 gpt.Dispose();
 
@@ -121,12 +120,15 @@ public sealed class Probabilities
 /// <summary>What a deployed application does: load the exports and run them, with ONNX Runtime only.</summary>
 internal static class Deployed
 {
+    /// <summary>How the examples show a GPT's text: sampled (a small model's greedy text loops), seeded so that runs repeat.</summary>
+    public static GenerationOptions Sampling(int maxNewTokens) => new() { MaxNewTokens = maxNewTokens, Temperature = 0.8, TopK = 40, Seed = 1 };
+
     public static void Run(MLContext ml, string folder)
     {
         var clock = Stopwatch.StartNew();
         using (OnnxTextGenerator generator = OnnxTextGenerator.Load(Path.Combine(folder, "gpt.onnx")))
         {
-            Console.WriteLine($"GPT (ONNX Runtime): ROMEO:{generator.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 60, Temperature = 0 }).Replace("\n", " / ")}");
+            Console.WriteLine($"GPT (ONNX Runtime, sampled with T 0.8, top-k 40): ROMEO:{generator.Generate("ROMEO:", Sampling(60)).Replace("\n", " / ")}");
         }
         using (OnnxTranslator translator = OnnxTranslator.Load(Path.Combine(folder, "translation")))
         {

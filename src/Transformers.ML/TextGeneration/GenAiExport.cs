@@ -17,7 +17,7 @@ internal static class GenAiExport
 
     public static void Write(TextGenerationTransformer model, string folder, OnnxExportOptions options)
     {
-        Directory.CreateDirectory(folder);
+        AtomicFile.CreateFolder(folder, "ExportToOnnxRuntimeGenAI");
         TransformerConfig c = model.Model.Config;
         int endOfText = model.Tokenizer.EndOfTextId;
         bool shared = options.SharedCacheBuffers;

@@ -72,7 +72,7 @@ internal static class HuggingFaceGpt2
     /// <summary>Writes config.json, model.safetensors (GPT-2 names, Conv1D layout) and the tokenizer into <paramref name="folder"/>.</summary>
     public static void Export(GptModel model, TextTokenizer tokenizer, string folder)
     {
-        Directory.CreateDirectory(folder);
+        AtomicFile.CreateFolder(folder, "ExportToHuggingFace");
         TransformerConfig c = model.Config;
         if (c.NormPosition != NormPosition.Pre || c.PositionalEncoding != PositionalEncodingKind.Learned || !c.TieEmbeddings || c.ScaleEmbeddings
             || c.KeyDimension is not null || c.ValueDimension is not null || !c.AttentionBias)

@@ -111,7 +111,7 @@ public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposab
         ArgumentNullException.ThrowIfNull(documents);
         ArgumentException.ThrowIfNullOrEmpty(folder);
         ArgumentOutOfRangeException.ThrowIfLessThan(tokensPerShard, 2);
-        Directory.CreateDirectory(folder);
+        AtomicFile.CreateFolder(folder, nameof(WriteTokenShards));
         using var shards = new TokenShardSet(folder, prefix, Tokenizer.VocabularySize, tokensPerShard);
         Span<int> separator = stackalloc int[] { Tokenizer.EndOfTextId };
         int row = 0;

@@ -33,6 +33,10 @@ public sealed class OnnxTranslator : IDisposable
     /// <summary>Loads the encoder.onnx and decoder.onnx of an export folder, with every ONNX Runtime graph optimisation on.</summary>
     public static OnnxTranslator Load(string folder, SessionOptions? sessionOptions = null)
     {
+        if (File.Exists(folder))
+        {
+            throw new ArgumentException($"'{folder}' is a file; {nameof(OnnxTranslator)}.{nameof(Load)} takes the folder that TranslationTransformer.ExportToOnnx wrote ({TranslationOnnxExport.EncoderFile} and {TranslationOnnxExport.DecoderFile}).", nameof(folder));
+        }
         if (!Directory.Exists(folder))
         {
             throw new DirectoryNotFoundException($"ONNX translation export folder '{folder}' does not exist.");

@@ -188,7 +188,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     {
         ArgumentNullException.ThrowIfNull(folder);
         ArgumentNullException.ThrowIfNull(options);
-        Directory.CreateDirectory(folder);
+        AtomicFile.CreateFolder(folder, "TranslationTransformer.ExportToOnnx");
         (global::Onnx.ModelProto encoder, global::Onnx.ModelProto decoder) = TranslationOnnxExport.Build(Model, Codec, options);
         OnnxGraph.Save(encoder, Path.Combine(folder, TranslationOnnxExport.EncoderFile));
         OnnxGraph.Save(decoder, Path.Combine(folder, TranslationOnnxExport.DecoderFile));

@@ -161,6 +161,27 @@ public sealed class SafeTensorsTests
         Assert.AreEqual(0, Directory.GetFiles(Path.GetDirectoryName(path)!, Path.GetFileName(path) + ".*.tmp").Length);
     }
 
+    [TestMethod]
+    public void AFolderWhereAFileIsWrittenAndAFileWhereAFolderIsWrittenAreClearErrors()
+    {
+        string folder = Directory.CreateDirectory(TestUtil.TempPath("")).FullName;
+        string file = Path.Combine(folder, "sample.safetensors");
+        SafeTensors.Write(file, new Dictionary<string, Tensor> { ["weight"] = ones(4, 4) });
+        byte[] before = File.ReadAllBytes(file);
+
+        var toFolder = Assert.ThrowsExactly<IOException>(() => SafeTensors.Write(folder, new Dictionary<string, Tensor> { ["bias"] = ones(3) }));
+        StringAssert.Contains(toFolder.Message, $"'{folder}' is a folder; expected the path of a file");
+        var intoFile = Assert.ThrowsExactly<IOException>(() => AtomicFile.CreateFolder(file, "ExportToHuggingFace"));
+        StringAssert.Contains(intoFile.Message, $"'{file}' is a file; ExportToHuggingFace writes a folder");
+
+        // Nothing was written or left behind, and the file is untouched.
+        CollectionAssert.AreEqual(new[] { file }, Directory.GetFileSystemEntries(folder));
+        CollectionAssert.AreEqual(before, File.ReadAllBytes(file));
+        string created = Path.Combine(folder, "new", "nested");
+        AtomicFile.CreateFolder(created, "ExportToHuggingFace");
+        Assert.IsTrue(Directory.Exists(created));
+    }
+
     private static string WriteSample()
     {
         string path = TestUtil.TempPath();

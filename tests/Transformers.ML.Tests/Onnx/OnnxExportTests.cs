@@ -506,6 +506,8 @@ public sealed class OnnxExportTests
         }
         var e = Assert.ThrowsExactly<InvalidDataException>(() => OnnxTextGenerator.Load(Path.Combine(folder, "decoder.onnx")));
         StringAssert.Contains(e.Message, "holds a 'translation' ONNX model; expected a 'text-generation' export");
+        var file = Assert.ThrowsExactly<ArgumentException>(() => OnnxTranslator.Load(Path.Combine(folder, "decoder.onnx")));
+        StringAssert.Contains(file.Message, "is a file; OnnxTranslator.Load takes the folder that TranslationTransformer.ExportToOnnx wrote (encoder.onnx and decoder.onnx)");
     }
 
     [TestMethod]

@@ -11,6 +11,10 @@ internal static class AtomicFile
     public static void Write(string path, Action<Stream> write)
     {
         string fullPath = Path.GetFullPath(path);
+        if (Directory.Exists(fullPath))
+        {
+            throw new IOException($"'{path}' is a folder; expected the path of a file to write.");
+        }
         string? directory = Path.GetDirectoryName(fullPath);
         if (!string.IsNullOrEmpty(directory))
         {
@@ -31,6 +35,19 @@ internal static class AtomicFile
             TryDelete(temp);
             throw;
         }
+    }
+
+    /// <summary>
+    /// Creates <paramref name="folder"/> (and its parents) for <paramref name="writer"/> to write its files into; a file
+    /// already at that path is an error that says so, instead of .NET's "the file already exists".
+    /// </summary>
+    public static void CreateFolder(string folder, string writer)
+    {
+        if (File.Exists(folder))
+        {
+            throw new IOException($"'{folder}' is a file; {writer} writes a folder of files there. Pass the path of a folder (it is created when missing).");
+        }
+        Directory.CreateDirectory(folder);
     }
 
     private static void TryDelete(string path)

@@ -147,10 +147,10 @@ public sealed class ImageClassificationTransformer : ImageModelTransformer
     }
 
     /// <summary>
-    /// Exports the classifier to ONNX (opset 17): input "pixels" (batch, 3, S, S) RGB in [0, 1] (or the model's channels),
-    /// outputs "logits", "probabilities" (batch, classes) and "embedding" (batch, width); normalisation inside; classes and
-    /// configuration in the model's metadata. For ML.NET: LoadImages -> ResizeImages(S, S) -> ExtractPixels("pixels",
-    /// scaleImage: 1/255) -> ApplyOnnxModel. Written atomically.
+    /// Exports the classifier to ONNX (opset 17): input "pixels" (batch, 3, H, W) RGB in [0, 1] (or the model's channels),
+    /// (H, W) = <see cref="OnnxInputSize"/>, outputs "logits", "probabilities" (batch, classes) and "embedding" (batch,
+    /// width); preprocessing and normalisation inside; classes and configuration in the model's metadata. For ML.NET:
+    /// LoadImages -> ResizeImages(W, H) -> ExtractPixels("pixels", scaleImage: 1/255) -> ApplyOnnxModel. Written atomically.
     /// </summary>
     public void ExportToOnnx(string path, OnnxExportOptions? options = null)
     {
@@ -182,14 +182,13 @@ public sealed class ImageClassificationTransformer : ImageModelTransformer
     }
 
     /// <summary>
-    /// The (height, width) of the "pixels" input of <see cref="ExportToOnnx(string, OnnxExportOptions?)"/>: the model's side, or,
-    /// when its preprocessing masks wedges or crops a band, the size the graph preprocesses at (ResizeImages to it first).
+    /// The (height, width) of the "pixels" input of <see cref="ExportToOnnx(string, OnnxExportOptions?)"/>, the size to
+    /// ResizeImages to before it: <see cref="OnnxExportOptions.InputHeight"/> x <see cref="OnnxExportOptions.InputWidth"/>
+    /// when set; else the model's side, or, when its preprocessing masks wedges or crops a band, the size the graph
+    /// preprocesses at.
     /// </summary>
-    public (int Height, int Width) OnnxInputSize(OnnxExportOptions? options = null)
-    {
-        int size = options?.ImageSize ?? Config.ImageSize;
-        return ImagePreprocessor.UsesSource(Options.Preprocessing) ? ImagePreprocessor.SourceSize(Options.Preprocessing, size) : (size, size);
-    }
+    public (int Height, int Width) OnnxInputSize(OnnxExportOptions? options = null) =>
+        VitOnnxExport.InputSize(options ?? new OnnxExportOptions()) ?? VitOnnxExport.ResampledSize(Options.Preprocessing, options?.ImageSize ?? Config.ImageSize);
 
     /// <summary>Frees the model's tensors.</summary>
     public override void Dispose() => Classifier.Dispose();

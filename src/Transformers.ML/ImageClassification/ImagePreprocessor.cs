@@ -122,8 +122,43 @@ internal static class ImagePreprocessor
         return Math.Clamp((int)Math.Round(centre - rows / 2.0), 0, height - rows);
     }
 
+    /// <summary>
+    /// What <see cref="AreaResize"/> does to one axis, as a (to, from) row-major matrix: shrinking, output i is the mean of
+    /// inputs floor(i from / to) .. ceil((i + 1) from / to) - 1 (adaptive average pooling's bins); enlarging, bilinear
+    /// interpolation without aligned corners (source position (i + 0.5) from / to - 0.5, at least 0). For the ONNX graph,
+    /// which resamples images of a fixed size the same way.
+    /// </summary>
+    internal static float[] ResampleMatrix(int from, int to)
+    {
+        var m = new double[to * from];
+        if (from >= to)
+        {
+            for (int i = 0; i < to; i++)
+            {
+                int start = (int)((long)i * from / to), end = (int)(((long)(i + 1) * from + to - 1) / to);
+                for (int j = start; j < end; j++)
+                {
+                    m[i * from + j] = 1.0 / (end - start);
+                }
+            }
+        }
+        else
+        {
+            double scale = (double)from / to;
+            for (int i = 0; i < to; i++)
+            {
+                double position = Math.Max((i + 0.5) * scale - 0.5, 0);
+                int low = (int)position, high = Math.Min(low + 1, from - 1);
+                double upper = position - low;
+                m[i * from + low] += 1 - upper;
+                m[i * from + high] += upper;
+            }
+        }
+        return m.Select(v => (float)v).ToArray();
+    }
+
     /// <summary>Area averaging to shrink (every source pixel counts once: no aliasing of the speckle), bilinear to enlarge.</summary>
-    private static Tensor AreaResize(Tensor image, int height, int width)
+    internal static Tensor AreaResize(Tensor image, int height, int width)
     {
         long h = image.shape[2], w = image.shape[3];
         if (h > height || w > width)

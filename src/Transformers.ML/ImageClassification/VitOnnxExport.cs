@@ -38,15 +38,9 @@ internal static class VitOnnxExport
         var blocks = new OnnxBlocks(graph, weights, options.Quantization);
 
         bool source = ImagePreprocessor.UsesSource(preprocessing);
-        (int inputHeight, int inputWidth) = source ? ImagePreprocessor.SourceSize(preprocessing, size) : (size, size);
+        (int resampledHeight, int resampledWidth) = ResampledSize(preprocessing, size);
+        (int inputHeight, int inputWidth) = InputSize(options) ?? (resampledHeight, resampledWidth);
         string x = graph.Input(PixelsInput, DataType.Float, "batch", options.InputChannels, inputHeight, inputWidth);
-        bool flip = classifier.TestTimeFlip;
-        if (flip)
-        {
-            // Test-time flip: the images and their left-right mirrors as one batch of 2B; the halves are averaged at the end.
-            string mirrored = graph.Op("Slice", new[] { x, graph.Longs(-1), graph.Longs(long.MinValue), graph.Longs(3), graph.Longs(-1) });
-            x = graph.Op("Concat", new[] { x, mirrored }, ("axis", 0L));
-        }
         if (options.InputChannels == 3 && exported.Channels == 1)
         {
             // ITU-R BT.601 luma, as ImageInput: (0.299, 0.587, 0.114) times the channels, one product for the whole image. (A 1x1
@@ -60,10 +54,19 @@ internal static class VitOnnxExport
         {
             x = graph.Op("Concat", new[] { x, x, x }, ("axis", 1L));
         }
+        // The model's first resampling, when the graph takes images at another size (luma first: both are linear).
+        x = Resample(graph, x, inputHeight, inputWidth, resampledHeight, resampledWidth);
+        bool flip = classifier.TestTimeFlip;
+        if (flip)
+        {
+            // Test-time flip: the images and their left-right mirrors as one batch of 2B; the halves are averaged at the end.
+            string mirrored = graph.Op("Slice", new[] { x, graph.Longs(-1), graph.Longs(long.MinValue), graph.Longs(3), graph.Longs(-1) });
+            x = graph.Op("Concat", new[] { x, mirrored }, ("axis", 0L));
+        }
         int c = exported.Channels;
         if (source)
         {
-            x = SourcePreprocessing(graph, x, preprocessing, size, inputHeight, inputWidth, c);
+            x = SourcePreprocessing(graph, x, preprocessing, size, resampledHeight, resampledWidth, c);
         }
         if (preprocessing.PerImageNormalization)
         {
@@ -125,6 +128,88 @@ internal static class VitOnnxExport
             ["input"] = $"{PixelsInput}: (batch, {options.InputChannels}, {inputHeight}, {inputWidth}) float in [0, 1]" + (options.InputChannels == 3 ? ", RGB" : "") +
                 (source ? $" (the whole scan resized to {inputWidth} x {inputHeight}: the graph masks wedges, crops the band and averages down to {size} x {size})" : ""),
         });
+    }
+
+    /// <summary>The size the model resamples an image to first: the source size of a scan's preprocessing, or the model's side.</summary>
+    internal static (int Height, int Width) ResampledSize(ImagePreprocessing preprocessing, int size) =>
+        ImagePreprocessor.UsesSource(preprocessing) ? ImagePreprocessor.SourceSize(preprocessing, size) : (size, size);
+
+    /// <summary>The input size that <see cref="OnnxExportOptions.InputHeight"/> and <see cref="OnnxExportOptions.InputWidth"/> ask for; null when neither is set.</summary>
+    internal static (int Height, int Width)? InputSize(OnnxExportOptions options)
+    {
+        if (options.InputHeight is null && options.InputWidth is null)
+        {
+            return null;
+        }
+        if (options.InputHeight is not int height || options.InputWidth is not int width)
+        {
+            throw new ArgumentException($"Set both OnnxExportOptions.InputHeight and InputWidth, or neither; found InputHeight {options.InputHeight?.ToString() ?? "null"}, InputWidth {options.InputWidth?.ToString() ?? "null"}.", nameof(options));
+        }
+        if (height is < 1 or > MaxInputSide || width is < 1 or > MaxInputSide)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), $"OnnxExportOptions.InputHeight and InputWidth must be in [1, {MaxInputSide}]; found {height} x {width}.");
+        }
+        return (height, width);
+    }
+
+    private const int MaxInputSide = 8192;
+
+    /// <summary>
+    /// (B, C, H, W) -> (B, C, toHeight, toWidth) as ImagePreprocessor's resampling does it: each axis averaged down (a pool
+    /// where the factor is a whole number) or resampled by the weights of <see cref="ImagePreprocessor.ResampleMatrix"/>.
+    /// Each output row or column takes a few neighbouring inputs (a bin of up to ceil(H / toHeight) + 1 to shrink, two to
+    /// enlarge), so the matrix is applied as that many gathers, each times its weights (a dense product over the whole
+    /// axis cost the graph twice its time at 496 x 512). Returns <paramref name="x"/> when the sizes are equal.
+    /// </summary>
+    internal static string Resample(OnnxGraph graph, string x, int height, int width, int toHeight, int toWidth)
+    {
+        long poolY = height > toHeight && height % toHeight == 0 ? height / toHeight : 1;
+        long poolX = width > toWidth && width % toWidth == 0 ? width / toWidth : 1;
+        if (poolY > 1 || poolX > 1)
+        {
+            x = graph.Op("AveragePool", new[] { x }, ("kernel_shape", new[] { poolY, poolX }), ("strides", new[] { poolY, poolX }));
+            height /= (int)poolY;
+            width /= (int)poolX;
+        }
+        if (height != toHeight)
+        {
+            x = Taps(graph, x, 2, height, toHeight);
+        }
+        if (width != toWidth)
+        {
+            x = Taps(graph, x, 3, width, toWidth);
+        }
+        return x;
+    }
+
+    /// <summary>
+    /// <paramref name="x"/> resampled along <paramref name="axis"/> (2: rows, 3: columns) from <paramref name="from"/> to
+    /// <paramref name="to"/>: the sum over taps k of Gather(x, index_k) times weight_k, where tap k of output i is its k-th
+    /// input with a non-zero weight in the matrix (or its last one, weighted 0, when it has fewer).
+    /// </summary>
+    private static string Taps(OnnxGraph graph, string x, int axis, int from, int to)
+    {
+        float[] matrix = ImagePreprocessor.ResampleMatrix(from, to);
+        var taps = new List<(long Index, float Weight)>[to];
+        for (int i = 0; i < to; i++)
+        {
+            taps[i] = Enumerable.Range(0, from).Where(j => matrix[i * from + j] != 0).Select(j => ((long)j, matrix[i * from + j])).ToList();
+        }
+        int count = taps.Max(t => t.Count);
+        long[] weightShape = axis == 2 ? new long[] { to, 1 } : new long[] { to };
+        string? sum = null;
+        for (int k = 0; k < count; k++)
+        {
+            long[] index = taps.Select(t => k < t.Count ? t[k].Index : t[^1].Index).ToArray();
+            float[] weight = taps.Select(t => k < t.Count ? t[k].Weight : 0f).ToArray();
+            string term = graph.Op("Mul", new[]
+            {
+                graph.Op("Gather", new[] { x, graph.Longs(index) }, ("axis", (long)axis)),
+                graph.Floats($"resample_{(axis == 2 ? "rows" : "columns")}_{from}_{to}_weight_{k}", weight, weightShape),
+            });
+            sum = sum is null ? term : graph.Op("Add", new[] { sum, term });
+        }
+        return sum!;
     }
 
     /// <summary>

@@ -223,6 +223,36 @@ public sealed class OnnxExportTests
             }
         }
 
+        // A graph that takes the scans' own size (496 x 512) resamples them as the model does, so that ML.NET's ResizeImages
+        // leaves scans of that size as they are and ApplyOnnxModel gives Transform's scores for them.
+        var native = new OnnxExportOptions { InputHeight = 496, InputWidth = 512 };
+        Assert.AreEqual((496, 512), vit.OnnxInputSize(native));
+        string nativeOnnx = TestUtil.TempPath(".onnx");
+        vit.ExportToOnnx(nativeOnnx, native);
+        var originals = ImageDatasets.ReadOct2017Folder(TestData.OctOriginals).Select(f => new ImageFile { ImagePath = f.Path }).ToList();
+        IDataView originalData = ml.Data.LoadFromEnumerable(originals);
+        IDataView loadedOriginals = ml.Transforms.LoadImages("Image", null, nameof(ImageFile.ImagePath)).Fit(originalData).Transform(originalData);
+        float[][] transformed = vit.Transform(loadedOriginals).GetColumn<float[]>("Score").ToArray();
+        bool[] atNativeSize = loadedOriginals.GetColumn<MLImage>("Image").Select(i => i.Width == 512 && i.Height == 496).ToArray();
+        Assert.AreEqual(3, atNativeSize.Count(n => n), "three of the eight originals are 512 x 496");
+        float[][] deployed = ml.Transforms.LoadImages("Image", null, nameof(ImageFile.ImagePath))
+            .Append(ml.Transforms.ResizeImages("Image", 512, 496, resizing: Microsoft.ML.Transforms.Image.ImageResizingEstimator.ResizingKind.Fill))
+            .Append(ml.Transforms.ExtractPixels("pixels", "Image", scaleImage: 1 / 255f))
+            .Append(ml.Transforms.ApplyOnnxModel(new[] { "probabilities" }, new[] { "pixels" }, nativeOnnx))
+            .Fit(originalData).Transform(originalData).GetColumn<float[]>("probabilities").ToArray();
+        for (int i = 0; i < originals.Count; i++)
+        {
+            if (atNativeSize[i])
+            {
+                for (int k = 0; k < 4; k++)
+                {
+                    Assert.AreEqual(transformed[i][k], deployed[i][k], 1e-4, $"{Path.GetFileName(originals[i].ImagePath)} through ApplyOnnxModel at 496 x 512, class {k}");
+                }
+            }
+        }
+        var half = Assert.ThrowsExactly<ArgumentException>(() => vit.ExportToOnnx(TestUtil.TempPath(".onnx"), new OnnxExportOptions { InputHeight = 496 }));
+        StringAssert.Contains(half.Message, "Set both OnnxExportOptions.InputHeight and InputWidth, or neither; found InputHeight 496, InputWidth null");
+
         // Padding keeps each scan's aspect ratio, which a fixed-size input has lost: that export is refused, saying why.
         options.Preprocessing = new ImagePreprocessing { Fit = ImageFit.Pad };
         options.Epochs = 1;
@@ -295,6 +325,34 @@ public sealed class OnnxExportTests
             {
                 Assert.AreEqual(expected[i], actual[b * expected.Length + i], 1e-6, $"scan {b}, channel {i / (size * size)}, pixel {i % (size * size)}");
             }
+        }
+    }
+
+    [TestMethod]
+    [DataRow(496, 512, 213, 256)] // an OCT scan to the OCT recipe's source size: rows by the bins' matrix, columns pooled 2:1
+    [DataRow(60, 50, 20, 70)]     // rows pooled 3:1, columns enlarged
+    [DataRow(37, 41, 53, 17)]     // rows enlarged, columns by the bins' matrix
+    [DataRow(31, 29, 31, 29)]     // the same size: no nodes
+    public void TheGraphsResamplingEqualsTheModelsPixelForPixel(int height, int width, int toHeight, int toWidth)
+    {
+        var random = new Random(height * 1000 + width);
+        const int batch = 2, channels = 3;
+        float[] pixels = Enumerable.Range(0, batch * channels * height * width).Select(_ => random.NextSingle()).ToArray();
+        var graph = new OnnxGraph("resample");
+        string input = graph.Input("x", global::Onnx.TensorProto.Types.DataType.Float, "batch", channels, height, width);
+        string resampled = VitOnnxExport.Resample(graph, input, height, width, toHeight, toWidth);
+        Assert.AreEqual(height == toHeight && width == toWidth, resampled == input, "nodes only where the size changes");
+        graph.Output(graph.Op("Identity", new[] { resampled }), "y", global::Onnx.TensorProto.Types.DataType.Float, "batch", channels, toHeight, toWidth);
+        using var session = new InferenceSession(Google.Protobuf.MessageExtensions.ToByteArray(graph.ToModel(new Dictionary<string, string>())),
+            new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL });
+        float[] actual = Run(session, "y", NamedOnnxValue.CreateFromTensor("x", new DenseTensor<float>(pixels, new[] { batch, channels, height, width })));
+
+        using var scope = NewDisposeScope();
+        float[] expected = ImagePreprocessor.AreaResize(tensor(pixels, new long[] { batch, channels, height, width }), toHeight, toWidth).contiguous().data<float>().ToArray();
+        Assert.AreEqual(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            Assert.AreEqual(expected[i], actual[i], 2e-6, $"value {i} of {height} x {width} -> {toHeight} x {toWidth}");
         }
     }
 

@@ -117,12 +117,15 @@ using (ImageClassificationTransformer reloaded = ml.Transformers().LoadImageClas
     Console.WriteLine($"Saved to {modelPath} and reloaded: largest score difference on 20 scans {diff:E1}.");
 
     // ---------------------------------------------------------------- deployment: ONNX in an ML.NET pipeline saved as .zip
+    // The graph takes the scans at their most common size and resamples them as the model does: ResizeImages leaves scans
+    // of that size as they are (its own resampling differs from the model's) and brings the others to it.
+    (int height, int width) = ImageSizes.MostCommon(scans.Select(s => s.ImagePath));
+    var onnxOptions = new OnnxExportOptions { InputHeight = height, InputWidth = width };
     string onnx = Path.Combine(settings.Output, "oct-vit.onnx");
-    reloaded.ExportToOnnx(onnx);
-    (int height, int width) = reloaded.OnnxInputSize();
+    reloaded.ExportToOnnx(onnx, onnxOptions);
     var deploy = ml.Transforms.LoadImages("Image", null, nameof(ModelInput.ImagePath))
         // Fill stretches the whole scan, as the model does (the default, IsoCrop, would cut the sides of a wide scan);
-        // the graph then masks wedges, crops the band and averages down itself.
+        // the graph then resamples, masks wedges, crops the band and averages down itself.
         .Append(ml.Transforms.ResizeImages("Image", width, height, resizing: Microsoft.ML.Transforms.Image.ImageResizingEstimator.ResizingKind.Fill))
         .Append(ml.Transforms.ExtractPixels("pixels", "Image", scaleImage: 1 / 255f))
         .Append(ml.Transforms.ApplyOnnxModel(new[] { "probabilities" }, new[] { "pixels" }, onnx));
@@ -133,8 +136,12 @@ using (ImageClassificationTransformer reloaded = ml.Transformers().LoadImageClas
     float[][] onnxScores = fromZip.Transform(testData).GetColumn<float[]>("probabilities").ToArray();
     float[][] torchScores = reloaded.Transform(images).GetColumn<float[]>("Score").ToArray();
     int agree = onnxScores.Zip(torchScores).Count(p => Array.IndexOf(p.First, p.First.Max()) == Array.IndexOf(p.Second, p.Second.Max()));
-    Console.WriteLine($"ONNX: {onnx} ({new FileInfo(onnx).Length / 1e6:F1} MB) in the ApplyOnnxModel pipeline {zip}: reloaded, it gives the same class as the " +
-        $"TorchSharp model for {agree} of {onnxScores.Length} scans (ML.NET's ResizeImages resamples differently from the model's area averaging).");
+    bool[] atSize = test.Select(s => ImageSizes.Of(s.ImagePath) == (height, width)).ToArray();
+    string Largest(bool at) => onnxScores.Zip(torchScores).Where((_, i) => atSize[i] == at)
+        .Select(p => p.First.Zip(p.Second).Max(q => Math.Abs(q.First - q.Second))).DefaultIfEmpty().Max().ToString("E1");
+    Console.WriteLine($"ONNX: {onnx} ({new FileInfo(onnx).Length / 1e6:F1} MB, taking {width} x {height} scans) in the ApplyOnnxModel pipeline {zip}: reloaded, " +
+        $"it gives the same class as the TorchSharp model for {agree} of {onnxScores.Length} scans; largest probability difference {Largest(true)} on the " +
+        $"{atSize.Count(a => a)} scans of {width} x {height} (ResizeImages leaves them as they are), {Largest(false)} on the {atSize.Count(a => !a)} others (resized by ResizeImages).");
 }
 Console.WriteLine($"Done in {clock.Elapsed:mm\\:ss}.");
 

@@ -68,9 +68,12 @@ translation.Dispose();
 (ImageClassificationTransformer vit, List<Scan> testScans) = settings.Vit is string v
     ? (Saved.Load(v, p => ml.Transformers().LoadImageClassification(p)), Train.RealScans(settings.Data, 40))
     : Train.Vit(ml);
-(int height, int width) = vit.OnnxInputSize(); // the graph does the model's own preprocessing (wedges, band, averaging) from this size
+// The graph takes the scans at their most common size and does the model's own preprocessing from there (resampling,
+// wedges, band, averaging): ResizeImages leaves scans of that size as they are (its own resampling differs from the
+// model's) and brings the others to it.
+(int height, int width) = ImageSizes.MostCommon(testScans.Select(s => s.ImagePath));
 string vitPath = Path.Combine(settings.Output, "vit.onnx");
-vit.ExportToOnnx(vitPath);
+vit.ExportToOnnx(vitPath, new OnnxExportOptions { InputHeight = height, InputWidth = width });
 IDataView scans = ml.Data.LoadFromEnumerable(testScans);
 var pipeline = ml.Transforms.LoadImages("Image", imageFolder: null, inputColumnName: nameof(Scan.ImagePath))
     // Fill: stretch the whole scan as the model does (ResizeImages' default, IsoCrop, would cut the sides of a wide scan)
@@ -84,11 +87,13 @@ ITransformer reloaded = ml.Model.Load(zip, out _);
 float[][] fromZip = reloaded.Transform(scans).GetColumn<float[]>("probabilities").ToArray();
 IDataView loaded = ml.Transforms.LoadImages("Image", null, nameof(Scan.ImagePath)).Fit(scans).Transform(scans);
 float[][] fromTorch = vit.Transform(loaded).GetColumn<float[]>("Score").ToArray();
-double maxDiff = fromZip.Zip(fromTorch).Max(p => p.First.Zip(p.Second).Max(q => Math.Abs(q.First - q.Second)));
 int agree = fromZip.Zip(fromTorch).Count(p => ArgMax(p.First) == ArgMax(p.Second));
 Console.WriteLine($"ViT -> {vitPath}; ML.NET pipeline with ApplyOnnxModel saved to {zip} ({new FileInfo(zip).Length / 1e6:F1} MB) and reloaded:");
-Console.WriteLine($"  {agree} of {fromZip.Length} scans get the TorchSharp model's class; largest probability difference {maxDiff:E1}" +
-    (width != vit.Config.ImageSize || height != vit.Config.ImageSize ? " (ML.NET's ResizeImages resamples differently from the model's area averaging)." : "."));
+bool[] atSize = testScans.Select(s => ImageSizes.Of(s.ImagePath) == (height, width)).ToArray();
+string Largest(bool at) => fromZip.Zip(fromTorch).Where((_, i) => atSize[i] == at)
+    .Select(p => p.First.Zip(p.Second).Max(q => Math.Abs(q.First - q.Second))).DefaultIfEmpty().Max().ToString("E1");
+Console.WriteLine($"  {agree} of {fromZip.Length} scans get the TorchSharp model's class; largest probability difference {Largest(true)} on the {atSize.Count(a => a)} " +
+    $"scans of {width} x {height}, the graph's input (ResizeImages leaves them as they are), {Largest(false)} on the {atSize.Count(a => !a)} others (resized by ResizeImages).");
 var engine = ml.Model.CreatePredictionEngine<Scan, Probabilities>(reloaded);
 Scan first = ml.Data.CreateEnumerable<Scan>(scans, false).First();
 float[] p = engine.Predict(first).Values;

@@ -201,7 +201,7 @@ internal static class Int8Benchmark
     }
 
     /// <summary>The model an example saved (examples/&lt;name&gt;'s output folder), else one trained here with its recipe for a few minutes; and which it is.</summary>
-    private static (T Model, string Source) SavedOrTrained<T>(string example, string file, string what, Func<string, T> load, Func<double, T> train, double minutes)
+    internal static (T Model, string Source) SavedOrTrained<T>(string example, string file, string what, Func<string, T> load, Func<double, T> train, double minutes)
     {
         string saved = Path.Combine(Examples, example, file);
         return File.Exists(saved)

@@ -4,6 +4,7 @@ using Microsoft.ML.Data;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using Transformers.ML.Core.Generation;
+using Transformers.ML.Datasets;
 using Transformers.ML.Examples;
 using Transformers.ML.ImageClassification;
 using Transformers.ML.Core.Onnx;
@@ -25,6 +26,7 @@ internal static class OnnxBenchmark
         Directory.CreateDirectory(folder);
         int repeats = options.Quick ? 5 : 20;
         Vit(table, folder, repeats);
+        VitInputSize(table, folder, repeats);
         Gpt(table, options, folder, repeats);
         Translation(table, options, folder);
     }
@@ -83,6 +85,108 @@ internal static class OnnxBenchmark
             double torch = Latency(() => classifier.Predict(images, needAttention: false), repeats);
             double onnx = Latency(() => session.Run(new[] { NamedOnnxValue.CreateFromTensor(VitOnnxExport.PixelsInput, input) }).Dispose(), repeats);
             Row(table, "ViT Small (64x64/8, width 128, depth 4)", batch, torch, onnx, "images -> probabilities and embedding");
+        }
+    }
+
+    /// <summary>
+    /// What <see cref="OnnxExportOptions.InputHeight"/> / InputWidth cost: the OCT recipe's ViT (random weights: the cost
+    /// does not depend on them) through ONNX Runtime, taking RGB scans at 496 x 512 and resampling them itself, against the
+    /// default graph, which takes them at its source size after ML.NET's ResizeImages; one after the other, each after a pause.
+    /// </summary>
+    private static void VitInputSize(ResultsTable table, string folder, int repeats)
+    {
+        manual_seed(1);
+        ImageClassificationOptions recipe = ImageClassificationOptions.RetinalOct(TimeSpan.FromMinutes(1));
+        using var model = new VitModel(recipe.Model!, 4);
+        model.eval();
+        int channels = recipe.Model!.Channels;
+        using var classifier = new VitClassifier(model, CPU, new[] { "a", "b", "c", "d" }, false, Enumerable.Repeat(0.3f, channels).ToArray(), Enumerable.Repeat(0.2f, channels).ToArray());
+        (int height, int width) = VitOnnxExport.ResampledSize(recipe.Preprocessing, recipe.Model.ImageSize);
+        const int scanHeight = 496, scanWidth = 512;
+        string Export(OnnxExportOptions exportOptions, string name)
+        {
+            string path = Path.Combine(folder, name);
+            OnnxGraph.Save(VitOnnxExport.Build(classifier, exportOptions, recipe.Preprocessing), path);
+            return path;
+        }
+        using var atSource = new InferenceSession(Export(new OnnxExportOptions(), "vit-oct-source.onnx"), Optimised);
+        using var atScan = new InferenceSession(Export(new OnnxExportOptions { InputHeight = scanHeight, InputWidth = scanWidth }, "vit-oct-scan.onnx"), Optimised);
+        foreach (int batch in new[] { 1, 16 })
+        {
+            NamedOnnxValue[] Pixels(int h, int w)
+            {
+                using Tensor images = rand(batch, 3, h, w);
+                return new[] { NamedOnnxValue.CreateFromTensor(VitOnnxExport.PixelsInput, new DenseTensor<float>(images.data<float>().ToArray(), new[] { batch, 3, h, w })) };
+            }
+            NamedOnnxValue[] small = Pixels(height, width), large = Pixels(scanHeight, scanWidth);
+            double source = Latency(() => atSource.Run(small).Dispose(), repeats);
+            double scan = Latency(() => atScan.Run(large).Dispose(), repeats);
+            table.Add(new BenchmarkRow("onnx", $"ViT (OCT recipe) latency, batch {batch}: the graph taking {scanWidth} x {scanHeight} scans / the default graph taking {width} x {height}",
+                scan / source, "x", "-",
+                $"{scan:F2} ms against {source:F2} ms; the larger graph resamples the scans itself (OnnxExportOptions.InputHeight / InputWidth), so that ML.NET's ResizeImages " +
+                "leaves 512 x 496 scans as they are and ApplyOnnxModel gives Transform's probabilities; RGB input; random weights; ResizeImages and ExtractPixels not included"));
+        }
+    }
+
+    /// <summary>
+    /// The OCT ViT deployed the ML.NET way (LoadImages -> ResizeImages -> ExtractPixels -> ApplyOnnxModel) against its own
+    /// Transform on every real scan: the default graph, fed at its source size by ResizeImages, and the graph taking the
+    /// scans' most common size (<see cref="OnnxExportOptions.InputHeight"/> / InputWidth), which resamples them itself.
+    /// The OCT example's saved model when there is one, else the recipe trained here on four fifths of the patients.
+    /// </summary>
+    public static void Fidelity(ResultsTable table, BenchmarkOptions options)
+    {
+        string? real = DataLocator.Folder(options.Data, "oct-real");
+        List<OctScan> scans = OctCrossValidation.RealScans(new[] { real }.OfType<string>());
+        if (scans.Count == 0)
+        {
+            Console.WriteLine("  onnx.fidelity: no real OCT scans; its rows are skipped.");
+            return;
+        }
+        var ml = new MLContext(seed: 1);
+        IDataView data = ml.Data.LoadFromEnumerable(scans);
+        (ImageClassificationTransformer vit, string source) = Int8Benchmark.SavedOrTrained("oct", "oct-vit.safetensors", "OCT",
+            p => ml.Transformers().LoadImageClassification(p), minutes =>
+            {
+                int[] fold = ImageDatasets.GroupedFolds(scans.Select(s => s.Patient).ToList(), scans.Select(s => s.Diagnosis).ToList(), 5, 1);
+                IDataView train = ml.Data.LoadFromEnumerable(scans.Where((_, i) => fold[i] != 0));
+                var prepare = ml.Transforms.Conversion.MapValueToKey("Label", nameof(OctScan.Diagnosis),
+                        keyOrdinality: Microsoft.ML.Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByValue)
+                    .Append(ml.Transforms.LoadImages("Image", imageFolder: null, nameof(OctScan.ImagePath))).Fit(train);
+                Console.WriteLine($"  onnx.fidelity: training the OCT ViT for {minutes} min...");
+                return ml.Transformers().ImageClassification(OctBenchmark.Recipes[0].Options(TimeSpan.FromMinutes(minutes))).Fit(prepare.Transform(train));
+            }, options.Quick ? 0.5 : 3);
+        using (vit)
+        {
+            IDataView images = ml.Transforms.LoadImages("Image", null, nameof(OctScan.ImagePath)).Fit(data).Transform(data);
+            float[][] expected = vit.Transform(images).GetColumn<float[]>("Score").ToArray();
+            (int Height, int Width)[] sizes = scans.Select(s => { using MLImage image = MLImage.CreateFromFile(s.ImagePath); return (image.Height, image.Width); }).ToArray();
+            (int scanHeight, int scanWidth) = sizes.GroupBy(s => s).OrderByDescending(g => g.Count()).First().Key;
+            bool[] atSize = sizes.Select(s => s == (scanHeight, scanWidth)).ToArray();
+            string path = Path.Combine(Path.GetTempPath(), "transformers-ml-bench-onnx", "vit-fidelity.onnx");
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            foreach ((string what, OnnxExportOptions exportOptions) in new[]
+            {
+                ("the default graph", new OnnxExportOptions()),
+                ($"the graph taking {scanWidth} x {scanHeight} scans", new OnnxExportOptions { InputHeight = scanHeight, InputWidth = scanWidth }),
+            })
+            {
+                vit.ExportToOnnx(path, exportOptions);
+                (int height, int width) = vit.OnnxInputSize(exportOptions);
+                float[][] deployed = ml.Transforms.LoadImages("Image", null, nameof(OctScan.ImagePath))
+                    .Append(ml.Transforms.ResizeImages("Image", width, height, resizing: Microsoft.ML.Transforms.Image.ImageResizingEstimator.ResizingKind.Fill))
+                    .Append(ml.Transforms.ExtractPixels("pixels", "Image", scaleImage: 1 / 255f))
+                    .Append(ml.Transforms.ApplyOnnxModel(new[] { "probabilities" }, new[] { "pixels" }, path))
+                    .Fit(data).Transform(data).GetColumn<float[]>("probabilities").ToArray();
+                double[] differences = expected.Zip(deployed, (e, d) => e.Zip(d, (a, b) => (double)Math.Abs(a - b)).Max()).ToArray();
+                int changed = expected.Zip(deployed).Count(p => Scores.ArgMax(p.First) != Scores.ArgMax(p.Second));
+                string Largest(bool at) => differences.Where((_, i) => atSize[i] == at).DefaultIfEmpty().Max().ToString("G2", System.Globalization.CultureInfo.InvariantCulture);
+                table.Add(new BenchmarkRow("onnx.fidelity", $"ViT (OCT) through ApplyOnnxModel, {what} (input {width} x {height}): scans whose class differs from Transform's",
+                    changed, "scans", "-",
+                    $"of {scans.Count} real scans; largest probability difference {Largest(true)} on the {atSize.Count(a => a)} scans of {scanWidth} x {scanHeight}, " +
+                    $"{Largest(false)} on the {atSize.Count(a => !a)} others; mean {differences.Average():G2}; {source}"));
+            }
+            File.Delete(path);
         }
     }
 

@@ -15,7 +15,7 @@ if (options is null)
     Console.WriteLine("  --threads    libtorch CPU threads (default: libtorch's choice)");
     Console.WriteLine("  --data       data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository, else a download");
     Console.WriteLine("               from the data set's canonical address into ~/.cache/transformers-ml)");
-    Console.WriteLine("  --only       comma-separated areas: core, textgen (.quality .recipe .speed .positions .trainer), textgen.corpus (--corpus-mb N), translation (.quality .speed .trainer), image (.quality .speed .trainer), image.oct, onnx, onnx.int8 (.reference: its rows at the reference sizes and the presets between, alone); default all");
+    Console.WriteLine("  --only       comma-separated areas: core, textgen (.quality .recipe .speed .positions .trainer), textgen.corpus (--corpus-mb N), translation (.quality .speed .trainer), image (.quality .speed .trainer), image.oct, onnx, onnx.fidelity, onnx.int8 (.reference: its rows at the reference sizes and the presets between, alone); default all");
     return 2;
 }
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
@@ -52,6 +52,10 @@ if (options.Only.Length == 0 || options.Only.Any(a => a.StartsWith("image.oct", 
 if (options.Only.Length == 0 || options.Only.Contains("onnx"))
 {
     OnnxBenchmark.Run(table, options);
+}
+if (options.Only.Length == 0 || options.Only.Contains("onnx.fidelity"))
+{
+    OnnxBenchmark.Fidelity(table, options);
 }
 if (options.Only.Contains("textgen.corpus"))
 {

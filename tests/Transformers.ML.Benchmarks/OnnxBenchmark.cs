@@ -160,8 +160,8 @@ internal static class OnnxBenchmark
         {
             IDataView images = ml.Transforms.LoadImages("Image", null, nameof(OctScan.ImagePath)).Fit(data).Transform(data);
             float[][] expected = vit.Transform(images).GetColumn<float[]>("Score").ToArray();
-            (int Height, int Width)[] sizes = scans.Select(s => { using MLImage image = MLImage.CreateFromFile(s.ImagePath); return (image.Height, image.Width); }).ToArray();
-            (int scanHeight, int scanWidth) = sizes.GroupBy(s => s).OrderByDescending(g => g.Count()).First().Key;
+            (int Height, int Width)[] sizes = scans.Select(s => ImageSizes.Of(s.ImagePath)).ToArray();
+            (int scanHeight, int scanWidth) = ImageSizes.MostCommon(scans.Select(s => s.ImagePath), sample: scans.Count);
             bool[] atSize = sizes.Select(s => s == (scanHeight, scanWidth)).ToArray();
             string path = Path.Combine(Path.GetTempPath(), "transformers-ml-bench-onnx", "vit-fidelity.onnx");
             Directory.CreateDirectory(Path.GetDirectoryName(path)!);

@@ -6,11 +6,14 @@ namespace Transformers.ML.Examples;
 internal static class ImageSizes
 {
     /// <summary>The most common (height, width) among the first <paramref name="sample"/> images (a tie: the size seen first).</summary>
-    public static (int Height, int Width) MostCommon(IEnumerable<string> paths, int sample = 100)
+    public static (int Height, int Width) MostCommon(IEnumerable<string> paths, int sample = 100) => MostCommon(paths.Take(sample).Select(Of));
+
+    /// <summary>The most common of <paramref name="sizes"/> (a tie: the one seen first).</summary>
+    public static (int Height, int Width) MostCommon(IEnumerable<(int Height, int Width)> sizes)
     {
-        // GroupBy yields the groups in the order of their first image, and OrderByDescending is stable.
-        IGrouping<(int, int), (int, int)>? most = paths.Take(sample).Select(Of).GroupBy(s => s).OrderByDescending(g => g.Count()).FirstOrDefault();
-        return most?.Key ?? throw new ArgumentException("No images to take the size of.", nameof(paths));
+        // GroupBy yields the groups in the order of their first member, and OrderByDescending is stable.
+        IGrouping<(int, int), (int, int)>? most = sizes.GroupBy(s => s).OrderByDescending(g => g.Count()).FirstOrDefault();
+        return most?.Key ?? throw new ArgumentException("No images to take the size of.", nameof(sizes));
     }
 
     /// <summary>(height, width) of one image file.</summary>

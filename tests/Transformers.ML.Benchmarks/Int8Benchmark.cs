@@ -16,7 +16,6 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 using Transformers.ML.Core.Generation;
 using Transformers.ML.Core.Onnx;
 using Transformers.ML.Core.Tokenization;
-using Transformers.ML.Datasets;
 using Transformers.ML.Examples;
 using Transformers.ML.ImageClassification;
 using Transformers.ML.TextGeneration;
@@ -220,19 +219,9 @@ internal static class Int8Benchmark
             Console.WriteLine("  onnx.int8: no real OCT scans; the ViT rows are skipped.");
             return;
         }
-        int[] fold = ImageDatasets.GroupedFolds(scans.Select(s => s.Patient).ToList(), scans.Select(s => s.Diagnosis).ToList(), 5, 1);
-        var train = scans.Where((_, i) => fold[i] != 0).ToList();
-        var test = scans.Where((_, i) => fold[i] == 0).ToList();
         var ml = new MLContext(seed: 1);
-        IDataView trainData = ml.Data.LoadFromEnumerable(train);
-        var prepare = ml.Transforms.Conversion.MapValueToKey("Label", nameof(OctScan.Diagnosis),
-                keyOrdinality: Microsoft.ML.Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByValue)
-            .Append(ml.Transforms.LoadImages("Image", imageFolder: null, nameof(OctScan.ImagePath)))
-            .Fit(trainData);
         double minutes = options.Quick ? 0.5 : 3;
-        ImageClassificationOptions recipe = OctBenchmark.Recipes[0].Options(TimeSpan.FromMinutes(minutes));
-        Console.WriteLine($"  onnx.int8: training the OCT ViT for {minutes} min on {train.Count} scans (fold 1 of 5 by patient)...");
-        using ImageClassificationTransformer vit = ml.Transformers().ImageClassification(recipe).Fit(prepare.Transform(trainData));
+        using ImageClassificationTransformer vit = OctCrossValidation.TrainFirstFold(ml, scans, minutes, "onnx.int8", out List<OctScan> train, out List<OctScan> test);
         string fp32 = Path.Combine(folder, "vit.onnx"), int8 = Path.Combine(folder, "vit-int8.onnx");
         vit.ExportToOnnx(fp32);
         vit.ExportToOnnx(int8, Int8);
@@ -243,14 +232,8 @@ internal static class Int8Benchmark
         // scans resolve 0.83 points only; the agreement over 600 measures the quantization itself).
         var all = test.Concat(train).ToList();
         IDataView allData = ml.Data.LoadFromEnumerable(all);
-        string[] Classes(string path)
-        {
-            var pipeline = ml.Transforms.LoadImages("Image", null, nameof(OctScan.ImagePath))
-                .Append(ml.Transforms.ResizeImages("Image", width, height, resizing: Microsoft.ML.Transforms.Image.ImageResizingEstimator.ResizingKind.Fill))
-                .Append(ml.Transforms.ExtractPixels("pixels", "Image", scaleImage: 1 / 255f))
-                .Append(ml.Transforms.ApplyOnnxModel(new[] { "probabilities" }, new[] { "pixels" }, path));
-            return pipeline.Fit(allData).Transform(allData).GetColumn<float[]>("probabilities").Select(row => vit.ClassNames[Scores.ArgMax(row)]).ToArray();
-        }
+        string[] Classes(string path) =>
+            OctCrossValidation.Deployed(ml, allData, path, height, width).Select(row => vit.ClassNames[Scores.ArgMax(row)]).ToArray();
         string[] classes = Classes(fp32), classesInt8 = Classes(int8);
         double Accuracy(string[] predicted) => test.Select((s, i) => predicted[i] == s.Diagnosis ? 1.0 : 0.0).Average();
         double accuracy = Accuracy(classes), accuracyInt8 = Accuracy(classesInt8);

@@ -85,6 +85,36 @@ internal static class OctCrossValidation
         return scans;
     }
 
+    /// <summary>
+    /// The first recipe trained for <paramref name="minutes"/> on the patients outside fold 1 of 5 (seed 1), as the ONNX
+    /// rows use it; <paramref name="train"/> and <paramref name="test"/> are the training and the held-out scans.
+    /// </summary>
+    public static ImageClassificationTransformer TrainFirstFold(MLContext ml, List<OctScan> scans, double minutes, string area, out List<OctScan> train, out List<OctScan> test)
+    {
+        int[] fold = ImageDatasets.GroupedFolds(scans.Select(s => s.Patient).ToList(), scans.Select(s => s.Diagnosis).ToList(), 5, 1);
+        train = scans.Where((_, i) => fold[i] != 0).ToList();
+        test = scans.Where((_, i) => fold[i] == 0).ToList();
+        IDataView trainData = ml.Data.LoadFromEnumerable(train);
+        var prepare = ml.Transforms.Conversion.MapValueToKey("Label", nameof(OctScan.Diagnosis),
+                keyOrdinality: Microsoft.ML.Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByValue)
+            .Append(ml.Transforms.LoadImages("Image", imageFolder: null, nameof(OctScan.ImagePath)))
+            .Fit(trainData);
+        Console.WriteLine($"  {area}: training the OCT ViT for {minutes} min on {train.Count} scans (fold 1 of 5 by patient)...");
+        ImageClassificationOptions recipe = OctBenchmark.Recipes[0].Options(TimeSpan.FromMinutes(minutes));
+        return ml.Transformers().ImageClassification(recipe).Fit(prepare.Transform(trainData));
+    }
+
+    /// <summary>
+    /// Probabilities of an exported ViT for <paramref name="scans"/> the way an ML.NET application deploys it: LoadImages ->
+    /// ResizeImages to the graph's input (Fill) -> ExtractPixels -> ApplyOnnxModel.
+    /// </summary>
+    public static float[][] Deployed(MLContext ml, IDataView scans, string onnx, int height, int width) =>
+        ml.Transforms.LoadImages("Image", null, nameof(OctScan.ImagePath))
+            .Append(ml.Transforms.ResizeImages("Image", width, height, resizing: Microsoft.ML.Transforms.Image.ImageResizingEstimator.ResizingKind.Fill))
+            .Append(ml.Transforms.ExtractPixels("pixels", "Image", scaleImage: 1 / 255f))
+            .Append(ml.Transforms.ApplyOnnxModel(new[] { "probabilities" }, new[] { "pixels" }, onnx))
+            .Fit(scans).Transform(scans).GetColumn<float[]>("probabilities").ToArray();
+
     public static OctCvResult Run(OctRecipe recipe, IReadOnlyList<OctScan> scans, int folds, TimeSpan budgetPerFold, int seed, Action<string>? log = null,
         int? foldsToRun = null)
     {

@@ -4,7 +4,6 @@ using Microsoft.ML.Data;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using Transformers.ML.Core.Generation;
-using Transformers.ML.Datasets;
 using Transformers.ML.Examples;
 using Transformers.ML.ImageClassification;
 using Transformers.ML.Core.Onnx;
@@ -146,22 +145,14 @@ internal static class OnnxBenchmark
         var ml = new MLContext(seed: 1);
         IDataView data = ml.Data.LoadFromEnumerable(scans);
         (ImageClassificationTransformer vit, string source) = Int8Benchmark.SavedOrTrained("oct", "oct-vit.safetensors", "OCT",
-            p => ml.Transformers().LoadImageClassification(p), minutes =>
-            {
-                int[] fold = ImageDatasets.GroupedFolds(scans.Select(s => s.Patient).ToList(), scans.Select(s => s.Diagnosis).ToList(), 5, 1);
-                IDataView train = ml.Data.LoadFromEnumerable(scans.Where((_, i) => fold[i] != 0));
-                var prepare = ml.Transforms.Conversion.MapValueToKey("Label", nameof(OctScan.Diagnosis),
-                        keyOrdinality: Microsoft.ML.Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByValue)
-                    .Append(ml.Transforms.LoadImages("Image", imageFolder: null, nameof(OctScan.ImagePath))).Fit(train);
-                Console.WriteLine($"  onnx.fidelity: training the OCT ViT for {minutes} min...");
-                return ml.Transformers().ImageClassification(OctBenchmark.Recipes[0].Options(TimeSpan.FromMinutes(minutes))).Fit(prepare.Transform(train));
-            }, options.Quick ? 0.5 : 3);
+            p => ml.Transformers().LoadImageClassification(p), minutes => OctCrossValidation.TrainFirstFold(ml, scans, minutes, "onnx.fidelity", out _, out _),
+            options.Quick ? 0.5 : 3);
         using (vit)
         {
             IDataView images = ml.Transforms.LoadImages("Image", null, nameof(OctScan.ImagePath)).Fit(data).Transform(data);
             float[][] expected = vit.Transform(images).GetColumn<float[]>("Score").ToArray();
             (int Height, int Width)[] sizes = scans.Select(s => ImageSizes.Of(s.ImagePath)).ToArray();
-            (int scanHeight, int scanWidth) = ImageSizes.MostCommon(scans.Select(s => s.ImagePath), sample: scans.Count);
+            (int scanHeight, int scanWidth) = ImageSizes.MostCommon(sizes);
             bool[] atSize = sizes.Select(s => s == (scanHeight, scanWidth)).ToArray();
             string path = Path.Combine(Path.GetTempPath(), "transformers-ml-bench-onnx", "vit-fidelity.onnx");
             Directory.CreateDirectory(Path.GetDirectoryName(path)!);
@@ -173,11 +164,7 @@ internal static class OnnxBenchmark
             {
                 vit.ExportToOnnx(path, exportOptions);
                 (int height, int width) = vit.OnnxInputSize(exportOptions);
-                float[][] deployed = ml.Transforms.LoadImages("Image", null, nameof(OctScan.ImagePath))
-                    .Append(ml.Transforms.ResizeImages("Image", width, height, resizing: Microsoft.ML.Transforms.Image.ImageResizingEstimator.ResizingKind.Fill))
-                    .Append(ml.Transforms.ExtractPixels("pixels", "Image", scaleImage: 1 / 255f))
-                    .Append(ml.Transforms.ApplyOnnxModel(new[] { "probabilities" }, new[] { "pixels" }, path))
-                    .Fit(data).Transform(data).GetColumn<float[]>("probabilities").ToArray();
+                float[][] deployed = OctCrossValidation.Deployed(ml, data, path, height, width);
                 double[] differences = expected.Zip(deployed, (e, d) => e.Zip(d, (a, b) => (double)Math.Abs(a - b)).Max()).ToArray();
                 int changed = expected.Zip(deployed).Count(p => Scores.ArgMax(p.First) != Scores.ArgMax(p.Second));
                 string Largest(bool at) => differences.Where((_, i) => atSize[i] == at).DefaultIfEmpty().Max().ToString("G2", System.Globalization.CultureInfo.InvariantCulture);

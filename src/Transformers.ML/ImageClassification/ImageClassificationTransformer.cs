@@ -188,7 +188,7 @@ public sealed class ImageClassificationTransformer : ImageModelTransformer
     /// preprocesses at.
     /// </summary>
     public (int Height, int Width) OnnxInputSize(OnnxExportOptions? options = null) =>
-        VitOnnxExport.InputSize(options ?? new OnnxExportOptions()) ?? VitOnnxExport.ResampledSize(Options.Preprocessing, options?.ImageSize ?? Config.ImageSize);
+        VitOnnxExport.InputSize(options) ?? VitOnnxExport.ResampledSize(Options.Preprocessing, options?.ImageSize ?? Config.ImageSize);
 
     /// <summary>Frees the model's tensors.</summary>
     public override void Dispose() => Classifier.Dispose();

@@ -123,38 +123,32 @@ internal static class ImagePreprocessor
     }
 
     /// <summary>
-    /// What <see cref="AreaResize"/> does to one axis, as a (to, from) row-major matrix: shrinking, output i is the mean of
-    /// inputs floor(i from / to) .. ceil((i + 1) from / to) - 1 (adaptive average pooling's bins); enlarging, bilinear
-    /// interpolation without aligned corners (source position (i + 0.5) from / to - 0.5, at least 0). For the ONNX graph,
-    /// which resamples images of a fixed size the same way.
+    /// What <see cref="AreaResize"/> does to one axis from <paramref name="from"/> to <paramref name="to"/> samples: for each
+    /// output, the inputs it takes and their weights. Shrinking, output i is the mean of inputs floor(i from / to) ..
+    /// ceil((i + 1) from / to) - 1 (adaptive average pooling's bins); enlarging, bilinear interpolation without aligned
+    /// corners (source position (i + 0.5) from / to - 0.5, at least 0) between two inputs, the same one twice at the last
+    /// edge. For the ONNX graph, which resamples images of a fixed size the same way.
     /// </summary>
-    internal static float[] ResampleMatrix(int from, int to)
+    internal static (int Index, float Weight)[][] ResampleWeights(int from, int to)
     {
-        var m = new double[to * from];
-        if (from >= to)
+        var taps = new (int Index, float Weight)[to][];
+        double scale = (double)from / to;
+        for (int i = 0; i < to; i++)
         {
-            for (int i = 0; i < to; i++)
+            if (from >= to)
             {
                 int start = (int)((long)i * from / to), end = (int)(((long)(i + 1) * from + to - 1) / to);
-                for (int j = start; j < end; j++)
-                {
-                    m[i * from + j] = 1.0 / (end - start);
-                }
+                taps[i] = Enumerable.Range(start, end - start).Select(j => (j, (float)(1.0 / (end - start)))).ToArray();
             }
-        }
-        else
-        {
-            double scale = (double)from / to;
-            for (int i = 0; i < to; i++)
+            else
             {
                 double position = Math.Max((i + 0.5) * scale - 0.5, 0);
-                int low = (int)position, high = Math.Min(low + 1, from - 1);
+                int low = (int)position;
                 double upper = position - low;
-                m[i * from + low] += 1 - upper;
-                m[i * from + high] += upper;
+                taps[i] = new[] { (low, (float)(1 - upper)), (Math.Min(low + 1, from - 1), (float)upper) };
             }
         }
-        return m.Select(v => (float)v).ToArray();
+        return taps;
     }
 
     /// <summary>Area averaging to shrink (every source pixel counts once: no aliasing of the speckle), bilinear to enlarge.</summary>

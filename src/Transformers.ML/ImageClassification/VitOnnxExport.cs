@@ -135,13 +135,13 @@ internal static class VitOnnxExport
         ImagePreprocessor.UsesSource(preprocessing) ? ImagePreprocessor.SourceSize(preprocessing, size) : (size, size);
 
     /// <summary>The input size that <see cref="OnnxExportOptions.InputHeight"/> and <see cref="OnnxExportOptions.InputWidth"/> ask for; null when neither is set.</summary>
-    internal static (int Height, int Width)? InputSize(OnnxExportOptions options)
+    internal static (int Height, int Width)? InputSize(OnnxExportOptions? options)
     {
-        if (options.InputHeight is null && options.InputWidth is null)
+        if (options?.InputHeight is null && options?.InputWidth is null)
         {
             return null;
         }
-        if (options.InputHeight is not int height || options.InputWidth is not int width)
+        if (options!.InputHeight is not int height || options.InputWidth is not int width)
         {
             throw new ArgumentException($"Set both OnnxExportOptions.InputHeight and InputWidth, or neither; found InputHeight {options.InputHeight?.ToString() ?? "null"}, InputWidth {options.InputWidth?.ToString() ?? "null"}.", nameof(options));
         }
@@ -156,10 +156,10 @@ internal static class VitOnnxExport
 
     /// <summary>
     /// (B, C, H, W) -> (B, C, toHeight, toWidth) as ImagePreprocessor's resampling does it: each axis averaged down (a pool
-    /// where the factor is a whole number) or resampled by the weights of <see cref="ImagePreprocessor.ResampleMatrix"/>.
+    /// where the factor is a whole number) or resampled by the weights of <see cref="ImagePreprocessor.ResampleWeights"/>.
     /// Each output row or column takes a few neighbouring inputs (a bin of up to ceil(H / toHeight) + 1 to shrink, two to
-    /// enlarge), so the matrix is applied as that many gathers, each times its weights (a dense product over the whole
-    /// axis cost the graph twice its time at 496 x 512). Returns <paramref name="x"/> when the sizes are equal.
+    /// enlarge), applied as that many gathers, each times its weights (a dense matrix product over the whole axis cost the
+    /// graph twice its time at 496 x 512). Returns <paramref name="x"/> when the sizes are equal.
     /// </summary>
     internal static string Resample(OnnxGraph graph, string x, int height, int width, int toHeight, int toWidth)
     {
@@ -185,23 +185,18 @@ internal static class VitOnnxExport
     /// <summary>
     /// <paramref name="x"/> resampled along <paramref name="axis"/> (2: rows, 3: columns) from <paramref name="from"/> to
     /// <paramref name="to"/>: the sum over taps k of Gather(x, index_k) times weight_k, where tap k of output i is its k-th
-    /// input with a non-zero weight in the matrix (or its last one, weighted 0, when it has fewer).
+    /// input (or its last one, weighted 0, when it has fewer).
     /// </summary>
     private static string Taps(OnnxGraph graph, string x, int axis, int from, int to)
     {
-        float[] matrix = ImagePreprocessor.ResampleMatrix(from, to);
-        var taps = new List<(long Index, float Weight)>[to];
-        for (int i = 0; i < to; i++)
-        {
-            taps[i] = Enumerable.Range(0, from).Where(j => matrix[i * from + j] != 0).Select(j => ((long)j, matrix[i * from + j])).ToList();
-        }
-        int count = taps.Max(t => t.Count);
+        (int Index, float Weight)[][] taps = ImagePreprocessor.ResampleWeights(from, to);
+        int count = taps.Max(t => t.Length);
         long[] weightShape = axis == 2 ? new long[] { to, 1 } : new long[] { to };
         string? sum = null;
         for (int k = 0; k < count; k++)
         {
-            long[] index = taps.Select(t => k < t.Count ? t[k].Index : t[^1].Index).ToArray();
-            float[] weight = taps.Select(t => k < t.Count ? t[k].Weight : 0f).ToArray();
+            long[] index = taps.Select(t => (long)(k < t.Length ? t[k].Index : t[^1].Index)).ToArray();
+            float[] weight = taps.Select(t => k < t.Length ? t[k].Weight : 0f).ToArray();
             string term = graph.Op("Mul", new[]
             {
                 graph.Op("Gather", new[] { x, graph.Longs(index) }, ("axis", (long)axis)),

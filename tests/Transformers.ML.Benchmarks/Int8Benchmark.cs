@@ -212,11 +212,9 @@ internal static class Int8Benchmark
 
     private static void Vit(ResultsTable table, BenchmarkOptions options, string folder)
     {
-        string? real = DataLocator.Folder(options.Data, "oct-real");
-        List<OctScan> scans = OctCrossValidation.RealScans(new[] { real }.OfType<string>());
+        List<OctScan> scans = OctCrossValidation.OctReal(options, "onnx.int8");
         if (scans.Count == 0)
         {
-            Console.WriteLine("  onnx.int8: no real OCT scans; the ViT rows are skipped.");
             return;
         }
         var ml = new MLContext(seed: 1);

@@ -7,6 +7,7 @@ using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Transformers.ML.Datasets;
+using Transformers.ML.Examples;
 using Transformers.ML.ImageClassification;
 
 namespace Transformers.ML.Benchmarks;
@@ -81,6 +82,17 @@ internal static class OctCrossValidation
                     ImagePath = f.Path, Diagnosis = f.Label, Patient = ImageDatasets.Oct2017Patient(f.Path),
                 }));
             }
+        }
+        return scans;
+    }
+
+    /// <summary>The 600 scans of oct-real (downloaded when no data folder has them); none, said on the console, when they cannot be found.</summary>
+    public static List<OctScan> OctReal(BenchmarkOptions options, string area)
+    {
+        List<OctScan> scans = RealScans(new[] { DataLocator.Folder(options.Data, "oct-real") }.OfType<string>());
+        if (scans.Count == 0)
+        {
+            Console.WriteLine($"  {area}: no real OCT scans (oct-real); its ViT rows are skipped.");
         }
         return scans;
     }

@@ -135,11 +135,9 @@ internal static class OnnxBenchmark
     /// </summary>
     public static void Fidelity(ResultsTable table, BenchmarkOptions options)
     {
-        string? real = DataLocator.Folder(options.Data, "oct-real");
-        List<OctScan> scans = OctCrossValidation.RealScans(new[] { real }.OfType<string>());
+        List<OctScan> scans = OctCrossValidation.OctReal(options, "onnx.fidelity");
         if (scans.Count == 0)
         {
-            Console.WriteLine("  onnx.fidelity: no real OCT scans; its rows are skipped.");
             return;
         }
         var ml = new MLContext(seed: 1);

@@ -114,6 +114,17 @@ public sealed class ImageClassificationTests
                     Assert.AreEqual(rows[i].Score[k], single.Score[k], 1e-5);
                 }
             }
+            // A PredictionEngine per thread over the one model (ML.NET's PredictionEnginePool) gives the same numbers.
+            var concurrent = new float[20][];
+            Parallel.For(0, concurrent.Length, new ParallelOptions { MaxDegreeOfParallelism = 4 },
+                i => concurrent[i] = ml.Model.CreatePredictionEngine<Scan, ScanPrediction>(model).Predict(scans[i % 5]).Score);
+            for (int i = 0; i < concurrent.Length; i++)
+            {
+                for (int k = 0; k < 4; k++)
+                {
+                    Assert.AreEqual(rows[i % 5].Score[k], concurrent[i][k], 1e-5, $"call {i}, class {k}");
+                }
+            }
 
             // One-class anomaly detection on the embeddings of NORMAL scans only (RandomizedPca), as in the OCT embedding paper.
             IDataView normal = ml.Data.FilterByCustomPredicate<Scan>(ml.Data.LoadFromEnumerable(Scans(150, 1)), s => s.Abnormal);

@@ -444,6 +444,11 @@ public sealed class OnnxExportTests
         string[] prompts = { "ROMEO:", "To be, or not", "KING" };
         var sampling = new GenerationOptions { MaxNewTokens = 30, Temperature = 0.8, TopK = 20, TopP = 0.9, RepetitionPenalty = 1.1, Seed = 1 };
         CollectionAssert.AreEqual(model.Generate(prompts, sampling).ToArray(), generator.Generate(prompts, sampling).ToArray());
+        // One generator serves calls on several threads: each call has buffers of its own (every prompt four times, four threads).
+        string[] alone = prompts.Select(p => generator.Generate(p, sampling)).ToArray();
+        string[] concurrent = new string[prompts.Length * 4];
+        Parallel.For(0, concurrent.Length, new ParallelOptions { MaxDegreeOfParallelism = 4 }, i => concurrent[i] = generator.Generate(prompts[i % prompts.Length], sampling));
+        CollectionAssert.AreEqual(Enumerable.Range(0, concurrent.Length).Select(i => alone[i % prompts.Length]).ToArray(), concurrent, "concurrent calls");
         // int8 with shared buffers: the same greedy text as the int8 export with concatenated caches (same weights, same rules).
         string int8 = TestUtil.TempPath(".onnx"), int8Shared = TestUtil.TempPath(".onnx");
         model.ExportToOnnx(int8, new OnnxExportOptions { Quantization = OnnxQuantization.DynamicInt8 });
@@ -562,6 +567,15 @@ public sealed class OnnxExportTests
             CollectionAssert.AreEqual(expected.ToArray(), translator.Translate(sentences, beam, 0.6, batchSize: 8).ToArray(), $"beam {beam}");
             CollectionAssert.AreEqual(expected.ToArray(), shared.Translate(sentences, beam, 0.6, batchSize: 8).ToArray(), $"beam {beam}, shared cache buffers");
         }
+        // One model and one translator serve calls on several threads (beam 4, each sentence alone and twice).
+        string[] alone = sentences.Select(s => model.Translate(s, beamSize: 4)).ToArray();
+        string[] fromModel = new string[sentences.Length * 2], fromShared = new string[sentences.Length * 2];
+        var parallel = new ParallelOptions { MaxDegreeOfParallelism = 4 };
+        Parallel.For(0, fromModel.Length, parallel, i => fromModel[i] = model.Translate(sentences[i % sentences.Length], beamSize: 4));
+        Parallel.For(0, fromShared.Length, parallel, i => fromShared[i] = shared.Translate(sentences[i % sentences.Length], beamSize: 4));
+        string[] twice = Enumerable.Range(0, fromModel.Length).Select(i => alone[i % sentences.Length]).ToArray();
+        CollectionAssert.AreEqual(twice, fromModel, "TorchSharp, concurrent calls");
+        CollectionAssert.AreEqual(twice, fromShared, "ONNX Runtime with shared cache buffers, concurrent calls");
         var e = Assert.ThrowsExactly<InvalidDataException>(() => OnnxTextGenerator.Load(Path.Combine(folder, "decoder.onnx")));
         StringAssert.Contains(e.Message, "holds a 'translation' ONNX model; expected a 'text-generation' export");
         var file = Assert.ThrowsExactly<ArgumentException>(() => OnnxTranslator.Load(Path.Combine(folder, "decoder.onnx")));

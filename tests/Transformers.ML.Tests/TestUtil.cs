@@ -66,6 +66,34 @@ internal static class TestUtil
     }
 }
 
+/// <summary>An IProgress that reports on the training thread, at once (Progress&lt;T&gt; posts to the thread pool).</summary>
+internal sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
+}
+
+/// <summary>Rows that cancel a token when one pass over them (counted from 1) reaches one row; they count the passes.</summary>
+internal sealed class CancellingRows<T>(IReadOnlyList<T> rows, int pass, int row, CancellationTokenSource? cancel) : IEnumerable<T>
+{
+    public int Passes { get; private set; }
+
+    public IEnumerator<T> GetEnumerator()
+    {
+        Passes++;
+        int current = Passes;
+        for (int i = 0; i < rows.Count; i++)
+        {
+            if (current == pass && i == row)
+            {
+                cancel?.Cancel();
+            }
+            yield return rows[i];
+        }
+    }
+
+    System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+}
+
 /// <summary>Deletes the run's temporary files (<see cref="TestUtil.RunFolder"/>) when the test run ends.</summary>
 [TestClass]
 public static class TestRun

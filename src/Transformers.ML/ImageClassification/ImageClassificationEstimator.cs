@@ -172,7 +172,7 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
     {
         var input = new ImageInput(data.Schema, _options.ImageColumnName, config, _options.ImageFolder, _options.VectorImageHeight, _options.VectorImageWidth,
             _options.Preprocessing);
-        return ImageSets.Read(data, input, labels, _options.SkipUnreadableImages, reporter, what);
+        return ImageSets.Read(data, input, labels, _options.SkipUnreadableImages, reporter, what, _options.Cancellation);
     }
 }
 

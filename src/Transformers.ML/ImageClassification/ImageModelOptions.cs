@@ -96,7 +96,7 @@ public abstract class ImageModelOptions : TrainingOptions
         _ => throw new ArgumentOutOfRangeException(nameof(preset), preset, $"Unknown ViT preset; expected one of {string.Join(", ", Enum.GetNames<VitPreset>())}."),
     };
 
-    /// <summary>A copy whose architecture and preprocessing are copies too; without the progress receiver unless <paramref name="keepProgress"/>.</summary>
+    /// <summary>A copy whose architecture and preprocessing are copies too; without the progress receiver and the cancellation token (the run's, not the model's) unless <paramref name="keepProgress"/>.</summary>
     private protected T Copy<T>(bool keepProgress) where T : ImageModelOptions
     {
         var copy = (T)MemberwiseClone();
@@ -105,6 +105,7 @@ public abstract class ImageModelOptions : TrainingOptions
         if (!keepProgress)
         {
             copy.Progress = null;
+            copy.Cancellation = default;
         }
         return copy;
     }

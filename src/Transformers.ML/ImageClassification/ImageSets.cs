@@ -13,7 +13,8 @@ internal static class ImageSets
     /// Reads every row's image and, with <paramref name="labels"/>, its label (all 0 without); rows without a label, and
     /// unreadable images when <paramref name="skipUnreadable"/>, are skipped and counted in the log.
     /// </summary>
-    public static ImageSet Read(IDataView data, ImageInput input, LabelInfo? labels, bool skipUnreadable, TrainingReporter reporter, string what)
+    public static ImageSet Read(IDataView data, ImageInput input, LabelInfo? labels, bool skipUnreadable, TrainingReporter reporter, string what,
+        CancellationToken cancellation)
     {
         var columns = labels is null ? new[] { input.Column } : new[] { data.Schema[labels.Column], input.Column };
         using DataViewRowCursor cursor = data.GetRowCursor(columns);
@@ -26,6 +27,14 @@ internal static class ImageSets
         var unreadable = new List<string>();
         while (cursor.MoveNext())
         {
+            if (cancellation.IsCancellationRequested)
+            {
+                foreach (Tensor held in chunks.Concat(pending))
+                {
+                    held.Dispose();
+                }
+                cancellation.ThrowIfCancellationRequested();
+            }
             long value = label();
             if (value < 0)
             {

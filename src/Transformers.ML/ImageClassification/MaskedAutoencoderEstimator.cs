@@ -50,7 +50,7 @@ public sealed class MaskedAutoencoderEstimator : IEstimator<MaskedAutoencoderTra
         {
             var input = new ImageInput(data.Schema, _options.ImageColumnName, config, _options.ImageFolder, _options.VectorImageHeight, _options.VectorImageWidth,
                 _options.Preprocessing);
-            return ImageSets.Read(data, input, labels: null, _options.SkipUnreadableImages, reporter, what);
+            return ImageSets.Read(data, input, labels: null, _options.SkipUnreadableImages, reporter, what, _options.Cancellation);
         }
 
         ImageSet all = Read(train, "training");

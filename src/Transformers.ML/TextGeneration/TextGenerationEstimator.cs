@@ -68,7 +68,7 @@ public sealed class TextGenerationEstimator : IEstimator<TextGenerationTransform
                 warned = true;
                 reporter.Warning($"Row {row} of column '{column}' holds U+FFFD replacement characters: its text was probably not decoded as UTF-8 (read the files with their encoding).");
             }
-        });
+        }).CheckedAgainst(_options.Cancellation);
 
         // Pass 1: the corpus's hash (the key of its token shards), and the tokenizer learned from it when it is learned.
         using var corpus = new CorpusHash();

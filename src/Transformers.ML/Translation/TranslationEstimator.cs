@@ -69,7 +69,7 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
         else
         {
             // One BPE vocabulary for both languages, learned from both sides of the training pairs.
-            IEnumerable<string> sentences = trainPairs.SelectMany(p => new[] { p.Source, p.Target });
+            IEnumerable<string> sentences = trainPairs.SelectMany(p => new[] { p.Source, p.Target }).CheckedAgainst(_options.Cancellation);
             codec = new TranslationCodec(TextTokenizer.Train(TokenizerKind.BytePairEncoding, sentences, _options.VocabularySize), _options.MaxSentenceTokens);
             TransformerConfig config = _options.EffectiveModel;
             config.MaxSequenceLength = Math.Max(config.MaxSequenceLength, _options.MaxSentenceTokens + 51); // room for input + 50
@@ -77,6 +77,7 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
         }
         model.to(device);
 
+        _options.Cancellation.ThrowIfCancellationRequested();
         var (trainIds, truncated) = Encode(codec, trainPairs);
         var (validationIds, _) = Encode(codec, validationPairs);
         if (truncated > 0)

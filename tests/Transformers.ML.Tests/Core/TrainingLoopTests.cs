@@ -103,6 +103,67 @@ public sealed class TrainingLoopTests
     }
 
     [TestMethod]
+    public void CancellingStopsAfterTheStepWithACheckpointThatAResumedRunContinues()
+    {
+        string checkpoint = TestUtil.TempPath();
+        TrainingOptions Options() => new() { Epochs = 3, LearningRate = 1e-3, WarmupSteps = 2, Seed = 5, LogEverySteps = 1 };
+        manual_seed(100);
+        using var reference = new EncoderDecoderTransformer("t", Dropout(TestUtil.Tiny()), ReverseTask.Vocabulary);
+        TrainingResult full = Run(reference, new ReverseTask(reference, 24, 4, dropout: true), Options());
+        Assert.AreEqual(18, full.Steps);
+
+        // Cancelled from the progress report of step 4: the step in progress ends, the checkpoint is written, Fit throws.
+        using var cancel = new CancellationTokenSource();
+        manual_seed(100);
+        using var first = new EncoderDecoderTransformer("t", Dropout(TestUtil.Tiny()), ReverseTask.Vocabulary);
+        TrainingOptions cancelled = Options();
+        cancelled.CheckpointPath = checkpoint;
+        cancelled.Cancellation = cancel.Token;
+        var steps = new List<long>();
+        cancelled.Progress = new SynchronousProgress<TrainingProgress>(p =>
+        {
+            if (p.Kind == TrainingProgressKind.Step)
+            {
+                steps.Add(p.Step);
+                if (p.Step == 4)
+                {
+                    cancel.Cancel();
+                }
+            }
+        });
+        using (var reporter = new TrainingReporter(null, "test", cancelled.Progress))
+        {
+            var e = Assert.Throws<OperationCanceledException>(() =>
+                new TrainingLoop<int[]>(first, cancelled, new ReverseTask(first, 24, 4, dropout: true), reporter, 32, TestUtil.Tiny().ToJson()).Run());
+            Assert.AreEqual(cancel.Token, e.CancellationToken);
+            StringAssert.Contains(e.Message, "Training cancelled at step 5 of 18");
+            StringAssert.Contains(e.Message, $"the checkpoint '{checkpoint}' holds it");
+        }
+        CollectionAssert.AreEqual(new long[] { 1, 2, 3, 4, 5 }, steps, "the run stops after the step in progress");
+        Assert.IsTrue(File.Exists(checkpoint));
+
+        // The same options without the cancelled token continue from step 5 and repeat the uninterrupted losses.
+        manual_seed(999);
+        using var resumed = new EncoderDecoderTransformer("t", Dropout(TestUtil.Tiny()), ReverseTask.Vocabulary);
+        TrainingOptions resume = Options();
+        resume.CheckpointPath = checkpoint;
+        TrainingResult rest = Run(resumed, new ReverseTask(resumed, 24, 4, dropout: true), resume);
+        Assert.AreEqual(13, rest.StepLosses.Count);
+        for (int i = 0; i < 13; i++)
+        {
+            Assert.AreEqual(full.StepLosses[5 + i], rest.StepLosses[i], 1e-6, $"step {6 + i}");
+        }
+
+        // Without a checkpoint path the message says how to keep a cancelled run; a token cancelled before the run
+        // stops it at the first step.
+        using var other = new EncoderDecoderTransformer("t", TestUtil.Tiny(), ReverseTask.Vocabulary);
+        TrainingOptions early = Options();
+        early.Cancellation = new CancellationToken(canceled: true);
+        var noCheckpoint = Assert.Throws<OperationCanceledException>(() => Run(other, new ReverseTask(other, 24, 4, dropout: false), early));
+        StringAssert.Contains(noCheckpoint.Message, "Training cancelled at step 1 of 18 (TrainingOptions.Cancellation); set CheckpointPath to be able to continue a cancelled run.");
+    }
+
+    [TestMethod]
     public void ATimeBudgetPlansTheStepsSoThatTheScheduleEndsWithinIt()
     {
         manual_seed(1);
@@ -359,11 +420,6 @@ public sealed class TrainingLoopTests
     {
         config.Dropout = 0.1;
         return config;
-    }
-
-    private sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
-    {
-        public void Report(T value) => report(value);
     }
 
     /// <summary>Sequences of 6 tokens in 3..11 (0 pad, 1 start, 2 end); the target is the reversed sequence.</summary>

@@ -162,6 +162,22 @@ public sealed class ImageClassificationTests
     }
 
     [TestMethod]
+    public void CancellingFitWhileTheImagesAreReadStopsItThere()
+    {
+        var ml = new MLContext(seed: 1);
+        using var cancel = new CancellationTokenSource();
+        ImageClassificationOptions options = SmallOptions();
+        options.Cancellation = cancel.Token;
+        options.LogEverySteps = 1;
+        int steps = 0;
+        options.Progress = new SynchronousProgress<TrainingProgress>(_ => steps++);
+        var rows = new CancellingRows<Scan>(Scans(10, seed: 1), pass: 1, row: 5, cancel);
+        Assert.ThrowsExactly<OperationCanceledException>(() => ml.Transformers().ImageClassification("Abnormal", "Pixels", options).Fit(ml.Data.LoadFromEnumerable(rows)));
+        Assert.AreEqual(1, rows.Passes, "stopped in the pass that reads the images");
+        Assert.AreEqual(0, steps, "stopped before training");
+    }
+
+    [TestMethod]
     public void BinaryVariantWorksWithBinaryClassificationEvaluate()
     {
         var ml = new MLContext(seed: 1);

@@ -174,7 +174,7 @@ public sealed class RealOctTests
             Device = "cpu",
             Seed = 1,
             LogEverySteps = 1000,
-            Progress = new SynchronousProgress(reports.Add),
+            Progress = new SynchronousProgress<TrainingProgress>(reports.Add),
         };
         using MaskedAutoencoderTransformer mae = ml.Transformers().MaskedAutoencoder("Image", options).Fit(trainImages);
 
@@ -216,10 +216,5 @@ public sealed class RealOctTests
         Assert.AreEqual(4, classifier.ClassNames.Count);
         var e = Assert.ThrowsExactly<InvalidDataException>(() => ml.Transformers().LoadImageClassification(path));
         StringAssert.Contains(e.Message, "holds a 'masked-autoencoder' model");
-    }
-
-    private sealed class SynchronousProgress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
-    {
-        public void Report(TrainingProgress value) => report(value);
     }
 }

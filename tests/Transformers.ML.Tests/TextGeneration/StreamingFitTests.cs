@@ -110,6 +110,49 @@ public sealed class StreamingFitTests
     }
 
     [TestMethod]
+    public void CancellingFitStopsItWhileItReadsTokenizesAndTrainsAndLeavesNoHalfBuiltCache()
+    {
+        var ml = new MLContext(seed: 1);
+        string text = TestData.ShakespeareHead[..30_000];
+        var documents = Enumerable.Range(0, 30).Select(i => new Document { Text = text.Substring(i * 1000, 1000) }).ToList();
+
+        // Cancelled at the 10th document of the given pass over the rows: 1 learns the BPE (counted on worker threads),
+        // 2 writes the token shards. Fit throws OperationCanceledException itself, and the cache holds no folder.
+        foreach (int pass in new[] { 1, 2 })
+        {
+            string cache = Folder();
+            using var cancel = new CancellationTokenSource();
+            TextGenerationOptions options = TextGenerationTests.Tiny();
+            options.Tokenizer = TokenizerKind.BytePairEncoding;
+            options.VocabularySize = 300;
+            options.TokenCacheFolder = cache;
+            options.Cancellation = cancel.Token;
+            var rows = new CancellingRows<Document>(documents, pass, 10, cancel);
+            Assert.ThrowsExactly<OperationCanceledException>(() => ml.Transformers().TextGeneration(options).Fit(ml.Data.LoadFromEnumerable(rows)), $"pass {pass}");
+            Assert.AreEqual(pass, rows.Passes, "the pass that was cancelled is the last one");
+            Assert.IsTrue(!Directory.Exists(cache) || Directory.GetFileSystemEntries(cache).Length == 0, $"pass {pass}: " +
+                string.Join(", ", Directory.Exists(cache) ? Directory.GetFileSystemEntries(cache) : Array.Empty<string>()));
+        }
+
+        // Cancelled from the first step's progress report: the message names the step.
+        using var during = new CancellationTokenSource();
+        TextGenerationOptions training = TextGenerationTests.Tiny();
+        training.TokenCacheFolder = Folder();
+        training.LogEverySteps = 1;
+        training.Cancellation = during.Token;
+        training.Progress = new SynchronousProgress<TrainingProgress>(_ => during.Cancel());
+        var e = Assert.ThrowsExactly<OperationCanceledException>(() => ml.Transformers().TextGeneration(training).Fit(ml.Data.LoadFromEnumerable(documents)));
+        StringAssert.Contains(e.Message, "Training cancelled at step 2 of 60");
+
+        // A token cancelled before Fit: nothing is read.
+        var before = new CancellingRows<Document>(documents, 1, 0, null);
+        TextGenerationOptions late = TextGenerationTests.Tiny();
+        late.Cancellation = new CancellationToken(canceled: true);
+        Assert.ThrowsExactly<OperationCanceledException>(() => ml.Transformers().TextGeneration(late).Fit(ml.Data.LoadFromEnumerable(before)));
+        Assert.AreEqual(0, before.Passes);
+    }
+
+    [TestMethod]
     public void BadRowsAreNamed()
     {
         var ml = new MLContext(seed: 1);

@@ -12,6 +12,7 @@
 // Pieces never cross a unit, so the counts equal those of the whole text (a test checks them against the pattern run
 // over the joined string). Memory: the distinct words per thread, and a few units in flight.
 using System.Collections.Concurrent;
+using System.Runtime.ExceptionServices;
 using System.Text;
 using System.Text.RegularExpressions;
 
@@ -50,6 +51,7 @@ internal static class BpeWordCounter
                 throw;
             }
         })).ToArray();
+        ExceptionDispatchInfo? reading = null; // the documents' own error (a bad row, a cancelled Fit): it comes out as it is
         try
         {
             Split(documents, unitCharacters, unit => units.Add(unit, failed.Token));
@@ -57,6 +59,11 @@ internal static class BpeWordCounter
         catch (OperationCanceledException) when (failed.IsCancellationRequested)
         {
             // a counting thread failed: its exception follows
+        }
+        catch (Exception e)
+        {
+            reading = ExceptionDispatchInfo.Capture(e);
+            failed.Cancel(); // stop the counting threads before the queue they read is disposed
         }
         finally
         {
@@ -66,10 +73,15 @@ internal static class BpeWordCounter
         {
             Task.WaitAll(counting);
         }
+        catch (AggregateException) when (reading is not null)
+        {
+            // the counting threads stopped because reading failed
+        }
         catch (AggregateException e) when (e.InnerExceptions.FirstOrDefault(x => x is not OperationCanceledException) is Exception cause)
         {
             throw new InvalidOperationException($"Counting the words of the BPE training text failed: {cause.Message}", cause);
         }
+        reading?.Throw();
         Dictionary<string, int> total = tables[0];
         for (int w = 1; w < workers; w++)
         {

@@ -73,8 +73,14 @@ internal sealed class TrainingLoop<TBatch>
         }
     }
 
-    public TrainingResult Run(CancellationToken cancellation = default)
+    /// <summary>
+    /// Trains to the end of the plan, early stopping, MaxSteps or the time budget's hard limit. When the options'
+    /// Cancellation is cancelled: writes the checkpoint (when there is a checkpoint path) after the step in progress and
+    /// throws <see cref="OperationCanceledException"/>.
+    /// </summary>
+    public TrainingResult Run()
     {
+        CancellationToken cancellation = _options.Cancellation;
         var clock = Stopwatch.StartNew();
         using var optimizer = new AdamW(_model.named_parameters(), _options.Beta1, _options.Beta2, _options.AdamEpsilon, _options.WeightDecay);
         var state = new TrainingState { Seed = _options.Seed };
@@ -154,7 +160,8 @@ internal sealed class TrainingLoop<TBatch>
 
                 bool timeUp = hardLimit is TimeSpan limit && clock.Elapsed >= limit;
                 bool stepLimit = _options.MaxSteps is long max && state.Step >= max;
-                interrupted = cancellation.IsCancellationRequested || timeUp || stepLimit;
+                bool cancelled = cancellation.IsCancellationRequested;
+                interrupted = cancelled || timeUp || stepLimit;
 
                 if (state.Step % _options.LogEverySteps == 0)
                 {
@@ -165,11 +172,19 @@ internal sealed class TrainingLoop<TBatch>
                 {
                     SaveCheckpoint(checkpoint, optimizer, state, stopping, averager);
                 }
+                if (cancelled)
+                {
+                    string message = $"Training cancelled at step {state.Step} of {plan.Total} (TrainingOptions.Cancellation); " + (checkpoint is null
+                        ? "set CheckpointPath to be able to continue a cancelled run."
+                        : $"the checkpoint '{checkpoint}' holds it: a Fit with the same options and data continues from there.");
+                    _reporter.Info(message);
+                    DisposeWeights(bestWeights);
+                    throw new OperationCanceledException(message, cancellation);
+                }
                 if (interrupted)
                 {
                     _reporter.Info(timeUp ? $"Stopping: the run took longer than its MaxTrainingTime {_options.MaxTrainingTime} allows (step {state.Step} of {plan.Total})."
-                        : stepLimit ? $"Stopping: MaxSteps {_options.MaxSteps} reached."
-                        : $"Training cancelled at step {state.Step}.");
+                        : $"Stopping: MaxSteps {_options.MaxSteps} reached.");
                     break;
                 }
             }
@@ -234,15 +249,17 @@ internal sealed class TrainingLoop<TBatch>
         {
             ModelFile.LoadInto(_model, bestWeights, "the best validation epoch");
         }
-        if (bestWeights is not null)
-        {
-            foreach (Tensor t in bestWeights.Values)
-            {
-                t.Dispose();
-            }
-        }
+        DisposeWeights(bestWeights);
         _model.eval();
         return new TrainingResult(state.Step, state.Epoch, stepLosses, validations, stoppedEarly, interrupted, clock.Elapsed);
+    }
+
+    private static void DisposeWeights(Dictionary<string, Tensor>? weights)
+    {
+        foreach (Tensor t in weights?.Values ?? Enumerable.Empty<Tensor>())
+        {
+            t.Dispose();
+        }
     }
 
     /// <summary>

@@ -121,6 +121,15 @@ public class TrainingOptions
     [JsonIgnore]
     public IProgress<TrainingProgress>? Progress { get; set; }
 
+    /// <summary>
+    /// Cancels Fit: checked after every optimizer step and while the data is read and prepared (rows, tokenizer, token
+    /// shards, images). Fit then throws <see cref="OperationCanceledException"/>, after writing a checkpoint when
+    /// <see cref="CheckpointPath"/> is set, so that a Fit with the same options and data continues where it stopped. To end
+    /// early and keep the model, set <see cref="MaxTrainingTime"/> or <see cref="MaxSteps"/> instead. Default: none.
+    /// </summary>
+    [JsonIgnore]
+    public CancellationToken Cancellation { get; set; }
+
     /// <summary>Checks every option; throws <see cref="ArgumentException"/> naming the first invalid one with the value found and the range expected.</summary>
     public virtual void Validate()
     {

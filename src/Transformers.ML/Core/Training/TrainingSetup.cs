@@ -14,6 +14,7 @@ internal static class TrainingSetup
     public static Device Prepare(TrainingOptions options, TrainingReporter? reporter = null)
     {
         options.Validate();
+        options.Cancellation.ThrowIfCancellationRequested();
         if (options.CpuThreads is int threads)
         {
             set_num_threads(threads);

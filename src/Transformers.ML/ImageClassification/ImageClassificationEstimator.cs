@@ -100,7 +100,7 @@ public sealed class ImageClassificationEstimator : IEstimator<ImageClassificatio
 
     private VitModel BuildModel(VitConfig config, int classes, Action<string>? log)
     {
-        var model = new VitModel(config, classes);
+        VitModel model = TrainingSetup.Seeded(_options, () => new VitModel(config, classes));
         if (_baseModel is null)
         {
             return model;

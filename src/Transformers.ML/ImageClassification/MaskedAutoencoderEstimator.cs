@@ -73,7 +73,7 @@ public sealed class MaskedAutoencoderEstimator : IEstimator<MaskedAutoencoderTra
         {
             reporter.Info($"Pretraining a masked autoencoder on {trainSet.Count} images; validating on {validationSet.Count}.");
             (float[] mean, float[] std, double range) = ImageClassificationEstimator.Statistics(trainSet.Images);
-            var model = new MaskedAutoencoder(config, MaskedAutoencoderShape.From(_options));
+            var model = TrainingSetup.Seeded(_options, () => new MaskedAutoencoder(config, MaskedAutoencoderShape.From(_options)));
             model.to(device);
             ImageAugmenter? augmenter = _options.Augmentation is { IsIdentity: false } a ? new ImageAugmenter(a, range) : null;
             var task = new MaskedAutoencoderTask(model, device, mean, std, trainSet, validationSet.Count > 0 ? validationSet : null, _options.BatchSize, augmenter);

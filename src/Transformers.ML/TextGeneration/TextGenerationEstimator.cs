@@ -79,7 +79,7 @@ public sealed class TextGenerationEstimator : IEstimator<TextGenerationTransform
             // Fine-tuning: keep the base model's architecture and tokenizer.
             TextGenerationTransformer source = _baseModel ?? TextGenerationTransformer.Load(_options.BaseModelPath!, "cpu", log);
             tokenizer = source.Tokenizer;
-            model = new GptModel(source.Model.Config, source.Model.VocabularySize);
+            model = TrainingSetup.Seeded(_options, () => new GptModel(source.Model.Config, source.Model.VocabularySize));
             ModelFile.LoadInto(model, ModuleState.Of(source.Model), _options.BaseModelPath ?? "the base model");
             if (_baseModel is null)
             {
@@ -92,7 +92,7 @@ public sealed class TextGenerationEstimator : IEstimator<TextGenerationTransform
             tokenizer = TextTokenizer.Train(_options.Tokenizer, corpus.Through(Rows(input)), _options.VocabularySize); // as the joined text, without joining it
             TransformerConfig config = (_options.Model ?? TextGenerationOptions.PresetConfig(_options.Preset)).Clone();
             config.Validate();
-            model = new GptModel(config, tokenizer.VocabularySize);
+            model = TrainingSetup.Seeded(_options, () => new GptModel(config, tokenizer.VocabularySize));
         }
         if (!corpus.Completed)
         {

@@ -63,7 +63,7 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
         {
             using TranslationTransformer source = TranslationTransformer.Load(_options.BaseModelPath, "cpu", log);
             codec = source.Codec;
-            model = new EncoderDecoderTransformer("transformer", source.Model.Config, codec.VocabularySize);
+            model = TrainingSetup.Seeded(_options, () => new EncoderDecoderTransformer("transformer", source.Model.Config, codec.VocabularySize));
             ModelFile.LoadInto(model, ModuleState.Of(source.Model), _options.BaseModelPath);
         }
         else
@@ -73,7 +73,7 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
             codec = new TranslationCodec(TextTokenizer.Train(TokenizerKind.BytePairEncoding, sentences, _options.VocabularySize), _options.MaxSentenceTokens);
             TransformerConfig config = _options.EffectiveModel;
             config.MaxSequenceLength = Math.Max(config.MaxSequenceLength, _options.MaxSentenceTokens + 51); // room for input + 50
-            model = new EncoderDecoderTransformer("transformer", config, codec.VocabularySize);
+            model = TrainingSetup.Seeded(_options, () => new EncoderDecoderTransformer("transformer", config, codec.VocabularySize));
         }
         model.to(device);
 

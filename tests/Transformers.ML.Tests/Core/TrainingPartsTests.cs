@@ -115,17 +115,41 @@ public sealed class TrainingPartsTests
     }
 
     [TestMethod]
-    public void SetupSeedsInitialisationAndResolvesTheDevice()
+    public void SetupSeedsInitialisationEvenWhileOtherThreadsSeedAndResolvesTheDevice()
     {
         var options = new TrainingOptions { Seed = 17, Device = "cpu" };
         Assert.AreEqual(DeviceType.CPU, TrainingSetup.Prepare(options).type);
-        using var first = nn.Linear(4, 4);
-        TrainingSetup.Prepare(options);
-        using var second = nn.Linear(4, 4);
+        using var first = TrainingSetup.Seeded(options, () => nn.Linear(64, 64));
+        using var second = TrainingSetup.Seeded(options, () => nn.Linear(64, 64));
         Assert.AreEqual(0.0, TestUtil.MaxAbsDiff(first.weight!, second.weight!));
-        TrainingSetup.Prepare(new TrainingOptions { Seed = 18 });
-        using var third = nn.Linear(4, 4);
+        using var third = TrainingSetup.Seeded(new TrainingOptions { Seed = 18 }, () => nn.Linear(64, 64));
         Assert.IsGreaterThan(0.0, TestUtil.MaxAbsDiff(first.weight!, third.weight!));
+
+        // Fits on other threads reseed libtorch's one generator before each of their steps: a model built meanwhile
+        // still gets the weights of its own seed (its build and their reseeding take turns).
+        using var stop = new CancellationTokenSource();
+        Task[] others = Enumerable.Range(0, 2).Select(t => Task.Run(() =>
+        {
+            for (long step = 0; !stop.IsCancellationRequested; step++)
+            {
+                TrainingSetup.Reseed(1000 * t + step);
+            }
+        })).ToArray();
+        try
+        {
+            for (int i = 0; i < 20; i++)
+            {
+                using var built = TrainingSetup.Seeded(options, () => nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 64), nn.Linear(64, 64)));
+                using var again = TrainingSetup.Seeded(options, () => nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 64), nn.Linear(64, 64)));
+                Assert.AreEqual(0.0, TestUtil.MaxAbsDiff(built.parameters().Last(), again.parameters().Last()), $"build {i}");
+                Assert.AreEqual(0.0, TestUtil.MaxAbsDiff(first.weight!, built.parameters().First()), $"build {i}: the first layer is the seed's");
+            }
+        }
+        finally
+        {
+            stop.Cancel();
+            Task.WaitAll(others);
+        }
 
         var e = Assert.ThrowsExactly<InvalidOperationException>(() => TrainingSetup.Prepare(new TrainingOptions { Device = "cuda" }));
         StringAssert.Contains(e.Message, "CUDA is not available");

@@ -301,7 +301,7 @@ internal sealed class TrainingLoop<TBatch>
     private (double Loss, long Targets) TrainStep(AdamW optimizer, IReadOnlyList<TBatch> plan, int first, int count, long step, double learningRate)
     {
         // Dropout of step s draws from a generator seeded by (seed, s): resumable without saving generator state.
-        manual_seed(StepSeed(_options.Seed, step));
+        TrainingSetup.Reseed(StepSeed(_options.Seed, step));
         optimizer.ZeroGrad();
         double lossSum = 0;
         long targets = 0;

@@ -69,7 +69,12 @@ public class TrainingOptions
     /// <summary>Batches whose gradients are summed before each optimizer step. Range 1..10000; default 1.</summary>
     public int GradientAccumulationSteps { get; set; } = 1;
 
-    /// <summary>Seed of weight initialisation, data order and dropout: the same seed gives the same run. Default 1.</summary>
+    /// <summary>
+    /// Seed of weight initialisation, data order and dropout: the same seed gives the same run, also while other Fits run
+    /// on other threads, as long as none of them uses dropout, augmentation or masked-autoencoder masks: those draw from
+    /// libtorch's one generator during the steps, so runs beside them train as well but do not repeat exactly (run such
+    /// Fits one after another, or in separate processes, when they must). Default 1.
+    /// </summary>
     public int Seed { get; set; } = 1;
 
     /// <summary>"auto" (CUDA when available, else CPU; default), "cpu", "cuda" or "cuda:N".</summary>

@@ -5,13 +5,7 @@
 // NORMAL scans only flags anomalies; attention heat maps show where the model looked. The final model is then trained on
 // every scan, saved, reloaded, and exported to ONNX as an ML.NET ApplyOnnxModel pipeline saved as a .zip.
 //
-//   dotnet run -c Release --project examples/OctAnomalyDetection -- [options]
-//     --minutes M        training time of each of the two models (held-out evaluation, final model); default 6
-//     --oct2017 DIR      scans in the OCT2017 layout (DIR/CLASS/*.jpeg, or DIR/train and DIR/test): e.g. the Kermany download
-//     --synthetic        SYNTHETIC scans instead (a demonstration without data: no medical meaning)
-//     --out DIR          model, pictures and ONNX files (default: a temp folder)
-//     --data DIR         data folder with oct-real/ (else TRANSFORMERS_ML_DATA, else shared/data beside the repository,
-//                        else the 600 scans are downloaded once from their canonical address into ~/.cache/transformers-ml)
+//   dotnet run -c Release --project examples/OctAnomalyDetection -- [options]   (--help lists the options: Settings.Usage at the end of this file)
 using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -20,7 +14,7 @@ using Transformers.ML.Datasets;
 using Transformers.ML.Examples;
 using Transformers.ML.ImageClassification;
 
-var settings = Settings.Parse(args);
+var settings = CommandLine.Parse(args, Settings.Usage, Settings.Parse);
 var clock = Stopwatch.StartNew();
 var ml = new MLContext(seed: 1);
 Directory.CreateDirectory(settings.Output);
@@ -248,6 +242,17 @@ internal sealed class ConsoleProgress : IProgress<TrainingProgress>
 
 internal sealed record Settings(double Minutes, string? Oct2017, bool Synthetic, string Output, string? Data)
 {
+    /// <summary>What --help prints.</summary>
+    public const string Usage = """
+        dotnet run -c Release --project examples/OctAnomalyDetection -- [options]
+          --minutes M        training time of each of the two models (held-out evaluation, final model); default 6
+          --oct2017 DIR      scans in the OCT2017 layout (DIR/CLASS/*.jpeg, or DIR/train and DIR/test): e.g. the Kermany download
+          --synthetic        SYNTHETIC scans instead (a demonstration without data: no medical meaning)
+          --out DIR          model, pictures and ONNX files (default: a temp folder)
+          --data DIR         data folder with oct-real/ (else TRANSFORMERS_ML_DATA, else shared/data beside the repository,
+                             else the 600 scans are downloaded once from their canonical address into ~/.cache/transformers-ml)
+        """;
+
     public static Settings Parse(string[] args)
     {
         var s = new Settings(6, null, false, Path.Combine(Path.GetTempPath(), "transformers-ml-example", "oct"), null);
@@ -261,7 +266,7 @@ internal sealed record Settings(double Minutes, string? Oct2017, bool Synthetic,
                 "--synthetic" => s with { Synthetic = true },
                 "--out" => s with { Output = Next() },
                 "--data" => s with { Data = Next() },
-                var unknown => throw new ArgumentException($"Unknown option '{unknown}'. See the comment at the top of Program.cs."),
+                var unknown => throw new ArgumentException($"Unknown option '{unknown}'."),
             };
         }
         return s;

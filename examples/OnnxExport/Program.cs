@@ -3,14 +3,7 @@
 // way: LoadImages -> ResizeImages -> ExtractPixels -> ApplyOnnxModel, saved and reloaded as an ML.NET .zip.
 // A second mode runs the exports with ONNX Runtime only, as a deployed application would: no libtorch is loaded.
 //
-//   dotnet run -c Release --project examples/OnnxExport -- [options]
-//     --out DIR          export folder (default: a temp folder)
-//     --gpt FILE         a text generator (default: the one examples/TextGeneration saved, else train one for 3 minutes)
-//     --translation FILE a translator (default: the one examples/Translation saved, else train one for 6 minutes)
-//     --vit FILE         an OCT classifier (default: the one examples/OctAnomalyDetection saved, tried on real scans; else
-//                        train a small one on SYNTHETIC OCT for 2.5 minutes)
-//     --onnx-only DIR    run an export folder written earlier with ONNX Runtime alone and report whether libtorch was loaded
-//     --data DIR         data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository)
+//   dotnet run -c Release --project examples/OnnxExport -- [options]   (--help lists the options: Settings.Usage at the end of this file)
 using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -21,7 +14,7 @@ using Transformers.ML.TextGeneration;
 using Transformers.ML.Translation;
 using Transformers.ML.Datasets;
 
-var settings = Settings.Parse(args);
+var settings = CommandLine.Parse(args, Settings.Usage, Settings.Parse);
 var ml = new MLContext(seed: 1);
 Directory.CreateDirectory(settings.Output);
 if (settings.OnnxOnly is string exports)
@@ -235,6 +228,18 @@ internal static class Train
 
 internal sealed record Settings(string Output, string? Gpt, string? Translation, string? Vit, string? OnnxOnly, string? Data)
 {
+    /// <summary>What --help prints.</summary>
+    public const string Usage = """
+        dotnet run -c Release --project examples/OnnxExport -- [options]
+          --out DIR          export folder (default: a temp folder)
+          --gpt FILE         a text generator (default: the one examples/TextGeneration saved, else train one for 3 minutes)
+          --translation FILE a translator (default: the one examples/Translation saved, else train one for 6 minutes)
+          --vit FILE         an OCT classifier (default: the one examples/OctAnomalyDetection saved, tried on real scans; else
+                             train a small one on SYNTHETIC OCT for 2.5 minutes)
+          --onnx-only DIR    run an export folder written earlier with ONNX Runtime alone and report whether libtorch was loaded
+          --data DIR         data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository)
+        """;
+
     public static Settings Parse(string[] args)
     {
         var s = new Settings(Path.Combine(Path.GetTempPath(), "transformers-ml-example", "onnx"), Saved.Gpt, Saved.Translation, Saved.Vit, null, null);
@@ -250,7 +255,7 @@ internal sealed record Settings(string Output, string? Gpt, string? Translation,
                 "--vit" => s with { Vit = Existing(Next()) },
                 "--onnx-only" => s with { OnnxOnly = Directory.Exists(Next()) ? args[i] : throw new DirectoryNotFoundException($"--onnx-only '{args[i]}' does not exist.") },
                 "--data" => s with { Data = Next() },
-                var unknown => throw new ArgumentException($"Unknown option '{unknown}'. See the comment at the top of Program.cs."),
+                var unknown => throw new ArgumentException($"Unknown option '{unknown}'."),
             };
         }
         return s;

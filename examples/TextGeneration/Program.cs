@@ -4,23 +4,14 @@
 // (mystery, vampire stories, love) and compare, on a held-out part of each genre that fine-tuning never saw, the
 // perplexity before and after, and the completion of "This story is about".
 //
-//   dotnet run -c Release --project examples/TextGeneration -- [options]
-//     --book FILE          training book under <data>/text (default tinyshakespeare.txt)
-//     --genres LIST        mystery,vampire,love (default all three); none to skip fine-tuning
-//     --tokenizer KIND     bpe | char | gpt2 (default bpe)
-//     --minutes M          training time budget (default 5)
-//     --genre-minutes M    fine-tuning time per genre (default 1.5)
-//     --precision P        auto | float32 | bfloat16 (default: the recipe's)
-//     --out DIR            model, training curves, attention pictures (default: a temp folder)
-//     --data DIR           data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository, else the books
-//                          shipped in examples/data)
+//   dotnet run -c Release --project examples/TextGeneration -- [options]   (--help lists the options: Settings.Usage at the end of this file)
 using System.Diagnostics;
 using Microsoft.ML;
 using Transformers.ML;
 using Transformers.ML.Examples;
 using Transformers.ML.TextGeneration;
 
-var settings = Settings.Parse(args);
+var settings = CommandLine.Parse(args, Settings.Usage, Settings.Parse);
 var clock = Stopwatch.StartNew();
 var ml = new MLContext(seed: 1);
 Directory.CreateDirectory(settings.Output);
@@ -193,6 +184,20 @@ internal sealed class ConsoleProgress(string prompt) : IProgress<TrainingProgres
 
 internal sealed record Settings(string Book, string[] Genres, TokenizerKind Tokenizer, double Minutes, double GenreMinutes, string Output, string? Data, TrainingPrecision? Precision = null)
 {
+    /// <summary>What --help prints.</summary>
+    public const string Usage = """
+        dotnet run -c Release --project examples/TextGeneration -- [options]
+          --book FILE          training book under <data>/text (default tinyshakespeare.txt)
+          --genres LIST        mystery,vampire,love (default all three); none to skip fine-tuning
+          --tokenizer KIND     bpe | char | gpt2 (default bpe)
+          --minutes M          training time budget (default 5)
+          --genre-minutes M    fine-tuning time per genre (default 1.5)
+          --precision P        auto | float32 | bfloat16 (default: the recipe's)
+          --out DIR            model, training curves, attention pictures (default: a temp folder)
+          --data DIR           data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository, else the books
+                               shipped in examples/data)
+        """;
+
     public static Settings Parse(string[] args)
     {
         var s = new Settings("tinyshakespeare.txt", new[] { "mystery", "vampire", "love" }, TokenizerKind.BytePairEncoding, 5, 1.5,
@@ -211,7 +216,7 @@ internal sealed record Settings(string Book, string[] Genres, TokenizerKind Toke
                 "--precision" => s with { Precision = Precisions.Parse(Next()) },
                 "--out" => s with { Output = Next() },
                 "--data" => s with { Data = Next() },
-                var unknown => throw new ArgumentException($"Unknown option '{unknown}'. See the comment at the top of Program.cs."),
+                var unknown => throw new ArgumentException($"Unknown option '{unknown}'."),
             };
         }
         string[] unknownGenres = s.Genres.Except(Genre.All.Select(g => g.Name)).ToArray();

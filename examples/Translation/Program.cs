@@ -4,16 +4,7 @@
 // where the model looks: the alignment of a translation (the decoder's cross-attention) and the decoder's
 // self-attention from "it" in a sentence whose Spanish has no pronoun.
 //
-//   dotnet run -c Release --project examples/Translation -- [options]
-//     --minutes M     training time budget (default 10)
-//     --preset NAME   small | base | big (default small)
-//     --test N        held-out sentences to score (default 500)
-//     --seed N        training seed (default 1)
-//     --precision P   auto | float32 | bfloat16 (default: the recipe's)
-//     --out DIR       model, training curves, attention pictures (default: a temp folder)
-//     --load FILE     skip training and evaluation: translate and draw the attention of a model saved earlier
-//     --data DIR      data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository, else spa-eng is
-//                     downloaded once from manythings.org into ~/.cache/transformers-ml)
+//   dotnet run -c Release --project examples/Translation -- [options]   (--help lists the options: Settings.Usage at the end of this file)
 using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -21,7 +12,7 @@ using Transformers.ML;
 using Transformers.ML.Examples;
 using Transformers.ML.Translation;
 
-var settings = Settings.Parse(args);
+var settings = CommandLine.Parse(args, Settings.Usage, Settings.Parse);
 var clock = Stopwatch.StartNew();
 var ml = new MLContext(seed: 1);
 // The trainer's decisions worth seeing (the rest of ML.NET's log is verbose): the plan of the time budget and the checkpoint averaging.
@@ -192,6 +183,20 @@ internal sealed class ConsoleProgress : IProgress<TrainingProgress>
 
 internal sealed record Settings(double Minutes, TranslationPreset Preset, int TestSentences, int Seed, string Output, string? Data, TrainingPrecision? Precision = null, string? Load = null)
 {
+    /// <summary>What --help prints.</summary>
+    public const string Usage = """
+        dotnet run -c Release --project examples/Translation -- [options]
+          --minutes M     training time budget (default 10)
+          --preset NAME   small | base | big (default small)
+          --test N        held-out sentences to score (default 500)
+          --seed N        training seed (default 1)
+          --precision P   auto | float32 | bfloat16 (default: the recipe's)
+          --out DIR       model, training curves, attention pictures (default: a temp folder)
+          --load FILE     skip training and evaluation: translate and draw the attention of a model saved earlier
+          --data DIR      data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository, else spa-eng is
+                          downloaded once from manythings.org into ~/.cache/transformers-ml)
+        """;
+
     public static Settings Parse(string[] args)
     {
         var s = new Settings(10, TranslationPreset.Small, 500, 1, Path.Combine(Path.GetTempPath(), "transformers-ml-example", "translation"), null);
@@ -208,7 +213,7 @@ internal sealed record Settings(double Minutes, TranslationPreset Preset, int Te
                 "--out" => s with { Output = Next() },
                 "--load" => s with { Load = File.Exists(Next()) ? args[i] : throw new FileNotFoundException($"--load '{args[i]}' does not exist.") },
                 "--data" => s with { Data = Next() },
-                var unknown => throw new ArgumentException($"Unknown option '{unknown}'. See the comment at the top of Program.cs."),
+                var unknown => throw new ArgumentException($"Unknown option '{unknown}'."),
             };
         }
         return s;

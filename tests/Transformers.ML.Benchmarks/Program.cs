@@ -6,7 +6,8 @@ using System.Globalization;
 using Transformers.ML.Benchmarks;
 using static TorchSharp.torch;
 
-var options = BenchmarkOptions.Parse(args);
+bool help = args.Any(a => a is "--help" or "-h");
+var options = help ? null : BenchmarkOptions.Parse(args);
 if (options is null)
 {
     Console.WriteLine("usage: Transformers.ML.Benchmarks [--quick] [--results DIR] [--threads N] [--data DIR] [--only AREAS]");
@@ -16,7 +17,7 @@ if (options is null)
     Console.WriteLine("  --data       data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository, else a download");
     Console.WriteLine("               from the data set's canonical address into ~/.cache/transformers-ml)");
     Console.WriteLine("  --only       comma-separated areas: core, textgen (.quality .recipe .speed .positions .trainer), textgen.corpus (--corpus-mb N), translation (.quality .speed .trainer), image (.quality .speed .trainer), image.oct, onnx, onnx.fidelity, onnx.int8 (.reference: its rows at the reference sizes and the presets between, alone); default all");
-    return 2;
+    return help ? 0 : 2;
 }
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 if (options.Threads is int threads)

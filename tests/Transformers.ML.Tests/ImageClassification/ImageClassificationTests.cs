@@ -114,7 +114,7 @@ public sealed class ImageClassificationTests
                     Assert.AreEqual(rows[i].Score[k], single.Score[k], 1e-5);
                 }
             }
-            // A PredictionEngine per thread over the one model (ML.NET's PredictionEnginePool) gives the same numbers.
+            // A PredictionEngine per thread over the one model (as ML.NET's PredictionEnginePool keeps them) gives the same numbers.
             var concurrent = new float[20][];
             Parallel.For(0, concurrent.Length, new ParallelOptions { MaxDegreeOfParallelism = 4 },
                 i => concurrent[i] = ml.Model.CreatePredictionEngine<Scan, ScanPrediction>(model).Predict(scans[i % 5]).Score);

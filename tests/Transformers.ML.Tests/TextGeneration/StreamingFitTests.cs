@@ -116,7 +116,7 @@ public sealed class StreamingFitTests
         string text = TestData.ShakespeareHead[..30_000];
         var documents = Enumerable.Range(0, 30).Select(i => new Document { Text = text.Substring(i * 1000, 1000) }).ToList();
 
-        // Cancelled at the 10th document of the given pass over the rows: 1 learns the BPE (counted on worker threads),
+        // Cancelled at row 10 of the given pass over the rows: 1 learns the BPE (counted on worker threads),
         // 2 writes the token shards. Fit throws OperationCanceledException itself, and the cache holds no folder.
         foreach (int pass in new[] { 1, 2 })
         {

@@ -283,7 +283,7 @@ public sealed class TextGenerationTests
     [TestMethod]
     public void OneModelServesConcurrentCallersAsItServesThemOneByOne()
     {
-        // A web service keeps one model and gives each thread its own PredictionEngine (ML.NET's PredictionEnginePool):
+        // A web service keeps one model and gives each thread its own PredictionEngine (as ML.NET's PredictionEnginePool does):
         // calls on several threads must not share a key/value cache or a random source. Sampled text, so that a shared
         // random source would show too; every prompt three times, on four threads.
         var ml = new MLContext(seed: 1);

@@ -19,7 +19,7 @@ var ml = new MLContext(seed: 1);
 Directory.CreateDirectory(settings.Output);
 if (settings.OnnxOnly is string exports)
 {
-    Deployed.Run(ml, exports);
+    await Deployed.Run(ml, exports);
     return;
 }
 var clock = Stopwatch.StartNew();
@@ -121,12 +121,18 @@ internal static class Deployed
     /// <summary>How the examples show a GPT's text: sampled (a small model's greedy text loops), seeded so that runs repeat.</summary>
     public static GenerationOptions Sampling(int maxNewTokens) => new() { MaxNewTokens = maxNewTokens, Temperature = 0.8, TopK = 40, Seed = 1 };
 
-    public static void Run(MLContext ml, string folder)
+    public static async Task Run(MLContext ml, string folder)
     {
         var clock = Stopwatch.StartNew();
         using (OnnxTextGenerator generator = OnnxTextGenerator.Load(Path.Combine(folder, "gpt.onnx")))
         {
-            Console.WriteLine($"GPT (ONNX Runtime, sampled with T 0.8, top-k 40): ROMEO:{generator.Generate("ROMEO:", Sampling(60)).Replace("\n", " / ")}");
+            // Streamed as it is sampled, as a chat window or a web page (server-sent events) would show it.
+            Console.Write("GPT (ONNX Runtime, streamed as sampled with T 0.8, top-k 40): ROMEO:");
+            await foreach (string piece in generator.GenerateStreaming("ROMEO:", Sampling(60)))
+            {
+                Console.Write(piece.Replace("\n", " / "));
+            }
+            Console.WriteLine();
         }
         using (OnnxTranslator translator = OnnxTranslator.Load(Path.Combine(folder, "translation")))
         {

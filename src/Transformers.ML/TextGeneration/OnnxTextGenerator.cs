@@ -47,6 +47,14 @@ public sealed class OnnxTextGenerator : IDisposable
         return TextGenerator.Generate(Tokenizer, ContextLength, prompts, options, maxBatch, null, () => NewStepper(options.UseKeyValueCache));
     }
 
+    /// <summary>The completion of <paramref name="prompt"/>, piece by piece as its tokens are chosen (on a worker thread).</summary>
+    /// <remarks>The pieces together are <see cref="Generate(string, GenerationOptions?)"/>'s text; text that ends inside a character or could still grow into a stop string is held back until it cannot. As the TorchSharp model's <see cref="TextGenerationTransformer.GenerateStreaming"/>.</remarks>
+    public IAsyncEnumerable<string> GenerateStreaming(string prompt, GenerationOptions? options = null, CancellationToken cancellation = default)
+    {
+        options ??= new GenerationOptions();
+        return TextGenerator.GenerateStreaming(Tokenizer, ContextLength, prompt, options, null, () => NewStepper(options.UseKeyValueCache), cancellation);
+    }
+
     /// <summary>The new tokens of each prompt (all of one length), without the end-of-text token.</summary>
     internal List<int>[] GenerateTokens(IReadOnlyList<IReadOnlyList<int>> prompts, DecodingSettings settings, bool useCache = true)
     {

@@ -66,26 +66,38 @@ internal sealed class TextGenerator
     }
 
     /// <summary>The completion of one prompt, piece by piece as tokens are chosen.</summary>
-    public async IAsyncEnumerable<string> GenerateStreaming(string prompt, GenerationOptions options, [EnumeratorCancellation] CancellationToken cancellation = default)
+    public IAsyncEnumerable<string> GenerateStreaming(string prompt, GenerationOptions options, CancellationToken cancellation = default)
     {
-        DecodingSettings settings = options.ToDecodingSettings(_tokenizer.EndOfTextId);
-        List<int> prompted = PromptIds(prompt, options);
+        _model.eval();
+        return GenerateStreaming(_tokenizer, _model.ContextLength, prompt, options, _log,
+            () => new TorchCausalStepper(_model, _device, options.UseKeyValueCache), cancellation);
+    }
+
+    /// <summary>
+    /// Streaming over any runtime (shared with the ONNX Runtime generator): the pieces of one prompt's completion as its
+    /// tokens are chosen on a worker thread, held back while they end inside a character or could still grow into a stop
+    /// string; together they are what <see cref="Generate(TextTokenizer, int, IReadOnlyList{string}, GenerationOptions, int, Action{string}?, Func{ICausalStepper})"/> returns.
+    /// </summary>
+    internal static async IAsyncEnumerable<string> GenerateStreaming(TextTokenizer tokenizer, int contextLength, string prompt, GenerationOptions options,
+        Action<string>? log, Func<ICausalStepper> newStepper, [EnumeratorCancellation] CancellationToken cancellation = default)
+    {
+        DecodingSettings settings = options.ToDecodingSettings(tokenizer.EndOfTextId);
+        List<int> prompted = PromptIds(tokenizer, contextLength, prompt, options, log);
         var channel = Channel.CreateUnbounded<string>();
         var tokens = new List<int>();
         int emitted = 0;
         bool stopped = false;
-        _model.eval();
         Task producer = Task.Run(() =>
         {
             try
             {
-                using var stepper = new TorchCausalStepper(_model, _device, options.UseKeyValueCache);
+                using ICausalStepper stepper = newStepper();
                 CausalDecoding.Generate(stepper, new[] { (IReadOnlyList<int>)prompted }, settings,
                     (_, generated) => stopped || cancellation.IsCancellationRequested,
                     (_, token) =>
                     {
                         tokens.Add(token);
-                        string text = _tokenizer.Decode(tokens);
+                        string text = tokenizer.Decode(tokens);
                         int stop = FindStop(text, options.StopStrings);
                         if (stop >= 0)
                         {
@@ -102,7 +114,7 @@ internal sealed class TextGenerator
                     });
                 if (!stopped)
                 {
-                    string text = Cut(_tokenizer.Decode(tokens), options.StopStrings);
+                    string text = Cut(tokenizer.Decode(tokens), options.StopStrings);
                     if (text.Length > emitted)
                     {
                         channel.Writer.TryWrite(text[emitted..]);
@@ -124,12 +136,9 @@ internal sealed class TextGenerator
     }
 
     /// <summary>
-    /// The prompt's token ids, cropped from the left to leave room for the new tokens in the context window
-    /// (logged). An empty prompt starts from the end-of-text token: unconditional generation.
+    /// The prompt's token ids for a model with <paramref name="contextLength"/>, cropped from the left to leave room for
+    /// the new tokens in the context window (logged). An empty prompt starts from the end-of-text token: unconditional generation.
     /// </summary>
-    private List<int> PromptIds(string prompt, GenerationOptions options) => PromptIds(_tokenizer, _model.ContextLength, prompt, options, _log);
-
-    /// <summary>The prompt's ids for a model with <paramref name="contextLength"/> (shared with the ONNX Runtime generator).</summary>
     internal static List<int> PromptIds(TextTokenizer tokenizer, int contextLength, string prompt, GenerationOptions options, Action<string>? log)
     {
         ArgumentNullException.ThrowIfNull(prompt);

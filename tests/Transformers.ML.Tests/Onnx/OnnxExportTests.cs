@@ -424,6 +424,41 @@ public sealed class OnnxExportTests
         // Without the cache (the whole window every step) the text is the same.
         var uncached = new GenerationOptions { MaxNewTokens = model.Model.ContextLength + 5, Temperature = 0, UseKeyValueCache = false };
         Assert.AreEqual(model.Generate("KING", uncached), generator.Generate("KING", uncached));
+
+        // Streaming through ONNX Runtime: in pieces, the same text as Generate and as TorchSharp's streaming, sampled
+        // and with a stop string; a cancelled token stops it.
+        string free = generator.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 60, Temperature = 0.8, TopK = 20, Seed = 3 });
+        string stop = free.Substring(free.Length / 2, 2); // two characters from the middle: the text ends before their first place
+        var stopAt = new GenerationOptions { MaxNewTokens = 60, Temperature = 0.8, TopK = 20, Seed = 3, StopStrings = new[] { stop } };
+        Assert.AreEqual(free[..free.IndexOf(stop, StringComparison.Ordinal)], generator.Generate("ROMEO:", stopAt));
+        foreach (GenerationOptions options in new[] { sampling, stopAt })
+        {
+            List<string> pieces = Pieces(generator.GenerateStreaming("ROMEO:", options));
+            Assert.IsGreaterThan(1, pieces.Count);
+            Assert.AreEqual(generator.Generate("ROMEO:", options), string.Concat(pieces));
+            Assert.AreEqual(string.Concat(Pieces(model.GenerateStreaming("ROMEO:", options))), string.Concat(pieces));
+        }
+        using var cancelled = new CancellationTokenSource();
+        cancelled.Cancel();
+        Assert.Throws<OperationCanceledException>(() => Pieces(generator.GenerateStreaming("ROMEO:", sampling, cancelled.Token)));
+
+        static List<string> Pieces(IAsyncEnumerable<string> stream)
+        {
+            var pieces = new List<string>();
+            IAsyncEnumerator<string> e = stream.GetAsyncEnumerator();
+            try
+            {
+                while (e.MoveNextAsync().AsTask().GetAwaiter().GetResult())
+                {
+                    pieces.Add(e.Current);
+                }
+            }
+            finally
+            {
+                e.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            }
+            return pieces;
+        }
     }
 
     [TestMethod]

@@ -33,7 +33,9 @@ internal static class PrecisionSelector
         using var scope = NewDisposeScope();
         double Time(ScalarType type)
         {
-            Tensor a = rand(512, 512, device: device).to(type), b = rand(512, 512, device: device).to(type);
+            // Fixed values, not rand: the timing does not depend on them, and libtorch's one generator is left alone
+            // (a Fit on another thread may be building its model from it: TrainingSetup.Seeded).
+            Tensor a = linspace(0, 1, 512 * 512, device: device).reshape(512, 512).to(type), b = a.t().contiguous();
             a.mm(b).sum().to(ScalarType.Float32).item<float>(); // warm-up (and, on a GPU, a synchronisation)
             double best = double.MaxValue;
             for (int i = 0; i < 5; i++)

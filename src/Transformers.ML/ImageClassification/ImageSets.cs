@@ -25,41 +25,43 @@ internal static class ImageSets
         var classes = new List<long>();
         int missingLabel = 0;
         var unreadable = new List<string>();
-        while (cursor.MoveNext())
+        try
         {
-            if (cancellation.IsCancellationRequested)
+            while (cursor.MoveNext())
             {
-                foreach (Tensor held in chunks.Concat(pending))
-                {
-                    held.Dispose();
-                }
                 cancellation.ThrowIfCancellationRequested();
+                long value = label();
+                if (value < 0)
+                {
+                    missingLabel++;
+                    continue;
+                }
+                ImageValue read = image();
+                if (read.Pixels is null)
+                {
+                    unreadable.Add(read.Error!.Message);
+                    continue;
+                }
+                pending.Add(read.Pixels);
+                classes.Add(value);
+                if (pending.Count == 1024)
+                {
+                    chunks.Add(stack(pending.ToArray()));
+                    pending.ForEach(t => t.Dispose());
+                    pending.Clear();
+                }
             }
-            long value = label();
-            if (value < 0)
-            {
-                missingLabel++;
-                continue;
-            }
-            ImageValue read = image();
-            if (read.Pixels is null)
-            {
-                unreadable.Add(read.Error!.Message);
-                continue;
-            }
-            pending.Add(read.Pixels);
-            classes.Add(value);
-            if (pending.Count == 1024)
+            if (pending.Count > 0)
             {
                 chunks.Add(stack(pending.ToArray()));
                 pending.ForEach(t => t.Dispose());
-                pending.Clear();
             }
         }
-        if (pending.Count > 0)
+        catch
         {
-            chunks.Add(stack(pending.ToArray()));
-            pending.ForEach(t => t.Dispose());
+            // A cancelled Fit, an unreadable image, a bad label: the images read so far are freed before the error goes on.
+            chunks.Concat(pending).ToList().ForEach(t => t.Dispose());
+            throw;
         }
         if (missingLabel > 0)
         {

@@ -28,6 +28,25 @@ internal static class TestUtil
     }
 
     /// <summary>This test run's own folder for temporary files, deleted when the run ends (<see cref="TestRun"/>).</summary>
+    /// <summary>The pieces of a stream, read to its end on this thread (for Parallel.For bodies and Assert.Throws).</summary>
+    public static List<string> Pieces(IAsyncEnumerable<string> stream)
+    {
+        var pieces = new List<string>();
+        IAsyncEnumerator<string> e = stream.GetAsyncEnumerator();
+        try
+        {
+            while (e.MoveNextAsync().AsTask().GetAwaiter().GetResult())
+            {
+                pieces.Add(e.Current);
+            }
+        }
+        finally
+        {
+            e.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
+        return pieces;
+    }
+
     public static string RunFolder { get; } = Path.Combine(Path.GetTempPath(), "transformers-ml-tests", $"run-{Environment.ProcessId}-{Guid.NewGuid():N}");
 
     /// <summary>A new name (nothing there yet) for a file or folder in <see cref="RunFolder"/>, ending with <paramref name="extension"/>.</summary>

@@ -433,32 +433,14 @@ public sealed class OnnxExportTests
         Assert.AreEqual(free[..free.IndexOf(stop, StringComparison.Ordinal)], generator.Generate("ROMEO:", stopAt));
         foreach (GenerationOptions options in new[] { sampling, stopAt })
         {
-            List<string> pieces = Pieces(generator.GenerateStreaming("ROMEO:", options));
+            List<string> pieces = TestUtil.Pieces(generator.GenerateStreaming("ROMEO:", options));
             Assert.IsGreaterThan(1, pieces.Count);
             Assert.AreEqual(generator.Generate("ROMEO:", options), string.Concat(pieces));
-            Assert.AreEqual(string.Concat(Pieces(model.GenerateStreaming("ROMEO:", options))), string.Concat(pieces));
+            Assert.AreEqual(string.Concat(TestUtil.Pieces(model.GenerateStreaming("ROMEO:", options))), string.Concat(pieces));
         }
         using var cancelled = new CancellationTokenSource();
         cancelled.Cancel();
-        Assert.Throws<OperationCanceledException>(() => Pieces(generator.GenerateStreaming("ROMEO:", sampling, cancelled.Token)));
-
-        static List<string> Pieces(IAsyncEnumerable<string> stream)
-        {
-            var pieces = new List<string>();
-            IAsyncEnumerator<string> e = stream.GetAsyncEnumerator();
-            try
-            {
-                while (e.MoveNextAsync().AsTask().GetAwaiter().GetResult())
-                {
-                    pieces.Add(e.Current);
-                }
-            }
-            finally
-            {
-                e.DisposeAsync().AsTask().GetAwaiter().GetResult();
-            }
-            return pieces;
-        }
+        Assert.Throws<OperationCanceledException>(() => TestUtil.Pieces(generator.GenerateStreaming("ROMEO:", sampling, cancelled.Token)));
     }
 
     [TestMethod]

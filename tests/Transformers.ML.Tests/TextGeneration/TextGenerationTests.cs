@@ -284,38 +284,29 @@ public sealed class TextGenerationTests
     public void OneModelServesConcurrentCallersAsItServesThemOneByOne()
     {
         // A web service keeps one model and gives each thread its own PredictionEngine (as ML.NET's PredictionEnginePool does):
-        // calls on several threads must not share a key/value cache or a random source. Sampled text, so that a shared
-        // random source would show too; every prompt three times, on four threads.
+        // calls on several threads must not share a key/value cache or a random source. A model whose own generation
+        // settings sample (what PredictionEngine uses), so that a shared random source would show too; every prompt
+        // three times, on four threads.
         var ml = new MLContext(seed: 1);
-        var sampling = new GenerationOptions { MaxNewTokens = 30, Temperature = 0.8, TopK = 20, Seed = 7 };
+        TextGenerationOptions options = Tiny();
+        options.Epochs = 3; // as the class's model: it writes text, not only the end of text
+        options.Generation = new GenerationOptions { MaxNewTokens = 30, Temperature = 0.8, TopK = 20, Seed = 7 };
+        using TextGenerationTransformer model = ml.Transformers().TextGeneration(options).Fit(Load(ml, _shakespeare));
         string[] prompts = { "ROMEO:", "JULIET:", "First Citizen:", "KING", "My lord", "What is", "And so", "The" };
-        string[] sampled = prompts.Select(p => _trained.Generate(p, sampling)).ToArray();
-        string[] greedy = prompts.Select(p => _trained.Generate(p)).ToArray();
-        Assert.IsGreaterThan(4, sampled.Distinct().Count(), "the prompts' completions differ, so that a mix-up would show");
+        string[] alone = prompts.Select(p => model.Generate(p)).ToArray();
+        Assert.IsGreaterThan(4, alone.Distinct().Count(), "the prompts' completions differ, so that a mix-up would show: " + string.Join(" | ", alone));
         var parallel = new ParallelOptions { MaxDegreeOfParallelism = 4 };
         int calls = prompts.Length * 3;
         string[] direct = new string[calls], engines = new string[calls], streamed = new string[calls];
-        Parallel.For(0, calls, parallel, i => direct[i] = _trained.Generate(prompts[i % prompts.Length], sampling));
-        Parallel.For(0, calls, parallel, i => engines[i] = ml.Model.CreatePredictionEngine<Prompt, Completion>(_trained)
+        Parallel.For(0, calls, parallel, i => direct[i] = model.Generate(prompts[i % prompts.Length]));
+        Parallel.For(0, calls, parallel, i => engines[i] = ml.Model.CreatePredictionEngine<Prompt, Completion>(model)
             .Predict(new Prompt { Text = prompts[i % prompts.Length] }).GeneratedText);
-        Parallel.For(0, calls, parallel, i => streamed[i] = Join(_trained.GenerateStreaming(prompts[i % prompts.Length], sampling)));
+        Parallel.For(0, calls, parallel, i => streamed[i] = string.Concat(TestUtil.Pieces(model.GenerateStreaming(prompts[i % prompts.Length]))));
         for (int i = 0; i < calls; i++)
         {
-            Assert.AreEqual(sampled[i % prompts.Length], direct[i], $"Generate, call {i}");
-            Assert.AreEqual(greedy[i % prompts.Length], engines[i], $"PredictionEngine, call {i}");
-            Assert.AreEqual(sampled[i % prompts.Length], streamed[i], $"GenerateStreaming, call {i}");
-        }
-
-        static string Join(IAsyncEnumerable<string> pieces)
-        {
-            var text = new System.Text.StringBuilder();
-            IAsyncEnumerator<string> e = pieces.GetAsyncEnumerator();
-            while (e.MoveNextAsync().AsTask().GetAwaiter().GetResult())
-            {
-                text.Append(e.Current);
-            }
-            e.DisposeAsync().AsTask().GetAwaiter().GetResult();
-            return text.ToString();
+            Assert.AreEqual(alone[i % prompts.Length], direct[i], $"Generate, call {i}");
+            Assert.AreEqual(alone[i % prompts.Length], engines[i], $"PredictionEngine, call {i}");
+            Assert.AreEqual(alone[i % prompts.Length], streamed[i], $"GenerateStreaming, call {i}");
         }
     }
 

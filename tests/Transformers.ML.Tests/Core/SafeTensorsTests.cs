@@ -129,7 +129,7 @@ public sealed class SafeTensorsTests
         Assert.AreEqual(0.0, TestUtil.MaxAbsDiff(model.Forward(source, target), copy.Forward(source, target)));
 
         var wrongCapability = Assert.ThrowsExactly<InvalidDataException>(() => ModelFile.Load(path, "text-generation"));
-        StringAssert.Contains(wrongCapability.Message, "holds a 'translation' model; expected a 'text-generation' model");
+        StringAssert.Contains(wrongCapability.Message, "holds a model of kind 'translation'; expected kind 'text-generation'");
 
         using var bigger = new EncoderDecoderTransformer("t", TestUtil.Tiny(), 21);
         var mismatch = Assert.ThrowsExactly<InvalidDataException>(() => ModelFile.LoadInto(bigger, contents.Weights, path));

@@ -302,7 +302,7 @@ public sealed class ImageInputTests
             ModelFile.Save(other, "text-generation", "{}", null, module);
         }
         var wrong = Assert.ThrowsExactly<InvalidDataException>(() => ml.Transformers().LoadImageClassification(other, "cpu"));
-        StringAssert.Contains(wrong.Message, "holds a 'text-generation' model; expected a 'image-classification' model");
+        StringAssert.Contains(wrong.Message, "holds a model of kind 'text-generation'; expected kind 'image-classification'");
     }
 
     [TestMethod]

@@ -215,6 +215,6 @@ public sealed class RealOctTests
         Assert.AreEqual(48, classifier.Config.Width);
         Assert.AreEqual(4, classifier.ClassNames.Count);
         var e = Assert.ThrowsExactly<InvalidDataException>(() => ml.Transformers().LoadImageClassification(path));
-        StringAssert.Contains(e.Message, "holds a 'masked-autoencoder' model");
+        StringAssert.Contains(e.Message, "holds a model of kind 'masked-autoencoder'");
     }
 }

@@ -594,7 +594,7 @@ public sealed class OnnxExportTests
         CollectionAssert.AreEqual(twice, fromModel, "TorchSharp, concurrent calls");
         CollectionAssert.AreEqual(twice, fromShared, "ONNX Runtime with shared cache buffers, concurrent calls");
         var e = Assert.ThrowsExactly<InvalidDataException>(() => OnnxTextGenerator.Load(Path.Combine(folder, "decoder.onnx")));
-        StringAssert.Contains(e.Message, "holds a 'translation' ONNX model; expected a 'text-generation' export");
+        StringAssert.Contains(e.Message, "holds an ONNX model of kind 'translation'; expected a Transformers.ML export of kind 'text-generation'");
         var file = Assert.ThrowsExactly<ArgumentException>(() => OnnxTranslator.Load(Path.Combine(folder, "decoder.onnx")));
         StringAssert.Contains(file.Message, "is a file; OnnxTranslator.Load takes the folder that TranslationTransformer.ExportToOnnx wrote (encoder.onnx and decoder.onnx)");
     }

@@ -391,7 +391,7 @@ public sealed class TextGenerationTests
             Transformers.ML.Core.IO.ModelFile.Save(other, "translation", TestUtil.Tiny().ToJson(), null, translation);
         }
         var e = Assert.ThrowsExactly<InvalidDataException>(() => ml.Transformers().LoadTextGeneration(other));
-        StringAssert.Contains(e.Message, "holds a 'translation' model; expected a 'text-generation' model");
+        StringAssert.Contains(e.Message, "holds a model of kind 'translation'; expected kind 'text-generation'");
         byte[] bytes = File.ReadAllBytes(path);
         File.WriteAllBytes(path, bytes[..(bytes.Length / 2)]);
         e = Assert.ThrowsExactly<InvalidDataException>(() => ml.Transformers().LoadTextGeneration(path));

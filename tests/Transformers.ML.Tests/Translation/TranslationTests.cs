@@ -153,7 +153,7 @@ public sealed class TranslationTests
             _model.LengthPenalty = penalty;
         }
         var wrong = Assert.ThrowsExactly<InvalidDataException>(() => ml.Transformers().LoadTextGeneration(path));
-        StringAssert.Contains(wrong.Message, "holds a 'translation' model; expected a 'text-generation' model");
+        StringAssert.Contains(wrong.Message, "holds a model of kind 'translation'; expected kind 'text-generation'");
     }
 
     [TestMethod]

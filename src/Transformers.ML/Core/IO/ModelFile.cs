@@ -119,7 +119,7 @@ internal static class ModelFile
         if (capability != expectedCapability)
         {
             throw new InvalidDataException(
-                $"'{path}' holds a '{capability}' model; expected a '{expectedCapability}' model. Load it with the loader of its own capability.");
+                $"'{path}' holds a model of kind '{capability}'; expected kind '{expectedCapability}'. Load it with the loader of its own kind.");
         }
         if (!metadata.TryGetValue(ConfigKey, out string? config))
         {

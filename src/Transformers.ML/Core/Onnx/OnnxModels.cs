@@ -32,7 +32,7 @@ internal static class OnnxModels
         string found = metadata.TryGetValue("capability", out string? c) ? c : "missing";
         if (found != capability)
         {
-            throw new InvalidDataException($"'{source}' holds a '{found}' ONNX model; expected a '{capability}' export of Transformers.ML.");
+            throw new InvalidDataException($"'{source}' holds an ONNX model of kind '{found}'; expected a Transformers.ML export of kind '{capability}'.");
         }
         return metadata;
     }

@@ -41,5 +41,5 @@ internal static class CommandLine
 
     /// <summary>Errors whose message says what to do (the library's and the examples' messages name the file, option or data).</summary>
     private static bool ForTheUser(Exception e) =>
-        e is ArgumentException or IOException or InvalidDataException or UnauthorizedAccessException or HttpRequestException or OperationCanceledException;
+        e is ArgumentException or IOException or InvalidDataException or FormatException or UnauthorizedAccessException or HttpRequestException or OperationCanceledException;
 }

@@ -19,6 +19,42 @@ var clock = Stopwatch.StartNew();
 var ml = new MLContext(seed: 1);
 Directory.CreateDirectory(settings.Output);
 
+// New scans to score (--evaluate), read first so that a wrong folder fails before minutes of training.
+List<ModelInput>? newScans = settings.Evaluate is string evaluateFolder ? Scans.ReadToScore(evaluateFolder) : null;
+string newScansTitle = $"New scans of '{Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(settings.Evaluate ?? ".")))}'";
+if (newScans is not null)
+{
+    Console.WriteLine($"To score: {newScans.Count} scans of '{Path.GetFullPath(settings.Evaluate!)}': " +
+        string.Join(", ", newScans.GroupBy(s => s.Diagnosis).OrderBy(g => g.Key).Select(g => $"{g.Key} {g.Count()}")));
+}
+
+// ---------------------------------------------------------------- --load: a saved model on new scans, no training
+if (settings.Load is string saved)
+{
+    using ImageClassificationTransformer loaded = ml.Transformers().LoadImageClassification(saved);
+    if (!loaded.ClassNames.Contains("NORMAL"))
+    {
+        throw new InvalidDataException($"'{saved}' classifies [{string.Join(", ", loaded.ClassNames)}]; this example scores models of the OCT2017 classes (CNV, DME, DRUSEN, NORMAL).");
+    }
+    Console.WriteLine($"Loaded {saved}: a ViT of {loaded.ParameterCount:N0} parameters for [{string.Join(", ", loaded.ClassNames)}].");
+    // The one-class detector is fitted on healthy scans the model is not judged on: the NORMAL scans of the data setting.
+    List<ModelInput> reference = Scans.FindReal(settings, out string referenceSource) ?? new List<ModelInput>();
+    if (reference.Count > 0)
+    {
+        Console.WriteLine($"Healthy reference scans for the one-class detector: the NORMAL scans of {referenceSource}.");
+        Scans.NoteSharedPatients(reference, newScans!, settings.Evaluate!, "the data setting's scans (those this example trains on)");
+    }
+    // The labels are mapped to keys in the model's own class order, so that ML.NET's evaluator reads its scores right.
+    IDataView classes = ml.Data.LoadFromEnumerable(loaded.ClassNames.Select(c => new DiagnosisRow { Diagnosis = c }));
+    ITransformer scorer = ml.Transforms.Conversion.MapValueToKey("Label", nameof(ModelInput.Diagnosis), keyData: classes)
+        .Append(ml.Transforms.LoadImages("Image", imageFolder: null, inputColumnName: nameof(ModelInput.ImagePath)))
+        .Fit(ml.Data.LoadFromEnumerable(newScans!))
+        .Append(loaded);
+    Evaluate(newScansTitle, scorer, loaded, reference, newScans!, "evaluate");
+    Console.WriteLine($"Done in {clock.Elapsed:mm\\:ss}.");
+    return 0;
+}
+
 // ---------------------------------------------------------------- data: real scans, split by patient
 List<ModelInput> scans = Scans.Find(settings, out string source);
 Console.WriteLine($"{scans.Count} scans of {scans.Select(s => s.Patient).Distinct().Count()} patients from {source}: " +
@@ -51,50 +87,7 @@ Console.WriteLine($"Trained a ViT of {vit.ParameterCount:N0} parameters ({vit.Co
     $"in {vit.TrainingReports.LastOrDefault()?.Elapsed.TotalMinutes:F1} min; curves in {Path.Combine(settings.Output, "training-curves.png")}");
 
 // ---------------------------------------------------------------- evaluation with ML.NET's evaluators, on other patients
-IDataView scored = model.Transform(testData);
-MulticlassClassificationMetrics metrics = ml.MulticlassClassification.Evaluate(scored);
-Console.WriteLine($"\nHeld-out patients ({test.Count} scans): accuracy {metrics.MicroAccuracy:F3}, macro accuracy {metrics.MacroAccuracy:F3}, log-loss {metrics.LogLoss:F3}");
-Console.WriteLine("Recall: " + string.Join(", ", vit.ClassNames.Select((c, i) => $"{c} {Recall(metrics, i):F2}")));
-Console.WriteLine(metrics.ConfusionMatrix.GetFormattedConfusionTable());
-string confusion = Path.Combine(settings.Output, "confusion-matrix.png");
-Charts.SaveConfusionMatrix(metrics.ConfusionMatrix, vit.ClassNames, confusion, $"Held-out patients: {test.Count} scans, accuracy {metrics.MicroAccuracy:P1}");
-Console.WriteLine($"Confusion matrix: {confusion}");
-
-// Normal vs. abnormal through ML.NET's binary evaluator: the score is the log-odds of abnormal (1 - P(NORMAL) against
-// P(NORMAL); the evaluator's threshold 0 is probability 0.5).
-int normal = vit.ClassNames.ToList().IndexOf("NORMAL");
-var screening = scored.GetColumn<float[]>("Score").Zip(scored.GetColumn<string>(nameof(ModelInput.Diagnosis)))
-    .Select(p => new Screening
-    {
-        Abnormal = p.Second != "NORMAL",
-        Score = (float)Math.Log(Math.Max(1 - p.First[normal], 1e-7) / Math.Max(p.First[normal], 1e-7)),
-        PredictedLabel = p.First[normal] < 0.5f,
-    }).ToList();
-var binary = ml.BinaryClassification.EvaluateNonCalibrated(ml.Data.LoadFromEnumerable(screening), nameof(Screening.Abnormal), nameof(Screening.Score));
-Console.WriteLine($"Normal vs. abnormal: AUC {binary.AreaUnderRocCurve:F3}, sensitivity {binary.PositiveRecall:F3}, specificity {binary.NegativeRecall:F3}");
-
-// ---------------------------------------------------------------- one-class anomaly detection on the embeddings
-// Fitted on the NORMAL training scans only: any departure from a healthy retina scores high, whatever the disease.
-IDataView normalTrain = ml.Data.LoadFromEnumerable(train.Where(s => s.Diagnosis == "NORMAL"));
-var detector = ml.AnomalyDetection.Trainers.RandomizedPca("Embedding", rank: 8, ensureZeroMean: false, seed: 1).Fit(model.Transform(normalTrain));
-var anomalyLabel = ml.Transforms.CustomMapping<DiagnosisRow, AnomalyLabel>((row, label) => label.Anomaly = row.Diagnosis == "NORMAL" ? 0 : 1, contractName: null);
-AnomalyDetectionMetrics anomaly = ml.AnomalyDetection.Evaluate(detector.Transform(anomalyLabel.Fit(scored).Transform(scored)), labelColumnName: nameof(AnomalyLabel.Anomaly));
-Console.WriteLine($"One-class RandomizedPca on the embeddings of NORMAL scans only: AUC {anomaly.AreaUnderRocCurve:F3}");
-
-// ---------------------------------------------------------------- where the model looked: attention heat maps
-string maps = Path.Combine(settings.Output, "heatmaps");
-Directory.CreateDirectory(maps);
-foreach (var group in test.GroupBy(s => s.Diagnosis).OrderBy(g => g.Key))
-{
-    foreach (ModelInput scan in group.Take(2))
-    {
-        using MLImage image = MLImage.CreateFromFile(scan.ImagePath);
-        AttentionMap map = vit.Explain(image);
-        string file = Path.Combine(maps, Path.GetFileNameWithoutExtension(scan.ImagePath) + ".png");
-        AttentionHeatmap.Save(image, map, file);
-        Console.WriteLine($"  {Path.GetFileName(scan.ImagePath),-26} {scan.Diagnosis,-7} -> {vit.ClassNames[Array.IndexOf(map.Probabilities, map.Probabilities.Max())],-7} heat map {file}");
-    }
-}
+Evaluate("Held-out patients", model, vit, train, test, "held-out");
 
 // ---------------------------------------------------------------- the final model: every scan, saved, reloaded
 Console.WriteLine($"\nTraining the final model on all {scans.Count} scans for {settings.Minutes:F1} minutes...");
@@ -137,7 +130,79 @@ using (ImageClassificationTransformer reloaded = ml.Transformers().LoadImageClas
         $"it gives the same class as the TorchSharp model for {agree} of {onnxScores.Length} scans; largest probability difference {Largest(true)} on the " +
         $"{atSize.Count(a => a)} scans of {width} x {height} (ResizeImages leaves them as they are), {Largest(false)} on the {atSize.Count(a => !a)} others (resized by ResizeImages).");
 }
+
+// ---------------------------------------------------------------- --evaluate: the final model on new scans
+if (newScans is not null)
+{
+    Scans.NoteSharedPatients(scans, newScans, settings.Evaluate!, "the training scans");
+    Evaluate(newScansTitle, final, finalVit, scans, newScans, "evaluate");
+}
 Console.WriteLine($"Done in {clock.Elapsed:mm\\:ss}.");
+return 0;
+
+// ML.NET's evaluators on scored scans: accuracy, recall per class and the confusion matrix; normal vs. abnormal AUC; a
+// one-class RandomizedPca fitted on the embeddings of the NORMAL scans of `reference` only; heat maps of two scans per class.
+void Evaluate(string title, ITransformer model, ImageClassificationTransformer vit, List<ModelInput> reference, List<ModelInput> test, string name)
+{
+    IDataView scored = model.Transform(ml.Data.LoadFromEnumerable(test));
+    MulticlassClassificationMetrics metrics = ml.MulticlassClassification.Evaluate(scored);
+    Console.WriteLine($"\n{title} ({test.Count} scans): accuracy {metrics.MicroAccuracy:F3}, macro accuracy {metrics.MacroAccuracy:F3}, log-loss {metrics.LogLoss:F3}");
+    Console.WriteLine("Recall: " + string.Join(", ", vit.ClassNames.Select((c, i) => $"{c} {Recall(metrics, i):F2}")));
+    Console.WriteLine(metrics.ConfusionMatrix.GetFormattedConfusionTable());
+    string confusion = Path.Combine(settings.Output, name == "held-out" ? "confusion-matrix.png" : $"confusion-matrix-{name}.png");
+    Charts.SaveConfusionMatrix(metrics.ConfusionMatrix, vit.ClassNames, confusion, $"{title}: {test.Count} scans, accuracy {metrics.MicroAccuracy:P1}");
+    Console.WriteLine($"Confusion matrix: {confusion}");
+
+    // Normal vs. abnormal through ML.NET's binary evaluator: the score is the log-odds of abnormal (1 - P(NORMAL) against
+    // P(NORMAL); the evaluator's threshold 0 is probability 0.5).
+    int normal = vit.ClassNames.ToList().IndexOf("NORMAL");
+    if (test.All(s => s.Diagnosis == "NORMAL") || test.All(s => s.Diagnosis != "NORMAL"))
+    {
+        Console.WriteLine("Normal vs. abnormal: no AUC, since these scans are all NORMAL or all abnormal.");
+    }
+    else
+    {
+        var screening = scored.GetColumn<float[]>("Score").Zip(scored.GetColumn<string>(nameof(ModelInput.Diagnosis)))
+            .Select(p => new Screening
+            {
+                Abnormal = p.Second != "NORMAL",
+                Score = (float)Math.Log(Math.Max(1 - p.First[normal], 1e-7) / Math.Max(p.First[normal], 1e-7)),
+                PredictedLabel = p.First[normal] < 0.5f,
+            }).ToList();
+        var binary = ml.BinaryClassification.EvaluateNonCalibrated(ml.Data.LoadFromEnumerable(screening), nameof(Screening.Abnormal), nameof(Screening.Score));
+        Console.WriteLine($"Normal vs. abnormal: AUC {binary.AreaUnderRocCurve:F3}, sensitivity {binary.PositiveRecall:F3}, specificity {binary.NegativeRecall:F3}");
+
+        // One-class anomaly detection on the embeddings, fitted on NORMAL scans only: any departure from a healthy retina
+        // scores high, whatever the disease.
+        List<ModelInput> healthy = reference.Where(s => s.Diagnosis == "NORMAL").ToList();
+        if (healthy.Count > 8)
+        {
+            var detector = ml.AnomalyDetection.Trainers.RandomizedPca("Embedding", rank: 8, ensureZeroMean: false, seed: 1).Fit(model.Transform(ml.Data.LoadFromEnumerable(healthy)));
+            var anomalyLabel = ml.Transforms.CustomMapping<DiagnosisRow, AnomalyLabel>((row, label) => label.Anomaly = row.Diagnosis == "NORMAL" ? 0 : 1, contractName: null);
+            AnomalyDetectionMetrics anomaly = ml.AnomalyDetection.Evaluate(detector.Transform(anomalyLabel.Fit(scored).Transform(scored)), labelColumnName: nameof(AnomalyLabel.Anomaly));
+            Console.WriteLine($"One-class RandomizedPca on the embeddings of {healthy.Count} NORMAL scans only: AUC {anomaly.AreaUnderRocCurve:F3}");
+        }
+        else
+        {
+            Console.WriteLine($"One-class RandomizedPca: skipped, {healthy.Count} healthy reference scans (it needs more than 8; pass --data or --oct2017).");
+        }
+    }
+
+    // Where the model looked: attention heat maps.
+    string maps = Path.Combine(settings.Output, name == "held-out" ? "heatmaps" : $"heatmaps-{name}");
+    Directory.CreateDirectory(maps);
+    foreach (var group in test.GroupBy(s => s.Diagnosis).OrderBy(g => g.Key))
+    {
+        foreach (ModelInput scan in group.Take(2))
+        {
+            using MLImage image = MLImage.CreateFromFile(scan.ImagePath);
+            AttentionMap map = vit.Explain(image);
+            string file = Path.Combine(maps, Path.GetFileNameWithoutExtension(scan.ImagePath) + ".png");
+            AttentionHeatmap.Save(image, map, file);
+            Console.WriteLine($"  {Path.GetFileName(scan.ImagePath),-26} {scan.Diagnosis,-7} -> {vit.ClassNames[Array.IndexOf(map.Probabilities, map.Probabilities.Max())],-7} heat map {file}");
+        }
+    }
+}
 
 static double Recall(MulticlassClassificationMetrics m, int c)
 {
@@ -189,26 +254,9 @@ internal static class Scans
     {
         if (!settings.Synthetic)
         {
-            var folders = new List<string>();
-            if (settings.Oct2017 is string oct2017)
+            if (FindReal(settings, out source) is List<ModelInput> real)
             {
-                folders.AddRange(new[] { "train", "test", "val" }.Select(s => Path.Combine(oct2017, s)).Where(Directory.Exists).DefaultIfEmpty(oct2017));
-            }
-            else if (DataLocator.Folder(settings.Data, "oct-real") is string real)
-            {
-                folders.Add(real);
-                if (DataLocator.Find(settings.Data) is string data && Directory.Exists(Path.Combine(data, "oct-samples")))
-                {
-                    folders.Add(Path.Combine(data, "oct-samples"));
-                }
-            }
-            if (folders.Count > 0)
-            {
-                source = string.Join(" and ", folders.Select(f => $"'{f}'")) + " (real scans)";
-                return folders.SelectMany(f => ImageDatasets.ReadOct2017Folder(f)).Select(f => new ModelInput
-                {
-                    ImagePath = f.Path, Diagnosis = f.Label, Patient = ImageDatasets.Oct2017Patient(f.Path),
-                }).ToList();
+                return real;
             }
             Console.WriteLine("No real OCT scans found or downloaded: falling back to SYNTHETIC scans (pass --data, --oct2017 or set TRANSFORMERS_ML_DATA for real ones).");
         }
@@ -221,6 +269,71 @@ internal static class Scans
         source = $"'{folder}' (SYNTHETIC scans: not medical data)";
         // Synthetic scans have no patients: each is its own.
         return ImageDatasets.ReadOct2017Folder(folder, "train").Select((f, i) => new ModelInput { ImagePath = f.Path, Diagnosis = f.Label, Patient = i.ToString() }).ToList();
+    }
+
+    /// <summary>The real scans of --oct2017, else of the data setting's oct-real (and oct-samples); null when there are none.</summary>
+    public static List<ModelInput>? FindReal(Settings settings, out string source)
+    {
+        var folders = new List<string>();
+        if (settings.Oct2017 is string oct2017)
+        {
+            folders.AddRange(Splits(oct2017, "train", "test", "val"));
+        }
+        else if (DataLocator.Folder(settings.Data, "oct-real") is string real)
+        {
+            folders.Add(real);
+            if (DataLocator.Find(settings.Data) is string data && Directory.Exists(Path.Combine(data, "oct-samples")))
+            {
+                folders.Add(Path.Combine(data, "oct-samples"));
+            }
+        }
+        source = string.Join(" and ", folders.Select(f => $"'{f}'")) + " (real scans)";
+        return folders.Count == 0 ? null : folders.SelectMany(f => ImageDatasets.ReadOct2017Folder(f)).Select(f => new ModelInput
+        {
+            ImagePath = f.Path, Diagnosis = f.Label, Patient = ImageDatasets.Oct2017Patient(f.Path),
+        }).ToList();
+    }
+
+    /// <summary>
+    /// The scans of --evaluate DIR (DIR/CLASS/*.*, or DIR/test and DIR/val as in Kermany's download); a file not named
+    /// CLASS-PATIENT-IMAGE has no patient (then it cannot be checked against the training patients).
+    /// </summary>
+    public static List<ModelInput> ReadToScore(string folder) =>
+        Splits(folder, "test", "val").SelectMany(f => ImageDatasets.ReadOct2017Folder(f)).Select(f => new ModelInput
+        {
+            ImagePath = f.Path, Diagnosis = f.Label, Patient = PatientOrEmpty(f.Path),
+        }).ToList();
+
+    /// <summary>Says how many of <paramref name="scored"/> belong to patients of <paramref name="known"/>: their scores are optimistic.</summary>
+    public static void NoteSharedPatients(List<ModelInput> known, List<ModelInput> scored, string folder, string what)
+    {
+        var patients = known.Select(s => s.Patient).ToHashSet();
+        int shared = scored.Count(s => s.Patient.Length > 0 && patients.Contains(s.Patient));
+        int unnamed = scored.Count(s => s.Patient.Length == 0);
+        if (shared > 0)
+        {
+            Console.WriteLine($"Note: {shared} of the {scored.Count} scans of '{folder}' belong to patients of {what}; a patient's scans are near copies, so their scores are optimistic.");
+        }
+        if (unnamed > 0)
+        {
+            Console.WriteLine($"Note: {unnamed} of the {scored.Count} scans of '{folder}' are not named CLASS-PATIENT-IMAGE, so they could not be checked against the patients of {what}.");
+        }
+    }
+
+    /// <summary>The split folders of <paramref name="folder"/> that exist, else the folder itself.</summary>
+    private static IEnumerable<string> Splits(string folder, params string[] splits) =>
+        splits.Select(s => Path.Combine(folder, s)).Where(Directory.Exists).DefaultIfEmpty(folder).ToList();
+
+    private static string PatientOrEmpty(string path)
+    {
+        try
+        {
+            return ImageDatasets.Oct2017Patient(path);
+        }
+        catch (FormatException)
+        {
+            return "";
+        }
     }
 }
 
@@ -240,7 +353,7 @@ internal sealed class ConsoleProgress : IProgress<TrainingProgress>
     }
 }
 
-internal sealed record Settings(double Minutes, string? Oct2017, bool Synthetic, string Output, string? Data)
+internal sealed record Settings(double Minutes, string? Oct2017, bool Synthetic, string Output, string? Data, string? Evaluate = null, string? Load = null)
 {
     /// <summary>What --help prints.</summary>
     public const string Usage = """
@@ -248,6 +361,9 @@ internal sealed record Settings(double Minutes, string? Oct2017, bool Synthetic,
           --minutes M        training time of each of the two models (held-out evaluation, final model); default 6
           --oct2017 DIR      scans in the OCT2017 layout (DIR/CLASS/*.jpeg, or DIR/train and DIR/test): e.g. the Kermany download
           --synthetic        SYNTHETIC scans instead (a demonstration without data: no medical meaning)
+          --evaluate DIR     new scans of other patients (DIR/CLASS/*.jpeg, or DIR/test and DIR/val): the final model is
+                             scored on them with the same metrics and heat maps
+          --load FILE        no training: score a model this example saved (oct-vit.safetensors) on the scans of --evaluate
           --out DIR          model, pictures and ONNX files (default: a temp folder)
           --data DIR         data folder with oct-real/ (else TRANSFORMERS_ML_DATA, else shared/data beside the repository,
                              else the 600 scans are downloaded once from their canonical address into ~/.cache/transformers-ml)
@@ -264,11 +380,15 @@ internal sealed record Settings(double Minutes, string? Oct2017, bool Synthetic,
                 "--minutes" => s with { Minutes = double.TryParse(Next(), System.Globalization.CultureInfo.InvariantCulture, out double m) && m > 0 ? m : throw new ArgumentException("--minutes must be a positive number.") },
                 "--oct2017" => s with { Oct2017 = Directory.Exists(Next()) ? args[i] : throw new DirectoryNotFoundException($"--oct2017 '{args[i]}' does not exist.") },
                 "--synthetic" => s with { Synthetic = true },
+                "--evaluate" => s with { Evaluate = Directory.Exists(Next()) ? args[i] : throw new DirectoryNotFoundException($"--evaluate '{args[i]}' does not exist.") },
+                "--load" => s with { Load = File.Exists(Next()) ? args[i] : throw new FileNotFoundException($"--load '{args[i]}' does not exist.", args[i]) },
                 "--out" => s with { Output = Next() },
                 "--data" => s with { Data = Next() },
                 var unknown => throw new ArgumentException($"Unknown option '{unknown}'."),
             };
         }
-        return s;
+        return s.Load is not null && s.Evaluate is null
+            ? throw new ArgumentException("--load needs --evaluate DIR: the scans to score with the saved model.")
+            : s;
     }
 }

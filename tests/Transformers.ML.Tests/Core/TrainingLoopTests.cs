@@ -218,7 +218,8 @@ public sealed class TrainingLoopTests
         }
         // 9.5 s (95 % of the budget) at 100 steps/s, less the 0.62 s already spent.
         Assert.AreEqual(12 + (long)(100 * (9.5 - seconds)), plan.Total, 2);
-        Assert.AreEqual(Math.Min(1000, plan.Total / 5), plan.Warmup(1000), "the warmup is at most a fifth of the plan");
+        Assert.AreEqual(Math.Min(1000, plan.Total / 5), plan.Warmup(1000, LearningRateScheduleKind.WarmupCosine), "the warmup is at most a fifth of the plan");
+        Assert.AreEqual(1000, plan.Warmup(1000, LearningRateScheduleKind.InverseSquareRoot), "the inverse square root's warmup sets its peak: kept");
         long fast = plan.Total;
         while (step < 300)
         {
@@ -235,7 +236,7 @@ public sealed class TrainingLoopTests
         var none = new StepPlan(null, cap: 120, resumed: null);
         Assert.IsFalse(none.AfterStep(50, TimeSpan.FromSeconds(1)));
         Assert.AreEqual(120, none.Total, "without a budget, the epochs' steps");
-        Assert.AreEqual(400, none.Warmup(400));
+        Assert.AreEqual(400, none.Warmup(400, LearningRateScheduleKind.WarmupCosine));
     }
 
     [TestMethod]

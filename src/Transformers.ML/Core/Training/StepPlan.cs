@@ -104,6 +104,12 @@ internal sealed class StepPlan
         ? Total
         : elapsed > TimeSpan.Zero ? Math.Max(step, (long)(step * Aim * budget.TotalSeconds / elapsed.TotalSeconds)) : step;
 
-    /// <summary>Warmup steps of the plan: the option's, but at most a fifth of the planned steps when a budget sets them.</summary>
-    public int Warmup(int warmupSteps) => HasBudget ? (int)Math.Min(warmupSteps, Math.Max(1, Total / 5)) : warmupSteps;
+    /// <summary>
+    /// Warmup steps of the plan: the option's, but at most a fifth of the planned steps when a budget sets them, so that the
+    /// decay has room. Not for the inverse square root schedule: its peak, scale / sqrt(d_model * warmup), would rise as the
+    /// warmup shrinks (a 2.5-minute budget cut 400 to 59 steps and the model collapsed to the unigram distribution), and it
+    /// has no end for the plan to meet.
+    /// </summary>
+    public int Warmup(int warmupSteps, LearningRateScheduleKind schedule) =>
+        HasBudget && schedule != LearningRateScheduleKind.InverseSquareRoot ? (int)Math.Min(warmupSteps, Math.Max(1, Total / 5)) : warmupSteps;
 }

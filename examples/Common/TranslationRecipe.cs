@@ -1,4 +1,5 @@
 // The translation recipe of the example and the benchmark (one place, so the benchmark measures what the example runs).
+using Microsoft.ML;
 using Transformers.ML.Translation;
 
 namespace Transformers.ML.Examples;
@@ -14,6 +15,25 @@ namespace Transformers.ML.Examples;
 /// </summary>
 internal static class TranslationRecipe
 {
+    /// <summary>
+    /// The held-out pairs to score: all of them, or <paramref name="count"/> drawn at random (a fixed seed), in the split's
+    /// order. Never its first rows: manythings.org's file is sorted by sentence length, so the first 500 held-out pairs are
+    /// the shortest fifth (3.5 English words on average, against 6.3 for all 2,320), and one model scored BLEU 52.3 on
+    /// them, 50.5 on 500 drawn at random and 49.5 on all (the examples and the benchmark scored the first 500 until
+    /// 2026-12-06).
+    /// </summary>
+    public static IDataView HeldOut<TPair>(MLContext ml, IDataView heldOut, int count = int.MaxValue, int seed = 3) where TPair : class, new()
+    {
+        List<TPair> pairs = ml.Data.CreateEnumerable<TPair>(heldOut, reuseRowObject: false).ToList();
+        if (count >= pairs.Count)
+        {
+            return ml.Data.LoadFromEnumerable(pairs);
+        }
+        var random = new Random(seed);
+        int[] chosen = Enumerable.Range(0, pairs.Count).OrderBy(_ => random.Next()).Take(count).Order().ToArray();
+        return ml.Data.LoadFromEnumerable(chosen.Select(i => pairs[i]));
+    }
+
     public static TranslationOptions Options(TimeSpan budget, int seed = 1, TranslationPreset preset = TranslationPreset.Small) => new()
     {
         SourceColumnName = "Spanish",

@@ -2,7 +2,8 @@
 // pairs for a time budget that plans its schedule (warmup and decay end with the budget), evaluate BLEU and chrF on
 // held-out sentences with greedy decoding and beam search, translate the seed's sentences, save and reload, and draw
 // where the model looks: the alignment of a translation (the decoder's cross-attention) and the decoder's
-// self-attention from "it" in a sentence whose Spanish has no pronoun.
+// self-attention from "it" in a sentence whose Spanish has no pronoun. --evaluate FILE scores the model on pairs of your
+// own (with --load, a model saved earlier, without training).
 //
 //   dotnet run -c Release --project examples/Translation -- [options]   (--help lists the options: Settings.Usage at the end of this file)
 using System.Diagnostics;
@@ -26,6 +27,9 @@ ml.Log += (_, e) =>
 Directory.CreateDirectory(settings.Output);
 
 string modelPath = settings.Load ?? Path.Combine(settings.Output, "translation.safetensors");
+// Pairs to score the final model on (--evaluate), read first so that a wrong file fails before minutes of training.
+IDataView? newPairs = settings.Evaluate is string evaluateFile ? ReadPairs(evaluateFile) : null;
+HashSet<string>? trainingEnglish = null;
 if (settings.Load is null)
 {
     // ---------------------------------------------------------------- data
@@ -34,8 +38,12 @@ if (settings.Load is null)
     // The file holds many translations of one English sentence: split by unique English sentence, or the test set leaks.
     var split = ml.Data.TrainTestSplit(all, testFraction: 0.02, samplingKeyColumnName: nameof(ModelInput.English), seed: 1);
     var trainValidation = ml.Data.TrainTestSplit(split.TrainSet, testFraction: 0.01, samplingKeyColumnName: nameof(ModelInput.English), seed: 2);
-    IDataView test = ml.Data.TakeRows(split.TestSet, settings.TestSentences);
+    IDataView test = TranslationRecipe.HeldOut<ModelInput>(ml, split.TestSet, settings.TestSentences);
     Console.WriteLine($"Training on {Count(trainValidation.TrainSet):N0} pairs, validating on {Count(trainValidation.TestSet):N0}, testing on {Count(test):N0} (split by English sentence).");
+    if (newPairs is not null)
+    {
+        trainingEnglish = trainValidation.TrainSet.GetColumn<string>(nameof(ModelInput.English)).ToHashSet(StringComparer.Ordinal);
+    }
 
     // ---------------------------------------------------------------- training
     TranslationOptions options = TranslationRecipe.Options(TimeSpan.FromMinutes(settings.Minutes), settings.Seed, settings.Preset);
@@ -47,20 +55,34 @@ if (settings.Load is null)
     Console.WriteLine($"Trained {model.ParameterCount:N0} parameters for {last.Step:N0} steps in {last.Elapsed:mm\\:ss}. Curves: {options.CurvesPath}");
 
     // ---------------------------------------------------------------- evaluation: greedy and beam search
-    foreach ((string name, int beam) in new[] { ("greedy", 1), ("beam 4, alpha 0.6", 4) })
-    {
-        model.BeamSize = beam;
-        var decode = Stopwatch.StartNew();
-        TranslationMetrics metrics = ml.Transformers().EvaluateTranslation(model.Transform(test), nameof(ModelInput.English), nameof(ModelOutput.Translation));
-        Console.WriteLine($"{name,-18} {metrics}  ({Count(test) / decode.Elapsed.TotalSeconds:F1} sentences/s)");
-    }
+    Score(model, test);
 
+    model.BeamSize = 4;
     model.Save(modelPath);
     model.Dispose();
 }
 
 // ---------------------------------------------------------------- consumption: the reloaded model, through a PredictionEngine
 using TranslationTransformer reloaded = ml.Transformers().LoadTranslation(modelPath);
+if (newPairs is not null)
+{
+    // ------------------------------------------------------------ --evaluate: the model on pairs of your own
+    Console.WriteLine($"\n{Count(newPairs):N0} pairs of '{settings.Evaluate}':");
+    if (trainingEnglish is not null)
+    {
+        int seen = newPairs.GetColumn<string>(nameof(ModelInput.English)).Count(trainingEnglish.Contains);
+        Console.WriteLine(seen == 0
+            ? "  none of their English sentences is among the training pairs"
+            : $"  note: {seen:N0} of their English sentences are among the training pairs, so their scores are optimistic");
+    }
+    else
+    {
+        Console.WriteLine("  (a loaded model: they are not checked against the pairs it was trained on)");
+    }
+    int savedBeam = reloaded.BeamSize;
+    Score(reloaded, newPairs);
+    reloaded.BeamSize = savedBeam;
+}
 var engine = ml.Model.CreatePredictionEngine<ModelInput, ModelOutput>(reloaded);
 Console.WriteLine($"\n{(settings.Load is null ? "Saved to" : "Loaded")} {modelPath}{(settings.Load is null ? " and reloaded" : "")} (beam {reloaded.BeamSize}, length penalty {reloaded.LengthPenalty}):");
 foreach ((string sentence, string expected) in TranslationRecipe.Sentences)
@@ -94,6 +116,29 @@ Console.WriteLine("  " + AttentionPictures.StrongestFrom(tired.DecoderSelf, it))
 Console.WriteLine($"  alignment: {cross}");
 Console.WriteLine("  " + AttentionPictures.Strongest(tired.Cross, tired.Cross.Layers - 1));
 Console.WriteLine($"\nDone in {clock.Elapsed:mm\\:ss}.");
+
+// BLEU and chrF2 of greedy decoding and of beam search (4 beams, GNMT's length penalty 0.6) through ML.NET's Transform.
+void Score(TranslationTransformer model, IDataView pairs)
+{
+    foreach ((string name, int beam) in new[] { ("greedy", 1), ("beam 4, alpha 0.6", 4) })
+    {
+        model.BeamSize = beam;
+        var decode = Stopwatch.StartNew();
+        TranslationMetrics metrics = ml.Transformers().EvaluateTranslation(model.Transform(pairs), nameof(ModelInput.English), nameof(ModelOutput.Translation));
+        Console.WriteLine($"{name,-18} {metrics}  ({Count(pairs) / decode.Elapsed.TotalSeconds:F1} sentences/s)");
+    }
+}
+
+// The pairs of a file in the training file's format (English TAB Spanish, further columns ignored).
+IDataView ReadPairs(string path)
+{
+    IDataView pairs = ml.Data.LoadFromTextFile<ModelInput>(path, separatorChar: '\t', hasHeader: false, allowQuoting: false);
+    long count = Count(pairs);
+    long usable = pairs.GetColumn<string>(nameof(ModelInput.Spanish)).Zip(pairs.GetColumn<string>(nameof(ModelInput.English)))
+        .LongCount(p => !string.IsNullOrWhiteSpace(p.First) && !string.IsNullOrWhiteSpace(p.Second));
+    return usable > 0 ? pairs : throw new InvalidDataException(
+        $"--evaluate '{path}' has no pair of an English and a Spanish sentence ({count} lines); expected English TAB Spanish on each line, as in manythings.org's spa-eng.");
+}
 
 static int FindIt(AttentionWeights decoder) => decoder.QueryTokens.ToList().FindIndex(t => t.Trim().Equals("it", StringComparison.OrdinalIgnoreCase));
 
@@ -181,25 +226,27 @@ internal sealed class ConsoleProgress : IProgress<TrainingProgress>
     }
 }
 
-internal sealed record Settings(double Minutes, TranslationPreset Preset, int TestSentences, int Seed, string Output, string? Data, TrainingPrecision? Precision = null, string? Load = null)
+internal sealed record Settings(double Minutes, TranslationPreset Preset, int TestSentences, int Seed, string Output, string? Data, TrainingPrecision? Precision = null, string? Load = null, string? Evaluate = null)
 {
     /// <summary>What --help prints.</summary>
     public const string Usage = """
         dotnet run -c Release --project examples/Translation -- [options]
-          --minutes M     training time budget (default 10)
-          --preset NAME   small | base | big (default small)
-          --test N        held-out sentences to score (default 500)
-          --seed N        training seed (default 1)
-          --precision P   auto | float32 | bfloat16 (default: the recipe's)
-          --out DIR       model, training curves, attention pictures (default: a temp folder)
-          --load FILE     skip training and evaluation: translate and draw the attention of a model saved earlier
-          --data DIR      data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository, else spa-eng is
-                          downloaded once from manythings.org into ~/.cache/transformers-ml)
+          --minutes M      training time budget (default 10)
+          --preset NAME    small | base | big (default small)
+          --test N         held-out sentences to score, drawn at random (default: all of them, about 2,300)
+          --seed N         training seed (default 1)
+          --precision P    auto | float32 | bfloat16 (default: the recipe's)
+          --out DIR        model, training curves, attention pictures (default: a temp folder)
+          --load FILE      skip training and evaluation: translate and draw the attention of a model saved earlier
+          --evaluate FILE  pairs of your own (English TAB Spanish per line): BLEU and chrF2 of the
+                           final model, or of --load's
+          --data DIR       data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository, else spa-eng is
+                           downloaded once from manythings.org into ~/.cache/transformers-ml)
         """;
 
     public static Settings Parse(string[] args)
     {
-        var s = new Settings(10, TranslationPreset.Small, 500, 1, Path.Combine(Path.GetTempPath(), "transformers-ml-example", "translation"), null);
+        var s = new Settings(10, TranslationPreset.Small, int.MaxValue, 1, Path.Combine(Path.GetTempPath(), "transformers-ml-example", "translation"), null);
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Option {args[i]} needs a value.");
@@ -212,6 +259,7 @@ internal sealed record Settings(double Minutes, TranslationPreset Preset, int Te
                 "--precision" => s with { Precision = Precisions.Parse(Next()) },
                 "--out" => s with { Output = Next() },
                 "--load" => s with { Load = File.Exists(Next()) ? args[i] : throw new FileNotFoundException($"--load '{args[i]}' does not exist.") },
+                "--evaluate" => s with { Evaluate = File.Exists(Next()) ? args[i] : throw new FileNotFoundException($"--evaluate '{args[i]}' does not exist.") },
                 "--data" => s with { Data = Next() },
                 var unknown => throw new ArgumentException($"Unknown option '{unknown}'."),
             };

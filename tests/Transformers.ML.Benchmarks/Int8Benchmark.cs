@@ -1,6 +1,6 @@
 // int8 ONNX exports (OnnxExportOptions.Quantization = DynamicInt8) against the float32 exports of the same models,
 // both through ONNX Runtime: latency, file size, and the quality change on held-out data: accuracy on held-out patients
-// for the ViT, perplexity on the held-out tenth of Tiny Shakespeare for the GPT, BLEU on the example's 500 held-out
+// for the ViT, perplexity on the held-out tenth of Tiny Shakespeare for the GPT, BLEU on the example's held-out
 // sentences for the translator. The text and translation models are the examples' saved ones when they exist (else
 // trained here with the examples' recipes for a few minutes); the ViT is trained here on the training patients of fold 1.
 // Beside each speed row of these models, the bound of any int8 form of their weight products: the float32 graph without
@@ -370,7 +370,7 @@ internal static class Int8Benchmark
         string path = DataLocator.File(options.Data, "translation/spa-eng.txt");
         IDataView all = ml.Data.LoadFromTextFile<SentencePair>(path, separatorChar: '\t', hasHeader: false, allowQuoting: false);
         var split = ml.Data.TrainTestSplit(all, testFraction: 0.02, samplingKeyColumnName: nameof(SentencePair.English), seed: 1);
-        List<SentencePair> test = ml.Data.CreateEnumerable<SentencePair>(ml.Data.TakeRows(split.TestSet, options.Quick ? 100 : 500), false).ToList();
+        List<SentencePair> test = ml.Data.CreateEnumerable<SentencePair>(TranslationRecipe.HeldOut<SentencePair>(ml, split.TestSet, options.Quick ? 100 : int.MaxValue), false).ToList();
         (TranslationTransformer model, string source) = SavedOrTrained("translation", "translation.safetensors", "translation", p => ml.Transformers().LoadTranslation(p), minutes =>
         {
             var trainValidation = ml.Data.TrainTestSplit(split.TrainSet, testFraction: 0.01, samplingKeyColumnName: nameof(SentencePair.English), seed: 2);

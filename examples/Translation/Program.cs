@@ -133,11 +133,9 @@ void Score(TranslationTransformer model, IDataView pairs)
 IDataView ReadPairs(string path)
 {
     IDataView pairs = ml.Data.LoadFromTextFile<ModelInput>(path, separatorChar: '\t', hasHeader: false, allowQuoting: false);
-    long count = Count(pairs);
-    long usable = pairs.GetColumn<string>(nameof(ModelInput.Spanish)).Zip(pairs.GetColumn<string>(nameof(ModelInput.English)))
-        .LongCount(p => !string.IsNullOrWhiteSpace(p.First) && !string.IsNullOrWhiteSpace(p.Second));
-    return usable > 0 ? pairs : throw new InvalidDataException(
-        $"--evaluate '{path}' has no pair of an English and a Spanish sentence ({count} lines); expected English TAB Spanish on each line, as in manythings.org's spa-eng.");
+    List<ModelInput> rows = ml.Data.CreateEnumerable<ModelInput>(pairs, reuseRowObject: false).ToList(); // one read of the file
+    return rows.Any(p => !string.IsNullOrWhiteSpace(p.Spanish) && !string.IsNullOrWhiteSpace(p.English)) ? ml.Data.LoadFromEnumerable(rows) : throw new InvalidDataException(
+        $"--evaluate '{path}' has no pair of an English and a Spanish sentence ({rows.Count} lines); expected English TAB Spanish on each line, as in manythings.org's spa-eng.");
 }
 
 static int FindIt(AttentionWeights decoder) => decoder.QueryTokens.ToList().FindIndex(t => t.Trim().Equals("it", StringComparison.OrdinalIgnoreCase));

@@ -101,17 +101,25 @@ internal static class OctCrossValidation
     /// The first recipe trained for <paramref name="minutes"/> on the patients outside fold 1 of 5 (seed 1), as the ONNX
     /// rows use it; <paramref name="train"/> and <paramref name="test"/> are the training and the held-out scans.
     /// </summary>
-    public static ImageClassificationTransformer TrainFirstFold(MLContext ml, List<OctScan> scans, double minutes, string area, out List<OctScan> train, out List<OctScan> test)
+    public static ImageClassificationTransformer TrainFirstFold(MLContext ml, List<OctScan> scans, double minutes, string area, out List<OctScan> train, out List<OctScan> test) =>
+        TrainFold(ml, scans, 5, 0, minutes, area, out train, out test);
+
+    /// <summary>
+    /// The first recipe trained for <paramref name="minutes"/> on the patients outside fold <paramref name="index"/> (from 0)
+    /// of <paramref name="folds"/> (seed 1); <paramref name="train"/> and <paramref name="test"/> are the training and the held-out scans.
+    /// </summary>
+    public static ImageClassificationTransformer TrainFold(MLContext ml, List<OctScan> scans, int folds, int index, double minutes, string area,
+        out List<OctScan> train, out List<OctScan> test)
     {
-        int[] fold = ImageDatasets.GroupedFolds(scans.Select(s => s.Patient).ToList(), scans.Select(s => s.Diagnosis).ToList(), 5, 1);
-        train = scans.Where((_, i) => fold[i] != 0).ToList();
-        test = scans.Where((_, i) => fold[i] == 0).ToList();
+        int[] fold = ImageDatasets.GroupedFolds(scans.Select(s => s.Patient).ToList(), scans.Select(s => s.Diagnosis).ToList(), folds, 1);
+        train = scans.Where((_, i) => fold[i] != index).ToList();
+        test = scans.Where((_, i) => fold[i] == index).ToList();
         IDataView trainData = ml.Data.LoadFromEnumerable(train);
         var prepare = ml.Transforms.Conversion.MapValueToKey("Label", nameof(OctScan.Diagnosis),
                 keyOrdinality: Microsoft.ML.Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByValue)
             .Append(ml.Transforms.LoadImages("Image", imageFolder: null, nameof(OctScan.ImagePath)))
             .Fit(trainData);
-        Console.WriteLine($"  {area}: training the OCT ViT for {minutes} min on {train.Count} scans (fold 1 of 5 by patient)...");
+        Console.WriteLine($"  {area}: training the OCT ViT for {minutes} min on {train.Count} scans (fold {index + 1} of {folds} by patient)...");
         ImageClassificationOptions recipe = OctBenchmark.Recipes[0].Options(TimeSpan.FromMinutes(minutes));
         return ml.Transformers().ImageClassification(recipe).Fit(prepare.Transform(trainData));
     }

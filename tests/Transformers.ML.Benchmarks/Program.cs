@@ -31,7 +31,9 @@ if (options.Threads is int threads)
 }
 
 var table = new ResultsTable();
+string host = HostInfo.Describe();
 Console.WriteLine($"Transformers.ML benchmarks ({(options.Quick ? "quick" : "full")}), {Environment.ProcessorCount} cores, libtorch threads {get_num_threads()}");
+Console.WriteLine($"Host: {host}");
 
 bool Runs(string area) => options.Only.Length == 0 || options.Only.Contains(area);
 if (Runs("core"))
@@ -77,7 +79,7 @@ else if (options.Only.Contains("onnx.int8.reference"))
 }
 
 Console.WriteLine();
-string markdown = table.ToMarkdown();
+string markdown = $"Host: {host}\n\n" + table.ToMarkdown();
 Console.WriteLine(markdown);
 string folder = table.Write(options.ResultsFolder, markdown);
 Console.WriteLine($"Written to {folder}");

@@ -57,7 +57,7 @@ if (settings.Load is null)
     // ---------------------------------------------------------------- evaluation: greedy and beam search
     Score(model, test);
 
-    model.BeamSize = 4;
+    model.BeamSize = 4; // the saved model decodes with beam search
     model.Save(modelPath);
     model.Dispose();
 }
@@ -79,9 +79,7 @@ if (newPairs is not null)
     {
         Console.WriteLine("  (a loaded model: they are not checked against the pairs it was trained on)");
     }
-    int savedBeam = reloaded.BeamSize;
     Score(reloaded, newPairs);
-    reloaded.BeamSize = savedBeam;
 }
 var engine = ml.Model.CreatePredictionEngine<ModelInput, ModelOutput>(reloaded);
 Console.WriteLine($"\n{(settings.Load is null ? "Saved to" : "Loaded")} {modelPath}{(settings.Load is null ? " and reloaded" : "")} (beam {reloaded.BeamSize}, length penalty {reloaded.LengthPenalty}):");
@@ -117,16 +115,20 @@ Console.WriteLine($"  alignment: {cross}");
 Console.WriteLine("  " + AttentionPictures.Strongest(tired.Cross, tired.Cross.Layers - 1));
 Console.WriteLine($"\nDone in {clock.Elapsed:mm\\:ss}.");
 
-// BLEU and chrF2 of greedy decoding and of beam search (4 beams, GNMT's length penalty 0.6) through ML.NET's Transform.
+// BLEU and chrF2 of greedy decoding and of beam search (4 beams, GNMT's length penalty 0.6) through ML.NET's Transform;
+// the model keeps the beam size it had.
 void Score(TranslationTransformer model, IDataView pairs)
 {
+    int kept = model.BeamSize;
+    long count = Count(pairs);
     foreach ((string name, int beam) in new[] { ("greedy", 1), ("beam 4, alpha 0.6", 4) })
     {
         model.BeamSize = beam;
         var decode = Stopwatch.StartNew();
         TranslationMetrics metrics = ml.Transformers().EvaluateTranslation(model.Transform(pairs), nameof(ModelInput.English), nameof(ModelOutput.Translation));
-        Console.WriteLine($"{name,-18} {metrics}  ({Count(pairs) / decode.Elapsed.TotalSeconds:F1} sentences/s)");
+        Console.WriteLine($"{name,-18} {metrics}  ({count / decode.Elapsed.TotalSeconds:F1} sentences/s)");
     }
+    model.BeamSize = kept;
 }
 
 // The pairs of a file in the training file's format (English TAB Spanish, further columns ignored).

@@ -98,13 +98,6 @@ internal static class OctCrossValidation
     }
 
     /// <summary>
-    /// The first recipe trained for <paramref name="minutes"/> on the patients outside fold 1 of 5 (seed 1), as the ONNX
-    /// rows use it; <paramref name="train"/> and <paramref name="test"/> are the training and the held-out scans.
-    /// </summary>
-    public static ImageClassificationTransformer TrainFirstFold(MLContext ml, List<OctScan> scans, double minutes, string area, out List<OctScan> train, out List<OctScan> test) =>
-        TrainFold(ml, scans, 5, 0, minutes, area, out train, out test);
-
-    /// <summary>
     /// The first recipe trained for <paramref name="minutes"/> on the patients outside fold <paramref name="index"/> (from 0)
     /// of <paramref name="folds"/> (seed 1); <paramref name="train"/> and <paramref name="test"/> are the training and the held-out scans.
     /// </summary>

@@ -143,7 +143,7 @@ internal static class OnnxBenchmark
         var ml = new MLContext(seed: 1);
         IDataView data = ml.Data.LoadFromEnumerable(scans);
         (ImageClassificationTransformer vit, string source) = Int8Benchmark.SavedOrTrained("oct", "oct-vit.safetensors", "OCT",
-            p => ml.Transformers().LoadImageClassification(p), minutes => OctCrossValidation.TrainFirstFold(ml, scans, minutes, "onnx.fidelity", out _, out _),
+            p => ml.Transformers().LoadImageClassification(p), minutes => OctCrossValidation.TrainFold(ml, scans, 5, 0, minutes, "onnx.fidelity", out _, out _),
             options.Quick ? 0.5 : 3);
         using (vit)
         {

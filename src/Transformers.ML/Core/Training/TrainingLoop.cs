@@ -149,7 +149,7 @@ internal sealed class TrainingLoop<TBatch>
                 {
                     schedule = Schedule(plan);
                     state.PlannedSteps = plan.Total;
-                    _reporter.Info($"Time budget {_options.MaxTrainingTime}: {plan.Total} optimizer steps planned ({Epochs(plan.Total, stepsPerEpoch)} epochs of {stepsPerEpoch}), warmup {plan.Warmup(_options.WarmupSteps, _options.Schedule)}.");
+                    _reporter.Info($"Time budget {_options.MaxTrainingTime}: {plan.Total} optimizer steps planned ({Epochs(plan.Total, stepsPerEpoch)} epochs of {stepsPerEpoch}), warmup {Warmup(plan)}.");
                 }
 
                 if (averager.IsSnapshotStep(state.Step, plan.Total))
@@ -339,7 +339,10 @@ internal sealed class TrainingLoop<TBatch>
 
     /// <summary>The learning-rate schedule of the plan's steps.</summary>
     private LearningRateSchedule Schedule(StepPlan plan) =>
-        LearningRateSchedule.Create(_options, _modelDimension, plan.Total, plan.Warmup(_options.WarmupSteps, _options.Schedule));
+        LearningRateSchedule.Create(_options, _modelDimension, plan.Total, Warmup(plan));
+
+    /// <summary>The warmup steps of the plan's schedule (the one the progress line reports).</summary>
+    private int Warmup(StepPlan plan) => plan.Warmup(_options.WarmupSteps, _options.Schedule);
 
     private static int Epochs(long steps, long stepsPerEpoch) => (int)Math.Max(1, (steps + stepsPerEpoch - 1) / stepsPerEpoch);
 

@@ -41,7 +41,7 @@ public sealed class GenerationOptions
         Check(TopK >= 0, nameof(TopK), TopK, ">= 0 (0: off)");
         Check(TopP > 0 && TopP <= 1, nameof(TopP), TopP, "in (0, 1]");
         Check(RepetitionPenalty > 0 && !double.IsInfinity(RepetitionPenalty), nameof(RepetitionPenalty), RepetitionPenalty, "> 0 (1: off)");
-        Check(StopStrings is not null && StopStrings.All(s => !string.IsNullOrEmpty(s)), nameof(StopStrings), StopStrings, "a list of non-empty strings");
+        Check(StopStrings is not null && StopStrings.All(s => !string.IsNullOrEmpty(s)), nameof(StopStrings), Describe(StopStrings), "a list of non-empty strings");
     }
 
     /// <summary>The decoding rules these options ask for, and the end of a row.</summary>
@@ -54,6 +54,18 @@ public sealed class GenerationOptions
             Rules = new LogitsRules(IsGreedy, IsGreedy ? 1.0 : Temperature, TopK, TopP, RepetitionPenalty, Seed),
             EndOfTextId = endOfTextId,
         };
+    }
+
+    /// <summary>A list as the message shows it: its items quoted (line breaks and tabs escaped), an empty or null one named by its index.</summary>
+    private static string? Describe(IReadOnlyList<string>? strings)
+    {
+        if (strings is null)
+        {
+            return null;
+        }
+        int bad = strings.ToList().FindIndex(string.IsNullOrEmpty);
+        string items = string.Join(", ", strings.Select(s => s is null ? "null" : $"\"{s.Replace("\n", "\\n").Replace("\r", "\\r").Replace("\t", "\\t")}\""));
+        return bad < 0 ? $"[{items}]" : $"[{items}] (item {bad} is {(strings[bad] is null ? "null" : "empty")})";
     }
 
     private static void Check(bool ok, string option, object? found, string expected)

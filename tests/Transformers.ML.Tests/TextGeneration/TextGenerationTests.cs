@@ -501,6 +501,8 @@ public sealed class TextGenerationTests
         StringAssert.Contains(topP.Message, "TopP must be in (0, 1]; found 1.5");
         var topK = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => _trained.Generate("a", new GenerationOptions { TopK = -1 }));
         StringAssert.Contains(topK.Message, "TopK");
+        var stop = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => _trained.Generate("a", new GenerationOptions { StopStrings = new[] { "\n\n", "" } }));
+        StringAssert.Contains(stop.Message, "StopStrings must be a list of non-empty strings; found [\"\\n\\n\", \"\"] (item 1 is empty)");
 
         // Documented behaviour: temperature <= 0 is greedy; an empty prompt starts from the end-of-text token.
         Assert.AreEqual(_trained.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 10, Temperature = 0 }),

@@ -1,7 +1,9 @@
-// Training-time augmentation of a batch of images (B, C, S, S), all on the images' device and drawn from libtorch's
-// generator, which the training loop seeds per step, so that a resumed run sees the same images. The geometric
+// Training-time augmentation of a batch of images (B, C, S, S), all on the images' device and drawn from the training
+// step's generator (StepRandom), which the training loop seeds per step, so that a resumed run sees the same images and
+// Fits on other threads do not change them. The geometric
 // changes of one image (flip, rotation, random resized crop, shift) are one affine map, so each image is resampled
 // once (bilinear; outside the image reads 0, the black background of a B-scan).
+using Transformers.ML.Core.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -29,19 +31,19 @@ internal sealed class ImageAugmenter
         using var scope = NewDisposeScope();
         long batch = images.shape[0];
         Device device = images.device;
-        Tensor Uniform(double low, double high) => rand(batch, device: device).mul(high - low).add(low);
+        Tensor Uniform(double low, double high) => StepRandom.Uniform(new[] { batch }, device).mul(high - low).add(low);
 
         Tensor x = images;
         bool geometric = _options.HorizontalFlip || _options.RotationDegrees > 0 || _options.TranslationFraction > 0 || _options.CropMinScale < 1;
         if (geometric)
         {
             // affine_grid maps output coordinates (in [-1, 1]) to input coordinates: input = scale * R * flip * output + centre.
-            Tensor flip = _options.HorizontalFlip ? rand(batch, device: device).lt(0.5).to(ScalarType.Float32).mul(-2).add(1) : ones(batch, device: device);
+            Tensor flip = _options.HorizontalFlip ? StepRandom.Uniform(new[] { batch }, device).lt(0.5).to(ScalarType.Float32).mul(-2).add(1) : ones(batch, device: device);
             Tensor angle = Uniform(-_options.RotationDegrees, _options.RotationDegrees).mul(Math.PI / 180);
             Tensor scale = Uniform(Math.Sqrt(_options.CropMinScale), 1.0);          // side of the crop; its area is scale^2
             Tensor room = scale.neg().add(1);                                        // how far the crop can move inside the image
-            Tensor cx = rand(batch, device: device).mul(2).sub(1).mul(room).add(Uniform(-2 * _options.TranslationFraction, 2 * _options.TranslationFraction));
-            Tensor cy = rand(batch, device: device).mul(2).sub(1).mul(room).add(Uniform(-2 * _options.TranslationFraction, 2 * _options.TranslationFraction));
+            Tensor cx = StepRandom.Uniform(new[] { batch }, device).mul(2).sub(1).mul(room).add(Uniform(-2 * _options.TranslationFraction, 2 * _options.TranslationFraction));
+            Tensor cy = StepRandom.Uniform(new[] { batch }, device).mul(2).sub(1).mul(room).add(Uniform(-2 * _options.TranslationFraction, 2 * _options.TranslationFraction));
             Tensor cos = angle.cos().mul(scale), sin = angle.sin().mul(scale);
             Tensor theta = stack(new[]
             {
@@ -62,7 +64,7 @@ internal sealed class ImageAugmenter
         }
         if (_options.Noise > 0)
         {
-            x = x.add(randn_like(x).mul(Uniform(0, _options.Noise * _pixelRange).view(-1, 1, 1, 1)));
+            x = x.add(StepRandom.NormalLike(x).mul(Uniform(0, _options.Noise * _pixelRange).view(-1, 1, 1, 1)));
         }
         return x.MoveToOuterDisposeScope();
     }

@@ -84,7 +84,8 @@ internal sealed class MaskedAutoencoder : nn.Module
 
     /// <summary>
     /// The summed loss over the removed patches of normalised images (B, C, S, S), and how many patches were removed.
-    /// The mask is drawn from <paramref name="generator"/> (null: libtorch's generator, which the training loop seeds per step).
+    /// The mask is drawn from <paramref name="generator"/> (null: the training step's, <see cref="StepRandom"/>, which the
+    /// training loop seeds per step; outside a step libtorch's).
     /// </summary>
     public LossSum Loss(Tensor images, Generator? generator = null)
     {
@@ -94,7 +95,7 @@ internal sealed class MaskedAutoencoder : nn.Module
         int keep = (int)Math.Round(patches * (1 - Shape.MaskRatio));
 
         // Random masking: sort uniform noise per image; the first `keep` of the order stay.
-        Tensor noise = rand(new long[] { batch, patches }, generator: generator, device: images.device); // (B, N)
+        Tensor noise = rand(new long[] { batch, patches }, generator: generator ?? StepRandom.Current, device: images.device); // (B, N)
         Tensor shuffle = noise.argsort(1);                                  // (B, N): patch indices, kept ones first
         Tensor restore = shuffle.argsort(1);                                // (B, N): where each patch went in the shuffle
         Tensor kept = shuffle.narrow(1, 0, keep);                           // (B, K)

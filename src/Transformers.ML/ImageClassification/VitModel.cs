@@ -155,7 +155,7 @@ internal sealed class VitModel : nn.Module
     private readonly Parameter _positions;
 
     [ComponentName(Name = "dropout")]
-    private readonly Dropout _dropout;
+    private readonly StepDropout _dropout;
 
     [ComponentName(Name = "encoder")]
     private readonly TransformerEncoder _encoder;
@@ -188,7 +188,7 @@ internal sealed class VitModel : nn.Module
             stride: config.EmbeddingStride, padding: config.StemDownsampling > 0 ? 0 : config.PatchPadding);
         _classToken = new Parameter(zeros(1, 1, config.Width));
         _positions = new Parameter(zeros(1, patches + 1, config.Width));
-        _dropout = nn.Dropout(config.Dropout);
+        _dropout = new StepDropout(config.Dropout);
         _encoder = new TransformerEncoder("encoder", config.Encoder());
         _head = nn.Linear(config.Width, classes);
         RegisterComponents();

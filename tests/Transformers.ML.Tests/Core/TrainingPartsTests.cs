@@ -125,14 +125,14 @@ public sealed class TrainingPartsTests
         using var third = TrainingSetup.Seeded(new TrainingOptions { Seed = 18 }, () => nn.Linear(64, 64));
         Assert.IsGreaterThan(0.0, TestUtil.MaxAbsDiff(first.weight!, third.weight!));
 
-        // Fits on other threads reseed libtorch's one generator before each of their steps: a model built meanwhile
-        // still gets the weights of its own seed (its build and their reseeding take turns).
+        // Fits on other threads seed libtorch's one generator and build their models from it: a model built meanwhile
+        // still gets the weights of its own seed (the builds take turns).
         using var stop = new CancellationTokenSource();
         Task[] others = Enumerable.Range(0, 2).Select(t => Task.Run(() =>
         {
-            for (long step = 0; !stop.IsCancellationRequested; step++)
+            for (int step = 0; !stop.IsCancellationRequested; step++)
             {
-                TrainingSetup.Reseed(1000 * t + step);
+                TrainingSetup.Seeded(new TrainingOptions { Seed = 1000 * t + step }, () => nn.Linear(64, 64)).Dispose();
             }
         })).ToArray();
         try

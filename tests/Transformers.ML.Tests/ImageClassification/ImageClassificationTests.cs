@@ -178,6 +178,51 @@ public sealed class ImageClassificationTests
     }
 
     [TestMethod]
+    public void FitsOnSeveralThreadsAtOnceDrawTheAugmentationDropoutAndMasksEachDrawsAlone()
+    {
+        // Every random draw of a step (augmentation: flips, rotations, crops, shifts, contrast, brightness and noise;
+        // dropout; the masked autoencoder's masks) comes from the step's own generator, so Fits on other threads change
+        // none of them: each run's losses are those it has alone, step for step.
+        var ml = new MLContext(seed: 1);
+        IDataView data = ml.Data.LoadFromEnumerable(Scans(8, seed: 1));
+        double[] Losses(int run)
+        {
+            ImageClassificationOptions options = SmallOptions(epochs: 2);
+            options.Model!.Dropout = 0.2;
+            options.Augmentation = new ImageAugmentation { Noise = 0.05 };
+            options.ValidationFraction = 0;
+            options.LogEverySteps = 1;
+            options.Seed = run + 1;
+            IEnumerable<TrainingProgress> reports;
+            if (run < 2)
+            {
+                using ImageClassificationTransformer classifier = ml.Transformers().ImageClassification("Abnormal", "Pixels", options).Fit(data);
+                reports = classifier.TrainingReports;
+            }
+            else
+            {
+                var mae = new MaskedAutoencoderOptions
+                {
+                    ImageColumnName = "Pixels", Model = options.Model.Clone(), DecoderWidth = 16, DecoderDepth = 1, DecoderHeads = 2, Epochs = 2,
+                    BatchSize = 16, ValidationFraction = 0, Device = "cpu", Seed = run + 1, LogEverySteps = 1,
+                };
+                using MaskedAutoencoderTransformer autoencoder = ml.Transformers().MaskedAutoencoder("Pixels", mae).Fit(data);
+                reports = autoencoder.TrainingReports;
+            }
+            return reports.Where(r => r.Kind == TrainingProgressKind.Step).Select(r => r.Loss).ToArray();
+        }
+        double[][] alone = Enumerable.Range(0, 3).Select(Losses).ToArray();
+        double[][] together = new double[3][];
+        Parallel.For(0, 3, new ParallelOptions { MaxDegreeOfParallelism = 3 }, run => together[run] = Losses(run));
+        for (int run = 0; run < 3; run++)
+        {
+            Assert.IsGreaterThanOrEqualTo(2, alone[run].Length, $"run {run}");
+            CollectionAssert.AreEqual(alone[run], together[run], $"run {run}: {string.Join(", ", alone[run].Take(3))} alone, {string.Join(", ", together[run].Take(3))} together");
+        }
+        CollectionAssert.AreNotEqual(alone[0], alone[1], "another seed draws other augmentations and dropout");
+    }
+
+    [TestMethod]
     public void BinaryVariantWorksWithBinaryClassificationEvaluate()
     {
         var ml = new MLContext(seed: 1);

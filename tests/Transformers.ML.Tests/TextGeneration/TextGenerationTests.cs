@@ -313,17 +313,19 @@ public sealed class TextGenerationTests
     [TestMethod]
     public void FitsOnSeveralThreadsAtOnceRepeatTheRunsEachMakesAlone()
     {
-        // A hyperparameter search may run Fits in parallel: each seeds libtorch's one generator, and without care one
-        // Fit's seeding landed in another's weight initialisation (the runs then differed from step 1). Without dropout
-        // nothing else draws from it, so the same seed gives the same run, step for step.
+        // A hyperparameter search may run Fits in parallel: each seeds libtorch's one generator to initialise its weights,
+        // and without care one Fit's seeding landed in another's initialisation (the runs then differed from step 1); and
+        // while the steps' dropout drew from that one generator, the runs differed from the first step that two Fits
+        // took at the same time. Each step now draws from its run's own generator, so the same seed gives the same run,
+        // step for step, with dropout on the residuals, the embeddings and the attention probabilities.
         var ml = new MLContext(seed: 1);
         string text = TestData.ShakespeareHead[..30_000];
         double[] Losses(int run)
         {
             TextGenerationOptions options = Tiny();
             options.Model = TextGenerationOptions.PresetConfig(GptPreset.Tiny);
-            options.Model.Dropout = 0;
-            options.Model.AttentionDropout = 0;
+            options.Model.Dropout = 0.2;
+            options.Model.AttentionDropout = 0.2;
             options.Epochs = 1;
             options.BatchesPerEpoch = 15;
             options.LogEverySteps = 1;

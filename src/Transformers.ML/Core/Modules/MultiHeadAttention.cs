@@ -97,7 +97,9 @@ internal sealed class MultiHeadAttention : nn.Module
         // Under autocast the two attention products run in the low type and the softmax in float32, as torch.autocast
         // does; libtorch's fused CPU kernel is slower in bfloat16 than this explicit form (its backward several times so).
         ScalarType? low = Autocast.Current is ScalarType a && a != q.dtype && q.device_type != DeviceType.META ? a : null;
-        bool explicitForm = needWeights || q.device_type == DeviceType.META || low is not null;
+        // Attention dropout in a training step draws from the step's generator (StepRandom), which the fused kernel
+        // cannot take; on the CPU that kernel computes the same form when it drops out (libtorch's math fallback).
+        bool explicitForm = needWeights || q.device_type == DeviceType.META || low is not null || (dropout > 0 && StepRandom.Current is not null);
         // Two common cases need no mask tensor: one new query over the cache sees every key (decoding), and a
         // causal pass without cache or padding is the fused kernel's own is_causal (it skips the masked blocks).
         bool causalFlag = causal && past == 0 && tq > 1 && keyPaddingMask is null && !explicitForm;
@@ -108,8 +110,9 @@ internal sealed class MultiHeadAttention : nn.Module
 
         Tensor context;
         Tensor? weights = null;
-        // The explicit form when the probabilities are wanted, under autocast, and on the meta device, where libtorch's
-        // fused kernel falls back to an op (_safe_softmax) without a meta kernel. The forms are tested equal.
+        // The explicit form when the probabilities are wanted, under autocast, with the step's attention dropout, and on the
+        // meta device, where libtorch's fused kernel falls back to an op (_safe_softmax) without a meta kernel. The forms
+        // are tested equal.
         if (explicitForm)
         {
             // Explicit form, so that the probabilities can be returned: (B, h, Tq, d_k) x (B, h, d_k, S) -> (B, h, Tq, S).
@@ -122,7 +125,7 @@ internal sealed class MultiHeadAttention : nn.Module
                 scores = scores.add_(mask, Scalars.One);
             }
             weights = F.softmax(scores, -1);
-            Tensor attended = dropout > 0 ? F.dropout(weights, dropout, training) : weights;
+            Tensor attended = dropout > 0 ? StepRandom.Dropout(weights, dropout, training) : weights;
             context = low is ScalarType l2
                 ? matmul(attended.to(l2), v.to(l2)).to(q.dtype)
                 : matmul(attended, v); // (B, h, Tq, d_v)

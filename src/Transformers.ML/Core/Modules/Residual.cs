@@ -14,7 +14,7 @@ internal sealed class ResidualNorm : nn.Module
     private readonly TransformerLayerNorm _norm;
 
     [ComponentName(Name = "dropout")]
-    private readonly Dropout _dropout;
+    private readonly StepDropout _dropout;
 
     private readonly NormPosition _position;
 
@@ -22,7 +22,7 @@ internal sealed class ResidualNorm : nn.Module
         : base(name)
     {
         _norm = new TransformerLayerNorm(config.ModelDimension, config.LayerNormEpsilon);
-        _dropout = nn.Dropout(config.Dropout);
+        _dropout = new StepDropout(config.Dropout);
         _position = config.NormPosition;
         RegisterComponents();
     }

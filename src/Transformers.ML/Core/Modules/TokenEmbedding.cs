@@ -19,7 +19,7 @@ internal sealed class TokenEmbedding : nn.Module
     private readonly PositionalEncoding _positions;
 
     [ComponentName(Name = "dropout")]
-    private readonly Dropout _dropout;
+    private readonly StepDropout _dropout;
 
     private readonly double _scale;
 
@@ -29,7 +29,7 @@ internal sealed class TokenEmbedding : nn.Module
         VocabularySize = vocabularySize;
         _tokens = nn.Embedding(vocabularySize, config.ModelDimension);
         _positions = PositionalEncoding.Create(config);
-        _dropout = nn.Dropout(config.Dropout);
+        _dropout = new StepDropout(config.Dropout);
         _scale = config.ScaleEmbeddings ? Math.Sqrt(config.ModelDimension) : 1.0;
         RegisterComponents();
         using (no_grad())

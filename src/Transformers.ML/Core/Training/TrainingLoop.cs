@@ -3,8 +3,10 @@
 // with early stopping, progress reports, and checkpoints from which a run resumes exactly.
 //
 // Exact resumption rests on two rules: the batches of epoch e depend only on (seed, e), and the
-// random state of step s (dropout) is set from (seed, s) before the step. So a checkpoint needs
-// only the weights, the optimizer moments and (epoch, batch, step), not libtorch's generator state.
+// random state of step s (dropout, augmentation, masks) is set from (seed, s) before the step. So a
+// checkpoint needs only the weights, the optimizer moments and (epoch, batch, step), not a generator's
+// state. That random state is the run's own generator, set for the step on the loop's thread
+// (StepRandom), so Fits on other threads neither change nor see it.
 using System.Diagnostics;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -52,6 +54,7 @@ internal sealed class TrainingLoop<TBatch>
     private readonly int _modelDimension;
     private readonly string _modelConfigJson;
     private readonly ScalarType? _autocast;
+    private readonly Device _device;
 
     /// <param name="modelDimension">d_model, for the inverse square root schedule.</param>
     /// <param name="modelConfigJson">The model's configuration; a checkpoint of another configuration is refused.</param>
@@ -66,6 +69,7 @@ internal sealed class TrainingLoop<TBatch>
         _modelDimension = modelDimension;
         _modelConfigJson = modelConfigJson;
         Device device = model.parameters().FirstOrDefault()?.device ?? CPU;
+        _device = device;
         (_autocast, string? reason) = PrecisionSelector.Resolve(options.Precision, device);
         if (reason is not null)
         {
@@ -83,6 +87,7 @@ internal sealed class TrainingLoop<TBatch>
         CancellationToken cancellation = _options.Cancellation;
         var clock = Stopwatch.StartNew();
         using var optimizer = new AdamW(_model.named_parameters(), _options.Beta1, _options.Beta2, _options.AdamEpsilon, _options.WeightDecay);
+        using var random = new Generator(0, _device);
         var state = new TrainingState { Seed = _options.Seed };
         var stopping = new EarlyStopping(_options.EarlyStoppingPatience, _options.EarlyStoppingMinDelta);
         Dictionary<string, Tensor>? bestWeights = null;
@@ -139,7 +144,7 @@ internal sealed class TrainingLoop<TBatch>
                 int count = Math.Min(accumulation, batches.Count - state.BatchInEpoch);
                 long step = state.Step + 1;
                 learningRate = schedule.At(step);
-                (double loss, long targets) = TrainStep(optimizer, batches, state.BatchInEpoch, count, step, learningRate);
+                (double loss, long targets) = TrainStep(optimizer, random, batches, state.BatchInEpoch, count, step, learningRate);
                 state.Step = step;
                 state.BatchInEpoch += count;
                 stepLosses.Add(loss);
@@ -298,10 +303,11 @@ internal sealed class TrainingLoop<TBatch>
     }
 
     /// <summary>One optimizer step over <paramref name="count"/> batches; returns the mean loss per target and the targets seen.</summary>
-    private (double Loss, long Targets) TrainStep(AdamW optimizer, IReadOnlyList<TBatch> plan, int first, int count, long step, double learningRate)
+    private (double Loss, long Targets) TrainStep(AdamW optimizer, Generator random, IReadOnlyList<TBatch> plan, int first, int count, long step, double learningRate)
     {
-        // Dropout of step s draws from a generator seeded by (seed, s): resumable without saving generator state.
-        TrainingSetup.Reseed(StepSeed(_options.Seed, step));
+        // Step s draws (dropout, augmentation, masks) from the run's generator seeded by (seed, s): resumable without
+        // saving generator state.
+        random.manual_seed(StepSeed(_options.Seed, step));
         optimizer.ZeroGrad();
         double lossSum = 0;
         long targets = 0;
@@ -310,6 +316,7 @@ internal sealed class TrainingLoop<TBatch>
             using var scope = NewDisposeScope();
             LossSum loss;
             using (Autocast.Enable(_autocast))
+            using (StepRandom.Use(random))
             {
                 loss = _task.ComputeLoss(plan[i]);
             }

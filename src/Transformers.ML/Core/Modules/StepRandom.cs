@@ -1,0 +1,80 @@
+// The random source of a training step: dropout, attention dropout, image augmentation and masked-autoencoder masks draw
+// from the generator the training loop sets for the step on its own thread (seeded from (seed, step)), not from
+// libtorch's one process-wide generator. So Fits that run at the same time on several threads draw what each would draw
+// alone, and a run still resumes exactly from a checkpoint. Outside a step (no generator set) they draw from libtorch's
+// generator, as torch.nn.Dropout does.
+//
+// On the CPU the draws are libtorch's own dropout, step for step: at::dropout there fills a tensor like the input with
+// bernoulli(1 - p), divides it by 1 - p and multiplies, which is what Dropout below does with the step's generator.
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Transformers.ML.Core.Modules;
+
+internal static class StepRandom
+{
+    [ThreadStatic]
+    private static Generator? t_generator;
+
+    /// <summary>The generator of the training step running on this thread; null outside a step.</summary>
+    public static Generator? Current => t_generator;
+
+    /// <summary>Draws on this thread come from <paramref name="generator"/> until the returned scope is disposed.</summary>
+    public static Scope Use(Generator? generator)
+    {
+        var scope = new Scope(t_generator);
+        t_generator = generator;
+        return scope;
+    }
+
+    /// <summary>Inverted dropout: in training, each element is zeroed with probability <paramref name="p"/> and the rest scaled by 1 / (1 - p).</summary>
+    public static Tensor Dropout(Tensor x, double p, bool training)
+    {
+        if (!training || p <= 0 || x.numel() == 0)
+        {
+            return x.alias();
+        }
+        if (t_generator is not Generator generator)
+        {
+            return F.dropout(x, p, training);
+        }
+        if (p >= 1)
+        {
+            return x.Times(0.0);
+        }
+        using var scope = NewDisposeScope();
+        Tensor keep = empty_like(x).bernoulli_(1 - p, generator).OverInPlace(1 - p);
+        return x.mul(keep).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Uniform numbers in [0, 1) of <paramref name="shape"/> from the step's generator.</summary>
+    public static Tensor Uniform(long[] shape, Device device) => rand(shape, device: device, generator: t_generator);
+
+    /// <summary>Standard normal numbers of <paramref name="like"/>'s shape, type and device from the step's generator.</summary>
+    public static Tensor NormalLike(Tensor like) => randn(like.shape, dtype: like.dtype, device: like.device, generator: t_generator);
+
+    /// <summary>Restores the previous generator.</summary>
+    public readonly struct Scope : IDisposable
+    {
+        private readonly Generator? _previous;
+
+        internal Scope(Generator? previous) => _previous = previous;
+
+        public void Dispose() => t_generator = _previous;
+    }
+}
+
+/// <summary>torch.nn.Dropout drawing from the training step's generator (<see cref="StepRandom"/>).</summary>
+internal sealed class StepDropout : nn.Module<Tensor, Tensor>
+{
+    private readonly double _p;
+
+    public StepDropout(double p)
+        : base(nameof(StepDropout))
+    {
+        _p = p;
+    }
+
+    public override Tensor forward(Tensor input) => StepRandom.Dropout(input, _p, training);
+}

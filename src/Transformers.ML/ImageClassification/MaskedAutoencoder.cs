@@ -95,7 +95,7 @@ internal sealed class MaskedAutoencoder : nn.Module
         int keep = (int)Math.Round(patches * (1 - Shape.MaskRatio));
 
         // Random masking: sort uniform noise per image; the first `keep` of the order stay.
-        Tensor noise = rand(new long[] { batch, patches }, generator: generator ?? StepRandom.Current, device: images.device); // (B, N)
+        Tensor noise = StepRandom.Uniform(new long[] { batch, patches }, images.device, generator); // (B, N)
         Tensor shuffle = noise.argsort(1);                                  // (B, N): patch indices, kept ones first
         Tensor restore = shuffle.argsort(1);                                // (B, N): where each patch went in the shuffle
         Tensor kept = shuffle.narrow(1, 0, keep);                           // (B, K)

@@ -138,7 +138,7 @@ internal sealed class MaskedAutoencoderTask : ITrainingTask<int[]>
         {
             return null;
         }
-        using var generator = new Generator(20220101, _device);
+        using var generator = new Generator(20220101); // a CPU generator (TorchSharp makes no other): masks drawn there, moved to the device
         double sum = 0;
         long count = 0;
         foreach (int[] batch in Enumerable.Range(0, _validation.Count).Chunk(Math.Max(_batchSize, 64)))

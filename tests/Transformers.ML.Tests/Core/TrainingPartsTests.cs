@@ -1,5 +1,6 @@
 using TorchSharp;
 
+using Transformers.ML.Core.Modules;
 using Transformers.ML.Core.Training;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -154,6 +155,68 @@ public sealed class TrainingPartsTests
         var e = Assert.ThrowsExactly<InvalidOperationException>(() => TrainingSetup.Prepare(new TrainingOptions { Device = "cuda" }));
         StringAssert.Contains(e.Message, "CUDA is not available");
         Assert.AreEqual(DeviceType.CPU, TrainingSetup.Prepare(new TrainingOptions { Device = "cuda", AllowCpuFallback = true }).type);
+    }
+
+    [TestMethod]
+    public void StepRandomDrawsLibtorchsDropoutFromTheStepsGeneratorAndMovesItsDrawsToOtherDevices()
+    {
+        using Tensor x = randn(new long[] { 64, 33 });
+        using var generator = new Generator(0);
+
+        // On the CPU: libtorch's own dropout, mask for mask, from a generator seeded alike.
+        manual_seed(5);
+        using Tensor expected = F.dropout(x, 0.3, true);
+        generator.manual_seed(5);
+        Tensor dropped;
+        using (StepRandom.Use(generator))
+        {
+            dropped = StepRandom.Dropout(x, 0.3, true);
+        }
+        using (dropped)
+        {
+            Assert.AreEqual(0.0, TestUtil.MaxAbsDiff(expected, dropped));
+            long zeros = dropped.eq(0).sum().item<long>();
+            Assert.IsTrue(zeros is > 64 * 33 / 5 and < 64 * 33 * 2 / 5, $"{zeros} of {64 * 33} dropped at p 0.3");
+        }
+        using (StepRandom.Use(generator))
+        using (Tensor evaluated = StepRandom.Dropout(x, 0.3, training: false))
+        {
+            Assert.AreEqual(0.0, TestUtil.MaxAbsDiff(x, evaluated), "not in training: the input");
+        }
+        Assert.IsNull(StepRandom.Current, "the scope restores the thread's generator");
+
+        // The step's draws repeat under its seed, whatever draws from libtorch's generator in between.
+        Tensor Draw(long seed, bool disturb)
+        {
+            generator.manual_seed(seed);
+            using (StepRandom.Use(generator))
+            {
+                Tensor first = StepRandom.Uniform(new long[] { 16 }, CPU);
+                if (disturb)
+                {
+                    manual_seed(123);
+                    rand(1000).Dispose();
+                }
+                return cat(new[] { first, StepRandom.NormalLike(first) });
+            }
+        }
+        using Tensor calm = Draw(11, disturb: false), disturbed = Draw(11, disturb: true), other = Draw(12, disturb: false);
+        Assert.AreEqual(0.0, TestUtil.MaxAbsDiff(calm, disturbed));
+        Assert.IsGreaterThan(0.0, TestUtil.MaxAbsDiff(calm, other));
+
+        // Another device: TorchSharp's generators are CPU ones, which libtorch refuses for a CUDA tensor, so the small
+        // draws are made on the CPU and moved, and dropout is libtorch's. The meta device stands in for CUDA only as far
+        // as where the tensors land (it accepts a CPU generator; the refusal itself needs a GPU to check).
+        using (StepRandom.Use(generator))
+        using (Tensor onMeta = zeros(new long[] { 2, 3 }, device: META))
+        using (Tensor uniform = StepRandom.Uniform(new long[] { 4 }, META))
+        using (Tensor normal = StepRandom.NormalLike(onMeta))
+        using (Tensor metaDropped = StepRandom.Dropout(onMeta, 0.5, true))
+        {
+            Assert.AreEqual(DeviceType.META, uniform.device_type);
+            Assert.AreEqual(DeviceType.META, normal.device_type);
+            Assert.AreEqual(DeviceType.META, metaDropped.device_type);
+        }
     }
 
     [TestMethod]

@@ -97,9 +97,10 @@ internal sealed class MultiHeadAttention : nn.Module
         // Under autocast the two attention products run in the low type and the softmax in float32, as torch.autocast
         // does; libtorch's fused CPU kernel is slower in bfloat16 than this explicit form (its backward several times so).
         ScalarType? low = Autocast.Current is ScalarType a && a != q.dtype && q.device_type != DeviceType.META ? a : null;
-        // Attention dropout in a training step draws from the step's generator (StepRandom), which the fused kernel
-        // cannot take; on the CPU that kernel computes the same form when it drops out (libtorch's math fallback).
-        bool explicitForm = needWeights || q.device_type == DeviceType.META || low is not null || (dropout > 0 && StepRandom.Current is not null);
+        // Attention dropout in a training step on the CPU draws from the step's generator (StepRandom), which the fused
+        // kernel cannot take; there that kernel computes the same form when it drops out (libtorch's math fallback).
+        bool stepDropout = dropout > 0 && StepRandom.Current is not null && q.device_type == DeviceType.CPU;
+        bool explicitForm = needWeights || q.device_type == DeviceType.META || low is not null || stepDropout;
         // Two common cases need no mask tensor: one new query over the cache sees every key (decoding), and a
         // causal pass without cache or padding is the fused kernel's own is_causal (it skips the masked blocks).
         bool causalFlag = causal && past == 0 && tq > 1 && keyPaddingMask is null && !explicitForm;

@@ -6,6 +6,10 @@
 //
 // On the CPU the draws are libtorch's own dropout, step for step: at::dropout there fills a tensor like the input with
 // bernoulli(1 - p), divides it by 1 - p and multiplies, which is what Dropout below does with the step's generator.
+// TorchSharp 0.107 makes CPU generators only (THSGenerator_new ignores its device), and libtorch refuses a CPU
+// generator for a CUDA tensor. So on another device the small draws (augmentation's per-image numbers, masks, noise)
+// are made on the CPU and moved, while dropout, whose masks are as large as the activations, uses libtorch's fused
+// kernel and generator there, which the training loop seeds per step as before.
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -35,7 +39,7 @@ internal static class StepRandom
         {
             return x.alias();
         }
-        if (t_generator is not Generator generator)
+        if (t_generator is not Generator generator || x.device_type != DeviceType.CPU)
         {
             return F.dropout(x, p, training);
         }
@@ -48,11 +52,31 @@ internal static class StepRandom
         return x.mul(keep).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Uniform numbers in [0, 1) of <paramref name="shape"/> from the step's generator.</summary>
-    public static Tensor Uniform(long[] shape, Device device) => rand(shape, device: device, generator: t_generator);
+    /// <summary>
+    /// Uniform numbers in [0, 1) of <paramref name="shape"/> on <paramref name="device"/>, from <paramref name="generator"/>
+    /// (null: the step's; outside a step libtorch's).
+    /// </summary>
+    public static Tensor Uniform(long[] shape, Device device, Generator? generator = null)
+    {
+        generator ??= t_generator;
+        if (generator is null || device.type == DeviceType.CPU)
+        {
+            return rand(shape, device: device, generator: generator);
+        }
+        using var scope = NewDisposeScope();
+        return rand(shape, generator: generator).to(device).MoveToOuterDisposeScope();
+    }
 
     /// <summary>Standard normal numbers of <paramref name="like"/>'s shape, type and device from the step's generator.</summary>
-    public static Tensor NormalLike(Tensor like) => randn(like.shape, dtype: like.dtype, device: like.device, generator: t_generator);
+    public static Tensor NormalLike(Tensor like)
+    {
+        if (t_generator is not Generator generator || like.device_type == DeviceType.CPU)
+        {
+            return randn(like.shape, dtype: like.dtype, device: like.device, generator: t_generator);
+        }
+        using var scope = NewDisposeScope();
+        return randn(like.shape, dtype: like.dtype, generator: generator).to(like.device).MoveToOuterDisposeScope();
+    }
 
     /// <summary>Restores the previous generator.</summary>
     public readonly struct Scope : IDisposable

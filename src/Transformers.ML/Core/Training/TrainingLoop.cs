@@ -6,7 +6,8 @@
 // random state of step s (dropout, augmentation, masks) is set from (seed, s) before the step. So a
 // checkpoint needs only the weights, the optimizer moments and (epoch, batch, step), not a generator's
 // state. That random state is the run's own generator, set for the step on the loop's thread
-// (StepRandom), so Fits on other threads neither change nor see it.
+// (StepRandom), so Fits on other threads neither change nor see it. (On a CUDA device dropout draws
+// from libtorch's generator, seeded from (seed, s) too: TorchSharp makes CPU generators only.)
 using System.Diagnostics;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -87,7 +88,7 @@ internal sealed class TrainingLoop<TBatch>
         CancellationToken cancellation = _options.Cancellation;
         var clock = Stopwatch.StartNew();
         using var optimizer = new AdamW(_model.named_parameters(), _options.Beta1, _options.Beta2, _options.AdamEpsilon, _options.WeightDecay);
-        using var random = new Generator(0, _device);
+        using var random = new Generator(0); // a CPU generator: StepRandom moves its draws to another device
         var state = new TrainingState { Seed = _options.Seed };
         var stopping = new EarlyStopping(_options.EarlyStoppingPatience, _options.EarlyStoppingMinDelta);
         Dictionary<string, Tensor>? bestWeights = null;
@@ -308,6 +309,10 @@ internal sealed class TrainingLoop<TBatch>
         // Step s draws (dropout, augmentation, masks) from the run's generator seeded by (seed, s): resumable without
         // saving generator state.
         random.manual_seed(StepSeed(_options.Seed, step));
+        if (_device.type != DeviceType.CPU)
+        {
+            TrainingSetup.Reseed(StepSeed(_options.Seed, step)); // dropout there draws from libtorch's generator
+        }
         optimizer.ZeroGrad();
         double lossSum = 0;
         long targets = 0;

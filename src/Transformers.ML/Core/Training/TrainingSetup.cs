@@ -31,7 +31,8 @@ internal static class TrainingSetup
     /// Builds a model with libtorch's generator seeded by <see cref="TrainingOptions.Seed"/>, holding a process-wide lock,
     /// so that a Fit on another thread cannot build its model from the generator in between: Fits that run at the same
     /// time start from the weights that each would start from alone. Their steps draw from generators of their own
-    /// (<see cref="Modules.StepRandom"/>), so they also take the steps each would take alone.
+    /// (<see cref="Modules.StepRandom"/>), so they also take the steps each would take alone (on the CPU; on a CUDA
+    /// device dropout still draws from libtorch's generator, <see cref="Reseed"/>).
     /// </summary>
     public static T Seeded<T>(TrainingOptions options, Func<T> build)
     {
@@ -39,6 +40,18 @@ internal static class TrainingSetup
         {
             manual_seed(options.Seed);
             return build();
+        }
+    }
+
+    /// <summary>
+    /// Seeds libtorch's generator, not while another thread builds a model (<see cref="Seeded"/>): the training loop's
+    /// steps on a device other than the CPU, whose dropout draws from it.
+    /// </summary>
+    public static void Reseed(long seed)
+    {
+        lock (Seeding)
+        {
+            manual_seed(seed);
         }
     }
 }

@@ -92,7 +92,10 @@ public class TrainingOptions
     /// </summary>
     public TrainingPrecision Precision { get; set; } = TrainingPrecision.Float32;
 
-    /// <summary>CPU threads libtorch may use; null keeps libtorch's default (all cores).</summary>
+    /// <summary>
+    /// CPU threads libtorch may use; null keeps libtorch's default (all cores). libtorch has one such setting per process:
+    /// it applies to everything running in the process, and of Fits started at the same time the last to start sets it.
+    /// </summary>
     public int? CpuThreads { get; set; }
 
     /// <summary>File to write checkpoints to (weights, optimizer state, position in the data); null for none (default).</summary>

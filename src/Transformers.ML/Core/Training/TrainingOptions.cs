@@ -71,10 +71,10 @@ public class TrainingOptions
     public int GradientAccumulationSteps { get; set; } = 1;
 
     /// <summary>
-    /// Seed of weight initialisation, data order and dropout: the same seed gives the same run, also while other Fits run
-    /// on other threads, as long as none of them uses dropout, augmentation or masked-autoencoder masks: those draw from
-    /// libtorch's one generator during the steps, so runs beside them train as well but do not repeat exactly (run such
-    /// Fits one after another, or in separate processes, when they must). Default 1.
+    /// Seed of weight initialisation, data order and every random draw of the steps (dropout, image augmentation,
+    /// masked-autoencoder masks): the same seed gives the same run, also while other Fits run on other threads, since
+    /// each step draws from its run's own generator. On a CUDA device dropout draws from libtorch's one generator
+    /// (TorchSharp makes CPU generators only): there runs beside each other with dropout do not repeat exactly. Default 1.
     /// </summary>
     public int Seed { get; set; } = 1;
 

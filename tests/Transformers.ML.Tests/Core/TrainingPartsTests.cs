@@ -205,17 +205,23 @@ public sealed class TrainingPartsTests
         Assert.IsGreaterThan(0.0, TestUtil.MaxAbsDiff(calm, other));
 
         // Another device: TorchSharp's generators are CPU ones, which libtorch refuses for a CUDA tensor, so the small
-        // draws are made on the CPU and moved, and dropout is libtorch's. The meta device stands in for CUDA only as far
-        // as where the tensors land (it accepts a CPU generator; the refusal itself needs a GPU to check).
+        // draws are made on the CPU (the generator moves on by them) and moved, and dropout is libtorch's. The meta device
+        // stands in for CUDA: it accepts a CPU generator without drawing from it, so a draw made there directly would leave
+        // the generator where it was (the refusal itself needs a GPU to check).
+        generator.manual_seed(21);
+        using Tensor untouched = rand(new long[] { 3 }, generator: generator); // what the generator gives first
+        generator.manual_seed(21);
         using (StepRandom.Use(generator))
         using (Tensor onMeta = zeros(new long[] { 2, 3 }, device: META))
         using (Tensor uniform = StepRandom.Uniform(new long[] { 4 }, META))
         using (Tensor normal = StepRandom.NormalLike(onMeta))
         using (Tensor metaDropped = StepRandom.Dropout(onMeta, 0.5, true))
+        using (Tensor next = rand(new long[] { 3 }, generator: generator))
         {
             Assert.AreEqual(DeviceType.META, uniform.device_type);
             Assert.AreEqual(DeviceType.META, normal.device_type);
             Assert.AreEqual(DeviceType.META, metaDropped.device_type);
+            Assert.IsGreaterThan(0.0, TestUtil.MaxAbsDiff(untouched, next), "the draws were made from the generator, on the CPU");
         }
     }
 

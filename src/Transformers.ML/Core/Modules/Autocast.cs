@@ -10,24 +10,16 @@ namespace Transformers.ML.Core.Modules;
 
 internal static class Autocast
 {
-    [ThreadStatic]
-    private static ScalarType? t_dtype;
-
     /// <summary>The type the Core's linear layers multiply in on this thread; null outside an autocast scope.</summary>
-    public static ScalarType? Current => t_dtype;
+    public static ScalarType? Current => ThreadScoped<Tag, ScalarType?>.Value;
 
     /// <summary>Linear layers multiply in <paramref name="dtype"/> (null: their own type) until the returned scope is disposed.</summary>
-    public static Scope Enable(ScalarType? dtype)
-    {
-        var scope = new Scope(t_dtype);
-        t_dtype = dtype;
-        return scope;
-    }
+    public static ThreadScoped<Tag, ScalarType?>.Scope Enable(ScalarType? dtype) => ThreadScoped<Tag, ScalarType?>.Set(dtype);
 
     /// <summary><paramref name="layer"/> applied to <paramref name="x"/>, in the autocast type when one is set; the result has <paramref name="x"/>'s type.</summary>
     public static Tensor Linear(Linear layer, Tensor x)
     {
-        if (t_dtype is not ScalarType low || !x.is_floating_point())
+        if (Current is not ScalarType low || !x.is_floating_point())
         {
             return layer.forward(x);
         }
@@ -36,13 +28,8 @@ internal static class Autocast
         return product.to(x.dtype).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Restores the previous autocast type.</summary>
-    public readonly struct Scope : IDisposable
+    /// <summary>The owner of the autocast setting.</summary>
+    internal sealed class Tag
     {
-        private readonly ScalarType? _previous;
-
-        internal Scope(ScalarType? previous) => _previous = previous;
-
-        public void Dispose() => t_dtype = _previous;
     }
 }

@@ -18,19 +18,11 @@ namespace Transformers.ML.Core.Modules;
 
 internal static class StepRandom
 {
-    [ThreadStatic]
-    private static Generator? t_generator;
-
     /// <summary>The generator of the training step running on this thread; null outside a step.</summary>
-    public static Generator? Current => t_generator;
+    public static Generator? Current => ThreadScoped<Tag, Generator>.Value;
 
     /// <summary>Draws on this thread come from <paramref name="generator"/> until the returned scope is disposed.</summary>
-    public static Scope Use(Generator? generator)
-    {
-        var scope = new Scope(t_generator);
-        t_generator = generator;
-        return scope;
-    }
+    public static ThreadScoped<Tag, Generator>.Scope Use(Generator? generator) => ThreadScoped<Tag, Generator>.Set(generator);
 
     /// <summary>Inverted dropout: in training, each element is zeroed with probability <paramref name="p"/> and the rest scaled by 1 / (1 - p).</summary>
     public static Tensor Dropout(Tensor x, double p, bool training)
@@ -39,7 +31,7 @@ internal static class StepRandom
         {
             return x.alias();
         }
-        if (t_generator is not Generator generator || x.device_type != DeviceType.CPU)
+        if (Current is not Generator generator || x.device_type != DeviceType.CPU)
         {
             return F.dropout(x, p, training);
         }
@@ -58,7 +50,7 @@ internal static class StepRandom
     /// </summary>
     public static Tensor Uniform(long[] shape, Device device, Generator? generator = null)
     {
-        generator ??= t_generator;
+        generator ??= Current;
         if (generator is null || device.type == DeviceType.CPU)
         {
             return rand(shape, device: device, generator: generator);
@@ -70,22 +62,18 @@ internal static class StepRandom
     /// <summary>Standard normal numbers of <paramref name="like"/>'s shape, type and device from the step's generator.</summary>
     public static Tensor NormalLike(Tensor like)
     {
-        if (t_generator is not Generator generator || like.device_type == DeviceType.CPU)
+        Generator? generator = Current;
+        if (generator is null || like.device_type == DeviceType.CPU)
         {
-            return randn(like.shape, dtype: like.dtype, device: like.device, generator: t_generator);
+            return randn(like.shape, dtype: like.dtype, device: like.device, generator: generator);
         }
         using var scope = NewDisposeScope();
         return randn(like.shape, dtype: like.dtype, generator: generator).to(like.device).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Restores the previous generator.</summary>
-    public readonly struct Scope : IDisposable
+    /// <summary>The owner of the step's generator setting.</summary>
+    internal sealed class Tag
     {
-        private readonly Generator? _previous;
-
-        internal Scope(Generator? previous) => _previous = previous;
-
-        public void Dispose() => t_generator = _previous;
     }
 }
 

@@ -308,10 +308,11 @@ internal sealed class TrainingLoop<TBatch>
     {
         // Step s draws (dropout, augmentation, masks) from the run's generator seeded by (seed, s): resumable without
         // saving generator state.
-        random.manual_seed(StepSeed(_options.Seed, step));
+        long seed = StepSeed(_options.Seed, step);
+        random.manual_seed(seed);
         if (_device.type != DeviceType.CPU)
         {
-            TrainingSetup.Reseed(StepSeed(_options.Seed, step)); // dropout there draws from libtorch's generator
+            TrainingSetup.Reseed(seed); // dropout there draws from libtorch's generator
         }
         optimizer.ZeroGrad();
         double lossSum = 0;

@@ -106,7 +106,7 @@ internal static class CausalDecoding
             var next = new int[batch];
             for (int row = 0; row < batch; row++)
             {
-                if (!Array.TrueForAll(scores[row], float.IsFinite))
+                if (!Scores.AllFinite(scores[row]))
                 {
                     // Sampling would draw from garbage; say why instead.
                     throw new InvalidOperationException(

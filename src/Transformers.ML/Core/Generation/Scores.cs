@@ -16,4 +16,17 @@ internal static class Scores
         }
         return best;
     }
+
+    /// <summary>Whether every value is a finite number (no NaN, no infinity).</summary>
+    public static bool AllFinite(ReadOnlySpan<float> values)
+    {
+        foreach (float value in values)
+        {
+            if (!float.IsFinite(value))
+            {
+                return false;
+            }
+        }
+        return true;
+    }
 }

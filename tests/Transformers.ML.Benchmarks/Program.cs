@@ -16,7 +16,7 @@ if (options is null)
     Console.WriteLine("  --threads    libtorch CPU threads (default: libtorch's choice)");
     Console.WriteLine("  --data       data folder (else TRANSFORMERS_ML_DATA, else shared/data beside the repository, else a download");
     Console.WriteLine("               from the data set's canonical address into ~/.cache/transformers-ml)");
-    Console.WriteLine("  --only       comma-separated areas: core, textgen (.quality .recipe .speed .positions .trainer), textgen.corpus (--corpus-mb N), translation (.quality .speed .recipe .trainer), image (.quality .speed .trainer), image.oct, onnx, onnx.fidelity, onnx.int8 (.reference: its rows at the reference sizes and the presets between, alone); default all");
+    Console.WriteLine("  --only       comma-separated areas: core, textgen (.quality .recipe .speed .positions .prompt .trainer), textgen.corpus (--corpus-mb N), translation (.quality .speed .recipe .trainer), image (.quality .speed .trainer), image.oct, onnx, onnx.fidelity, onnx.int8 (.reference: its rows at the reference sizes and the presets between, alone); default all");
     Console.WriteLine("studies (BENCHMARKS.md names the commands that made its rows):");
     Console.WriteLine("  --recipes    textgen.recipe: char, bpe, char-avg, bpe-dropout; image.oct: the recipe names of OctBenchmark.cs");
     Console.WriteLine("  --seeds      comma-separated training seeds (textgen.recipe, translation.recipe)");

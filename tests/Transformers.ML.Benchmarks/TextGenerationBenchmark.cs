@@ -40,6 +40,10 @@ internal static class TextGenerationBenchmark
         {
             PositionSpeed(table);
         }
+        if (Runs("prompt"))
+        {
+            PromptSpeed(table);
+        }
         if (Runs("trainer"))
         {
             TrainerOverhead(table, options, text);
@@ -241,6 +245,39 @@ internal static class TextGenerationBenchmark
         }
         table.Add(new BenchmarkRow("text generation", "TorchSharp cached step at position 1024 / at 64 (Small 4L/4H/128d, batch 1)", rates[1024] / rates[64], "ratio", ">= 0.8",
             $"tokens/s at 64: {rates[64]:N0}, at 256: {rates[256]:N0}, at 1024: {rates[1024]:N0}; 32 steps after a prompt of that length, cache sized for them, best of 5 rounds over the three positions"));
+    }
+
+    /// <summary>
+    /// The prompt's step of GPT-2 small in TorchSharp (random weights, GPT-2's 50,257 tokens, batch 1): the generator
+    /// projects only the last position to the vocabulary (<see cref="GptModel.NextTokenLogits"/>), against the logits of
+    /// every position (<see cref="GptModel.Forward"/>, what the generator computed until 2026-12-06); alternating rounds, best of 3.
+    /// </summary>
+    private static void PromptSpeed(ResultsTable table)
+    {
+        manual_seed(1);
+        using var model = new GptModel(TextGenerationOptions.PresetConfig(GptPreset.Gpt2Small), TextTokenizer.Gpt2VocabularySize);
+        model.eval();
+        using var noGrad = no_grad();
+        foreach (int length in new[] { 128, 512 })
+        {
+            using Tensor prompt = randint(0, TextTokenizer.Gpt2VocabularySize, new long[] { 1, length });
+            double all = double.MaxValue, last = double.MaxValue;
+            for (int round = 0; round < 3; round++)
+            {
+                var clock = Stopwatch.StartNew();
+                using (Tensor logits = model.Forward(prompt), row = logits.select(1, -1).cpu())
+                {
+                    all = Math.Min(all, clock.Elapsed.TotalMilliseconds);
+                }
+                clock.Restart();
+                using (Tensor row = model.NextTokenLogits(prompt).cpu())
+                {
+                    last = Math.Min(last, clock.Elapsed.TotalMilliseconds);
+                }
+            }
+            table.Add(new BenchmarkRow("text generation", $"TorchSharp prompt step, GPT-2 small (random weights), {length}-token prompt, batch 1: all positions' logits / the last one's, time", all / last, "x", "-",
+                $"{all:F0} ms against {last:F0} ms; the logits of all positions are {length * (long)TextTokenizer.Gpt2VocabularySize * 4 / 1e6:F0} MB a row; best of 3 alternating rounds"));
+        }
     }
 
     private static double Speed(GptModel model, int batch, int newTokens, bool useCache)

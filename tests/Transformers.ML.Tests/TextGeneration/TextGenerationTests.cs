@@ -1,6 +1,7 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Transformers.ML.Core.Generation;
+using Transformers.ML.Core.Modules;
 using Transformers.ML.Core.Tokenization;
 using Transformers.ML.Core.Training;
 using Transformers.ML.TextGeneration;
@@ -526,6 +527,29 @@ public sealed class TextGenerationTests
         TransformerConfig config = TextGenerationOptions.PresetConfig(GptPreset.Gpt2Small);
         using var model = new GptModel(config, TextTokenizer.Gpt2VocabularySize);
         Assert.AreEqual(124_439_808L, model.parameters().Sum(p => p.numel()));
+    }
+
+    [TestMethod]
+    public void TheNextTokenLogitsAreTheLastPositionOfAllAndTheCacheGrowsTheSame()
+    {
+        // The generator projects only the last position; it must be Forward's last row, and leave the cache as Forward does.
+        manual_seed(3);
+        TransformerConfig config = TextGenerationOptions.PresetConfig(GptPreset.Tiny);
+        using var model = new GptModel(config, 97);
+        model.eval();
+        using var noGrad = no_grad();
+        using Tensor prompt = randint(0, 97, new long[] { 2, 9 }), next = randint(0, 97, new long[] { 2, 1 });
+        using Tensor all = model.Forward(prompt);                                      // (2, 9, 97)
+        using Tensor last = model.NextTokenLogits(prompt);                             // (2, 97)
+        CollectionAssert.AreEqual(new long[] { 2, 97 }, last.shape);
+        Assert.IsTrue(all.select(1, -1).allclose(last, rtol: 1e-5, atol: 1e-6));
+        Assert.IsFalse(all.select(1, -2).allclose(last, rtol: 1e-5, atol: 1e-6)); // not just any row
+        using KeyValueCache full = model.CreateCache(), lastOnly = model.CreateCache();
+        model.Forward(prompt, full).Dispose();
+        model.NextTokenLogits(prompt, lastOnly).Dispose();
+        Assert.AreEqual(9L, lastOnly.Length);
+        using Tensor afterFull = model.Forward(next, full).squeeze(1), afterLast = model.NextTokenLogits(next, lastOnly);
+        Assert.IsTrue(afterFull.allclose(afterLast, rtol: 1e-5, atol: 1e-6));
     }
 
     private sealed class Collect(List<TrainingProgress> reports) : IProgress<TrainingProgress>

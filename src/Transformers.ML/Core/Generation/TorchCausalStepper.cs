@@ -32,7 +32,7 @@ internal sealed class TorchCausalStepper : ICausalStepper
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         Tensor input = tensor(CausalDecoding.Flatten(ids), new long[] { rows, length }, device: _device);
-        Tensor last = _model.Forward(input, _cache).select(1, -1).to(ScalarType.Float32).cpu().contiguous(); // (rows, V)
+        Tensor last = _model.NextTokenLogits(input, _cache).to(ScalarType.Float32).cpu().contiguous(); // (rows, V)
         int vocabulary = (int)last.shape[1];
         ReadOnlySpan<float> values = last.data<float>().ToArray();
         var scores = new float[rows][];

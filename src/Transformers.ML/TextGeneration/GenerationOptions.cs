@@ -17,8 +17,17 @@ public sealed class GenerationOptions
     /// <summary>Nucleus sampling: sample among the most likely tokens whose probabilities reach p. Range (0, 1]; 1 turns it off (default).</summary>
     public double TopP { get; set; } = 1.0;
 
+    /// <summary>Min-p sampling: drop the tokens less likely than this fraction of the most likely one's probability. Range [0, 1]; 0 turns it off (default).</summary>
+    public double MinP { get; set; }
+
     /// <summary>CTRL's repetition penalty on tokens already in the text; 1 turns it off (default). Must be > 0.</summary>
     public double RepetitionPenalty { get; set; } = 1.0;
+
+    /// <summary>
+    /// Never repeat a sequence of this many tokens (the prompt's included), greedy decoding too, as Hugging Face's
+    /// no_repeat_ngram_size; 1 bans every token already in the text. 0 turns it off (default). Must be >= 0.
+    /// </summary>
+    public int NoRepeatNgramSize { get; set; }
 
     /// <summary>Generation of a text stops when one of these strings appears; the string and what follows are not returned.</summary>
     public IReadOnlyList<string> StopStrings { get; set; } = Array.Empty<string>();
@@ -40,7 +49,9 @@ public sealed class GenerationOptions
         Check(!double.IsNaN(Temperature) && !double.IsInfinity(Temperature), nameof(Temperature), Temperature, "a finite number (0 or less: greedy)");
         Check(TopK >= 0, nameof(TopK), TopK, ">= 0 (0: off)");
         Check(TopP > 0 && TopP <= 1, nameof(TopP), TopP, "in (0, 1]");
+        Check(MinP >= 0 && MinP <= 1, nameof(MinP), MinP, "in [0, 1] (0: off)");
         Check(RepetitionPenalty > 0 && !double.IsInfinity(RepetitionPenalty), nameof(RepetitionPenalty), RepetitionPenalty, "> 0 (1: off)");
+        Check(NoRepeatNgramSize >= 0, nameof(NoRepeatNgramSize), NoRepeatNgramSize, ">= 0 (0: off)");
         Check(StopStrings is not null && StopStrings.All(s => !string.IsNullOrEmpty(s)), nameof(StopStrings), Describe(StopStrings), "a list of non-empty strings");
     }
 
@@ -51,7 +62,7 @@ public sealed class GenerationOptions
         return new DecodingSettings
         {
             MaxNewTokens = MaxNewTokens,
-            Rules = new LogitsRules(IsGreedy, IsGreedy ? 1.0 : Temperature, TopK, TopP, RepetitionPenalty, Seed),
+            Rules = new LogitsRules(IsGreedy, IsGreedy ? 1.0 : Temperature, TopK, TopP, RepetitionPenalty, Seed, MinP, NoRepeatNgramSize),
             EndOfTextId = endOfTextId,
         };
     }

@@ -52,6 +52,56 @@ public sealed class GenerationTests
     }
 
     [TestMethod]
+    public void MinPKeepsTheTokensAtLeastThatFractionAsLikelyAsTheMostLikely()
+    {
+        // Probabilities 0.5, 0.25, 0.15, 0.1 (logits ln of them).
+        float[] Logits() => new[] { MathF.Log(0.25f), MathF.Log(0.1f), MathF.Log(0.5f), MathF.Log(0.15f) };
+        float[] kept = Logits();
+        LogitsRules.ApplyMinP(kept, 0.4); // the bar: 0.4 x 0.5 = 0.2
+        CollectionAssert.AreEqual(new[] { true, false, true, false }, kept.Select(float.IsFinite).ToArray());
+        kept = Logits();
+        LogitsRules.ApplyMinP(kept, 0.6);
+        CollectionAssert.AreEqual(new[] { false, false, true, false }, kept.Select(float.IsFinite).ToArray());
+        kept = Logits();
+        LogitsRules.ApplyMinP(kept, 0.1); // 0.05: all stay
+        CollectionAssert.AreEqual(Logits(), kept);
+        // Through Next: with min-p 0.6 only the most likely is ever drawn.
+        var rules = new LogitsRules(greedy: false, minP: 0.6, seed: 1);
+        Random random = rules.NewRandom();
+        Assert.IsTrue(Enumerable.Range(0, 100).All(_ => rules.Next(Logits(), Array.Empty<int>(), random) == 2));
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new LogitsRules(greedy: false, minP: 1.5));
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new LogitsRules(greedy: false, minP: -0.1));
+        var bad = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new Transformers.ML.TextGeneration.GenerationOptions { MinP = 2 }.Validate());
+        StringAssert.Contains(bad.Message, "MinP must be in [0, 1] (0: off); found 2");
+    }
+
+    [TestMethod]
+    public void NoRepeatNgramsBanTheTokensThatWouldRepeatOne()
+    {
+        int[] sequence = { 5, 6, 7, 5, 6 };
+        float[] Banned(int n)
+        {
+            float[] logits = Enumerable.Range(0, 10).Select(i => (float)i).ToArray();
+            LogitsRules.BanRepeatedNgrams(logits, sequence, n);
+            return logits;
+        }
+        static int[] Gone(float[] logits) => Enumerable.Range(0, logits.Length).Where(i => float.IsNegativeInfinity(logits[i])).ToArray();
+        CollectionAssert.AreEqual(new[] { 7 }, Gone(Banned(3)));          // "5 6" was followed by 7
+        CollectionAssert.AreEqual(new[] { 7 }, Gone(Banned(2)));          // "6" was followed by 7
+        CollectionAssert.AreEqual(new[] { 5, 6, 7 }, Gone(Banned(1)));    // every token seen
+        CollectionAssert.AreEqual(Array.Empty<int>(), Gone(Banned(4)));   // "7 5 6" never came before
+        CollectionAssert.AreEqual(Array.Empty<int>(), Gone(Banned(6)));   // no 6-gram yet
+        // Greedy decoding too: 7 is the most likely, the rule takes the next.
+        float[] scores = { 0, 0, 0, 0, 0, 1, 1, 9, 2, 0 };
+        Assert.AreEqual(8, new LogitsRules(greedy: true, noRepeatNgramSize: 3).Next(scores, sequence, new Random(1)));
+        // When every token would be banned, none is: the text goes on.
+        float[] three = { 1, 2, 3 };
+        LogitsRules.BanRepeatedNgrams(three, new[] { 0, 1, 2 }, 1);
+        CollectionAssert.AreEqual(new[] { 1f, 2f, 3f }, three);
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new LogitsRules(greedy: true, noRepeatNgramSize: -1));
+    }
+
+    [TestMethod]
     public void RepetitionPenaltyDividesPositiveAndMultipliesNegativeLogitsOfSeenTokensOnce()
     {
         float[] logits = { 4, 1, -3, 2 };

@@ -421,6 +421,18 @@ public sealed class OnnxExportTests
         string[] prompts = { "ROMEO:", "To be, or not", "KING" };
         CollectionAssert.AreEqual(model.Generate(prompts, sampling).ToArray(), generator.Generate(prompts, sampling).ToArray());
         Assert.AreNotEqual(sampled, generator.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 30, Temperature = 0.8, TopK = 20, TopP = 0.9, RepetitionPenalty = 1.1, Seed = 2 }));
+        // Min-p and no repeated n-grams are rules of the same set: the same text on both runtimes. An undertrained model's
+        // greedy text repeats 3-grams of tokens; with NoRepeatNgramSize 3 the prompt and the text repeat none.
+        var greedy = new GenerationOptions { MaxNewTokens = 60, Temperature = 0 };
+        var noRepeat = new GenerationOptions { MaxNewTokens = 60, Temperature = 0, NoRepeatNgramSize = 3 };
+        static int Repeated(IReadOnlyList<int> ids) => ids.Count - 2 - Enumerable.Range(0, ids.Count - 2).Select(i => (ids[i], ids[i + 1], ids[i + 2])).Distinct().Count();
+        Assert.IsGreaterThan(0, Repeated(model.Tokenizer.Encode("KING" + model.Generate("KING", greedy))));
+        string unrepeated = model.Generate("KING", noRepeat);
+        Assert.AreEqual(0, Repeated(model.Tokenizer.Encode("KING" + unrepeated)), unrepeated);
+        Assert.AreEqual(unrepeated, generator.Generate("KING", noRepeat));
+        var minP = new GenerationOptions { MaxNewTokens = 40, Temperature = 1.2, MinP = 0.2, RepetitionPenalty = 1.1, Seed = 5 };
+        Assert.AreEqual(model.Generate("ROMEO:", minP), generator.Generate("ROMEO:", minP));
+        Assert.AreNotEqual(model.Generate("ROMEO:", minP), model.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 40, Temperature = 1.2, RepetitionPenalty = 1.1, Seed = 5 }));
         // Without the cache (the whole window every step) the text is the same.
         var uncached = new GenerationOptions { MaxNewTokens = model.Model.ContextLength + 5, Temperature = 0, UseKeyValueCache = false };
         Assert.AreEqual(model.Generate("KING", uncached), generator.Generate("KING", uncached));

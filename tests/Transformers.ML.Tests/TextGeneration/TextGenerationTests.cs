@@ -352,7 +352,7 @@ public sealed class TextGenerationTests
         options.Epochs = 1;
         options.BatchesPerEpoch = 5;
         options.TransformBatchSize = 3;
-        options.Generation = new GenerationOptions { MaxNewTokens = 17, Temperature = 0.7, TopK = 5, TopP = 0.9, RepetitionPenalty = 1.3, StopStrings = new[] { "\n\n" }, Seed = 11 };
+        options.Generation = new GenerationOptions { MaxNewTokens = 17, Temperature = 0.7, TopK = 5, TopP = 0.9, MinP = 0.05, RepetitionPenalty = 1.3, NoRepeatNgramSize = 4, StopStrings = new[] { "\n\n" }, Seed = 11 };
         using TextGenerationTransformer model = ml.Transformers().TextGeneration(options).Fit(Load(ml, _shakespeare[..10_000]));
         string path = TestUtil.TempPath();
         model.Save(path);
@@ -361,7 +361,9 @@ public sealed class TextGenerationTests
         Assert.AreEqual(0.7, loaded.Generation.Temperature);
         Assert.AreEqual(5, loaded.Generation.TopK);
         Assert.AreEqual(0.9, loaded.Generation.TopP);
+        Assert.AreEqual(0.05, loaded.Generation.MinP);
         Assert.AreEqual(1.3, loaded.Generation.RepetitionPenalty);
+        Assert.AreEqual(4, loaded.Generation.NoRepeatNgramSize);
         CollectionAssert.AreEqual(new[] { "\n\n" }, loaded.Generation.StopStrings.ToArray());
         Assert.AreEqual(11, loaded.Generation.Seed);
         Assert.AreEqual(3, loaded.TransformBatchSize);

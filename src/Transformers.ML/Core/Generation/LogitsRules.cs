@@ -1,16 +1,18 @@
 // The decoding rules of every causal generator (TorchSharp and ONNX Runtime alike), in one place and on plain arrays:
-// repetition penalty (CTRL, Keskar et al. 2019), no repeated n-grams (Paulus et al. 2017, Hugging Face's
+// repetition penalty (CTRL, Keskar et al. 2019), no repeated n-grams (Paulus et al. 2017; Hugging Face's
 // no_repeat_ngram_size), temperature, top-k (Fan et al. 2018), top-p (Holtzman et al. 2020), min-p (Nguyen et al.
-// 2024), then the greedy choice or a draw from a seeded .NET random source, in Hugging Face's order. Working on the last position's scores only, the
-// rules cost little next to a decoder step, and the same seed gives the same text on both runtimes.
+// 2024), then the greedy choice or a draw from a seeded .NET random source, in Hugging Face's order. Working on the
+// last position's scores only, the rules cost little next to a decoder step, and the same seed gives the same text on
+// both runtimes.
 //
-// Cost. A GPT-2 vocabulary has 50,257 tokens, and a cached GPT-2 small step in ONNX Runtime on two cores takes 4 ms (int8)
-// to 13 ms (float32) at batch 1 and about 1 ms a row at batch 8, so the rules must not sort the vocabulary (sorting made sampling 3x slower than greedy decoding at batch 1, 8x at batch 8): top-k finds
-// its k-th score with a heap of the k largest in one pass, and top-p sorts only a growing set of the most likely tokens
-// until they reach p. The tokens still in play travel between the rules as a list of indices in ascending order, so later
-// rules and the draw visit only those. Every rule computes exactly what its textbook form does (the same values, added
-// in the same order), so a seed gives the tokens it gave when the rules sorted (LogitsRulesReferenceTests holds them to
-// that form on random, tied, flat and peaked scores).
+// Cost. A GPT-2 vocabulary has 50,257 tokens, and a cached GPT-2 small step in ONNX Runtime on two cores takes 4 ms
+// (int8) to 13 ms (float32) at batch 1 and about 1 ms a row at batch 8, so the rules must not sort the vocabulary
+// (sorting made sampling 3x slower than greedy decoding at batch 1, 8x at batch 8): top-k finds its k-th score with a
+// heap of the k largest in one pass, and top-p sorts only a growing set of the most likely tokens until they reach p.
+// The tokens still in play travel between the rules as a list of indices in ascending order, so later rules and the
+// draw visit only those. Every rule computes exactly what its textbook form does (the same values, added in the same
+// order), so a seed gives the tokens it gave when the rules sorted (LogitsRulesReferenceTests holds them to that form
+// on random, tied, flat and peaked scores).
 using System.Buffers;
 using System.Numerics;
 
@@ -24,7 +26,7 @@ internal sealed class LogitsRules
     /// <summary>How many of the most likely tokens top-p sorts first; a nucleus larger than this sorts eight times more, and so on.</summary>
     private const int FirstNucleusGuess = 64;
 
-    /// <param name="greedy">Take the most likely token (after the repetition penalty) instead of sampling.</param>
+    /// <param name="greedy">Take the most likely token (after the repetition penalty and the n-gram ban) instead of sampling.</param>
     /// <param name="temperature">Divides the logits before sampling: below 1 sharpens, above 1 flattens. Positive.</param>
     /// <param name="topK">Keep the k most likely tokens (0: all).</param>
     /// <param name="topP">Keep the smallest set of most likely tokens whose probability reaches p (1: all). In (0, 1].</param>

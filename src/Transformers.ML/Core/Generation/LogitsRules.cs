@@ -410,11 +410,7 @@ internal sealed class LogitsRules
     /// </summary>
     private static int KeepMinP(float[] logits, double minP, int[] candidates, int count)
     {
-        float max = float.NegativeInfinity;
-        for (int j = 0; j < count; j++)
-        {
-            max = Math.Max(max, logits[candidates[j]]);
-        }
+        float max = Largest(logits, candidates, count);
         int kept = 0;
         for (int j = 0; j < count; j++)
         {
@@ -459,11 +455,7 @@ internal sealed class LogitsRules
     /// <summary>exp(logit - max) of each candidate into <paramref name="weights"/> (by token index); returns their sum, added in index order.</summary>
     private static double Exponentials(float[] logits, int[] candidates, int count, double[] weights)
     {
-        float max = float.NegativeInfinity;
-        for (int j = 0; j < count; j++)
-        {
-            max = Math.Max(max, logits[candidates[j]]);
-        }
+        float max = Largest(logits, candidates, count);
         double total = 0;
         for (int j = 0; j < count; j++)
         {
@@ -472,6 +464,17 @@ internal sealed class LogitsRules
             total += weights[i];
         }
         return total;
+    }
+
+    /// <summary>The largest logit of the candidates (-inf when there are none).</summary>
+    private static float Largest(float[] logits, int[] candidates, int count)
+    {
+        float max = float.NegativeInfinity;
+        for (int j = 0; j < count; j++)
+        {
+            max = Math.Max(max, logits[candidates[j]]);
+        }
+        return max;
     }
 
     /// <summary>

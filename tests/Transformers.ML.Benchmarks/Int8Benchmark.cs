@@ -148,24 +148,21 @@ internal static class Int8Benchmark
             double rateGreedy = 0, rateSampled = 0;
             for (int round = 0; round < 3; round++)
             {
-                foreach ((DecodingSettings settings, bool isGreedy) in new[] { (greedy, true), (sampled, false) })
-                {
-                    OnnxBenchmark.Settle();
-                    var clock = Stopwatch.StartNew();
-                    double rate = generator.GenerateTokens(batchPrompts, settings).Sum(g => g.Count) / clock.Elapsed.TotalSeconds;
-                    if (isGreedy)
-                    {
-                        rateGreedy = Math.Max(rateGreedy, rate);
-                    }
-                    else
-                    {
-                        rateSampled = Math.Max(rateSampled, rate);
-                    }
-                }
+                rateGreedy = Math.Max(rateGreedy, Rate(generator, batchPrompts, greedy));
+                rateSampled = Math.Max(rateSampled, Rate(generator, batchPrompts, sampled));
             }
             table.Add(new BenchmarkRow("onnx.int8", $"{measure}, {tokens} tokens, batch {batch}: sampled / greedy tokens/s", rateSampled / rateGreedy, "x", ">= 0.9",
                 $"greedy {rateGreedy:N0} tokens/s, sampled {rateSampled:N0} tokens/s (temperature 0.8, top-k 40, top-p 0.95, repetition penalty 1.1); 8-token prompts, best of 3 alternating rounds"));
         }
+    }
+
+    /// <summary>Tokens/s of one generation (the tokens it returned), after the previous generator's session threads went idle.</summary>
+    private static double Rate(OnnxTextGenerator generator, List<IReadOnlyList<int>> batch, DecodingSettings settings)
+    {
+        OnnxBenchmark.Settle();
+        var clock = Stopwatch.StartNew();
+        List<int>[] generated = generator.GenerateTokens(batch, settings);
+        return generated.Sum(g => g.Count) / clock.Elapsed.TotalSeconds;
     }
 
     private static double Ratio(string fp32, string int8) => (double)new FileInfo(fp32).Length / new FileInfo(int8).Length;
@@ -213,14 +210,6 @@ internal static class Int8Benchmark
     private static void GenerationRows(ResultsTable table, string measure, (string Cache, OnnxTextGenerator F32, OnnxTextGenerator I8, OnnxTextGenerator? Bound)[] layouts, int tokens,
         Func<int, List<IReadOnlyList<int>>> prompts, string notes, int boundProducts = 0)
     {
-        double Rate(OnnxTextGenerator generator, List<IReadOnlyList<int>> batch, DecodingSettings settings)
-        {
-            OnnxBenchmark.Settle(); // the previous generator's session threads idle first
-            var clock = Stopwatch.StartNew();
-            List<int>[] generated = generator.GenerateTokens(batch, settings);
-            return generated.Sum(g => g.Count) / clock.Elapsed.TotalSeconds;
-        }
-
         foreach ((string cache, OnnxTextGenerator f32, OnnxTextGenerator i8, OnnxTextGenerator? bound) in layouts)
         {
             foreach (int batch in new[] { 1, 8 })

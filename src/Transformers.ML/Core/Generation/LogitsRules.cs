@@ -124,7 +124,9 @@ internal sealed class LogitsRules
             {
                 count = KeepMinP(logits, MinP, candidates, count);
             }
-            return Draw(logits, candidates, count, weights, random.NextDouble());
+            // Top-p leaves each candidate's exp(logit - max) in weights, and neither it nor min-p drops the most likely,
+            // so the max and those values stand: the draw only adds them up again.
+            return Draw(logits, candidates, count, weights, weighed: TopP < 1.0, random.NextDouble());
         }
         finally
         {
@@ -406,16 +408,17 @@ internal sealed class LogitsRules
 
     /// <summary>
     /// Min-p over the candidates: a token stays when its probability is at least <paramref name="minP"/> times the most
-    /// likely one's, that is when exp(logit - max) >= minP (the softmax's normalisation cancels). Returns the number left.
+    /// likely one's, that is when logit - max >= ln(minP) (the softmax's normalisation cancels). Returns the number left.
     /// </summary>
     private static int KeepMinP(float[] logits, double minP, int[] candidates, int count)
     {
         float max = Largest(logits, candidates, count);
+        double bar = Math.Log(minP);
         int kept = 0;
         for (int j = 0; j < count; j++)
         {
             int i = candidates[j];
-            if (Math.Exp(logits[i] - max) < minP)
+            if (logits[i] - max < bar)
             {
                 logits[i] = float.NegativeInfinity;
             }
@@ -437,10 +440,22 @@ internal sealed class LogitsRules
     /// <summary>
     /// One token drawn from the softmax of the candidates' logits with <paramref name="u"/> in [0, 1): the first whose
     /// cumulative probability, in index order, passes u. The most likely when u is within rounding of 1.
+    /// <paramref name="weighed"/>: <paramref name="weights"/> already hold the candidates' exp(logit - max).
     /// </summary>
-    private static int Draw(float[] logits, int[] candidates, int count, double[] weights, double u)
+    private static int Draw(float[] logits, int[] candidates, int count, double[] weights, bool weighed, double u)
     {
-        double total = Exponentials(logits, candidates, count, weights), sum = 0;
+        double total = 0, sum = 0;
+        if (weighed)
+        {
+            for (int j = 0; j < count; j++)
+            {
+                total += weights[candidates[j]];
+            }
+        }
+        else
+        {
+            total = Exponentials(logits, candidates, count, weights);
+        }
         for (int j = 0; j < count; j++)
         {
             sum += weights[candidates[j]] / total;

@@ -280,6 +280,7 @@ internal static class OnnxBenchmark
         {
             var parameters = new Microsoft.ML.OnnxRuntimeGenAI.GeneratorParams(genAi);
             parameters.SetSearchOption("max_length", prompt.Length + tokens);
+            parameters.SetSearchOption("do_sample", false);
             return parameters;
         }
         int[] Generate(Microsoft.ML.OnnxRuntimeGenAI.Generator generator)
@@ -293,7 +294,7 @@ internal static class OnnxBenchmark
         }
         using Microsoft.ML.OnnxRuntimeGenAI.GeneratorParams rewoundParameters = Parameters();
         using var rewound = new Microsoft.ML.OnnxRuntimeGenAI.Generator(genAi, rewoundParameters);
-        double genAiRate = 0, rewoundRate = 0, oursRate = 0, torchRate = 0, setUp = double.MaxValue;
+        double genAiRate = 0, rewoundRate = 0, oursRate = 0, torchRate = 0, setUp = double.MaxValue, selfSeeded = double.MaxValue;
         int[]? theirs = null, again = null;
         List<int>? mine = null;
         for (int round = 0; round < 3; round++)
@@ -307,6 +308,14 @@ internal static class OnnxBenchmark
                 theirs = Generate(generator);
             }
             genAiRate = Math.Max(genAiRate, theirs.Length / clock.Elapsed.TotalSeconds);
+            // The set-up when GenAI seeds its sampler itself (random_seed -1: a model saved without a Seed), greedy as well.
+            using (Microsoft.ML.OnnxRuntimeGenAI.GeneratorParams parameters = Parameters())
+            {
+                parameters.SetSearchOption("random_seed", -1);
+                clock.Restart();
+                using var generator = new Microsoft.ML.OnnxRuntimeGenAI.Generator(genAi, parameters);
+                selfSeeded = Math.Min(selfSeeded, clock.Elapsed.TotalMilliseconds);
+            }
             Settle();
             clock.Restart();
             rewound.RewindTo(0);
@@ -329,7 +338,7 @@ internal static class OnnxBenchmark
         string what = $"GPT Small generation through ONNX Runtime GenAI{(shared ? " (shared cache buffers)" : "")}";
         string compared = $"ours on the same graph (ONNX Runtime) {oursRate:N0} tokens/s, TorchSharp {torchRate:N0}; greedy";
         table.Add(new BenchmarkRow("onnx", $"{what}, a new Generator each time, {tokens} new tokens, batch 1", genAiRate, "tokens/s", "-",
-            $"{compared}; tokens {Same(theirs!)}; best of 3; making the Generator took {setUp:F1} ms of each generation"));
+            $"{compared}; tokens {Same(theirs!)}; best of 3; making the Generator took {setUp:F2} ms of each generation (random_seed {model.Generation.Seed?.ToString() ?? "-1"} from the model's saved Seed; {selfSeeded:F1} ms with random_seed -1, where GenAI seeds itself)"));
         table.Add(new BenchmarkRow("onnx", $"{what}, one Generator rewound (RewindTo(0)) each time, {tokens} new tokens, batch 1", rewoundRate, "tokens/s", "-",
             $"{compared}; tokens {Same(again!)}; best of 3, in the same rounds as the row above"));
     }

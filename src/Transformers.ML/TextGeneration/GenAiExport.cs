@@ -15,6 +15,41 @@ internal static class GenAiExport
     public const string ModelFile = "model.onnx";
     public const string ConfigFile = "genai_config.json";
 
+    /// <summary>
+    /// GenAI's search section: the model's saved generation settings as GenAI's defaults, in the names and meanings it shares
+    /// with Hugging Face's generation config (do_sample, temperature, top_k, top_p, repetition_penalty, no_repeat_ngram_size,
+    /// random_seed), so that a Generator made without search options decodes as the model's own Generate does. GenAI has no
+    /// min-p, and GenAI 0.18 parses no_repeat_ngram_size without applying it (see <see cref="TextGenerationTransformer.ExportToOnnxRuntimeGenAI"/>).
+    /// max_length is the context length: GenAI counts the prompt in it and does not slide the window.
+    /// </summary>
+    internal static JsonObject Search(GenerationOptions generation, int contextLength, bool sharedBuffers)
+    {
+        generation.Validate();
+        bool sample = !generation.IsGreedy;
+        return new JsonObject
+        {
+            ["do_sample"] = sample,
+            ["num_beams"] = 1,
+            ["num_return_sequences"] = 1,
+            ["max_length"] = contextLength,
+            ["min_length"] = 0,
+            // GenAI rejects a temperature of 0 or less when it samples; greedy decoding does not read it.
+            ["temperature"] = sample ? generation.Temperature : 1.0,
+            // 0 is GenAI's "no top-k" too (it then samples from top_p's nucleus, the whole vocabulary at 1).
+            ["top_k"] = sample ? generation.TopK : 1,
+            ["top_p"] = generation.TopP,
+            ["repetition_penalty"] = generation.RepetitionPenalty,
+            ["length_penalty"] = 1.0,
+            ["no_repeat_ngram_size"] = generation.NoRepeatNgramSize,
+            ["diversity_penalty"] = 0.0,
+            ["early_stopping"] = true,
+            // -1: GenAI draws a fresh seed for each Generator, as a null Seed does here.
+            ["random_seed"] = generation.Seed ?? -1,
+            // With SharedCacheBuffers GenAI allocates (batch, heads, max_length, head size) buffers and binds them as past and present.
+            ["past_present_share_buffer"] = sharedBuffers,
+        };
+    }
+
     public static void Write(TextGenerationTransformer model, string folder, OnnxExportOptions options)
     {
         AtomicFile.CreateFolder(folder, "ExportToOnnxRuntimeGenAI");
@@ -64,24 +99,7 @@ internal static class GenAiExport
                     },
                 },
             },
-            ["search"] = new JsonObject
-            {
-                ["do_sample"] = false,
-                ["num_beams"] = 1,
-                ["num_return_sequences"] = 1,
-                ["max_length"] = c.MaxSequenceLength,
-                ["min_length"] = 0,
-                ["temperature"] = 1.0,
-                ["top_k"] = 1,
-                ["top_p"] = 1.0,
-                ["repetition_penalty"] = 1.0,
-                ["length_penalty"] = 1.0,
-                ["no_repeat_ngram_size"] = 0,
-                ["diversity_penalty"] = 0.0,
-                ["early_stopping"] = true,
-                // With SharedCacheBuffers GenAI allocates (batch, heads, max_length, head size) buffers and binds them as past and present.
-                ["past_present_share_buffer"] = shared,
-            },
+            ["search"] = Search(model.Generation, c.MaxSequenceLength, shared),
         };
         if (OnnxKeyValueCache.PastKey(0) != "past_key_0" || OnnxKeyValueCache.PresentValue(0) != "present_value_0")
         {

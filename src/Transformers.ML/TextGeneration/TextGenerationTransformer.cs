@@ -210,7 +210,11 @@ public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposab
     /// caches: the input and output names, sizes and end-of-text id), and for a byte-level BPE tokenizer vocab.json,
     /// merges.txt and tokenizer_config.json. GenAI generates up to the context length (it does not slide the window). With
     /// <see cref="OnnxExportOptions.SharedCacheBuffers"/> the config says past_present_share_buffer and GenAI writes the
-    /// caches in place too.
+    /// caches in place too. The config's search section is <see cref="Generation"/>: greedy or sampled (do_sample),
+    /// temperature, top-k, top-p, repetition penalty and seed (random_seed), so that a Generator made without search options
+    /// decodes as <see cref="Generate(string, GenerationOptions?)"/> does (GenAI's own random numbers, so not the same
+    /// sampled text); SetSearchOption overrides them. GenAI has no min-p (<see cref="GenerationOptions.MinP"/> is not
+    /// written), and GenAI 0.18 reads no_repeat_ngram_size without applying it; stop strings are the caller's.
     /// </summary>
     public void ExportToOnnxRuntimeGenAI(string folder, OnnxExportOptions? options = null)
     {

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using Microsoft.ML;
 using Microsoft.ML.OnnxRuntimeGenAI;
 using Transformers.ML.Core.Generation;
@@ -6,6 +7,7 @@ using Transformers.ML.Tests.TextGeneration;
 using static TorchSharp.torch;
 using GenAiGenerator = Microsoft.ML.OnnxRuntimeGenAI.Generator;
 using GenAiModel = Microsoft.ML.OnnxRuntimeGenAI.Model;
+using Tensor = TorchSharp.torch.Tensor;
 
 namespace Transformers.ML.Tests.Onnx;
 
@@ -27,6 +29,94 @@ public sealed class GenAiTests
         {
             GenAiMatches(model, shared);
         }
+    }
+
+    [TestMethod]
+    public void TheSearchSectionIsTheModelsGenerationSettings()
+    {
+        JsonObject greedy = GenAiExport.Search(new GenerationOptions { Temperature = 0, TopK = 40, RepetitionPenalty = 1.2 }, 256, sharedBuffers: false);
+        Assert.IsFalse(greedy["do_sample"]!.GetValue<bool>());
+        Assert.AreEqual(1, greedy["top_k"]!.GetValue<int>(), "GenAI's greedy choice");
+        Assert.AreEqual(1.0, greedy["temperature"]!.GetValue<double>(), "GenAI rejects a temperature of 0");
+        Assert.AreEqual(1.2, greedy["repetition_penalty"]!.GetValue<double>());
+        Assert.AreEqual(-1, greedy["random_seed"]!.GetValue<int>(), "no seed: a fresh one per Generator");
+        Assert.AreEqual(256, greedy["max_length"]!.GetValue<int>());
+        Assert.IsFalse(greedy["past_present_share_buffer"]!.GetValue<bool>());
+
+        var options = new GenerationOptions { Temperature = 0.7, TopK = 40, TopP = 0.9, RepetitionPenalty = 1.1, NoRepeatNgramSize = 3, Seed = 5 };
+        JsonObject sampled = GenAiExport.Search(options, 128, sharedBuffers: true);
+        Assert.IsTrue(sampled["do_sample"]!.GetValue<bool>());
+        Assert.AreEqual(0.7, sampled["temperature"]!.GetValue<double>());
+        Assert.AreEqual(40, sampled["top_k"]!.GetValue<int>());
+        Assert.AreEqual(0.9, sampled["top_p"]!.GetValue<double>());
+        Assert.AreEqual(1.1, sampled["repetition_penalty"]!.GetValue<double>());
+        Assert.AreEqual(3, sampled["no_repeat_ngram_size"]!.GetValue<int>());
+        Assert.AreEqual(5, sampled["random_seed"]!.GetValue<int>());
+        Assert.IsTrue(sampled["past_present_share_buffer"]!.GetValue<bool>());
+
+        options.TopP = 1.5;
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => GenAiExport.Search(options, 128, sharedBuffers: false));
+    }
+
+    /// <summary>
+    /// A Generator made without search options decodes with the model's saved settings: the repetition penalty of greedy
+    /// decoding gives our tokens, and sampling with a seed draws the same text twice, only among our top k, not all greedy.
+    /// </summary>
+    [TestMethod]
+    public void OnnxRuntimeGenAIDecodesWithTheModelsSavedSettings()
+    {
+        var ml = new MLContext(seed: 1);
+        TextGenerationOptions options = TextGenerationTests.Tiny();
+        options.Tokenizer = TokenizerKind.BytePairEncoding;
+        options.VocabularySize = 400;
+        options.Epochs = 1;
+        options.BatchesPerEpoch = 20;
+        using TextGenerationTransformer model = ml.Transformers().TextGeneration(options).Fit(TextGenerationTests.Load(ml, TestData.ShakespeareHead[..40_000]));
+        int[] prompt = model.Tokenizer.Encode("ROMEO:\nWhat light").ToArray();
+        int endOfText = model.Tokenizer.EndOfTextId;
+        using var stepper = new TorchCausalStepper(model.Model, CPU);
+        using var oga = new OgaHandle();
+
+        model.Generation.Temperature = 0;
+        model.Generation.RepetitionPenalty = 1.5;
+        List<int> plain = CausalDecoding.Generate(stepper, new[] { prompt }, new DecodingSettings { MaxNewTokens = model.Model.ContextLength - prompt.Length, EndOfTextId = endOfText })[0];
+        List<int> ours = CausalDecoding.Generate(stepper, new[] { prompt }, model.Generation.ToDecodingSettings(endOfText) with { MaxNewTokens = model.Model.ContextLength - prompt.Length })[0];
+        CollectionAssert.AreNotEqual(plain, ours, "the penalty changes this model's greedy text");
+        CollectionAssert.AreEqual(ours, GenerateFromConfig(model, prompt), $"ours: {model.Tokenizer.Decode(ours)}");
+
+        model.Generation.Temperature = 0.9;
+        model.Generation.TopK = 5;
+        model.Generation.RepetitionPenalty = 1.0;
+        model.Generation.Seed = 11;
+        List<int> first = GenerateFromConfig(model, prompt);
+        CollectionAssert.AreEqual(first, GenerateFromConfig(model, prompt), "random_seed from the config");
+        int[] sequence = prompt.Concat(first).ToArray();
+        using (no_grad())
+        {
+            using Tensor ids = tensor(sequence.Select(t => (long)t).ToArray(), new long[] { 1, sequence.Length });
+            using Tensor logits = model.Model.Forward(ids);
+            int notGreedy = 0;
+            for (int i = 0; i < first.Count; i++)
+            {
+                float[] row = logits[0, prompt.Length - 1 + i].data<float>().ToArray();
+                int rank = row.Count(v => v > row[first[i]]);
+                Assert.IsLessThan(5, rank, $"token {i} ({first[i]}) ranks {rank} among our logits; top-k is 5");
+                notGreedy += rank > 0 ? 1 : 0;
+            }
+            Assert.IsGreaterThan(0, notGreedy, "do_sample from the config: some tokens are not the most likely");
+        }
+    }
+
+    /// <summary>GenAI's tokens from a fresh export of <paramref name="model"/>, with no search option but max_length.</summary>
+    private static List<int> GenerateFromConfig(TextGenerationTransformer model, int[] prompt)
+    {
+        string folder = TestUtil.TempPath("-genai-settings");
+        model.ExportToOnnxRuntimeGenAI(folder);
+        using var genAi = new GenAiModel(folder);
+        using var parameters = new GeneratorParams(genAi);
+        parameters.SetSearchOption("max_length", model.Model.ContextLength);
+        using var generator = new GenAiGenerator(genAi, parameters);
+        return Generate(generator, prompt, model.Tokenizer.EndOfTextId);
     }
 
     /// <summary>The export (with or without shared cache buffers) generates our greedy tokens in ONNX Runtime GenAI.</summary>

@@ -17,7 +17,7 @@ namespace Transformers.ML.Benchmarks;
 /// <summary>ONNX rows: ONNX Runtime against TorchSharp (eager) latency per model at batch 1 and 16; generation tokens/s with the cache.</summary>
 internal static class OnnxBenchmark
 {
-    private static readonly SessionOptions Optimised = new() { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+    private static readonly SessionOptions Optimised = new() { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR };
 
     public static void Run(ResultsTable table, BenchmarkOptions options)
     {

@@ -1,7 +1,9 @@
 // The GPT model as one ONNX graph with a key/value cache (the layout of Hugging Face's decoder exports):
 // input_ids (batch, sequence) int64 and past_key_i / past_value_i (batch, heads, past, head_dim) -> logits
 // (batch, sequence, vocabulary) and present_key_i / present_value_i (batch, heads, past + sequence, head_dim).
-// A first call passes a past of length 0. The tokenizer and the configuration travel in the model's metadata.
+// A first call passes a past of length 0. An optional int64 scalar logits_to_keep (Hugging Face's name; default 0, every
+// position) asks for the scores of the last positions only: a generator feeds 1, so that a long prompt's step does not
+// project every position onto the vocabulary. The tokenizer and the configuration travel in the model's metadata.
 using Onnx;
 using Transformers.ML.Core.IO;
 using Transformers.ML.Core.Tokenization;
@@ -19,6 +21,9 @@ internal static class GptOnnxExport
     /// <summary>Output name of the next-token scores (batch, sequence, vocabulary).</summary>
     public const string Logits = "logits";
 
+    /// <summary>Optional input: how many of the last positions get scores (0, the default: all).</summary>
+    public const string LogitsToKeep = "logits_to_keep";
+
     public static ModelProto Build(GptModel model, TextTokenizer tokenizer, OnnxExportOptions? options = null)
     {
         TransformerConfig config = model.Config;
@@ -28,7 +33,8 @@ internal static class GptOnnxExport
         bool shared = options?.SharedCacheBuffers ?? false;
         string ids = graph.Input(InputIds, DataType.Int64, "batch", "sequence");
         string x = blocks.CachedDecoder(ids, model.Embedding, config, shared);
-        graph.Output(blocks.TiedLogits(x, "embedding"), Logits, DataType.Float, "batch", "sequence", model.VocabularySize);
+        string logits = blocks.TiedLogits(x, "embedding", graph.OptionalInput(LogitsToKeep, 0));
+        graph.Output(logits, Logits, DataType.Float, "batch", "kept_sequence", model.VocabularySize);
         return graph.ToModel(new Dictionary<string, string>
         {
             ["capability"] = TextGenerationTransformer.Capability,

@@ -16,6 +16,7 @@ public sealed class OnnxTextGenerator : IDisposable
     private readonly InferenceSession _session;
     private readonly TransformerConfig _config;
     private readonly bool _sharedBuffers;
+    private readonly bool _keepsLastLogits;
 
     private OnnxTextGenerator(InferenceSession session, string source)
     {
@@ -23,6 +24,8 @@ public sealed class OnnxTextGenerator : IDisposable
         IReadOnlyDictionary<string, string> metadata = OnnxModels.Metadata(session, source, TextGenerationTransformer.Capability);
         _config = TransformerConfig.FromJson(metadata["config"]);
         _sharedBuffers = OnnxSharedCache.IsShared(metadata);
+        // Exports before logits_to_keep project every position; they still generate the same tokens.
+        _keepsLastLogits = session.OverridableInitializerMetadata.ContainsKey(GptOnnxExport.LogitsToKeep) || session.InputMetadata.ContainsKey(GptOnnxExport.LogitsToKeep);
         Tokenizer = TextTokenizer.FromDefinition(TokenizerDefinition.FromJson(metadata["tokenizer"], source), source);
     }
 
@@ -62,6 +65,10 @@ public sealed class OnnxTextGenerator : IDisposable
         return CausalDecoding.Generate(stepper, prompts, settings);
     }
 
+    /// <summary>logits_to_keep = 1: the steps need the last position's scores only.</summary>
+    private OrtValue? LastLogitsOnly() =>
+        _keepsLastLogits ? OrtValue.CreateTensorValueFromMemory(new long[] { 1 }, Array.Empty<long>()) : null;
+
     /// <summary>The stepper for the graph's cache layout (a shared-buffer graph always keeps its cache).</summary>
     private ICausalStepper NewStepper(bool useCache) => _sharedBuffers ? new SharedBufferStepper(this) : new Stepper(this, useCache);
 
@@ -71,6 +78,7 @@ public sealed class OnnxTextGenerator : IDisposable
     /// </summary>
     private sealed class Stepper(OnnxTextGenerator owner, bool useCache) : ICausalStepper
     {
+        private readonly OrtValue? _lastOnly = owner.LastLogitsOnly();
         private OnnxKeyValueCache? _cache;
 
         public int ContextLength => owner.ContextLength;
@@ -88,7 +96,14 @@ public sealed class OnnxTextGenerator : IDisposable
                 _cache = new OnnxKeyValueCache(owner._config, rows);
             }
             using OrtValue input = OrtValue.CreateTensorValueFromMemory(CausalDecoding.Flatten(ids), new long[] { rows, length });
-            return _cache.Step(owner._session, new List<string> { GptOnnxExport.InputIds }, new List<OrtValue> { input }, GptOnnxExport.Logits);
+            var names = new List<string> { GptOnnxExport.InputIds };
+            var values = new List<OrtValue> { input };
+            if (_lastOnly is not null)
+            {
+                names.Add(GptOnnxExport.LogitsToKeep);
+                values.Add(_lastOnly);
+            }
+            return _cache.Step(owner._session, names, values, GptOnnxExport.Logits);
         }
 
         public void ResetCache()
@@ -97,7 +112,11 @@ public sealed class OnnxTextGenerator : IDisposable
             _cache = null;
         }
 
-        public void Dispose() => ResetCache();
+        public void Dispose()
+        {
+            ResetCache();
+            _lastOnly?.Dispose();
+        }
     }
 
     /// <summary>
@@ -107,6 +126,7 @@ public sealed class OnnxTextGenerator : IDisposable
     /// </summary>
     private sealed class SharedBufferStepper(OnnxTextGenerator owner) : ICausalStepper
     {
+        private readonly OrtValue? _lastOnly = owner.LastLogitsOnly();
         private OnnxSharedCache? _cache;
 
         public int ContextLength => owner.ContextLength;
@@ -122,13 +142,21 @@ public sealed class OnnxTextGenerator : IDisposable
                 _cache?.Dispose();
                 _cache = null; // so that a failed allocation below leaves no disposed cache behind
                 _cache = new OnnxSharedCache(owner._session, owner._config, ids.Count, ContextLength);
+                if (_lastOnly is not null)
+                {
+                    _cache.BindFixed(GptOnnxExport.LogitsToKeep, _lastOnly);
+                }
             }
             return _cache.Step(GptOnnxExport.InputIds, CausalDecoding.Flatten(ids), ids[0].Count, GptOnnxExport.Logits);
         }
 
         public void ResetCache() => _cache?.Reset();
 
-        public void Dispose() => _cache?.Dispose();
+        public void Dispose()
+        {
+            _cache?.Dispose();
+            _lastOnly?.Dispose();
+        }
     }
 
     /// <summary>Frees the ONNX Runtime session.</summary>

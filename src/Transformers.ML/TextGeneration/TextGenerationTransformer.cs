@@ -191,8 +191,10 @@ public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposab
 
     /// <summary>
     /// Exports the model to ONNX (opset 17) with its key/value cache: inputs input_ids (batch, sequence) and past_key_i /
-    /// past_value_i (batch, heads, past, head_dim); outputs logits and present_key_i / present_value_i. The tokenizer and
-    /// configuration are in the model's metadata: <see cref="OnnxTextGenerator.Load"/> needs no other file. Written atomically.
+    /// past_value_i (batch, heads, past, head_dim), and the optional int64 scalar logits_to_keep (default 0: every position's
+    /// logits; k: the last k positions', as Hugging Face's argument; the ONNX Runtime generator feeds 1); outputs logits and
+    /// present_key_i / present_value_i. The tokenizer and configuration are in the model's metadata:
+    /// <see cref="OnnxTextGenerator.Load"/> needs no other file. Written atomically.
     /// </summary>
     public void ExportToOnnx(string path) => ExportToOnnx(path, new OnnxExportOptions());
 

@@ -2,6 +2,7 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
+using Onnx;
 using Transformers.ML.Core.IO;
 using Transformers.ML.ImageClassification;
 using Transformers.ML.Core.Onnx;
@@ -20,7 +21,7 @@ namespace Transformers.ML.Tests.Onnx;
 public sealed class OnnxExportTests
 {
     private static InferenceSession Session(string path) =>
-        new(path, new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL });
+        new(path, new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR });
 
     private static float[] Run(InferenceSession session, string output, params NamedOnnxValue[] inputs)
     {
@@ -397,6 +398,18 @@ public sealed class OnnxExportTests
                 using var first = session.Run(feeds);
                 float[] prompt = first.Single(r => r.Name == "logits").AsTensor<float>().ToArray();
                 Assert.IsLessThan(1e-4, MaxAbsDiff(prompt, expected.narrow(1, 0, length)), $"batch {batch}, length {length}");
+                // logits_to_keep: the last k positions' scores (k = 0 or beyond the sequence: all), the cache the same.
+                foreach (int keep in new[] { 1, 3, length, length + 4, 0 })
+                {
+                    var kept = new List<NamedOnnxValue>(feeds) { NamedOnnxValue.CreateFromTensor(GptOnnxExport.LogitsToKeep, new DenseTensor<long>(new long[] { keep }, Array.Empty<int>())) };
+                    using var run = session.Run(kept);
+                    Tensor<float> scores = run.Single(r => r.Name == "logits").AsTensor<float>();
+                    int positions = keep is 0 || keep > length ? length : keep;
+                    CollectionAssert.AreEqual(new[] { batch, positions, model.Model.VocabularySize }, scores.Dimensions.ToArray(), $"logits_to_keep {keep}");
+                    Assert.IsLessThan(1e-4, MaxAbsDiff(scores.ToArray(), expected.narrow(1, length - positions, positions)), $"logits_to_keep {keep}");
+                    Assert.AreEqual(0.0, MaxAbsDiff(run.Single(r => r.Name == "present_value_0").AsTensor<float>().ToArray(),
+                        first.Single(r => r.Name == "present_value_0").AsTensor<float>().ToArray()), $"logits_to_keep {keep}: the cache");
+                }
                 var next = new List<NamedOnnxValue> { NamedOnnxValue.CreateFromTensor("input_ids", Ids(ids.narrow(1, length, 3))) };
                 for (int l = 0; l < layers; l++)
                 {
@@ -453,6 +466,81 @@ public sealed class OnnxExportTests
         using var cancelled = new CancellationTokenSource();
         cancelled.Cancel();
         Assert.Throws<OperationCanceledException>(() => TestUtil.Pieces(generator.GenerateStreaming("ROMEO:", sampling, cancelled.Token)));
+    }
+
+    /// <summary>
+    /// The generator asks for the last position's scores only (logits_to_keep = 1) on both cache layouts, and still runs an
+    /// export made before the input existed: the same greedy text either way.
+    /// </summary>
+    [TestMethod]
+    public void TheGeneratorKeepsOnlyTheLastPositionsLogitsAndRunsOlderExports()
+    {
+        var ml = new MLContext(seed: 1);
+        using TextGenerationTransformer model = TrainGpt(ml);
+        var greedy = new GenerationOptions { MaxNewTokens = 30, Temperature = 0 };
+        string expected = model.Generate("ROMEO:", greedy);
+
+        // The kept rows are the very values of every position's rows, float32 and int8 (whose input is quantized whole).
+        long[] ids = model.Tokenizer.Encode("ROMEO:\nWhat light through yonder window").Select(t => (long)t).ToArray();
+        foreach (OnnxQuantization quantization in new[] { OnnxQuantization.None, OnnxQuantization.DynamicInt8 })
+        {
+            string path = TestUtil.TempPath(".onnx");
+            model.ExportToOnnx(path, new OnnxExportOptions { Quantization = quantization });
+            using InferenceSession session = Session(path);
+            float[] Scores(long? keep)
+            {
+                var feeds = new List<NamedOnnxValue> { NamedOnnxValue.CreateFromTensor("input_ids", new DenseTensor<long>(ids, new[] { 1, ids.Length })) };
+                for (int l = 0; l < model.Model.Config.NumLayers; l++)
+                {
+                    feeds.Add(NamedOnnxValue.CreateFromTensor($"past_key_{l}", new DenseTensor<float>(new[] { 1, model.Model.Config.NumHeads, 0, model.Model.Config.HeadKeyDimension })));
+                    feeds.Add(NamedOnnxValue.CreateFromTensor($"past_value_{l}", new DenseTensor<float>(new[] { 1, model.Model.Config.NumHeads, 0, model.Model.Config.HeadKeyDimension })));
+                }
+                if (keep is long k)
+                {
+                    feeds.Add(NamedOnnxValue.CreateFromTensor(GptOnnxExport.LogitsToKeep, new DenseTensor<long>(new[] { k }, Array.Empty<int>())));
+                }
+                using var results = session.Run(feeds);
+                return results.Single(r => r.Name == "logits").AsTensor<float>().ToArray();
+            }
+            float[] all = Scores(null);
+            int vocabulary = model.Model.VocabularySize;
+            foreach (long keep in new long[] { 1, 4 })
+            {
+                CollectionAssert.AreEqual(all[^(int)(keep * vocabulary)..], Scores(keep), $"{quantization}, logits_to_keep {keep}");
+            }
+        }
+
+        foreach (bool shared in new[] { false, true })
+        {
+            ModelProto graph = GptOnnxExport.Build(model.Model, model.Tokenizer, new OnnxExportOptions { SharedCacheBuffers = shared });
+            TensorProto keep = graph.Graph.Initializer.Single(t => t.Name == GptOnnxExport.LogitsToKeep);
+            Assert.AreEqual(0L, BitConverter.ToInt64(keep.RawData.ToByteArray()), "by default every position");
+
+            // A default of -1 drops the first position, which leaves a one-token step no scores: only a generator that
+            // feeds logits_to_keep on every step generates from this graph.
+            keep.RawData = Google.Protobuf.ByteString.CopyFrom(BitConverter.GetBytes(-1L));
+            string fed = TestUtil.TempPath(".onnx");
+            OnnxGraph.Save(graph, fed);
+            using (OnnxTextGenerator generator = OnnxTextGenerator.Load(fed))
+            {
+                Assert.AreEqual(expected, generator.Generate("ROMEO:", greedy), $"shared buffers {shared}: logits_to_keep fed");
+            }
+
+            // An export from before logits_to_keep: the input gone, every position's scores.
+            graph.Graph.Input.Remove(graph.Graph.Input.Single(i => i.Name == GptOnnxExport.LogitsToKeep));
+            keep.RawData = Google.Protobuf.ByteString.CopyFrom(BitConverter.GetBytes(0L));
+            string older = TestUtil.TempPath(".onnx");
+            OnnxGraph.Save(graph, older);
+            using (InferenceSession session = Session(older))
+            {
+                Assert.IsFalse(session.OverridableInitializerMetadata.ContainsKey(GptOnnxExport.LogitsToKeep));
+                Assert.IsFalse(session.InputMetadata.ContainsKey(GptOnnxExport.LogitsToKeep));
+            }
+            using (OnnxTextGenerator generator = OnnxTextGenerator.Load(older))
+            {
+                Assert.AreEqual(expected, generator.Generate("ROMEO:", greedy), $"shared buffers {shared}: an export without logits_to_keep");
+            }
+        }
     }
 
     [TestMethod]

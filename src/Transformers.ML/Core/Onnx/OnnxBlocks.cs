@@ -58,10 +58,13 @@ internal sealed class OnnxBlocks
     /// x (..., in) times an int8 (in, out) matrix with one scale per column: x quantized to uint8 at run time (per tensor),
     /// the integer product, and both scales applied (DynamicQuantizeLinear + MatMulInteger, which ONNX Runtime fuses).
     /// </summary>
-    private string IntegerProduct(string x, string weight, string scale)
+    /// <param name="keep">Multiply only the last rows of x (<see cref="LastPositions"/>), after x is quantized as a whole, so
+    /// that they get the integers and the scale they get without it; null: every row.</param>
+    private string IntegerProduct(string x, string weight, string scale, string? keep = null)
     {
         string[] quantized = Graph.OpN("DynamicQuantizeLinear", 3, new[] { x }); // uint8 x, its scale, its zero point
-        string product = Graph.Op("MatMulInteger", new[] { quantized[0], weight, quantized[2] });
+        string rows = keep is null ? quantized[0] : LastPositions(quantized[0], keep);
+        string product = Graph.Op("MatMulInteger", new[] { rows, weight, quantized[2] });
         string floats = Graph.Op("Cast", new[] { product }, ("to", (long)global::Onnx.TensorProto.Types.DataType.Float));
         return Graph.Op("Mul", new[] { floats, Graph.Op("Mul", new[] { quantized[1], scale }) });
     }
@@ -422,13 +425,29 @@ internal sealed class OnnxBlocks
     /// <see cref="TokenEmbedding"/> (called first; for int8 its int8 rows and scales) through a Transpose node, which ONNX
     /// Runtime folds once at load: the file holds the matrix once.
     /// </summary>
-    public string TiedLogits(string hidden, string prefix)
+    /// <summary>
+    /// The last <paramref name="keep"/> positions of (batch, sequence, width) values, every position when keep is 0 or at
+    /// least the sequence (Hugging Face's logits_to_keep): a generator's prompt step needs only the last position's scores.
+    /// </summary>
+    private string LastPositions(string hidden, string keep)
+    {
+        string start = Graph.Op("Neg", new[] { Graph.Op("Unsqueeze", new[] { keep, Graph.Longs(0) }) });
+        return Graph.Op("Slice", new[] { hidden, start, Graph.Longs(long.MaxValue), Graph.Longs(1) });
+    }
+
+    /// <summary>
+    /// The scores over the vocabulary: (batch, sequence, width) times the token table's transpose. With
+    /// <paramref name="keep"/> (an int64 scalar, <see cref="LastPositions"/>) only the last positions' scores, the same
+    /// values as those rows of every position's: int8 weights quantize the whole input first and then multiply the kept rows.
+    /// </summary>
+    public string TiedLogits(string hidden, string prefix, string? keep = null)
     {
         if (!_quantize)
         {
-            return Graph.Op("MatMul", new[] { hidden, Graph.Op("Transpose", new[] { prefix + ".tokens.weight" }, ("perm", new long[] { 1, 0 })) });
+            string rows = keep is null ? hidden : LastPositions(hidden, keep);
+            return Graph.Op("MatMul", new[] { rows, Graph.Op("Transpose", new[] { prefix + ".tokens.weight" }, ("perm", new long[] { 1, 0 })) });
         }
         (string table, string scales) = QuantizedTable(prefix);
-        return IntegerProduct(hidden, Graph.Op("Transpose", new[] { table }, ("perm", new long[] { 1, 0 })), scales);
+        return IntegerProduct(hidden, Graph.Op("Transpose", new[] { table }, ("perm", new long[] { 1, 0 })), scales, keep);
     }
 }

@@ -39,6 +39,16 @@ internal sealed class OnnxGraph
     }
 
     /// <summary>
+    /// An int64 scalar input that a caller may leave out: an initializer of the same name holds its default (ONNX Runtime
+    /// calls it an overridable initializer and does not fold it into constants).
+    /// </summary>
+    public string OptionalInput(string name, long defaultValue)
+    {
+        Input(name, DataType.Int64);
+        return Initializer(name, DataType.Int64, Array.Empty<long>(), BitConverter.GetBytes(defaultValue), reserved: true);
+    }
+
+    /// <summary>
     /// Makes <paramref name="value"/> the graph output <paramref name="name"/>. A node's output is renamed in place (the
     /// nodes that read it, and later ones through <see cref="Resolve"/>, use the new name): an Identity node would copy the
     /// tensor at every run, for a decoder's present keys and values the whole cache at every step. A graph input or a value

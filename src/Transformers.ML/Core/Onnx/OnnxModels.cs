@@ -13,7 +13,10 @@ internal static class OnnxModels
         }
         try
         {
-            options ??= new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+            // Errors only, as ONNX Runtime GenAI logs: at the default level ONNX Runtime warns on every load of a GPT export
+            // that its optional input logits_to_keep (an initializer listed among the inputs, ONNX's way to give an input a
+            // default) "will not be treated as constant", which is what that input is for.
+            options ??= new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR };
             return new InferenceSession(path, options);
         }
         catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or EntryPointNotFoundException)

@@ -113,6 +113,16 @@ public sealed class TransformersCatalog
     }
 
     /// <summary>
+    /// The same metrics of an exported GPT run by ONNX Runtime (<see cref="OnnxTextGenerator.Evaluate"/>), over the same
+    /// windows: e.g. the perplexity an int8 export gives up against its float32 model.
+    /// </summary>
+    public TextGenerationMetrics EvaluateTextGeneration(OnnxTextGenerator generator, IDataView data, string textColumnName = "Text")
+    {
+        ArgumentNullException.ThrowIfNull(generator);
+        return generator.Evaluate(Core.DataView.TextColumns.Read(data, textColumnName));
+    }
+
+    /// <summary>
     /// Trains a Vision Transformer classifier on an image column and a label column (Key: multiclass; Boolean: binary). The
     /// column names given here override those of <paramref name="options"/>.
     /// </summary>

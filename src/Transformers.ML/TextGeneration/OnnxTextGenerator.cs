@@ -58,6 +58,65 @@ public sealed class OnnxTextGenerator : IDisposable
         return TextGenerator.GenerateStreaming(Tokenizer, ContextLength, prompt, options, null, () => NewStepper(options.UseKeyValueCache), cancellation);
     }
 
+    /// <summary>
+    /// How well the exported model predicts <paramref name="documents"/>: cross-entropy per token, perplexity and bits per
+    /// character over the same consecutive windows of the context as <see cref="TransformersCatalog.EvaluateTextGeneration(TextGenerationTransformer, Microsoft.ML.IDataView, string)"/>
+    /// on the TorchSharp model, so that an export (int8, say) can be checked against the model it came from.
+    /// </summary>
+    public TextGenerationMetrics Evaluate(IReadOnlyList<string> documents)
+    {
+        using var run = new RunOptions();
+        OnnxSharedCache? shared = _sharedBuffers ? new OnnxSharedCache(_session, _config, 1, ContextLength) : null;
+        try
+        {
+            return TextGenerationMetrics.Compute(Tokenizer, ContextLength, documents, (input, target) =>
+            {
+                // logits_to_keep left out: every position's scores.
+                if (shared is not null)
+                {
+                    shared.Reset();
+                    return shared.Step(GptOnnxExport.InputIds, input, input.Length, GptOnnxExport.Logits, scores => NegativeLogLikelihood(scores, target));
+                }
+                using var cache = new OnnxKeyValueCache(_config, 1);
+                using OrtValue ids = OrtValue.CreateTensorValueFromMemory(input, new long[] { 1, input.Length });
+                var names = new List<string> { GptOnnxExport.InputIds };
+                var values = new List<OrtValue> { ids };
+                cache.AddInputs(names, values);
+                using IDisposableReadOnlyCollection<OrtValue> outputs = _session.Run(run, names, values, new[] { GptOnnxExport.Logits });
+                return NegativeLogLikelihood(outputs[0], target);
+            });
+        }
+        finally
+        {
+            shared?.Dispose();
+        }
+    }
+
+    /// <summary>The summed -log softmax(scores[0, t])[target[t]] over the positions t of one row's (1, T, V) scores.</summary>
+    private static double NegativeLogLikelihood(OrtValue scores, long[] target)
+    {
+        long[] shape = scores.GetTensorTypeAndShape().Shape;
+        int vocabulary = (int)shape[2];
+        if (shape[0] != 1 || shape[1] != target.Length)
+        {
+            throw new InvalidOperationException($"Expected the scores of 1 x {target.Length} positions; the graph gave [{string.Join(", ", shape)}].");
+        }
+        ReadOnlySpan<float> flat = scores.GetTensorDataAsSpan<float>();
+        double sum = 0;
+        for (int t = 0; t < target.Length; t++)
+        {
+            ReadOnlySpan<float> row = flat.Slice(t * vocabulary, vocabulary);
+            float max = System.Numerics.Tensors.TensorPrimitives.Max(row);
+            double total = 0;
+            foreach (float v in row)
+            {
+                total += Math.Exp(v - max);
+            }
+            sum += max + Math.Log(total) - row[(int)target[t]];
+        }
+        return sum;
+    }
+
     /// <summary>The new tokens of each prompt (all of one length), without the end-of-text token.</summary>
     internal List<int>[] GenerateTokens(IReadOnlyList<IReadOnlyList<int>> prompts, DecodingSettings settings, bool useCache = true)
     {

@@ -1,3 +1,4 @@
+using Transformers.ML.Core.Tokenization;
 using Transformers.ML.Core.Training;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -22,28 +23,38 @@ public sealed record TextGenerationMetrics
     /// <summary>Bits per character, comparable across tokenizers.</summary>
     public double BitsPerCharacter => Characters == 0 ? double.NaN : CrossEntropy * Tokens / Characters / Math.Log(2);
 
+    /// <summary>The TorchSharp model's scores (<see cref="GptModel.Forward"/>) over <see cref="Compute(TextTokenizer, int, IReadOnlyList{string}, Func{long[], long[], double})"/>'s windows.</summary>
     internal static TextGenerationMetrics Compute(TextGenerationTransformer model, IReadOnlyList<string> documents)
     {
-        var ids = model.Tokenizer.EncodeDocuments(documents).ToList();
-        if (ids.Count < 2)
-        {
-            throw new InvalidOperationException($"The evaluation text gives {ids.Count} token(s); at least 2 are needed to score a prediction.");
-        }
-
-        int context = model.Model.ContextLength;
-        double sum = 0;
-        long count = 0;
         model.Model.eval();
         using var noGrad = no_grad();
-        // Consecutive windows: every token after the first is predicted once, from up to a context of earlier ones.
-        for (int start = 0; start + 1 < ids.Count; start += context)
+        return Compute(model.Tokenizer, model.Model.ContextLength, documents, (input, target) =>
         {
             using var scope = NewDisposeScope();
-            int length = Math.Min(context, ids.Count - 1 - start);
-            Tensor input = tensor(ids.GetRange(start, length).ToArray(), device: model.Device).unsqueeze(0);
-            Tensor target = tensor(ids.GetRange(start + 1, length).ToArray(), device: model.Device);
-            Tensor logits = model.Model.Forward(input).squeeze(0);
-            sum += F.cross_entropy(logits, target, reduction: nn.Reduction.Sum).item<float>();
+            Tensor logits = model.Model.Forward(tensor(input, device: model.Device).unsqueeze(0)).squeeze(0);
+            return F.cross_entropy(logits, tensor(target, device: model.Device), reduction: nn.Reduction.Sum).item<float>();
+        });
+    }
+
+    /// <summary>
+    /// The documents' tokens (end-of-text between documents) in consecutive windows of up to <paramref name="context"/>
+    /// tokens: every token after the first is predicted once, from up to a context of earlier ones.
+    /// <paramref name="windowLoss"/>(input, target) is the summed negative log-likelihood of target[i] after input[..i].
+    /// </summary>
+    internal static TextGenerationMetrics Compute(TextTokenizer tokenizer, int context, IReadOnlyList<string> documents, Func<long[], long[], double> windowLoss)
+    {
+        ArgumentNullException.ThrowIfNull(documents);
+        long[] ids = tokenizer.EncodeDocuments(documents);
+        if (ids.Length < 2)
+        {
+            throw new InvalidOperationException($"The evaluation text gives {ids.Length} token(s); at least 2 are needed to score a prediction.");
+        }
+        double sum = 0;
+        long count = 0;
+        for (int start = 0; start + 1 < ids.Length; start += context)
+        {
+            int length = Math.Min(context, ids.Length - 1 - start);
+            sum += windowLoss(ids[start..(start + length)], ids[(start + 1)..(start + 1 + length)]);
             count += length;
         }
         return new TextGenerationMetrics

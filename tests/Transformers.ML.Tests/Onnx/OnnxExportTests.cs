@@ -543,6 +543,52 @@ public sealed class OnnxExportTests
         }
     }
 
+    /// <summary>
+    /// An export's cross-entropy over held-out text, both cache layouts: the TorchSharp model's (same windows, same tokens)
+    /// for float32, close to it for int8, and of several documents joined by the end of text as the model's evaluation joins them.
+    /// </summary>
+    [TestMethod]
+    public void AnExportIsEvaluatedOverTheModelsWindows()
+    {
+        var ml = new MLContext(seed: 1);
+        using TextGenerationTransformer model = TrainGpt(ml); // trained on the first 20,000 characters
+        IDataView heldOut = TextGenerationTests.Load(ml, TestData.ShakespeareHead[20_000..24_000], TestData.ShakespeareHead[30_000..31_500]);
+        TextGenerationMetrics expected = ml.Transformers().EvaluateTextGeneration(model, heldOut);
+        Assert.IsGreaterThan(3L * model.Model.ContextLength, expected.Tokens, "several windows, the last one partial");
+        foreach (bool shared in new[] { false, true })
+        {
+            foreach (OnnxQuantization quantization in new[] { OnnxQuantization.None, OnnxQuantization.DynamicInt8 })
+            {
+                string path = TestUtil.TempPath(".onnx");
+                model.ExportToOnnx(path, new OnnxExportOptions { Quantization = quantization, SharedCacheBuffers = shared });
+                using OnnxTextGenerator generator = OnnxTextGenerator.Load(path);
+                TextGenerationMetrics found = ml.Transformers().EvaluateTextGeneration(generator, heldOut);
+                string what = $"{quantization}, shared buffers {shared}";
+                Assert.AreEqual(expected.Tokens, found.Tokens, what);
+                Assert.AreEqual(expected.Characters, found.Characters, what);
+                double tolerance = quantization == OnnxQuantization.None ? 1e-5 : 0.02;
+                Assert.AreEqual(expected.CrossEntropy, found.CrossEntropy, tolerance * expected.CrossEntropy, $"{what}: {found.CrossEntropy} against {expected.CrossEntropy}");
+                if (quantization == OnnxQuantization.DynamicInt8)
+                {
+                    Assert.AreNotEqual(expected.CrossEntropy, found.CrossEntropy, 1e-7, $"{what}: int8 weights change the scores");
+                }
+            }
+        }
+        using (OnnxTextGenerator generator = OnnxTextGenerator.Load(Export(model)))
+        {
+            var error = Assert.ThrowsExactly<InvalidOperationException>(() => generator.Evaluate(new[] { "a" }));
+            StringAssert.Contains(error.Message, "at least 2 are needed");
+            Assert.ThrowsExactly<ArgumentNullException>(() => generator.Evaluate(null!));
+        }
+    }
+
+    private static string Export(TextGenerationTransformer model)
+    {
+        string path = TestUtil.TempPath(".onnx");
+        model.ExportToOnnx(path);
+        return path;
+    }
+
     [TestMethod]
     public void SharedCacheBufferExportGeneratesTheSameTextWithoutCopyingTheCache()
     {

@@ -83,7 +83,11 @@ internal sealed class OnnxSharedCache : IDisposable
     /// the attention mask of the past and new positions, the buffers; the last position's <paramref name="scoresOutput"/>
     /// (rows, V) out. ONNX Runtime has written the new keys and values into the buffers after the past ones.
     /// </summary>
-    public float[][] Step(string idsName, long[] ids, int length, string scoresOutput)
+    public float[][] Step(string idsName, long[] ids, int length, string scoresOutput) =>
+        Step(idsName, ids, length, scoresOutput, OnnxKeyValueCache.LastPosition);
+
+    /// <summary>A step as <see cref="Step(string, long[], int, string)"/>, whose scores (rows, length, V) <paramref name="read"/> reads before they are freed.</summary>
+    public T Step<T>(string idsName, long[] ids, int length, string scoresOutput, Func<OrtValue, T> read)
     {
         int total = Length + length;
         if (total > Capacity)
@@ -98,7 +102,7 @@ internal sealed class OnnxSharedCache : IDisposable
         _binding.BindOutputToDevice(scoresOutput, OrtMemoryInfo.DefaultInstance);
         _session.RunWithBinding(StepOptions, _binding);
         using IDisposableReadOnlyCollection<OrtValue> outputs = _binding.GetOutputValues();
-        float[][] scores = OnnxKeyValueCache.LastPosition(outputs[outputs.Count - 1]); // bound last: the scores
+        T scores = read(outputs[outputs.Count - 1]); // bound last: the scores
         Length = total;
         return scores;
     }

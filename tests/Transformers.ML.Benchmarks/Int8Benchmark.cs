@@ -413,57 +413,12 @@ internal static class Int8Benchmark
             gpt.ExportToOnnx(int8, Int8);
             using OnnxTextGenerator a = OnnxTextGenerator.Load(fp32), b = OnnxTextGenerator.Load(int8);
 
-            // Perplexity per token on the held-out tenth: non-overlapping windows of the context, every position scored.
-            int[] ids = a.Tokenizer.Encode(book[split..]).ToArray();
-            int context = gpt.Model.ContextLength, windows = Math.Min(options.Quick ? 20 : 300, (ids.Length - 1) / context);
-            double Perplexity(string path)
-            {
-                using var session = new InferenceSession(path, Optimised());
-                var config = gpt.Model.Config;
-                double nll = 0;
-                long count = 0;
-                foreach (int[] chunk in Enumerable.Range(0, windows).Chunk(16))
-                {
-                    var input = new DenseTensor<long>(new[] { chunk.Length, context });
-                    for (int r = 0; r < chunk.Length; r++)
-                    {
-                        for (int t = 0; t < context; t++)
-                        {
-                            input[r, t] = ids[chunk[r] * context + t];
-                        }
-                    }
-                    var feeds = new List<NamedOnnxValue> { NamedOnnxValue.CreateFromTensor("input_ids", input) };
-                    for (int l = 0; l < config.NumLayers; l++)
-                    {
-                        feeds.Add(NamedOnnxValue.CreateFromTensor($"past_key_{l}", new DenseTensor<float>(new[] { chunk.Length, config.NumHeads, 0, config.HeadKeyDimension })));
-                        feeds.Add(NamedOnnxValue.CreateFromTensor($"past_value_{l}", new DenseTensor<float>(new[] { chunk.Length, config.NumHeads, 0, config.HeadValueDimension })));
-                    }
-                    using var results = session.Run(feeds);
-                    float[] logits = results.First(r => r.Name == "logits").AsTensor<float>().ToArray();
-                    int vocabulary = gpt.Model.VocabularySize;
-                    for (int r = 0; r < chunk.Length; r++)
-                    {
-                        for (int t = 0; t < context; t++)
-                        {
-                            var row = logits.AsSpan((r * context + t) * vocabulary, vocabulary);
-                            float max = float.MinValue;
-                            foreach (float v in row)
-                            {
-                                max = Math.Max(max, v);
-                            }
-                            double sum = 0;
-                            foreach (float v in row)
-                            {
-                                sum += Math.Exp(v - max);
-                            }
-                            nll += max + Math.Log(sum) - row[ids[chunk[r] * context + t + 1]];
-                            count++;
-                        }
-                    }
-                }
-                return Math.Exp(nll / count);
-            }
-            double perplexity = Perplexity(fp32), perplexityInt8 = Perplexity(int8);
+            // Perplexity per token on the held-out tenth (a 40th in --quick runs), through each export: the library's
+            // evaluation of an export, consecutive windows of the context, every position scored (OnnxTextGenerator.Evaluate).
+            string[] heldOut = { book[split..(options.Quick ? split + (book.Length - split) / 4 : book.Length)] };
+            TextGenerationMetrics metrics = a.Evaluate(heldOut), metricsInt8 = b.Evaluate(heldOut);
+            double perplexity = metrics.Perplexity, perplexityInt8 = metricsInt8.Perplexity;
+            int[] ids = a.Tokenizer.Encode(heldOut[0]).ToArray(); // the generation rows' prompts
 
             // Generation: the shared loop over each export, greedy, 256 tokens, batch 1 and 8; the standard graphs, and the
             // graphs whose caches are shared buffers written in place (SharedCacheBuffers), where no step copies the cache.
@@ -480,7 +435,7 @@ internal static class Int8Benchmark
                 "ONNX Runtime, greedy, key/value cache, best of 3 alternating rounds", products);
             string sample = b.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 80, Temperature = 0.8, TopK = 40, Seed = 1 }).Replace("\n", " / ");
             table.Add(new BenchmarkRow("onnx.int8", "GPT: held-out perplexity change int8 / fp32", (perplexityInt8 / perplexity - 1) * 100, "%", "within +-2",
-                $"fp32 {perplexity:F3}, int8 {perplexityInt8:F3} per token ({gpt.TokenizerKind}) on {windows * context:N0} held-out tokens; {source}; file {Ratio(fp32, int8):F1}x smaller; int8 sample \"ROMEO:{sample}\""));
+                $"fp32 {perplexity:F3}, int8 {perplexityInt8:F3} per token ({gpt.TokenizerKind}) on {metrics.Tokens:N0} held-out tokens; {source}; file {Ratio(fp32, int8):F1}x smaller; int8 sample \"ROMEO:{sample}\""));
         }
     }
 

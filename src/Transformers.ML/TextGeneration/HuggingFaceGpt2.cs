@@ -137,8 +137,9 @@ internal static class HuggingFaceGpt2
     }
 
     /// <summary>
-    /// For a byte-level BPE tokenizer: vocab.json, merges.txt and tokenizer_config.json as Hugging Face's GPT2Tokenizer (and
-    /// ONNX Runtime GenAI's tokenizer) read them, end-of-text included. Returns false (and writes nothing) for other kinds.
+    /// For a byte-level BPE tokenizer: vocab.json and merges.txt (Hugging Face's GPT2Tokenizer), tokenizer.json (its fast
+    /// tokenizer's one file, which ONNX Runtime GenAI's Tokenizer reads) and tokenizer_config.json, end-of-text included.
+    /// Returns false (and writes nothing) for other kinds.
     /// </summary>
     internal static bool WriteGpt2TokenizerFiles(TextTokenizer tokenizer, string folder)
     {
@@ -159,7 +160,60 @@ internal static class HuggingFaceGpt2
             ["model_max_length"] = 1_000_000,
         };
         AtomicFile.Write(Path.Combine(folder, "tokenizer_config.json"), s => JsonSerializer.Serialize(s, config, new JsonSerializerOptions { WriteIndented = true }));
+        AtomicFile.Write(Path.Combine(folder, "tokenizer.json"), s => JsonSerializer.Serialize(s, FastTokenizer(vocabulary, tokenizer.Definition.Merges!, tokenizer.EndOfTextId)));
         return true;
+    }
+
+    /// <summary>
+    /// Hugging Face tokenizers' tokenizer.json of a byte-level BPE as GPT-2's: GPT-2's pre-tokenization pattern over UTF-8
+    /// bytes (ByteLevel, no prefix space), the BPE vocabulary and merges, end-of-text as the one special token.
+    /// </summary>
+    private static JsonObject FastTokenizer(Dictionary<string, int> vocabulary, IReadOnlyList<string> merges, int endOfText)
+    {
+        JsonObject ByteLevel(bool addPrefixSpace, bool trimOffsets) => new()
+        {
+            ["type"] = "ByteLevel",
+            ["add_prefix_space"] = addPrefixSpace,
+            ["trim_offsets"] = trimOffsets,
+            ["use_regex"] = true,
+        };
+        var vocab = new JsonObject();
+        foreach ((string token, int id) in vocabulary.OrderBy(p => p.Value))
+        {
+            vocab[token] = id;
+        }
+        return new JsonObject
+        {
+            ["version"] = "1.0",
+            ["truncation"] = null,
+            ["padding"] = null,
+            ["added_tokens"] = new JsonArray(new JsonObject
+            {
+                ["id"] = endOfText,
+                ["content"] = ByteLevelBpe.EndOfText,
+                ["single_word"] = false,
+                ["lstrip"] = false,
+                ["rstrip"] = false,
+                ["normalized"] = true,
+                ["special"] = true,
+            }),
+            ["normalizer"] = null,
+            ["pre_tokenizer"] = ByteLevel(addPrefixSpace: false, trimOffsets: true),
+            ["post_processor"] = ByteLevel(addPrefixSpace: true, trimOffsets: false),
+            ["decoder"] = ByteLevel(addPrefixSpace: true, trimOffsets: true),
+            ["model"] = new JsonObject
+            {
+                ["type"] = "BPE",
+                ["dropout"] = null,
+                ["unk_token"] = null,
+                ["continuing_subword_prefix"] = "",
+                ["end_of_word_suffix"] = "",
+                ["fuse_unk"] = false,
+                ["byte_fallback"] = false,
+                ["vocab"] = vocab,
+                ["merges"] = new JsonArray(merges.Select(m => (JsonNode?)JsonValue.Create(m)).ToArray()),
+            },
+        };
     }
 
     /// <summary>GPT-2's tensors (with or without the "transformer." prefix) under our names.</summary>

@@ -124,13 +124,26 @@ public sealed class GenAiTests
     {
         string folder = TestUtil.TempPath("-genai");
         model.ExportToOnnxRuntimeGenAI(folder, new OnnxExportOptions { SharedCacheBuffers = shared });
-        foreach (string file in new[] { "model.onnx", "genai_config.json", "vocab.json", "merges.txt", "tokenizer_config.json" })
+        foreach (string file in new[] { "model.onnx", "genai_config.json", "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json" })
         {
             Assert.IsTrue(File.Exists(Path.Combine(folder, file)), file);
         }
 
         int[] prompt = model.Tokenizer.Encode("ROMEO:\nWhat light").ToArray();
         int newTokens = Math.Min(24, model.Model.ContextLength - prompt.Length);
+        // GenAI's own tokenizer, from the files written beside the model, encodes as ours and decodes back.
+        using (var probeOga = new OgaHandle())
+        using (var probeModel = new GenAiModel(folder))
+        using (var tokenizer = new Tokenizer(probeModel))
+        {
+            foreach (string text in new[] { "ROMEO:\nWhat light", "  Two spaces, tabs\tand é, ü, 東京, emoji 🙂.\n\nEnd" })
+            {
+                using Sequences ids = tokenizer.Encode(text);
+                int[] encoded = ids[0].ToArray();
+                CollectionAssert.AreEqual(model.Tokenizer.Encode(text).ToArray(), encoded, $"GenAI's tokenizer on '{text}'");
+                Assert.AreEqual(text, tokenizer.Decode(encoded));
+            }
+        }
         using var stepper = new TorchCausalStepper(model.Model, CPU);
         List<int> ours = CausalDecoding.Generate(stepper, new[] { prompt }, new DecodingSettings { MaxNewTokens = newTokens, EndOfTextId = model.Tokenizer.EndOfTextId })[0];
 

@@ -137,19 +137,19 @@ internal static class HuggingFaceGpt2
     }
 
     /// <summary>
-    /// For a byte-level BPE tokenizer: vocab.json and merges.txt (Hugging Face's GPT2Tokenizer), tokenizer.json (its fast
-    /// tokenizer's one file, which ONNX Runtime GenAI's Tokenizer reads) and tokenizer_config.json, end-of-text included.
-    /// Returns false (and writes nothing) for other kinds.
+    /// For a byte-level BPE tokenizer (learned, or GPT-2's): vocab.json and merges.txt (Hugging Face's GPT2Tokenizer),
+    /// tokenizer.json (its fast tokenizer's one file, which ONNX Runtime GenAI's Tokenizer reads) and tokenizer_config.json,
+    /// end-of-text included. Returns false (and writes nothing) for a character tokenizer.
     /// </summary>
     internal static bool WriteGpt2TokenizerFiles(TextTokenizer tokenizer, string folder)
     {
-        if (tokenizer.Kind != TokenizerKind.BytePairEncoding)
+        if (tokenizer.BpeTables() is not var (learned, merges))
         {
             return false;
         }
-        var vocabulary = new Dictionary<string, int>(tokenizer.Definition.Vocabulary!) { [ByteLevelBpe.EndOfText] = tokenizer.EndOfTextId };
+        var vocabulary = new Dictionary<string, int>(learned) { [ByteLevelBpe.EndOfText] = tokenizer.EndOfTextId };
         AtomicFile.Write(Path.Combine(folder, "vocab.json"), s => JsonSerializer.Serialize(s, vocabulary));
-        AtomicFile.Write(Path.Combine(folder, "merges.txt"), s => s.Write(System.Text.Encoding.UTF8.GetBytes("#version: 0.2\n" + string.Join("\n", tokenizer.Definition.Merges!) + "\n")));
+        AtomicFile.Write(Path.Combine(folder, "merges.txt"), s => s.Write(System.Text.Encoding.UTF8.GetBytes("#version: 0.2\n" + string.Join("\n", merges) + "\n")));
         var config = new Dictionary<string, object>
         {
             ["tokenizer_class"] = "GPT2Tokenizer",
@@ -160,7 +160,7 @@ internal static class HuggingFaceGpt2
             ["model_max_length"] = 1_000_000,
         };
         AtomicFile.Write(Path.Combine(folder, "tokenizer_config.json"), s => JsonSerializer.Serialize(s, config, new JsonSerializerOptions { WriteIndented = true }));
-        AtomicFile.Write(Path.Combine(folder, "tokenizer.json"), s => JsonSerializer.Serialize(s, FastTokenizer(vocabulary, tokenizer.Definition.Merges!, tokenizer.EndOfTextId)));
+        AtomicFile.Write(Path.Combine(folder, "tokenizer.json"), s => JsonSerializer.Serialize(s, FastTokenizer(vocabulary, merges, tokenizer.EndOfTextId)));
         return true;
     }
 

@@ -172,7 +172,8 @@ public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposab
 
     /// <summary>
     /// Writes the model as a Hugging Face GPT-2 checkpoint (config.json, model.safetensors with GPT-2's names,
-    /// the tokenizer; vocab.json, merges.txt and tokenizer.json for a BPE tokenizer), so that PyTorch can continue from it.
+    /// the tokenizer; vocab.json, merges.txt and tokenizer.json for a byte-level BPE, learned or GPT-2's), so that PyTorch
+    /// can continue from it.
     /// </summary>
     public void ExportToHuggingFace(string folder) => HuggingFaceGpt2.Export(Model, Tokenizer, folder);
 
@@ -209,9 +210,9 @@ public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposab
     /// <summary>
     /// Writes the model in the folder layout ONNX Runtime GenAI (Microsoft.ML.OnnxRuntimeGenAI) loads: model.onnx (the
     /// export of <see cref="ExportToOnnx(string)"/>), genai_config.json (a decoder-only model with separate key and value
-    /// caches: the input and output names, sizes and end-of-text id), and for a byte-level BPE tokenizer vocab.json,
-    /// merges.txt, tokenizer.json and tokenizer_config.json (GenAI's Tokenizer reads them and encodes as this model's
-    /// tokenizer; GPT-2's own vocabulary is not written: take it from the checkpoint's folder). GenAI generates up to the context length (it does not slide the window). With
+    /// caches: the input and output names, sizes and end-of-text id), and for a byte-level BPE tokenizer (learned, or
+    /// GPT-2's) vocab.json, merges.txt, tokenizer.json and tokenizer_config.json (GenAI's Tokenizer reads them and encodes
+    /// as this model's tokenizer; a character tokenizer has no such files). GenAI generates up to the context length (it does not slide the window). With
     /// <see cref="OnnxExportOptions.SharedCacheBuffers"/> the config says past_present_share_buffer and GenAI writes the
     /// caches in place too. The config's search section is <see cref="Generation"/>: greedy or sampled (do_sample),
     /// temperature, top-k, top-p, repetition penalty and seed (random_seed), so that a Generator made without search options

@@ -119,6 +119,47 @@ public sealed class GenAiTests
         return Generate(generator, prompt, model.Tokenizer.EndOfTextId);
     }
 
+    /// <summary>
+    /// A model with GPT-2's own vocabulary (an imported or fine-tuned GPT-2): vocab.json, merges.txt and tokenizer.json are
+    /// GPT-2's, recovered from the tiktoken table, and GenAI's tokenizer reads them into our ids.
+    /// </summary>
+    [TestMethod]
+    public void GenAIsTokenizerReadsGpt2sVocabularyFromOurFiles()
+    {
+        var ml = new MLContext(seed: 1);
+        TextGenerationOptions options = TextGenerationTests.Tiny();
+        options.Tokenizer = TokenizerKind.Gpt2;
+        options.Epochs = 1;
+        options.BatchesPerEpoch = 2;
+        using TextGenerationTransformer model = ml.Transformers().TextGeneration(options).Fit(TextGenerationTests.Load(ml, TestData.ShakespeareHead[..5_000]));
+        Assert.AreEqual(TokenizerKind.Gpt2, model.TokenizerKind);
+        string folder = TestUtil.TempPath("-genai-gpt2");
+        model.ExportToOnnxRuntimeGenAI(folder);
+        string[] merges = File.ReadAllLines(Path.Combine(folder, "merges.txt"));
+        Assert.AreEqual("#version: 0.2", merges[0]);
+        Assert.AreEqual(50_001, merges.Length, "GPT-2's 50,000 merges");
+        Assert.AreEqual("Ġ t", merges[1], "GPT-2's first merge");
+        var vocabulary = System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, int>>(File.ReadAllText(Path.Combine(folder, "vocab.json")))!;
+        Assert.AreEqual(50_257, vocabulary.Count);
+        Assert.AreEqual(50_256, vocabulary["<|endoftext|>"]);
+        Assert.AreEqual(464, vocabulary["The"]);
+        // The recovered tables, as a BPE of their own, encode a longer text as GPT-2's tiktoken tokenizer does.
+        string shakespeare = TestData.ShakespeareHead[..40_000];
+        var recovered = Transformers.ML.Core.Tokenization.ByteLevelBpe.Create(vocabulary.Where(p => p.Key != "<|endoftext|>").ToDictionary(), merges[1..]);
+        CollectionAssert.AreEqual(model.Tokenizer.Encode(shakespeare).ToArray(), recovered.EncodeToIds(shakespeare).ToArray(), "40,000 characters of Shakespeare");
+
+        using var oga = new OgaHandle();
+        using var genAi = new GenAiModel(folder);
+        using var tokenizer = new Tokenizer(genAi);
+        foreach (string text in new[] { "ROMEO:\nBut soft, what light through yonder window breaks?", "  Two spaces, tabs\tand é, ü, 東京, emoji 🙂 -- it's 1,234.5!\n\nEnd" })
+        {
+            using Sequences ids = tokenizer.Encode(text);
+            int[] encoded = ids[0].ToArray();
+            CollectionAssert.AreEqual(model.Tokenizer.Encode(text).ToArray(), encoded, $"GenAI's tokenizer on '{text}'");
+            Assert.AreEqual(text, tokenizer.Decode(encoded));
+        }
+    }
+
     /// <summary>The export (with or without shared cache buffers) generates our greedy tokens in ONNX Runtime GenAI.</summary>
     private static void GenAiMatches(TextGenerationTransformer model, bool shared)
     {

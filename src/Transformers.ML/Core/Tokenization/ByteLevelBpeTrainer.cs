@@ -165,6 +165,56 @@ internal static partial class ByteLevelBpe
         }
     }
 
+    /// <summary>
+    /// The vocabulary (GPT-2's printable symbols) and the merges, in order, of a byte-level BPE given as tiktoken's ranks
+    /// (a token's bytes -> its id, which is its merge rank): the merge that made a token is the last step of BPE over its
+    /// bytes with only the ranks below its own, which leaves two parts. So GPT-2's vocab.json and merges.txt are written
+    /// from Microsoft.ML.Tokenizers' tiktoken tables.
+    /// </summary>
+    public static (Dictionary<string, int> Vocabulary, List<string> Merges) FromRanks(IReadOnlyDictionary<ReadOnlyMemory<byte>, int> ranks)
+    {
+        var byBytes = new Dictionary<string, int>(ranks.Count, StringComparer.Ordinal);
+        var vocabulary = new Dictionary<string, int>(ranks.Count, StringComparer.Ordinal);
+        foreach ((ReadOnlyMemory<byte> bytes, int rank) in ranks)
+        {
+            string symbols = string.Concat(bytes.ToArray().Select(Symbol));
+            byBytes[symbols] = rank;
+            vocabulary[symbols] = rank;
+        }
+        var merges = new List<(int Rank, string Merge)>();
+        foreach ((string token, int rank) in byBytes)
+        {
+            if (token.Length == 1)
+            {
+                continue;
+            }
+            List<string> parts = token.Select(c => c.ToString()).ToList(); // one symbol per byte
+            while (parts.Count > 2)
+            {
+                int best = -1, bestRank = int.MaxValue;
+                for (int i = 0; i + 1 < parts.Count; i++)
+                {
+                    if (byBytes.TryGetValue(parts[i] + parts[i + 1], out int r) && r < rank && r < bestRank)
+                    {
+                        (best, bestRank) = (i, r);
+                    }
+                }
+                if (best < 0)
+                {
+                    throw new InvalidDataException($"Token {rank} cannot be built from the tokens ranked below it: the ranks are not a byte-level BPE's.");
+                }
+                parts[best] += parts[best + 1];
+                parts.RemoveAt(best + 1);
+            }
+            if (parts.Count != 2 || !byBytes.ContainsKey(parts[0]) || !byBytes.ContainsKey(parts[1]))
+            {
+                throw new InvalidDataException($"Token {rank} is not the merge of two tokens: the ranks are not a byte-level BPE's.");
+            }
+            merges.Add((rank, parts[0] + " " + parts[1]));
+        }
+        return (vocabulary, merges.OrderBy(m => m.Rank).Select(m => m.Merge).ToList());
+    }
+
     /// <summary>The library's byte-level BPE tokenizer over a learned vocabulary and merge list.</summary>
     public static BpeTokenizer Create(IReadOnlyDictionary<string, int> vocabulary, IReadOnlyList<string> merges)
     {

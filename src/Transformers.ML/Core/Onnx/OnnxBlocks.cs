@@ -421,11 +421,6 @@ internal sealed class OnnxBlocks
     }
 
     /// <summary>
-    /// The tied pre-softmax projection: hidden (B, T, d) x token table^T -> logits (B, T, V). It reuses the table of
-    /// <see cref="TokenEmbedding"/> (called first; for int8 its int8 rows and scales) through a Transpose node, which ONNX
-    /// Runtime folds once at load: the file holds the matrix once.
-    /// </summary>
-    /// <summary>
     /// The last <paramref name="keep"/> positions of (batch, sequence, width) values, every position when keep is 0 or at
     /// least the sequence (Hugging Face's logits_to_keep): a generator's prompt step needs only the last position's scores.
     /// </summary>
@@ -436,9 +431,11 @@ internal sealed class OnnxBlocks
     }
 
     /// <summary>
-    /// The scores over the vocabulary: (batch, sequence, width) times the token table's transpose. With
-    /// <paramref name="keep"/> (an int64 scalar, <see cref="LastPositions"/>) only the last positions' scores, the same
-    /// values as those rows of every position's: int8 weights quantize the whole input first and then multiply the kept rows.
+    /// The tied pre-softmax projection: hidden (B, T, d) x token table^T -> logits (B, T, V). It reuses the table of
+    /// <see cref="TokenEmbedding"/> (called first; for int8 its int8 rows and scales) through a Transpose node, which ONNX
+    /// Runtime folds once at load: the file holds the matrix once. With <paramref name="keep"/> (an int64 scalar,
+    /// <see cref="LastPositions"/>) only the last positions' scores, the very values of those rows of every position's:
+    /// int8 weights quantize the whole input first and then multiply the kept rows.
     /// </summary>
     public string TiedLogits(string hidden, string prefix, string? keep = null)
     {

@@ -68,12 +68,19 @@ internal sealed class TextTokenizer
     /// The byte-level BPE's vocabulary (without end-of-text) and merges, as GPT-2's vocab.json and merges.txt hold them: a
     /// learned BPE's own, GPT-2's recovered from its tiktoken ranks (<see cref="ByteLevelBpe.FromRanks"/>); null for characters.
     /// </summary>
-    public (IReadOnlyDictionary<string, int> Vocabulary, IReadOnlyList<string> Merges)? BpeTables() => Kind switch
+    public (IReadOnlyDictionary<string, int> Vocabulary, IReadOnlyList<string> Merges)? BpeTables()
     {
-        TokenizerKind.BytePairEncoding => (Definition.Vocabulary!, Definition.Merges!),
-        TokenizerKind.Gpt2 => ByteLevelBpe.FromRanks(Gpt2Ranks()) is var (vocabulary, merges) ? (vocabulary, merges) : null,
-        _ => null,
-    };
+        switch (Kind)
+        {
+            case TokenizerKind.BytePairEncoding:
+                return (Definition.Vocabulary!, Definition.Merges!);
+            case TokenizerKind.Gpt2:
+                (Dictionary<string, int> vocabulary, List<string> merges) = ByteLevelBpe.FromRanks(Gpt2Ranks());
+                return (vocabulary, merges);
+            default:
+                return null;
+        }
+    }
 
     public IReadOnlyList<int> Encode(string text) => Inner.EncodeToIds(text);
 

@@ -25,6 +25,38 @@ public sealed class GenAiTests
         }
     }
 
+    /// <summary>
+    /// An int8 export: GenAI, which leaves logits_to_keep out, and our ONNX Runtime loop, which feeds 1, run the same graph
+    /// and pick the same greedy tokens, past a 20-token prompt (that the kept scores are bit for bit every position's is
+    /// OnnxExportTests' check; here the two loops agree end to end).
+    /// </summary>
+    [TestMethod]
+    public void OnAnInt8ExportGenAIPicksTheTokensOfOurOnnxRuntimeLoop()
+    {
+        using TextGenerationTransformer model = TrainWithBpe();
+        int[] prompt = model.Tokenizer.Encode("ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and").ToArray();
+        var settings = new DecodingSettings { MaxNewTokens = model.Model.ContextLength - prompt.Length, EndOfTextId = model.Tokenizer.EndOfTextId };
+        foreach (bool shared in new[] { false, true })
+        {
+            string folder = TestUtil.TempPath("-genai-int8");
+            model.ExportToOnnxRuntimeGenAI(folder, new OnnxExportOptions { SharedCacheBuffers = shared, Quantization = OnnxQuantization.DynamicInt8 });
+            List<int> ours;
+            using (OnnxTextGenerator generator = OnnxTextGenerator.Load(Path.Combine(folder, GenAiExport.ModelFile)))
+            {
+                ours = generator.GenerateTokens(new[] { prompt }, settings)[0];
+            }
+            using var oga = new OgaHandle();
+            using var genAi = new GenAiModel(folder);
+            using var parameters = new GeneratorParams(genAi);
+            parameters.SetSearchOption("max_length", model.Model.ContextLength);
+            parameters.SetSearchOption("do_sample", false);
+            using var genAiGenerator = new GenAiGenerator(genAi, parameters);
+            List<int> theirs = Generate(genAiGenerator, prompt, model.Tokenizer.EndOfTextId);
+            Assert.IsGreaterThan(5, ours.Count);
+            CollectionAssert.AreEqual(ours, theirs, $"int8, shared buffers {shared}; ours: {model.Tokenizer.Decode(ours)} | GenAI: {model.Tokenizer.Decode(theirs)}");
+        }
+    }
+
     [TestMethod]
     public void TheSearchSectionIsTheModelsGenerationSettings()
     {

@@ -66,12 +66,17 @@ public sealed class OnnxTextGenerator : IDisposable
     public TextGenerationMetrics Evaluate(IReadOnlyList<string> documents)
     {
         using var run = new RunOptions();
+        // logits_to_keep = 0: every position's scores, whatever the graph's default.
+        using OrtValue? every = _keepsLastLogits ? OrtValue.CreateTensorValueFromMemory(new long[] { 0 }, Array.Empty<long>()) : null;
         OnnxSharedCache? shared = _sharedBuffers ? new OnnxSharedCache(_session, _config, 1, ContextLength) : null;
         try
         {
+            if (shared is not null && every is not null)
+            {
+                shared.BindFixed(GptOnnxExport.LogitsToKeep, every);
+            }
             return TextGenerationMetrics.Compute(Tokenizer, ContextLength, documents, (input, target) =>
             {
-                // logits_to_keep left out: every position's scores.
                 if (shared is not null)
                 {
                     shared.Reset();
@@ -81,6 +86,11 @@ public sealed class OnnxTextGenerator : IDisposable
                 using OrtValue ids = OrtValue.CreateTensorValueFromMemory(input, new long[] { 1, input.Length });
                 var names = new List<string> { GptOnnxExport.InputIds };
                 var values = new List<OrtValue> { ids };
+                if (every is not null)
+                {
+                    names.Add(GptOnnxExport.LogitsToKeep);
+                    values.Add(every);
+                }
                 cache.AddInputs(names, values);
                 using IDisposableReadOnlyCollection<OrtValue> outputs = _session.Run(run, names, values, new[] { GptOnnxExport.Logits });
                 return NegativeLogLikelihood(outputs[0], target);

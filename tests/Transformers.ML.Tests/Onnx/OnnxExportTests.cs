@@ -574,6 +574,17 @@ public sealed class OnnxExportTests
                 }
             }
         }
+        // A graph whose logits_to_keep defaults to the last position: the evaluation asks for every position itself.
+        foreach (bool shared in new[] { false, true })
+        {
+            ModelProto graph = GptOnnxExport.Build(model.Model, model.Tokenizer, new OnnxExportOptions { SharedCacheBuffers = shared });
+            graph.Graph.Initializer.Single(t => t.Name == GptOnnxExport.LogitsToKeep).RawData = Google.Protobuf.ByteString.CopyFrom(BitConverter.GetBytes(1L));
+            string lastByDefault = TestUtil.TempPath(".onnx");
+            OnnxGraph.Save(graph, lastByDefault);
+            using OnnxTextGenerator generator = OnnxTextGenerator.Load(lastByDefault);
+            Assert.AreEqual(expected.CrossEntropy, generator.Evaluate(new[] { TestData.ShakespeareHead[20_000..24_000], TestData.ShakespeareHead[30_000..31_500] }).CrossEntropy,
+                1e-5 * expected.CrossEntropy, $"shared buffers {shared}, logits_to_keep 1 by default");
+        }
         using (OnnxTextGenerator generator = OnnxTextGenerator.Load(Export(model)))
         {
             var error = Assert.ThrowsExactly<InvalidOperationException>(() => generator.Evaluate(new[] { "a" }));

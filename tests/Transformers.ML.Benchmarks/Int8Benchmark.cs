@@ -153,10 +153,10 @@ internal static class Int8Benchmark
                     var values = new List<OrtValue> { OrtValue.CreateTensorValueFromMemory(ids, new long[] { batch, length }) };
                     for (int layer = 0; layer < config.NumLayers; layer++)
                     {
-                        foreach (string past in new[] { OnnxKeyValueCache.PastKey(layer), OnnxKeyValueCache.PastValue(layer) })
+                        foreach ((string past, int size) in new[] { (OnnxKeyValueCache.PastKey(layer), config.HeadKeyDimension), (OnnxKeyValueCache.PastValue(layer), config.HeadValueDimension) })
                         {
                             names.Add(past);
-                            values.Add(OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float, new long[] { batch, config.NumHeads, 0, config.HeadKeyDimension }));
+                            values.Add(OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float, new long[] { batch, config.NumHeads, 0, size }));
                         }
                     }
                     if (lastOnly)
@@ -164,9 +164,10 @@ internal static class Int8Benchmark
                         names.Add(GptOnnxExport.LogitsToKeep);
                         values.Add(OrtValue.CreateTensorValueFromMemory(new long[] { 1 }, Array.Empty<long>()));
                     }
+                    using var run = new RunOptions();
                     OnnxBenchmark.Settle();
                     var clock = Stopwatch.StartNew();
-                    using (IDisposableReadOnlyCollection<OrtValue> outputs = session.Run(new RunOptions(), names, values, session.OutputNames.OrderBy(n => n != GptOnnxExport.Logits).ToList()))
+                    using (IDisposableReadOnlyCollection<OrtValue> outputs = session.Run(run, names, values, session.OutputNames.OrderBy(n => n != GptOnnxExport.Logits).ToList()))
                     {
                         long[] shape = outputs[0].GetTensorTypeAndShape().Shape;
                         if (shape[1] != (lastOnly ? 1 : length))

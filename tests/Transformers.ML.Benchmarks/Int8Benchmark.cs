@@ -134,7 +134,7 @@ internal static class Int8Benchmark
 
     /// <summary>
     /// The prompt's step of the exported GPT through ONNX Runtime (float32 and int8, batch 1 and 8): every position's logits
-    /// (logits_to_keep left out, what the generator asked for until 2026-12-06 and what GenAI and an export's perplexity
+    /// (logits_to_keep left out, what the generator asked for until 2026-12-06 and what GenAI and an export's evaluation
     /// read) against the last position's (logits_to_keep = 1, what the generator feeds); alternating rounds, best of 3.
     /// </summary>
     private static void PromptRows(ResultsTable table, string name, TransformerConfig config, int vocabulary, string fp32, string int8)

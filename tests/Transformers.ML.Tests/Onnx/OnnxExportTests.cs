@@ -493,7 +493,7 @@ public sealed class OnnxExportTests
                 for (int l = 0; l < model.Model.Config.NumLayers; l++)
                 {
                     feeds.Add(NamedOnnxValue.CreateFromTensor($"past_key_{l}", new DenseTensor<float>(new[] { 1, model.Model.Config.NumHeads, 0, model.Model.Config.HeadKeyDimension })));
-                    feeds.Add(NamedOnnxValue.CreateFromTensor($"past_value_{l}", new DenseTensor<float>(new[] { 1, model.Model.Config.NumHeads, 0, model.Model.Config.HeadKeyDimension })));
+                    feeds.Add(NamedOnnxValue.CreateFromTensor($"past_value_{l}", new DenseTensor<float>(new[] { 1, model.Model.Config.NumHeads, 0, model.Model.Config.HeadValueDimension })));
                 }
                 if (keep is long k)
                 {

@@ -52,6 +52,7 @@ internal static class GenAiExport
 
     public static void Write(TextGenerationTransformer model, string folder, OnnxExportOptions options)
     {
+        options.RejectImageOptions("GPT"); // before the folder is made
         AtomicFile.CreateFolder(folder, "ExportToOnnxRuntimeGenAI");
         TransformerConfig c = model.Model.Config;
         int endOfText = model.Tokenizer.EndOfTextId;

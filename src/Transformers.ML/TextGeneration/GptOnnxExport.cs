@@ -26,6 +26,7 @@ internal static class GptOnnxExport
 
     public static ModelProto Build(GptModel model, TextTokenizer tokenizer, OnnxExportOptions? options = null)
     {
+        options?.RejectImageOptions("GPT");
         TransformerConfig config = model.Config;
         var graph = new OnnxGraph("gpt");
         OnnxQuantization quantization = options?.Quantization ?? OnnxQuantization.None;

@@ -34,6 +34,7 @@ internal static class TranslationOnnxExport
 
     public static (ModelProto Encoder, ModelProto Decoder) Build(EncoderDecoderTransformer model, TranslationCodec codec, OnnxExportOptions? options = null)
     {
+        options?.RejectImageOptions("translator");
         TransformerConfig config = model.Config;
         Dictionary<string, Tensor> weights = ModuleState.Of(model);
         var metadata = new Dictionary<string, string>

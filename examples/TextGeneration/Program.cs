@@ -30,9 +30,9 @@ options.CurvesPath = Path.Combine(settings.Output, "training-curves.png");
 // The last tenth of the book is held out: the validation curve during training (never used to pick weights: the
 // schedule's last step is the model) and the loss reported below.
 options.RestoreBestWeights = false;
-int split = (int)(book.Length * 0.9);
-IDataView train = ml.Data.LoadFromEnumerable(new[] { new ModelInput { Text = book[..split] } });
-IDataView heldOut = ml.Data.LoadFromEnumerable(new[] { new ModelInput { Text = book[split..] } });
+(string trainText, string heldOutText) = TextRecipe.Split(book);
+IDataView train = ml.Data.LoadFromEnumerable(new[] { new ModelInput { Text = trainText } });
+IDataView heldOut = ml.Data.LoadFromEnumerable(new[] { new ModelInput { Text = heldOutText } });
 TextGenerationTransformer model = ml.Transformers().TextGeneration(options).Fit(train, heldOut);
 TextGenerationMetrics quality = ml.Transformers().EvaluateTextGeneration(model, heldOut);
 Console.WriteLine($"Trained {model.ParameterCount:N0} parameters in {model.TrainingReports[^1].Elapsed:mm\\:ss}: held-out loss {quality.CrossEntropy:F3} nats per token, " +
@@ -65,8 +65,8 @@ foreach (Genre genre in Genre.All.Where(g => settings.Genres.Contains(g.Name)))
 {
     // Each book of the genre: its text without the Project Gutenberg header and footer, its last tenth held out.
     var texts = genre.Books.Select(b => Books.Body(Books.Read(settings.Data, b))).ToList();
-    var tune = texts.Select(t => new ModelInput { Text = t[..(int)(t.Length * 0.9)] }).ToList();
-    var held = texts.Select(t => new ModelInput { Text = t[(int)(t.Length * 0.9)..] }).ToList();
+    var tune = texts.Select(t => new ModelInput { Text = TextRecipe.Split(t).Train }).ToList();
+    var held = texts.Select(t => new ModelInput { Text = TextRecipe.Split(t).HeldOut }).ToList();
     IDataView heldGenre = ml.Data.LoadFromEnumerable(held);
     TextGenerationMetrics before = ml.Transformers().EvaluateTextGeneration(reloaded, heldGenre);
 

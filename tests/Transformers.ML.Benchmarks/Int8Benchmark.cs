@@ -149,20 +149,16 @@ internal static class Int8Benchmark
                 long[] ids = Enumerable.Range(0, batch * length).Select(_ => (long)random.Next(vocabulary - 1)).ToArray();
                 double Time(bool lastOnly)
                 {
+                    using var input = OrtValue.CreateTensorValueFromMemory(ids, new long[] { batch, length });
+                    using var keep = OrtValue.CreateTensorValueFromMemory(new long[] { 1 }, Array.Empty<long>());
+                    using var empty = new OnnxKeyValueCache(config, batch); // the empty pasts of a prompt's step
                     var names = new List<string> { GptOnnxExport.InputIds };
-                    var values = new List<OrtValue> { OrtValue.CreateTensorValueFromMemory(ids, new long[] { batch, length }) };
-                    for (int layer = 0; layer < config.NumLayers; layer++)
-                    {
-                        foreach ((string past, int size) in new[] { (OnnxKeyValueCache.PastKey(layer), config.HeadKeyDimension), (OnnxKeyValueCache.PastValue(layer), config.HeadValueDimension) })
-                        {
-                            names.Add(past);
-                            values.Add(OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float, new long[] { batch, config.NumHeads, 0, size }));
-                        }
-                    }
+                    var values = new List<OrtValue> { input };
+                    empty.AddInputs(names, values);
                     if (lastOnly)
                     {
                         names.Add(GptOnnxExport.LogitsToKeep);
-                        values.Add(OrtValue.CreateTensorValueFromMemory(new long[] { 1 }, Array.Empty<long>()));
+                        values.Add(keep);
                     }
                     using var run = new RunOptions();
                     OnnxBenchmark.Settle();
@@ -175,9 +171,7 @@ internal static class Int8Benchmark
                             throw new InvalidOperationException($"logits of shape [{string.Join(", ", shape)}] with logits_to_keep {(lastOnly ? 1 : 0)}.");
                         }
                     }
-                    double ms = clock.Elapsed.TotalMilliseconds;
-                    values.ForEach(v => v.Dispose());
-                    return ms;
+                    return clock.Elapsed.TotalMilliseconds;
                 }
                 Time(false);
                 Time(true);
@@ -400,12 +394,12 @@ internal static class Int8Benchmark
     {
         var ml = new MLContext(seed: 1);
         string book = File.ReadAllText(DataLocator.File(options.Data, "text/tinyshakespeare.txt")).Replace("\r\n", "\n");
-        int split = (int)(book.Length * 0.9);
+        (string trainText, string heldOutText) = TextRecipe.Split(book);
         (TextGenerationTransformer gpt, string source) = SavedOrTrained("text", "text-generation.safetensors", "text", p => ml.Transformers().LoadTextGeneration(p), minutes =>
         {
             TextGenerationOptions recipe = TextRecipe.Options(TokenizerKind.BytePairEncoding, TimeSpan.FromMinutes(minutes)); // the text example's recipe
             recipe.LogEverySteps = 1_000_000;
-            return ml.Transformers().TextGeneration(recipe).Fit(ml.Data.LoadFromEnumerable(new[] { new BookText { Text = book[..split] } }));
+            return ml.Transformers().TextGeneration(recipe).Fit(ml.Data.LoadFromEnumerable(new[] { new BookText { Text = trainText } }));
         }, options.Quick ? 0.5 : 2);
         using (gpt)
         {
@@ -416,7 +410,7 @@ internal static class Int8Benchmark
 
             // Perplexity per token on the held-out tenth (a 40th in --quick runs), through each export: the library's
             // evaluation of an export, consecutive windows of the context, every position scored (OnnxTextGenerator.Evaluate).
-            string[] heldOut = { book[split..(options.Quick ? split + (book.Length - split) / 4 : book.Length)] };
+            string[] heldOut = { heldOutText[..(options.Quick ? heldOutText.Length / 4 : heldOutText.Length)] };
             TextGenerationMetrics metrics = a.Evaluate(heldOut), metricsInt8 = b.Evaluate(heldOut);
             double perplexity = metrics.Perplexity, perplexityInt8 = metricsInt8.Perplexity;
             int[] ids = a.Tokenizer.Encode(heldOut[0]).ToArray(); // the generation rows' prompts

@@ -93,7 +93,7 @@ internal static class TextGenerationBenchmark
         using TextGenerationTransformer model = ml.Transformers().TextGeneration(trainer).Fit(ml.Data.LoadFromEnumerable(new[] { new Document { Text = text } }));
         double trained = clock.Elapsed.TotalMinutes;
         // The loss after the last step, on the same validation windows, even when time ran out mid-epoch.
-        var validation = ml.Data.LoadFromEnumerable(new[] { new Document { Text = text[(int)(text.Length * 0.9)..] } });
+        var validation = ml.Data.LoadFromEnumerable(new[] { new Document { Text = TextRecipe.Split(text).HeldOut } });
         double final = ml.Transformers().EvaluateTextGeneration(model, validation).CrossEntropy;
         string points = string.Join(" ", curve.Where((_, i) => i % 5 == 4).Select(c => $"{c.Minutes:F1}min:{c.Loss:F2}"));
         table.Add(new BenchmarkRow("text generation", $"Tiny Shakespeare char-level validation loss after {trained:F1} min of training", final, "nats/char",
@@ -110,9 +110,9 @@ internal static class TextGenerationBenchmark
         var ml = new MLContext(seed: 1);
         double minutes = options.Quick ? 1 : 5, genreMinutes = options.Quick ? 0.3 : 1.5;
         text = text.Replace("\r\n", "\n");
-        int split = (int)(text.Length * 0.9);
-        IDataView train = ml.Data.LoadFromEnumerable(new[] { new Document { Text = text[..split] } });
-        IDataView heldOut = ml.Data.LoadFromEnumerable(new[] { new Document { Text = text[split..] } });
+        (string trainText, string heldOutText) = TextRecipe.Split(text);
+        IDataView train = ml.Data.LoadFromEnumerable(new[] { new Document { Text = trainText } });
+        IDataView heldOut = ml.Data.LoadFromEnumerable(new[] { new Document { Text = heldOutText } });
         TextGenerationTransformer? characters = null;
         // --recipes char, bpe, char-avg (the recipe with the last 5 checkpoints averaged) or bpe-dropout (the BPE recipe with
         // dropout 0.1, for hosts fast enough to pass over the book many times in the budget); --seeds runs each recipe with
@@ -156,8 +156,8 @@ internal static class TextGenerationBenchmark
         foreach (Genre genre in characters is null ? Array.Empty<Genre>() : Genre.All)
         {
             var texts = genre.Books.Select(b => Books.Body(Books.Read(options.Data, b))).ToList();
-            IDataView tune = ml.Data.LoadFromEnumerable(texts.Select(t => new Document { Text = t[..(int)(t.Length * 0.9)] }));
-            IDataView held = ml.Data.LoadFromEnumerable(texts.Select(t => new Document { Text = t[(int)(t.Length * 0.9)..] }));
+            IDataView tune = ml.Data.LoadFromEnumerable(texts.Select(t => new Document { Text = TextRecipe.Split(t).Train }));
+            IDataView held = ml.Data.LoadFromEnumerable(texts.Select(t => new Document { Text = TextRecipe.Split(t).HeldOut }));
             TextGenerationMetrics before = ml.Transformers().EvaluateTextGeneration(characters!, held);
             TextGenerationOptions fine = TextRecipe.FineTuning(TextRecipe.Options(TokenizerKind.Character, TimeSpan.Zero), TimeSpan.FromMinutes(genreMinutes));
             fine.TextColumnName = nameof(Document.Text);

@@ -32,7 +32,11 @@ public sealed class GenerationOptions
     /// <summary>Generation of a text stops when one of these strings appears; the string and what follows are not returned.</summary>
     public IReadOnlyList<string> StopStrings { get; set; } = Array.Empty<string>();
 
-    /// <summary>Seed of the sampler: the same seed, prompt and model give the same text. Null draws fresh randomness (default).</summary>
+    /// <summary>
+    /// Seed of the sampler: the same seed, prompt and model give the same text. In a call with several prompts each prompt
+    /// draws from its own source (the seed for the first, one mixed from the seed and its index for the others), whatever
+    /// the other prompts and the batches. Null draws fresh randomness (default).
+    /// </summary>
     public int? Seed { get; set; }
 
     /// <summary>Reuse the keys and values of earlier tokens (default true); false recomputes the whole window each step.</summary>

@@ -54,18 +54,25 @@ internal sealed class GptModel : nn.Module, ICausalLanguageModel
     /// <summary>
     /// Token ids (B, T) -> the logits of the last position (B, vocabulary), the cache growing as in <see cref="Forward"/>.
     /// A prompt's other positions skip the output projection: with GPT-2's 50,257 tokens that is a third of the prompt's
-    /// work, and (B, T, V) logits that are 200 MB a row at T = 1,024.
+    /// work, and (B, T, V) logits that are 200 MB a row at T = 1,024. <paramref name="leftPadding"/>: see
+    /// <see cref="ICausalLanguageModel.NextTokenLogits"/>.
     /// </summary>
-    public Tensor NextTokenLogits(Tensor ids, KeyValueCache? cache = null)
+    public Tensor NextTokenLogits(Tensor ids, KeyValueCache? cache = null, Tensor? leftPadding = null)
     {
         using var scope = NewDisposeScope();
-        return _embedding.Logits(Hidden(ids, cache).select(1, -1)).MoveToOuterDisposeScope(); // (B, V)
+        return _embedding.Logits(Hidden(ids, cache, leftPadding).select(1, -1)).MoveToOuterDisposeScope(); // (B, V)
     }
 
-    private Tensor Hidden(Tensor ids, KeyValueCache? cache)
+    private Tensor Hidden(Tensor ids, KeyValueCache? cache, Tensor? leftPadding = null)
     {
         long offset = cache?.Length ?? 0;
-        return _decoder.Forward(_embedding.Forward(ids, offset), cache: cache).Hidden; // (B, T, d)
+        Tensor? paddingMask = null;
+        if (leftPadding is not null)
+        {
+            // (B, past + T): true at the padding slots, which no query attends to.
+            paddingMask = arange(offset + ids.shape[1], ScalarType.Int64, ids.device).unsqueeze(0).lt(leftPadding.to(ScalarType.Int64).unsqueeze(1));
+        }
+        return _decoder.Forward(_embedding.Forward(ids, offset, leftPadding), selfPaddingMask: paddingMask, cache: cache).Hidden; // (B, T, d)
     }
 
     /// <summary>Token ids (1, T) -> the causal self-attention probabilities of every layer, each (1, h, T, T) (explicit attention).</summary>

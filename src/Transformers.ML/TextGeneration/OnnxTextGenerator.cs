@@ -17,6 +17,7 @@ public sealed class OnnxTextGenerator : IDisposable
     private readonly TransformerConfig _config;
     private readonly bool _sharedBuffers;
     private readonly bool _keepsLastLogits;
+    private readonly bool _takesPadding;
 
     private OnnxTextGenerator(InferenceSession session, string source)
     {
@@ -25,9 +26,14 @@ public sealed class OnnxTextGenerator : IDisposable
         _config = TransformerConfig.FromJson(metadata["config"]);
         _sharedBuffers = OnnxSharedCache.IsShared(metadata);
         // Exports before logits_to_keep project every position; they still generate the same tokens.
-        _keepsLastLogits = session.OverridableInitializerMetadata.ContainsKey(GptOnnxExport.LogitsToKeep) || session.InputMetadata.ContainsKey(GptOnnxExport.LogitsToKeep);
+        _keepsLastLogits = HasInput(session, GptOnnxExport.LogitsToKeep);
+        // Exports before left_padding decode prompts of one length at a time.
+        _takesPadding = !_sharedBuffers && HasInput(session, GptOnnxExport.LeftPadding);
         Tokenizer = TextTokenizer.FromDefinition(TokenizerDefinition.FromJson(metadata["tokenizer"], source), source);
     }
+
+    private static bool HasInput(InferenceSession session, string name) =>
+        session.OverridableInitializerMetadata.ContainsKey(name) || session.InputMetadata.ContainsKey(name);
 
     /// <summary>Loads an exported GPT model with every ONNX Runtime graph optimisation on.</summary>
     /// <param name="sessionOptions">ONNX Runtime options (threads, execution provider); null: all optimisations, default threads.</param>
@@ -42,12 +48,16 @@ public sealed class OnnxTextGenerator : IDisposable
     /// <summary>The completion of <paramref name="prompt"/>.</summary>
     public string Generate(string prompt, GenerationOptions? options = null) => Generate(new[] { prompt }, options)[0];
 
-    /// <summary>Completions of <paramref name="prompts"/>, in order; prompts of equal token length run together.</summary>
+    /// <summary>
+    /// Completions of <paramref name="prompts"/>, in order, in left-padded batches of up to <paramref name="maxBatch"/>
+    /// prompts of similar token length (a graph exported with <see cref="OnnxExportOptions.SharedCacheBuffers"/>, or before
+    /// left_padding, batches prompts of one token length).
+    /// </summary>
     /// <remarks>The decoding loop and the rules (<see cref="GenerationOptions"/>) are the TorchSharp model's: greedy text is identical, and so is sampled text for the same <see cref="GenerationOptions.Seed"/>.</remarks>
     public IReadOnlyList<string> Generate(IReadOnlyList<string> prompts, GenerationOptions? options = null, int maxBatch = 16)
     {
         options ??= new GenerationOptions();
-        return TextGenerator.Generate(Tokenizer, ContextLength, prompts, options, maxBatch, null, () => NewStepper(options.UseKeyValueCache));
+        return TextGenerator.Generate(Tokenizer, ContextLength, prompts, options, maxBatch, null, () => NewStepper(options.UseKeyValueCache), _takesPadding);
     }
 
     /// <summary>The completion of <paramref name="prompt"/>, piece by piece as its tokens are chosen (on a worker thread).</summary>
@@ -127,7 +137,7 @@ public sealed class OnnxTextGenerator : IDisposable
         return sum;
     }
 
-    /// <summary>The new tokens of each prompt (all of one length), without the end-of-text token.</summary>
+    /// <summary>The new tokens of each prompt (of different lengths where the graph takes left_padding), without the end-of-text token.</summary>
     internal List<int>[] GenerateTokens(IReadOnlyList<IReadOnlyList<int>> prompts, DecodingSettings settings, bool useCache = true)
     {
         using ICausalStepper stepper = NewStepper(useCache);
@@ -156,7 +166,9 @@ public sealed class OnnxTextGenerator : IDisposable
 
         public int CachedLength => _cache?.Length ?? 0;
 
-        public float[][] Step(IReadOnlyList<IReadOnlyList<int>> ids)
+        public bool AcceptsPadding => owner._takesPadding;
+
+        public float[][] Step(IReadOnlyList<IReadOnlyList<int>> ids, IReadOnlyList<int>? leftPadding = null)
         {
             int rows = ids.Count, length = ids[0].Count;
             if (_cache is null || !useCache)
@@ -171,6 +183,13 @@ public sealed class OnnxTextGenerator : IDisposable
             {
                 names.Add(GptOnnxExport.LogitsToKeep);
                 values.Add(_lastOnly);
+            }
+            using OrtValue? padding = leftPadding is null ? null
+                : OrtValue.CreateTensorValueFromMemory(leftPadding.Select(p => (long)p).ToArray(), new long[] { rows });
+            if (padding is not null)
+            {
+                names.Add(GptOnnxExport.LeftPadding);
+                values.Add(padding);
             }
             return _cache.Step(owner._session, names, values, GptOnnxExport.Logits);
         }
@@ -204,8 +223,12 @@ public sealed class OnnxTextGenerator : IDisposable
 
         public int CachedLength => _cache?.Length ?? 0;
 
-        public float[][] Step(IReadOnlyList<IReadOnlyList<int>> ids)
+        public float[][] Step(IReadOnlyList<IReadOnlyList<int>> ids, IReadOnlyList<int>? leftPadding = null)
         {
+            if (leftPadding is not null)
+            {
+                throw new ArgumentException("A graph with shared cache buffers decodes prompts of one length at a time.", nameof(leftPadding));
+            }
             if (_cache is null || ids.Count != _cache.Rows)
             {
                 _cache?.Dispose();

@@ -1,5 +1,6 @@
-// Text in, text out: tokenizes prompts, crops them to the context window, batches prompts of the same
-// token length, runs the token generator and decodes, honouring stop strings.
+// Text in, text out: tokenizes prompts, crops them to the context window, batches prompts of similar token length
+// (left-padded where the runtime takes padding, else of one length), runs the token generator and decodes, honouring
+// stop strings.
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Transformers.ML.Core.Generation;
@@ -23,21 +24,26 @@ internal sealed class TextGenerator
         _log = log;
     }
 
-    /// <summary>Completions of <paramref name="prompts"/>, in order; prompts of equal token length are generated together.</summary>
+    /// <summary>Completions of <paramref name="prompts"/>, in order, in left-padded batches of up to <paramref name="maxBatch"/> prompts of similar token length.</summary>
     public string[] Generate(IReadOnlyList<string> prompts, GenerationOptions options, int maxBatch = 16)
     {
         _model.eval();
         return Generate(_tokenizer, _model.ContextLength, prompts, options, maxBatch, _log,
-            () => new TorchCausalStepper(_model, _device, options.UseKeyValueCache));
+            () => new TorchCausalStepper(_model, _device, options.UseKeyValueCache), acceptsPadding: true);
     }
 
     /// <summary>
-    /// Text in, text out over any runtime (shared with the ONNX Runtime generator): prompts cropped and grouped by token
-    /// length, batches of up to <paramref name="maxBatch"/> decoded by <see cref="CausalDecoding"/> with a stepper from
-    /// <paramref name="newStepper"/>, stop strings cut. One random source serves the whole call, in prompt-group order.
+    /// Text in, text out over any runtime (shared with the ONNX Runtime generator): prompts cropped, then batches of up to
+    /// <paramref name="maxBatch"/> decoded by <see cref="CausalDecoding"/> with a stepper from <paramref name="newStepper"/>,
+    /// stop strings cut. When the steppers take left padding (<paramref name="acceptsPadding"/>), a batch holds prompts of
+    /// neighbouring token lengths (sorted by length, so that little is padding), as long as a prompt and its new tokens fit
+    /// in the context window; else prompts of one length. (Rows of a batch slide the window together, when the longest one
+    /// fills it; a shorter row would then lose its oldest tokens sooner than alone. Prompts of one length slide as each
+    /// does alone, and prompts that fit never slide: a prompt's text does not depend on its batch.) Each prompt draws from
+    /// a source of its own (<see cref="LogitsRules.NewRandom"/> of its index), whatever its batch.
     /// </summary>
     internal static string[] Generate(TextTokenizer tokenizer, int contextLength, IReadOnlyList<string> prompts, GenerationOptions options, int maxBatch,
-        Action<string>? log, Func<ICausalStepper> newStepper)
+        Action<string>? log, Func<ICausalStepper> newStepper, bool acceptsPadding)
     {
         ArgumentNullException.ThrowIfNull(prompts);
         DecodingSettings settings = options.ToDecodingSettings(tokenizer.EndOfTextId);
@@ -47,19 +53,19 @@ internal sealed class TextGenerator
         }
         var encoded = prompts.Select(p => PromptIds(tokenizer, contextLength, p, options, log)).ToArray();
         var results = new string[prompts.Count];
-        Random random = settings.Rules.NewRandom();
-        foreach (var group in Enumerable.Range(0, prompts.Count).GroupBy(i => encoded[i].Count))
+        int[] byLength = Enumerable.Range(0, prompts.Count).OrderBy(i => encoded[i].Count).ToArray();
+        Func<int, bool> padded = acceptsPadding ? i => encoded[i].Count + (long)options.MaxNewTokens <= contextLength : _ => false;
+        IEnumerable<int[]> batches = byLength.Where(padded).Chunk(maxBatch)
+            .Concat(byLength.Where(i => !padded(i)).GroupBy(i => encoded[i].Count).SelectMany(g => g.Chunk(maxBatch)));
+        foreach (int[] rows in batches)
         {
-            foreach (int[] rows in group.Chunk(maxBatch))
+            using ICausalStepper stepper = newStepper();
+            List<int>[] tokens = CausalDecoding.Generate(stepper, rows.Select(r => (IReadOnlyList<int>)encoded[r]).ToList(), settings,
+                (row, generated) => options.StopStrings.Count > 0 && FindStop(tokenizer.Decode(generated), options.StopStrings) >= 0,
+                randoms: rows.Select(settings.Rules.NewRandom).ToArray());
+            for (int i = 0; i < rows.Length; i++)
             {
-                using ICausalStepper stepper = newStepper();
-                List<int>[] tokens = CausalDecoding.Generate(stepper, rows.Select(r => (IReadOnlyList<int>)encoded[r]).ToList(), settings,
-                    (row, generated) => options.StopStrings.Count > 0 && FindStop(tokenizer.Decode(generated), options.StopStrings) >= 0,
-                    random: random);
-                for (int i = 0; i < rows.Length; i++)
-                {
-                    results[rows[i]] = Cut(tokenizer.Decode(tokens[i]), options.StopStrings);
-                }
+                results[rows[i]] = Cut(tokenizer.Decode(tokens[i]), options.StopStrings);
             }
         }
         return results;
@@ -76,7 +82,7 @@ internal sealed class TextGenerator
     /// <summary>
     /// Streaming over any runtime (shared with the ONNX Runtime generator): the pieces of one prompt's completion as its
     /// tokens are chosen on a worker thread, held back while they end inside a character or could still grow into a stop
-    /// string; together they are what <see cref="Generate(TextTokenizer, int, IReadOnlyList{string}, GenerationOptions, int, Action{string}?, Func{ICausalStepper})"/> returns.
+    /// string; together they are what <see cref="Generate(TextTokenizer, int, IReadOnlyList{string}, GenerationOptions, int, Action{string}?, Func{ICausalStepper}, bool)"/> returns.
     /// </summary>
     internal static async IAsyncEnumerable<string> GenerateStreaming(TextTokenizer tokenizer, int contextLength, string prompt, GenerationOptions options,
         Action<string>? log, Func<ICausalStepper> newStepper, [EnumeratorCancellation] CancellationToken cancellation = default)

@@ -163,7 +163,35 @@ public sealed class GenerationTests
         CollectionAssert.AreEqual(new[] { 31, 32 }, ended[1]);
         var nan = Assert.ThrowsExactly<InvalidOperationException>(() => CausalDecoding.Generate(new CountingStepper(8, true) { PoisonAfter = 2 }, new[] { new[] { 1 } }, new DecodingSettings { MaxNewTokens = 5 }));
         StringAssert.Contains(nan.Message, "not finite numbers (NaN or infinity) after 2 generated tokens");
-        Assert.ThrowsExactly<ArgumentException>(() => CausalDecoding.Generate(stepper, new[] { new[] { 1, 2 }, new[] { 3 } }, new DecodingSettings { MaxNewTokens = 1 }));
+        var mixed = Assert.ThrowsExactly<ArgumentException>(() => CausalDecoding.Generate(stepper, new[] { new[] { 1, 2 }, new[] { 3 } }, new DecodingSettings { MaxNewTokens = 1 }));
+        StringAssert.Contains(mixed.Message, "found lengths 2, 1");
+    }
+
+    [TestMethod]
+    public void PromptsOfDifferentLengthsArePaddedOnTheLeftUntilTheWindowLeavesNoRoomForPadding()
+    {
+        // Context 8, prompts of 3 and 1 tokens: the short one is padded with 2 slots, which the stepper is told of at every
+        // step while the cache lives; the restart keeps the last 6 slots, where both rows have real tokens.
+        var stepper = new CountingStepper(context: 8, cache: true) { AcceptsPadding = true };
+        List<int>[] outputs = CausalDecoding.Generate(stepper, new[] { new[] { 1, 2, 3 }, new[] { 20 } }, new DecodingSettings { MaxNewTokens = 10 });
+        CollectionAssert.AreEqual(Enumerable.Range(4, 10).ToList(), outputs[0]);
+        CollectionAssert.AreEqual(Enumerable.Range(21, 10).ToList(), outputs[1]);
+        CollectionAssert.AreEqual(new[] { 3, 1, 1, 1, 1, 1, 6, 1, 1, 6 }, stepper.InputLengths);
+        CollectionAssert.AreEqual(Enumerable.Repeat("0,2", 6).Concat(Enumerable.Repeat("", 4)).ToList(), stepper.Paddings);
+        CollectionAssert.AreEqual(new[] { 8 }, stepper.Reserved, "sized for the longest prompt");
+
+        // Without a cache every step's window pads the short row until it has grown to the window.
+        var uncached = new CountingStepper(context: 8, cache: false) { AcceptsPadding = true };
+        outputs = CausalDecoding.Generate(uncached, new[] { new[] { 1, 2, 3 }, new[] { 20 } }, new DecodingSettings { MaxNewTokens = 10 });
+        CollectionAssert.AreEqual(Enumerable.Range(21, 10).ToList(), outputs[1]);
+        CollectionAssert.AreEqual(new[] { 3, 4, 5, 6, 7, 8, 8, 8, 8, 8 }, uncached.InputLengths);
+        CollectionAssert.AreEqual(new[] { "0,2", "0,2", "0,2", "0,2", "0,2", "0,2", "0,1", "", "", "" }, uncached.Paddings);
+
+        // Prompts of one length have no padding at all: the steps are those of before.
+        var same = new CountingStepper(context: 8, cache: true) { AcceptsPadding = true };
+        CausalDecoding.Generate(same, new[] { new[] { 1, 2 }, new[] { 3, 4 } }, new DecodingSettings { MaxNewTokens = 3 });
+        Assert.IsTrue(same.Paddings.All(p => p.Length == 0));
+        Assert.ThrowsExactly<ArgumentException>(() => CausalDecoding.Generate(same, new[] { new[] { 1, 2 }, Array.Empty<int>() }, new DecodingSettings { MaxNewTokens = 1 }));
     }
 
     private sealed class CountingStepper(int context, bool cache) : ICausalStepper
@@ -175,6 +203,11 @@ public sealed class GenerationTests
 
         public List<int> Reserved { get; } = new();
 
+        /// <summary>Each step's left padding, as a string ("0,2"; "" for none).</summary>
+        public List<string> Paddings { get; } = new();
+
+        public bool AcceptsPadding { get; init; }
+
         public int PoisonAfter { get; init; } = int.MaxValue;
 
         public int ContextLength => context;
@@ -183,9 +216,11 @@ public sealed class GenerationTests
 
         public int CachedLength => _cached;
 
-        public float[][] Step(IReadOnlyList<IReadOnlyList<int>> ids)
+        public float[][] Step(IReadOnlyList<IReadOnlyList<int>> ids, IReadOnlyList<int>? leftPadding = null)
         {
             InputLengths.Add(ids[0].Count);
+            Paddings.Add(leftPadding is null ? "" : string.Join(",", leftPadding));
+            Assert.IsTrue(ids.All(row => row.Count == ids[0].Count), "every row of a step has the same length");
             if (cache)
             {
                 _cached += ids[0].Count;

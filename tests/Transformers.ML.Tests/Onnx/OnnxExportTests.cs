@@ -544,6 +544,93 @@ public sealed class OnnxExportTests
     }
 
     /// <summary>
+    /// Prompts of different lengths decode together through ONNX Runtime as through TorchSharp (left_padding, float32 and
+    /// int8): a padded row's scores are its prompt's alone, and the text is TorchSharp's, greedy and sampled. An export
+    /// from before left_padding, and a shared-buffer graph, batch prompts of one length and still give the same text.
+    /// </summary>
+    [TestMethod]
+    public void PromptsOfDifferentLengthsDecodeTogetherThroughOnnxRuntime()
+    {
+        var ml = new MLContext(seed: 1);
+        using TextGenerationTransformer model = TrainGpt(ml);
+        TransformerConfig config = model.Model.Config;
+        string[] prompts = { "ROMEO:", "To be, or not to be", "K", "First Citizen:\nWe are accounted poor" };
+        var greedy = new GenerationOptions { MaxNewTokens = 24, Temperature = 0 };
+        var sampling = new GenerationOptions { MaxNewTokens = 24, Temperature = 0.9, TopK = 20, Seed = 5 };
+        string[] expectedGreedy = model.Generate(prompts, greedy).ToArray(), expectedSampled = model.Generate(prompts, sampling).ToArray();
+        CollectionAssert.AreEqual(prompts.Select(p => model.Generate(p, greedy)).ToArray(), expectedGreedy, "TorchSharp, together and alone");
+
+        string path = TestUtil.TempPath(".onnx");
+        model.ExportToOnnx(path);
+        using (InferenceSession session = Session(path))
+        {
+            // The graph, fed by hand: rows of 7, 3 and 1 tokens padded to 7, against each alone.
+            long[][] rows = { model.Tokenizer.Encode("ROMEO: ").Select(t => (long)t).ToArray(), new long[] { 5, 9, 12 }, new long[] { 30 } };
+            Assert.AreEqual(7, rows[0].Length);
+            float[] Scores(long[][] batch, long[]? padding)
+            {
+                int width = batch.Max(r => r.Length);
+                long[] flat = batch.SelectMany(r => Enumerable.Repeat(0L, width - r.Length).Concat(r)).ToArray();
+                var feeds = new List<NamedOnnxValue> { NamedOnnxValue.CreateFromTensor("input_ids", new DenseTensor<long>(flat, new[] { batch.Length, width })) };
+                for (int l = 0; l < config.NumLayers; l++)
+                {
+                    feeds.Add(NamedOnnxValue.CreateFromTensor($"past_key_{l}", new DenseTensor<float>(new[] { batch.Length, config.NumHeads, 0, config.HeadKeyDimension })));
+                    feeds.Add(NamedOnnxValue.CreateFromTensor($"past_value_{l}", new DenseTensor<float>(new[] { batch.Length, config.NumHeads, 0, config.HeadValueDimension })));
+                }
+                feeds.Add(NamedOnnxValue.CreateFromTensor(GptOnnxExport.LogitsToKeep, new DenseTensor<long>(new[] { 1L }, Array.Empty<int>())));
+                if (padding is not null)
+                {
+                    feeds.Add(NamedOnnxValue.CreateFromTensor(GptOnnxExport.LeftPadding, new DenseTensor<long>(padding, new[] { padding.Length })));
+                }
+                using var results = session.Run(feeds);
+                return results.Single(r => r.Name == "logits").AsTensor<float>().ToArray();
+            }
+            float[] together = Scores(rows, new long[] { 0, 4, 6 }), unpadded = Scores(rows, null);
+            int vocabulary = model.Model.VocabularySize;
+            for (int r = 0; r < rows.Length; r++)
+            {
+                float[] alone = Scores(new[] { rows[r] }, null);
+                float[] row = together[(r * vocabulary)..((r + 1) * vocabulary)];
+                Assert.IsLessThan(1e-4, alone.Zip(row, (a, b) => Math.Abs(a - b)).Max(), $"row {r}");
+                if (r > 0)
+                {
+                    Assert.IsGreaterThan(1e-3, alone.Zip(unpadded[(r * vocabulary)..((r + 1) * vocabulary)], (a, b) => Math.Abs(a - b)).Max(), $"row {r}: the padding must matter");
+                }
+            }
+        }
+
+        foreach (OnnxQuantization quantization in new[] { OnnxQuantization.None, OnnxQuantization.DynamicInt8 })
+        {
+            string export = TestUtil.TempPath(".onnx");
+            model.ExportToOnnx(export, new OnnxExportOptions { Quantization = quantization });
+            using OnnxTextGenerator generator = OnnxTextGenerator.Load(export);
+            string[] greedyText = generator.Generate(prompts, greedy).ToArray();
+            CollectionAssert.AreEqual(prompts.Select(p => generator.Generate(p, greedy)).ToArray(), greedyText, $"{quantization}: together and alone");
+            if (quantization == OnnxQuantization.None)
+            {
+                CollectionAssert.AreEqual(expectedGreedy, greedyText, "float32 greedy: TorchSharp's text");
+                CollectionAssert.AreEqual(expectedSampled, generator.Generate(prompts, sampling).ToArray(), "float32 sampled: TorchSharp's text");
+            }
+        }
+
+        // An export from before left_padding (the input gone, its initializer a constant 0), and a shared-buffer graph.
+        ModelProto older = GptOnnxExport.Build(model.Model, model.Tokenizer);
+        older.Graph.Input.Remove(older.Graph.Input.Single(i => i.Name == GptOnnxExport.LeftPadding));
+        string olderPath = TestUtil.TempPath(".onnx"), sharedPath = TestUtil.TempPath(".onnx");
+        OnnxGraph.Save(older, olderPath);
+        model.ExportToOnnx(sharedPath, new OnnxExportOptions { SharedCacheBuffers = true });
+        using (InferenceSession shared = Session(sharedPath))
+        {
+            Assert.IsFalse(shared.InputMetadata.ContainsKey(GptOnnxExport.LeftPadding) || shared.OverridableInitializerMetadata.ContainsKey(GptOnnxExport.LeftPadding));
+        }
+        foreach (string other in new[] { olderPath, sharedPath })
+        {
+            using OnnxTextGenerator generator = OnnxTextGenerator.Load(other);
+            CollectionAssert.AreEqual(expectedGreedy, generator.Generate(prompts, greedy).ToArray(), other == olderPath ? "an export without left_padding" : "shared buffers");
+        }
+    }
+
+    /// <summary>
     /// An export's cross-entropy over held-out text, both cache layouts: the TorchSharp model's (same windows, same tokens)
     /// for float32, close to it for int8, and of several documents joined by the end of text as the model's evaluation joins them.
     /// </summary>

@@ -554,6 +554,120 @@ public sealed class TextGenerationTests
         Assert.IsTrue(afterFull.allclose(afterLast, rtol: 1e-5, atol: 1e-6));
     }
 
+    /// <summary>
+    /// A left-padded row scores as its prompt alone, in the prompt step and the cached steps after it, and without a
+    /// cache; with learned and with sinusoidal positions. Without being told of the padding the short rows score otherwise.
+    /// </summary>
+    [TestMethod]
+    [DataRow(PositionalEncodingKind.Learned)]
+    [DataRow(PositionalEncodingKind.Sinusoidal)]
+    public void ALeftPaddedRowScoresAsItsPromptAlone(PositionalEncodingKind positions)
+    {
+        manual_seed(5);
+        TransformerConfig config = TextGenerationOptions.PresetConfig(GptPreset.Tiny);
+        config.PositionalEncoding = positions;
+        using var model = new GptModel(config, 97);
+        model.eval();
+        using var noGrad = no_grad();
+        int[] lengths = { 9, 4, 1 };
+        Tensor[] prompts = lengths.Select(n => randint(1, 97, new long[] { 1, n })).ToArray();
+        Tensor[] steps = Enumerable.Range(0, 3).Select(_ => randint(0, 97, new long[] { lengths.Length, 1 })).ToArray();
+        using Tensor padding = tensor(lengths.Select(n => (long)(9 - n)).ToArray());
+        using Tensor padded = cat(prompts.Select(p => nn.functional.pad(p, new long[] { 9 - p.shape[1], 0 }, value: 0)).ToArray(), 0); // (3, 9)
+
+        using KeyValueCache batchCache = model.CreateCache();
+        var batch = new List<Tensor> { model.NextTokenLogits(padded, batchCache, padding) };
+        batch.AddRange(steps.Select(step => model.NextTokenLogits(step, batchCache, padding)));
+        using Tensor uncached = model.NextTokenLogits(cat(new[] { padded }.Concat(steps).ToArray(), 1), null, padding);
+        using Tensor unpadded = model.NextTokenLogits(padded);
+        for (int row = 0; row < lengths.Length; row++)
+        {
+            using KeyValueCache alone = model.CreateCache();
+            var expected = new List<Tensor> { model.NextTokenLogits(prompts[row], alone) };
+            expected.AddRange(steps.Select(step => model.NextTokenLogits(step[row].unsqueeze(0), alone)));
+            for (int i = 0; i < expected.Count; i++)
+            {
+                Assert.IsLessThan(2e-5, TestUtil.MaxAbsDiff(expected[i][0], batch[i][row]), $"{positions}, row {row} (prompt of {lengths[row]}), step {i}");
+            }
+            Assert.IsLessThan(2e-5, TestUtil.MaxAbsDiff(expected[^1][0], uncached[row]), $"{positions}, row {row}: the whole window without a cache");
+            if (lengths[row] < 9)
+            {
+                Assert.IsGreaterThan(1e-3, TestUtil.MaxAbsDiff(expected[0][0], unpadded[row]), $"{positions}, row {row}: the padding must matter");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Prompts of different lengths generate in one batch (left-padded), past the context window, with and without the
+    /// cache: greedy text is each prompt's alone, and sampled text with a seed does not depend on the batching.
+    /// </summary>
+    [TestMethod]
+    public void PromptsOfDifferentLengthsGenerateTogetherAsTheyDoAlone()
+    {
+        string[] prompts = { "ROMEO:", "To be, or not to be", "K", _shakespeare[2000..2050], "First Citizen:\nWe are accounted poor" };
+        var generator = new TextGenerator(_trained.Model, _trained.Tokenizer, CPU, null);
+        // 24 new tokens: all but the 50-token prompt fit in the 64-token window and decode in one padded batch; 80: the
+        // window slides for every row.
+        foreach ((bool cache, int newTokens) in new[] { (true, 24), (false, 24), (true, 80), (false, 80) })
+        {
+            var greedy = new GenerationOptions { MaxNewTokens = newTokens, Temperature = 0, UseKeyValueCache = cache };
+            string[] together = generator.Generate(prompts, greedy, maxBatch: 16);
+            CollectionAssert.AreEqual(prompts.Select(p => generator.Generate(new[] { p }, greedy)[0]).ToArray(), together, $"cache {cache}, {newTokens} new tokens");
+            Assert.IsTrue(together.All(t => _trained.Tokenizer.Encode(t).Count == newTokens));
+        }
+        var sampling = new GenerationOptions { MaxNewTokens = 40, Temperature = 0.9, TopK = 20, Seed = 3 };
+        string[] sampled = generator.Generate(prompts, sampling, maxBatch: 16);
+        CollectionAssert.AreEqual(generator.Generate(prompts, sampling, maxBatch: 1), sampled, "one at a time");
+        CollectionAssert.AreEqual(generator.Generate(prompts, sampling, maxBatch: 2), sampled, "in twos");
+        Assert.AreEqual(_trained.Generate(prompts[0], sampling), sampled[0], "the first prompt draws from the seed itself");
+        string[] twice = generator.Generate(new[] { "ROMEO:", "ROMEO:" }, sampling);
+        Assert.AreNotEqual(twice[0], twice[1], "a prompt given twice gets two samples");
+
+        // The batches: prompts that fit in the window with their new tokens together, sorted by length; those that would
+        // slide it with prompts of their own length only (here 36 and 50 tokens, both cropped to 32 to leave room for 40
+        // new tokens: 32 + 40 > 64).
+        List<int[]> Batches(int newTokens)
+        {
+            var batches = new List<int[]>();
+            var options = new GenerationOptions { MaxNewTokens = newTokens, Temperature = 0 };
+            TextGenerator.Generate(_trained.Tokenizer, _trained.Model.ContextLength, prompts, options, 16, null,
+                () => new RecordingStepper(new TorchCausalStepper(_trained.Model, CPU), batches), acceptsPadding: true);
+            return batches;
+        }
+        CollectionAssert.AreEqual(new[] { "1,6,19", "32,32" }, Batches(40).Select(b => string.Join(",", b)).ToArray());
+        CollectionAssert.AreEqual(new[] { "1,6,19,36,50" }, Batches(10).Select(b => string.Join(",", b)).ToArray());
+    }
+
+    /// <summary>Records the prompt lengths of each batch it runs (its first step's row lengths, less their padding).</summary>
+    private sealed class RecordingStepper(ICausalStepper inner, List<int[]> batches) : ICausalStepper
+    {
+        private bool _started;
+
+        public int ContextLength => inner.ContextLength;
+
+        public bool HasCache => inner.HasCache;
+
+        public int CachedLength => inner.CachedLength;
+
+        public bool AcceptsPadding => inner.AcceptsPadding;
+
+        public float[][] Step(IReadOnlyList<IReadOnlyList<int>> ids, IReadOnlyList<int>? leftPadding = null)
+        {
+            if (!_started)
+            {
+                _started = true;
+                batches.Add(ids.Select((row, r) => row.Count - (leftPadding?[r] ?? 0)).ToArray());
+            }
+            return inner.Step(ids, leftPadding);
+        }
+
+        public void ResetCache() => inner.ResetCache();
+
+        public void Reserve(int positions) => inner.Reserve(positions);
+
+        public void Dispose() => inner.Dispose();
+    }
+
     private sealed class Collect(List<TrainingProgress> reports) : IProgress<TrainingProgress>
     {
         public void Report(TrainingProgress value) => reports.Add(value);

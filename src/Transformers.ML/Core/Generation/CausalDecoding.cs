@@ -17,10 +17,18 @@ internal interface ICausalStepper : IDisposable
     int CachedLength { get; }
 
     /// <summary>
-    /// The next-token scores (rows, V) at the last position of <paramref name="ids"/> (rows x t, all rows of one length),
-    /// which follow the cached positions; the cache then holds them too.
+    /// Whether <see cref="Step"/> takes left padding, so that prompts of different lengths decode in one batch (else the
+    /// caller batches prompts of one length only).
     /// </summary>
-    float[][] Step(IReadOnlyList<IReadOnlyList<int>> ids);
+    bool AcceptsPadding => false;
+
+    /// <summary>
+    /// The next-token scores (rows, V) at the last position of <paramref name="ids"/> (rows x t, all rows of one length),
+    /// which follow the cached positions; the cache then holds them too. <paramref name="leftPadding"/>: per row, how
+    /// many of the first cached and new positions are padding (given at every step while the cache lives; null: none),
+    /// which no position attends to and which the row's positions do not count.
+    /// </summary>
+    float[][] Step(IReadOnlyList<IReadOnlyList<int>> ids, IReadOnlyList<int>? leftPadding = null);
 
     /// <summary>Empties the cache (the loop then feeds a window again).</summary>
     void ResetCache();
@@ -64,21 +72,34 @@ internal static class CausalDecoding
     }
 
     /// <summary>
-    /// Continues each prompt (all of the same length, at least one token). <paramref name="shouldStop"/> is asked after
-    /// every token whether a row is done (e.g. a stop string appeared); <paramref name="onToken"/> sees every new token of
-    /// every row as it is chosen (streaming). <paramref name="random"/> draws the samples (one per row and step, in row
-    /// order); null: a new one from the rules. Returns the new tokens of each row, without the end-of-text token.
+    /// Continues each prompt (at least one token each). Prompts of different lengths need a stepper that
+    /// <see cref="ICausalStepper.AcceptsPadding"/>: they are aligned on the right, the shorter ones padded on the left (as
+    /// Hugging Face's generate pads decoder-only batches), so that every row's next token sits at the same slot. The rows
+    /// slide the window together: when the longest fills the context, each keeps its last three quarters of it.
+    /// <paramref name="shouldStop"/> is asked after every token whether a row is done (e.g. a stop string appeared);
+    /// <paramref name="onToken"/> sees every new token of every row as it is chosen (streaming). <paramref name="randoms"/>
+    /// draw each row's samples (one source per row); null: the rules' source of prompt 0, 1, ... for rows 0, 1, ....
+    /// Returns the new tokens of each row, without the end-of-text token.
     /// </summary>
     public static List<int>[] Generate(ICausalStepper stepper, IReadOnlyList<IReadOnlyList<int>> prompts, DecodingSettings settings,
-        Func<int, IReadOnlyList<int>, bool>? shouldStop = null, Action<int, int>? onToken = null, Random? random = null)
+        Func<int, IReadOnlyList<int>, bool>? shouldStop = null, Action<int, int>? onToken = null, IReadOnlyList<Random>? randoms = null)
     {
         int batch = prompts.Count;
-        int length = batch == 0 ? 0 : prompts[0].Count;
-        if (batch == 0 || length == 0 || prompts.Any(p => p.Count != length))
+        if (batch == 0 || prompts.Any(p => p.Count == 0))
         {
-            throw new ArgumentException("The generator needs at least one prompt, all of the same non-zero length.", nameof(prompts));
+            throw new ArgumentException("The generator needs at least one prompt, each of at least one token.", nameof(prompts));
         }
-        random ??= settings.Rules.NewRandom();
+        int length = prompts.Max(p => p.Count);
+        if (!stepper.AcceptsPadding && prompts.Any(p => p.Count != length))
+        {
+            throw new ArgumentException(
+                $"This model's runtime decodes prompts of one length at a time; found lengths {string.Join(", ", prompts.Select(p => p.Count).Distinct())}.", nameof(prompts));
+        }
+        if (randoms is not null && randoms.Count != batch)
+        {
+            throw new ArgumentException($"Expected one random source per prompt ({batch}); found {randoms.Count}.", nameof(randoms));
+        }
+        randoms ??= Enumerable.Range(0, batch).Select(settings.Rules.NewRandom).ToArray();
         int context = stepper.ContextLength;
         if (stepper.HasCache)
         {
@@ -88,21 +109,25 @@ internal static class CausalDecoding
         var sequences = prompts.Select(p => p.ToList()).ToArray();
         var outputs = Enumerable.Range(0, batch).Select(_ => new List<int>()).ToArray();
         var finished = new bool[batch];
-        IReadOnlyList<IReadOnlyList<int>> input = prompts;
+        IReadOnlyList<int>? padding = null;
+        IReadOnlyList<IReadOnlyList<int>> input = Window(sequences, length, ref padding);
         for (int step = 0; step < settings.MaxNewTokens && !finished.All(f => f); step++)
         {
+            // Every row grows by one token a step, so the longest row is still the first prompts' longest, and the others
+            // keep their padding.
+            int slots = sequences.Max(s => s.Count);
             if (!stepper.HasCache)
             {
-                input = Window(sequences, Math.Min(sequences[0].Count, context));
+                input = Window(sequences, Math.Min(slots, context), ref padding);
             }
             else if (stepper.CachedLength + input[0].Count > context)
             {
                 // The window is full: start a new cache from the last three quarters of it, so that the
                 // re-encoding happens once every context/4 tokens instead of every token.
                 stepper.ResetCache();
-                input = Window(sequences, Math.Min(sequences[0].Count, Math.Max(1, context * 3 / 4)));
+                input = Window(sequences, Math.Min(slots, Math.Max(1, context * 3 / 4)), ref padding);
             }
-            float[][] scores = stepper.Step(input);
+            float[][] scores = stepper.Step(input, padding);
             var next = new int[batch];
             for (int row = 0; row < batch; row++)
             {
@@ -112,7 +137,7 @@ internal static class CausalDecoding
                     throw new InvalidOperationException(
                         $"The model's scores for the next token are not finite numbers (NaN or infinity) after {step} generated tokens: its weights are damaged or overflow on this input.");
                 }
-                next[row] = settings.Rules.Next(scores[row], sequences[row], random);
+                next[row] = settings.Rules.Next(scores[row], sequences[row], randoms[row]);
             }
             var nextInput = new IReadOnlyList<int>[batch];
             for (int row = 0; row < batch; row++)
@@ -141,6 +166,23 @@ internal static class CausalDecoding
         return outputs;
     }
 
-    private static IReadOnlyList<int>[] Window(List<int>[] sequences, int keep) =>
-        sequences.Select(s => (IReadOnlyList<int>)s.GetRange(s.Count - keep, keep)).ToArray();
+    /// <summary>
+    /// The last <paramref name="keep"/> slots of every row: its last tokens, after as many padding ids (0) as it is short
+    /// of <paramref name="keep"/>. <paramref name="padding"/> becomes the rows' padding, null where no row has any (then
+    /// the steps are exactly those of an unpadded batch).
+    /// </summary>
+    private static IReadOnlyList<int>[] Window(List<int>[] sequences, int keep, ref IReadOnlyList<int>? padding)
+    {
+        var rows = new IReadOnlyList<int>[sequences.Length];
+        var pads = new int[sequences.Length];
+        for (int r = 0; r < sequences.Length; r++)
+        {
+            List<int> s = sequences[r];
+            int real = Math.Min(s.Count, keep);
+            pads[r] = keep - real;
+            rows[r] = pads[r] == 0 ? s.GetRange(s.Count - keep, keep) : Enumerable.Repeat(0, pads[r]).Concat(s.GetRange(s.Count - real, real)).ToList();
+        }
+        padding = pads.Any(p => p > 0) ? pads : null;
+        return rows;
+    }
 }

@@ -87,8 +87,21 @@ internal sealed class LogitsRules
 
     public int NoRepeatNgramSize { get; }
 
-    /// <summary>The random source of one generation call.</summary>
-    public Random NewRandom() => Seed is int seed ? new Random(seed) : new Random();
+    /// <summary>
+    /// The random source of prompt <paramref name="prompt"/> of one generation call: the Seed itself for the first, a seed
+    /// mixed from it and the prompt's index for the others, so that a prompt's draws depend neither on the other prompts
+    /// nor on how they are batched. Without a Seed, a fresh source.
+    /// </summary>
+    public Random NewRandom(int prompt = 0) => Seed is int seed ? new Random(prompt == 0 ? seed : PromptSeed(seed, prompt)) : new Random();
+
+    /// <summary>SplitMix64's finalizer over (seed, prompt): neighbouring seeds and prompts give unrelated streams.</summary>
+    private static int PromptSeed(int seed, int prompt)
+    {
+        ulong z = ((ulong)(uint)seed << 32 | (uint)prompt) + 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return (int)((z ^ (z >> 31)) & int.MaxValue);
+    }
 
     /// <summary>The next token of one row: <paramref name="logits"/> (V) are changed in place; <paramref name="sequence"/> is the row so far (prompt included).</summary>
     public int Next(float[] logits, IReadOnlyList<int> sequence, Random random)

@@ -26,13 +26,16 @@ internal sealed class TorchCausalStepper : ICausalStepper
 
     public int CachedLength => (int)(_cache?.Length ?? 0);
 
-    public float[][] Step(IReadOnlyList<IReadOnlyList<int>> ids)
+    public bool AcceptsPadding => true;
+
+    public float[][] Step(IReadOnlyList<IReadOnlyList<int>> ids, IReadOnlyList<int>? leftPadding = null)
     {
         int rows = ids.Count, length = ids[0].Count;
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         Tensor input = tensor(CausalDecoding.Flatten(ids), new long[] { rows, length }, device: _device);
-        Tensor last = _model.NextTokenLogits(input, _cache).to(ScalarType.Float32).cpu().contiguous(); // (rows, V)
+        Tensor? padding = leftPadding is null ? null : tensor(leftPadding.Select(p => (long)p).ToArray(), device: _device);
+        Tensor last = _model.NextTokenLogits(input, _cache, padding).to(ScalarType.Float32).cpu().contiguous(); // (rows, V)
         int vocabulary = (int)last.shape[1];
         ReadOnlySpan<float> values = last.data<float>().ToArray();
         var scores = new float[rows][];

@@ -34,6 +34,20 @@ internal abstract class PositionalEncoding : nn.Module
 
     protected abstract Tensor Encode(long offset, long length, Device device);
 
+    /// <summary>
+    /// The encodings of per-row positions (B, T) int64 (a left-padded batch, whose rows start at different slots), shape
+    /// (B, T, d_model). Every position must lie in 0 .. MaxLength - 1.
+    /// </summary>
+    public Tensor Forward(Tensor positions)
+    {
+        if (positions.dim() != 2)
+        {
+            throw new ArgumentException($"{GetName()}: expected positions of shape (batch, length); found ({string.Join(", ", positions.shape)}).");
+        }
+        // Indexing rather than index_select: the same lookup, with a meta kernel.
+        return Encode(0, MaxLength, positions.device)[positions];
+    }
+
     public static PositionalEncoding Create(TransformerConfig config) => config.PositionalEncoding switch
     {
         PositionalEncodingKind.Sinusoidal => new SinusoidalPositionalEncoding(config.MaxSequenceLength, config.ModelDimension),

@@ -46,8 +46,12 @@ internal sealed class TokenEmbedding : nn.Module
 
     public PositionalEncoding Positions => _positions;
 
-    /// <summary>Token ids (B, T) at positions offset .. offset + T - 1 -> (B, T, d_model).</summary>
-    public Tensor Forward(Tensor tokenIds, long positionOffset = 0)
+    /// <summary>
+    /// Token ids (B, T) at positions offset .. offset + T - 1 -> (B, T, d_model). With <paramref name="leftPadding"/> (B)
+    /// int64, row b's first leftPadding[b] slots (counted from slot 0, before the offset) are padding: its slot s sits at
+    /// position s - leftPadding[b], and the padding slots at position 0 (masked from attention by the caller).
+    /// </summary>
+    public Tensor Forward(Tensor tokenIds, long positionOffset = 0, Tensor? leftPadding = null)
     {
         if (tokenIds.dim() != 2)
         {
@@ -60,7 +64,13 @@ internal sealed class TokenEmbedding : nn.Module
         {
             x = x.Times(_scale);
         }
-        x = x.add(_positions.Forward(positionOffset, tokenIds.shape[1], x.device), Scalars.One);
+        Tensor positions = _positions.Forward(positionOffset, tokenIds.shape[1], x.device); // (T, d); checks the range
+        if (leftPadding is not null)
+        {
+            Tensor slots = arange(positionOffset, positionOffset + tokenIds.shape[1], ScalarType.Int64, x.device).unsqueeze(0);
+            positions = _positions.Forward((slots - leftPadding.to(ScalarType.Int64).unsqueeze(1)).clamp_min(0)); // (B, T, d)
+        }
+        x = x.add(positions, Scalars.One);
         return _dropout.forward(x).MoveToOuterDisposeScope();
     }
 

@@ -322,12 +322,18 @@ internal sealed class OnnxBlocks
     /// the cache so far (B, h, past, d), concatenated with the new keys into present_key_i / present_value_i (B, h, past + T, d),
     /// or with <paramref name="sharedBuffers"/> buffers (B, h, capacity, d) that GroupQueryAttention writes in place, with
     /// an attention_mask input (B, past + T) of ones; when <paramref name="cross"/> is given, cross-attention to those
-    /// keys and values under <paramref name="crossMask"/>. Returns the hidden states (B, T, d), after the final LayerNorm of
-    /// a pre-LN stack.
+    /// keys and values under <paramref name="crossMask"/>. With <paramref name="leftPadding"/> (an int64 vector, one entry
+    /// per row or one for all; concatenated caches only), row b's first leftPadding[b] cached and new slots are padding,
+    /// which no query attends to and which the row's positions do not count (the TorchSharp model's left padding).
+    /// Returns the hidden states (B, T, d), after the final LayerNorm of a pre-LN stack.
     /// </summary>
     public string CachedDecoder(string ids, Core.Modules.TokenEmbedding embedding, TransformerConfig config, bool sharedBuffers,
-        IReadOnlyList<KeyValue>? cross = null, string? crossMask = null)
+        IReadOnlyList<KeyValue>? cross = null, string? crossMask = null, string? leftPadding = null)
     {
+        if (sharedBuffers && leftPadding is not null)
+        {
+            throw new ArgumentException("Left padding is for the concatenated cache; GroupQueryAttention's shared buffers take the lengths from attention_mask.", nameof(leftPadding));
+        }
         const global::Onnx.TensorProto.Types.DataType Float = global::Onnx.TensorProto.Types.DataType.Float, Int64 = global::Onnx.TensorProto.Types.DataType.Int64;
         string? attentionMask = sharedBuffers ? Graph.Input(OnnxSharedCache.AttentionMask, Int64, "batch", "total") : null;
         string cacheLength = sharedBuffers ? "capacity" : "past", presentLength = sharedBuffers ? "capacity" : "total";
@@ -350,10 +356,10 @@ internal sealed class OnnxBlocks
         else
         {
             pastLength = Dimension(past[0].Key, 2);
-            string causal = CausalMask(newLength, pastLength);
+            string causal = CausalMask(newLength, pastLength, leftPadding);
             selfAttention = (i, h) => Attention(h, h, $"decoder.layers.{i}.self_attn", config, causal, past[i]);
         }
-        string x = TokenEmbedding(ids, embedding, "embedding", config, pastLength);
+        string x = TokenEmbedding(ids, embedding, "embedding", config, pastLength, leftPadding);
         for (int i = 0; i < config.NumLayers; i++)
         {
             int layer = i;
@@ -366,15 +372,22 @@ internal sealed class OnnxBlocks
 
     /// <summary>
     /// The additive causal mask (1, 1, T, P + T) for T new positions after P cached ones: query i (absolute position P + i)
-    /// sees keys 0 .. P + i. <paramref name="newLength"/> and <paramref name="pastLength"/> are int64 scalars.
+    /// sees keys 0 .. P + i. <paramref name="newLength"/> and <paramref name="pastLength"/> are int64 scalars. With
+    /// <paramref name="leftPadding"/> (B or 1 entries), (B, 1, T, P + T), also blocking each row's first leftPadding[b]
+    /// keys (one blocked mask, so a padding query, which sees only padding, gets equal finite scores, not NaN).
     /// </summary>
-    private string CausalMask(string newLength, string pastLength)
+    private string CausalMask(string newLength, string pastLength, string? leftPadding = null)
     {
         string total = Graph.Op("Add", new[] { newLength, pastLength });
         string rows = Graph.Op("Range", new[] { pastLength, total, Graph.LongScalar(1) });             // (T): absolute positions
-        string columns = Graph.Op("Range", new[] { Graph.LongScalar(0), total, Graph.LongScalar(1) }); // (P + T)
-        string blocked = Graph.Op("Greater", new[] { Graph.Op("Unsqueeze", new[] { columns, Graph.Longs(0) }), Graph.Op("Unsqueeze", new[] { rows, Graph.Longs(1) }) });
-        return Graph.Op("Unsqueeze", new[] { BlockedToAdditive(blocked), Graph.Longs(0, 1) });
+        string columns = Graph.Op("Unsqueeze", new[] { Graph.Op("Range", new[] { Graph.LongScalar(0), total, Graph.LongScalar(1) }), Graph.Longs(0) }); // (1, P + T)
+        string blocked = Graph.Op("Unsqueeze", new[] { Graph.Op("Greater", new[] { columns, Graph.Op("Unsqueeze", new[] { rows, Graph.Longs(1) }) }), Graph.Longs(0, 1) });
+        if (leftPadding is not null)
+        {
+            string padding = Graph.Op("Less", new[] { columns, Graph.Op("Unsqueeze", new[] { leftPadding, Graph.Longs(1) }) }); // (B, P + T)
+            blocked = Graph.Op("Or", new[] { blocked, Graph.Op("Unsqueeze", new[] { padding, Graph.Longs(1, 2) }) });
+        }
+        return BlockedToAdditive(blocked);
     }
 
     /// <summary>A key padding mask (B, S) of 1 at padding (int64) -> the additive mask (B, 1, 1, S).</summary>
@@ -393,9 +406,10 @@ internal sealed class OnnxBlocks
 
     /// <summary>
     /// Token ids (B, T) at positions offset .. offset + T - 1 -> embeddings (B, T, d), as TokenEmbedding: the token row
-    /// (times sqrt(d) when the config scales), plus the position table (learned or sinusoidal, stored as it is).
+    /// (times sqrt(d) when the config scales), plus the position table (learned or sinusoidal, stored as it is). With
+    /// <paramref name="leftPadding"/> (B or 1 entries), row b's slot s sits at position s - leftPadding[b] (see <see cref="CachedDecoder"/>).
     /// </summary>
-    public string TokenEmbedding(string ids, Core.Modules.TokenEmbedding embedding, string prefix, TransformerConfig config, string offset)
+    public string TokenEmbedding(string ids, Core.Modules.TokenEmbedding embedding, string prefix, TransformerConfig config, string offset, string? leftPadding = null)
     {
         string x;
         if (_quantize)
@@ -417,6 +431,11 @@ internal sealed class OnnxBlocks
         string positionTable = Graph.Weight(prefix + ".position_table", positions);
         string length = Dimension(ids, 1);
         string range = Graph.Op("Range", new[] { offset, Graph.Op("Add", new[] { offset, length }), Graph.LongScalar(1) });
+        if (leftPadding is not null)
+        {
+            // Row b's slot s sits at position s - leftPadding[b]; padding slots at 0 (masked): (B or 1, T) positions.
+            range = Graph.Op("Max", new[] { Graph.Op("Sub", new[] { Graph.Op("Unsqueeze", new[] { range, Graph.Longs(0) }), Graph.Op("Unsqueeze", new[] { leftPadding, Graph.Longs(1) }) }), Graph.LongScalar(0) });
+        }
         return Graph.Op("Add", new[] { x, Graph.Op("Gather", new[] { positionTable, range }, ("axis", 0L)) });
     }
 

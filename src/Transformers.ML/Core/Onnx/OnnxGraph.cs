@@ -49,6 +49,17 @@ internal sealed class OnnxGraph
     }
 
     /// <summary>
+    /// An int64 vector input of <paramref name="dimension"/> entries that a caller may leave out: its default is one entry,
+    /// <paramref name="defaultValue"/>, which broadcasts over any number of rows (an overridable initializer, as
+    /// <see cref="OptionalInput"/>).
+    /// </summary>
+    public string OptionalVectorInput(string name, string dimension, long defaultValue)
+    {
+        Input(name, DataType.Int64, dimension);
+        return Initializer(name, DataType.Int64, new long[] { 1 }, BitConverter.GetBytes(defaultValue), reserved: true);
+    }
+
+    /// <summary>
     /// Makes <paramref name="value"/> the graph output <paramref name="name"/>. A node's output is renamed in place (the
     /// nodes that read it, and later ones through <see cref="Resolve"/>, use the new name): an Identity node would copy the
     /// tensor at every run, for a decoder's present keys and values the whole cache at every step. A graph input or a value

@@ -1,6 +1,7 @@
 // The GPT in the folder layout ONNX Runtime GenAI loads (Microsoft.ML.OnnxRuntimeGenAI's Model(folder)): model.onnx (our
-// export: input_ids and past_key_i / past_value_i in, logits and present_key_i / present_value_i out; positions and the
-// causal mask come from the past length inside the graph, so it needs no attention_mask or position_ids input),
+// export: input_ids, attention_mask and past_key_i / past_value_i in, logits and present_key_i / present_value_i out;
+// positions and the causal mask come from the past length and the mask's left padding inside the graph, so it needs no
+// position_ids input),
 // genai_config.json naming those inputs and outputs and the sizes GenAI allocates its cache with, and, for a byte-level
 // BPE tokenizer, the GPT-2 tokenizer files.
 using System.Text.Json;
@@ -53,7 +54,9 @@ internal static class GenAiExport
 
     public static void Write(TextGenerationTransformer model, string folder, OnnxExportOptions options)
     {
-        ModelProto graph = GptOnnxExport.Build(model.Model, model.Tokenizer, options); // checks the options before the folder is made
+        // attention_mask required: GenAI feeds only the inputs a session lists as its own, and it pads a batch of prompts of
+        // different lengths on the left, which the graph reads from the mask. Checks the options before the folder is made.
+        ModelProto graph = GptOnnxExport.Build(model.Model, model.Tokenizer, options, requireAttentionMask: true);
         AtomicFile.CreateFolder(folder, "ExportToOnnxRuntimeGenAI");
         TransformerConfig c = model.Model.Config;
         int endOfText = model.Tokenizer.EndOfTextId;
@@ -79,20 +82,13 @@ internal static class GenAiExport
                     ["num_attention_heads"] = c.NumHeads,
                     ["num_key_value_heads"] = c.NumHeads,
                     ["num_hidden_layers"] = c.NumLayers,
-                    ["inputs"] = shared
-                        ? new JsonObject
-                        {
-                            ["input_ids"] = GptOnnxExport.InputIds,
-                            ["attention_mask"] = OnnxSharedCache.AttentionMask,
-                            ["past_key_names"] = "past_key_%d",
-                            ["past_value_names"] = "past_value_%d",
-                        }
-                        : new JsonObject
-                        {
-                            ["input_ids"] = GptOnnxExport.InputIds,
-                            ["past_key_names"] = "past_key_%d",
-                            ["past_value_names"] = "past_value_%d",
-                        },
+                    ["inputs"] = new JsonObject
+                    {
+                        ["input_ids"] = GptOnnxExport.InputIds,
+                        ["attention_mask"] = GptOnnxExport.AttentionMask,
+                        ["past_key_names"] = "past_key_%d",
+                        ["past_value_names"] = "past_value_%d",
+                    },
                     ["outputs"] = new JsonObject
                     {
                         ["logits"] = GptOnnxExport.Logits,

@@ -3,9 +3,11 @@
 // (batch, sequence, vocabulary) and present_key_i / present_value_i (batch, heads, past + sequence, head_dim).
 // A first call passes a past of length 0. An optional int64 scalar logits_to_keep (Hugging Face's name; default 0, every
 // position) asks for the scores of the last positions only: a generator feeds 1, so that a long prompt's step does not
-// project every position onto the vocabulary. An optional int64 vector left_padding (default one 0: none; concatenated
-// cache only) says per row how many of its first cached and new slots are padding, so that prompts of different lengths
-// decode in one batch, aligned on the right. The tokenizer and the configuration travel in the model's metadata.
+// project every position onto the vocabulary. An optional int64 attention_mask (batch, past + sequence) of ones for tokens
+// and zeros for padding (Hugging Face's input; default a single 1: no padding) lets prompts of different lengths decode
+// in one batch: no position attends to the padding, and each row's positions count its tokens only. (With
+// SharedCacheBuffers attention_mask is required: GroupQueryAttention's row lengths, and the positions too.) The
+// tokenizer and the configuration travel in the model's metadata.
 using Onnx;
 using Transformers.ML.Core.IO;
 using Transformers.ML.Core.Tokenization;
@@ -27,12 +29,16 @@ internal static class GptOnnxExport
     public const string LogitsToKeep = "logits_to_keep";
 
     /// <summary>
-    /// Optional input (concatenated cache only): per row, the padding slots before its first token, which nothing
-    /// attends to and which positions do not count; default one 0, no padding.
+    /// Input (batch, past + sequence): 1 at the tokens, 0 at padding. Optional (default no padding) in the
+    /// concatenated-cache graph, where it lets prompts of different lengths decode together; required with shared buffers.
     /// </summary>
-    public const string LeftPadding = "left_padding";
+    public const string AttentionMask = OnnxSharedCache.AttentionMask;
 
-    public static ModelProto Build(GptModel model, TextTokenizer tokenizer, OnnxExportOptions? options = null)
+    /// <param name="requireAttentionMask">
+    /// Make the concatenated-cache graph's attention_mask a required input: ONNX Runtime GenAI feeds only the inputs a
+    /// session lists as its own, which leave out those with a default (see <see cref="GenAiExport"/>).
+    /// </param>
+    public static ModelProto Build(GptModel model, TextTokenizer tokenizer, OnnxExportOptions? options = null, bool requireAttentionMask = false)
     {
         options?.RejectImageOptions("GPT");
         TransformerConfig config = model.Config;
@@ -41,9 +47,11 @@ internal static class GptOnnxExport
         var blocks = new OnnxBlocks(graph, ModuleState.Of(model), quantization);
         bool shared = options?.SharedCacheBuffers ?? false;
         string ids = graph.Input(InputIds, DataType.Int64, "batch", "sequence");
-        // GroupQueryAttention's shared buffers take each row's length from attention_mask instead.
-        string? leftPadding = shared ? null : graph.OptionalVectorInput(LeftPadding, "padding_rows", 0);
-        string x = blocks.CachedDecoder(ids, model.Embedding, config, shared, leftPadding: leftPadding);
+        // The shared buffers make their own (required) attention_mask, GroupQueryAttention's row lengths (CachedDecoder).
+        string? mask = shared ? null
+            : requireAttentionMask ? graph.Input(AttentionMask, DataType.Int64, "batch", "total")
+            : graph.OptionalInput(AttentionMask, new long[] { 1, 1 }, new long[] { 1 }, "batch", "total");
+        string x = blocks.CachedDecoder(ids, model.Embedding, config, shared, attentionMask: mask);
         string logits = blocks.TiedLogits(x, "embedding", graph.OptionalInput(LogitsToKeep, 0));
         graph.Output(logits, Logits, DataType.Float, "batch", "kept_sequence", model.VocabularySize);
         return graph.ToModel(new Dictionary<string, string>

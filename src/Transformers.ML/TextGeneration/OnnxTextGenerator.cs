@@ -18,6 +18,7 @@ public sealed class OnnxTextGenerator : IDisposable
     private readonly bool _sharedBuffers;
     private readonly bool _keepsLastLogits;
     private readonly bool _takesPadding;
+    private readonly bool _requiresMask;
 
     private OnnxTextGenerator(InferenceSession session, string source)
     {
@@ -27,8 +28,10 @@ public sealed class OnnxTextGenerator : IDisposable
         _sharedBuffers = OnnxSharedCache.IsShared(metadata);
         // Exports before logits_to_keep project every position; they still generate the same tokens.
         _keepsLastLogits = HasInput(session, GptOnnxExport.LogitsToKeep);
-        // Exports before left_padding decode prompts of one length at a time.
-        _takesPadding = !_sharedBuffers && HasInput(session, GptOnnxExport.LeftPadding);
+        // A concatenated-cache graph with attention_mask takes left-padded batches (exports before it decode prompts of one
+        // length at a time); GenAI's folder requires the mask, ExportToOnnx's has a default.
+        _takesPadding = !_sharedBuffers && HasInput(session, GptOnnxExport.AttentionMask);
+        _requiresMask = _takesPadding && !session.OverridableInitializerMetadata.ContainsKey(GptOnnxExport.AttentionMask);
         Tokenizer = TextTokenizer.FromDefinition(TokenizerDefinition.FromJson(metadata["tokenizer"], source), source);
     }
 
@@ -51,7 +54,7 @@ public sealed class OnnxTextGenerator : IDisposable
     /// <summary>
     /// Completions of <paramref name="prompts"/>, in order, in left-padded batches of up to <paramref name="maxBatch"/>
     /// prompts of similar token length (a graph exported with <see cref="OnnxExportOptions.SharedCacheBuffers"/>, or before
-    /// left_padding, batches prompts of one token length).
+    /// attention_mask, batches prompts of one token length).
     /// </summary>
     /// <remarks>The decoding loop and the rules (<see cref="GenerationOptions"/>) are the TorchSharp model's: greedy text is identical, and so is sampled text for the same <see cref="GenerationOptions.Seed"/>.</remarks>
     public IReadOnlyList<string> Generate(IReadOnlyList<string> prompts, GenerationOptions? options = null, int maxBatch = 16)
@@ -94,8 +97,14 @@ public sealed class OnnxTextGenerator : IDisposable
                     return shared.Step(GptOnnxExport.InputIds, input, input.Length, GptOnnxExport.Logits, scores => NegativeLogLikelihood(scores, target));
                 }
                 using OrtValue ids = OrtValue.CreateTensorValueFromMemory(input, new long[] { 1, input.Length });
+                using OrtValue? mask = _requiresMask ? AttentionMask(null, 1, input.Length) : null;
                 var names = new List<string> { GptOnnxExport.InputIds };
                 var values = new List<OrtValue> { ids };
+                if (mask is not null)
+                {
+                    names.Add(GptOnnxExport.AttentionMask);
+                    values.Add(mask);
+                }
                 if (every is not null)
                 {
                     names.Add(GptOnnxExport.LogitsToKeep);
@@ -137,7 +146,7 @@ public sealed class OnnxTextGenerator : IDisposable
         return sum;
     }
 
-    /// <summary>The new tokens of each prompt (of different lengths where the graph takes left_padding), without the end-of-text token.</summary>
+    /// <summary>The new tokens of each prompt (of different lengths where the graph takes attention_mask), without the end-of-text token.</summary>
     internal List<int>[] GenerateTokens(IReadOnlyList<IReadOnlyList<int>> prompts, DecodingSettings settings, bool useCache = true)
     {
         using ICausalStepper stepper = NewStepper(useCache);
@@ -184,12 +193,11 @@ public sealed class OnnxTextGenerator : IDisposable
                 names.Add(GptOnnxExport.LogitsToKeep);
                 values.Add(_lastOnly);
             }
-            using OrtValue? padding = leftPadding is null ? null
-                : OrtValue.CreateTensorValueFromMemory(leftPadding.Select(p => (long)p).ToArray(), new long[] { rows });
-            if (padding is not null)
+            using OrtValue? mask = leftPadding is null && !owner._requiresMask ? null : AttentionMask(leftPadding, rows, _cache.Length + length);
+            if (mask is not null)
             {
-                names.Add(GptOnnxExport.LeftPadding);
-                values.Add(padding);
+                names.Add(GptOnnxExport.AttentionMask);
+                values.Add(mask);
             }
             return _cache.Step(owner._session, names, values, GptOnnxExport.Logits);
         }
@@ -205,6 +213,17 @@ public sealed class OnnxTextGenerator : IDisposable
             ResetCache();
             _lastOnly?.Dispose();
         }
+    }
+
+    /// <summary>The attention_mask (rows, total) of a left-padded batch: per row its padding's zeros, then ones.</summary>
+    private static OrtValue AttentionMask(IReadOnlyList<int>? leftPadding, int rows, int total)
+    {
+        var mask = new long[rows * total];
+        for (int r = 0; r < rows; r++)
+        {
+            Array.Fill(mask, 1L, r * total + (leftPadding?[r] ?? 0), total - (leftPadding?[r] ?? 0));
+        }
+        return OrtValue.CreateTensorValueFromMemory(mask, new long[] { rows, total });
     }
 
     /// <summary>

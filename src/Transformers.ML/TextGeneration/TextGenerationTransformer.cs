@@ -192,9 +192,10 @@ public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposab
 
     /// <summary>
     /// Exports the model to ONNX (opset 17) with its key/value cache: inputs input_ids (batch, sequence) and past_key_i /
-    /// past_value_i (batch, heads, past, head_dim), and the optional int64 scalar logits_to_keep (default 0: every position's
-    /// logits; k: the last k positions', as Hugging Face's argument; the ONNX Runtime generator feeds 1); outputs logits and
-    /// present_key_i / present_value_i. The tokenizer and configuration are in the model's metadata:
+    /// past_value_i (batch, heads, past, head_dim), the optional int64 scalar logits_to_keep (default 0: every position's
+    /// logits; k: the last k positions', as Hugging Face's argument; the ONNX Runtime generator feeds 1) and the optional
+    /// int64 attention_mask (batch, past + sequence), 1 at tokens and 0 at padding (default: no padding; the generator
+    /// feeds it for a batch of prompts of different lengths); outputs logits and present_key_i / present_value_i. The tokenizer and configuration are in the model's metadata:
     /// <see cref="OnnxTextGenerator.Load"/> needs no other file. Written atomically.
     /// </summary>
     public void ExportToOnnx(string path) => ExportToOnnx(path, new OnnxExportOptions());
@@ -214,7 +215,8 @@ public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposab
     /// GPT-2's) vocab.json, merges.txt, tokenizer.json and tokenizer_config.json (GenAI's Tokenizer reads them and encodes
     /// as this model's tokenizer; a character tokenizer has no such files). GenAI generates up to the context length (it does not slide the window). With
     /// <see cref="OnnxExportOptions.SharedCacheBuffers"/> the config says past_present_share_buffer and GenAI writes the
-    /// caches in place too. The config's search section is <see cref="Generation"/>: greedy or sampled (do_sample),
+    /// caches in place too. model.onnx requires attention_mask, which GenAI feeds: a GenAI batch of prompts of different
+    /// lengths (padded on the right) gives each its tokens alone. The config's search section is <see cref="Generation"/>: greedy or sampled (do_sample),
     /// temperature, top-k, top-p, repetition penalty and seed (random_seed), so that a Generator made without search options
     /// decodes as <see cref="Generate(string, GenerationOptions?)"/> does (GenAI's own random numbers, so not the same
     /// sampled text); SetSearchOption overrides them. GenAI has no min-p (<see cref="GenerationOptions.MinP"/> is not

@@ -242,6 +242,33 @@ public sealed class GenAiTests
             Assert.IsGreaterThan(5, expected.Count);
             CollectionAssert.AreEqual(expected, again, $"shared buffers {shared}, rewound Generator, prompt of {p.Length} tokens; ours: {model.Tokenizer.Decode(expected)} | GenAI: {model.Tokenizer.Decode(again)}");
         }
+
+        // Both prompts in one GenAI batch: GenAI pads the shorter on the right with the pad token and marks it 0 in
+        // attention_mask, which the graph reads for the keys it blocks and the positions it counts; each row's greedy
+        // tokens are ours alone (GenAI's max_length counts the padded width, so the shorter row gets fewer).
+        using var batchParameters = new GeneratorParams(genAi);
+        batchParameters.SetSearchOption("max_length", model.Model.ContextLength);
+        batchParameters.SetSearchOption("do_sample", false);
+        batchParameters.SetSearchOption("batch_size", 2);
+        using var batch = new GenAiGenerator(genAi, batchParameters);
+        using var tokenizer = new Tokenizer(genAi);
+        using Sequences both = tokenizer.EncodeBatch(new[] { "ROMEO:\nWhat light", "ROMEO:\nBut soft, what light through yonder window breaks?\nIt is" });
+        batch.AppendTokenSequences(both);
+        while (!batch.IsDone())
+        {
+            batch.GenerateNextToken();
+        }
+        int[][] prompts = { prompt, longer };
+        for (int row = 0; row < 2; row++)
+        {
+            int[] sequence = batch.GetSequence((ulong)row).ToArray();
+            CollectionAssert.AreEqual(prompts[row], sequence[..prompts[row].Length]);
+            List<int> batched = sequence[longer.Length..].TakeWhile(t => t != model.Tokenizer.EndOfTextId).ToList();
+            List<int> alone = CausalDecoding.Generate(stepper, new[] { prompts[row] },
+                new DecodingSettings { MaxNewTokens = batched.Count, EndOfTextId = model.Tokenizer.EndOfTextId })[0];
+            Assert.IsGreaterThan(5, batched.Count);
+            CollectionAssert.AreEqual(alone, batched, $"shared buffers {shared}, GenAI batch row {row}; ours: {model.Tokenizer.Decode(alone)} | GenAI: {model.Tokenizer.Decode(batched)}");
+        }
     }
 
     /// <summary>GenAI's greedy tokens after <paramref name="prompt"/>, up to its max_length or the end of text (not included).</summary>

@@ -544,9 +544,10 @@ public sealed class OnnxExportTests
     }
 
     /// <summary>
-    /// Prompts of different lengths decode together through ONNX Runtime as through TorchSharp (left_padding, float32 and
-    /// int8): a padded row's scores are its prompt's alone, and the text is TorchSharp's, greedy and sampled. An export
-    /// from before left_padding, and a shared-buffer graph, batch prompts of one length and still give the same text.
+    /// Prompts of different lengths decode together through ONNX Runtime as through TorchSharp (the optional
+    /// attention_mask, float32 and int8): a padded row's scores are its prompt's alone, and the text is TorchSharp's,
+    /// greedy and sampled. An export without the input, and a shared-buffer graph, batch prompts of one length and still
+    /// give the same text.
     /// </summary>
     [TestMethod]
     public void PromptsOfDifferentLengthsDecodeTogetherThroughOnnxRuntime()
@@ -580,7 +581,8 @@ public sealed class OnnxExportTests
                 feeds.Add(NamedOnnxValue.CreateFromTensor(GptOnnxExport.LogitsToKeep, new DenseTensor<long>(new[] { 1L }, Array.Empty<int>())));
                 if (padding is not null)
                 {
-                    feeds.Add(NamedOnnxValue.CreateFromTensor(GptOnnxExport.LeftPadding, new DenseTensor<long>(padding, new[] { padding.Length })));
+                    long[] mask = padding.SelectMany(p => Enumerable.Range(0, width).Select(i => i < p ? 0L : 1L)).ToArray();
+                    feeds.Add(NamedOnnxValue.CreateFromTensor(GptOnnxExport.AttentionMask, new DenseTensor<long>(mask, new[] { batch.Length, width })));
                 }
                 using var results = session.Run(feeds);
                 return results.Single(r => r.Name == "logits").AsTensor<float>().ToArray();
@@ -597,6 +599,38 @@ public sealed class OnnxExportTests
                     Assert.IsGreaterThan(1e-3, alone.Zip(unpadded[(r * vocabulary)..((r + 1) * vocabulary)], (a, b) => Math.Abs(a - b)).Max(), $"row {r}: the padding must matter");
                 }
             }
+
+            // Right padding, as ONNX Runtime GenAI pads a batch: the short row's scores at its last token, then a step
+            // after the padding (a hole in the mask), against the row alone; every position's scores, pasts fed back.
+            (float[] Logits, List<NamedOnnxValue> Presents) Run(long[] ids, int batch, long[]? mask, List<NamedOnnxValue>? past)
+            {
+                int width = ids.Length / batch;
+                var feeds = new List<NamedOnnxValue> { NamedOnnxValue.CreateFromTensor("input_ids", new DenseTensor<long>(ids, new[] { batch, width })) };
+                for (int l = 0; l < config.NumLayers; l++)
+                {
+                    feeds.Add(past?.Single(p => p.Name == $"past_key_{l}") ?? NamedOnnxValue.CreateFromTensor($"past_key_{l}", new DenseTensor<float>(new[] { batch, config.NumHeads, 0, config.HeadKeyDimension })));
+                    feeds.Add(past?.Single(p => p.Name == $"past_value_{l}") ?? NamedOnnxValue.CreateFromTensor($"past_value_{l}", new DenseTensor<float>(new[] { batch, config.NumHeads, 0, config.HeadValueDimension })));
+                }
+                if (mask is not null)
+                {
+                    feeds.Add(NamedOnnxValue.CreateFromTensor(GptOnnxExport.AttentionMask, new DenseTensor<long>(mask, new[] { batch, mask.Length / batch })));
+                }
+                using var results = session.Run(feeds);
+                var presents = results.Where(r => r.Name.StartsWith("present_", StringComparison.Ordinal))
+                    .Select(r => NamedOnnxValue.CreateFromTensor(r.Name.Replace("present_", "past_", StringComparison.Ordinal), r.AsTensor<float>().ToDenseTensor())).ToList();
+                return (results.Single(r => r.Name == "logits").AsTensor<float>().ToArray(), presents);
+            }
+            float[] Last(float[] logits, int row, int slots, int slot) => logits[((row * slots + slot) * vocabulary)..((row * slots + slot + 1) * vocabulary)];
+            long[] shortRow = rows[1], fullRow = rows[0];
+            long[] first = shortRow.Concat(Enumerable.Repeat(0L, 4)).Concat(fullRow).ToArray();
+            long[] firstMask = new long[] { 1, 1, 1, 0, 0, 0, 0 }.Concat(Enumerable.Repeat(1L, 7)).ToArray();
+            (float[] step1, List<NamedOnnxValue> presents) = Run(first, 2, firstMask, null);
+            (float[] step2, _) = Run(new long[] { 40, 41 }, 2, new long[] { 1, 1, 1, 0, 0, 0, 0, 1 }.Concat(Enumerable.Repeat(1L, 8)).ToArray(), presents);
+            float Difference(float[] a, float[] b) => a.Zip(b, (x, y) => Math.Abs(x - y)).Max();
+            Assert.IsLessThan(1e-4, Difference(Last(Run(shortRow, 1, null, null).Logits, 0, 3, 2), Last(step1, 0, 7, 2)), "right padding: the short row's last token");
+            Assert.IsLessThan(1e-4, Difference(Last(Run(fullRow, 1, null, null).Logits, 0, 7, 6), Last(step1, 1, 7, 6)), "right padding: the full row");
+            Assert.IsLessThan(1e-4, Difference(Last(Run(shortRow.Append(40L).ToArray(), 1, null, null).Logits, 0, 4, 3), Last(step2, 0, 1, 0)), "a step after the padding's hole");
+            Assert.IsLessThan(1e-4, Difference(Last(Run(fullRow.Append(41L).ToArray(), 1, null, null).Logits, 0, 8, 7), Last(step2, 1, 1, 0)), "a step of the full row");
         }
 
         foreach (OnnxQuantization quantization in new[] { OnnxQuantization.None, OnnxQuantization.DynamicInt8 })
@@ -613,20 +647,17 @@ public sealed class OnnxExportTests
             }
         }
 
-        // An export from before left_padding (the input gone, its initializer a constant 0), and a shared-buffer graph.
+        // An export from before the optional attention_mask (the input gone, its default a constant), and a shared-buffer
+        // graph, whose attention_mask is GroupQueryAttention's row lengths.
         ModelProto older = GptOnnxExport.Build(model.Model, model.Tokenizer);
-        older.Graph.Input.Remove(older.Graph.Input.Single(i => i.Name == GptOnnxExport.LeftPadding));
+        older.Graph.Input.Remove(older.Graph.Input.Single(i => i.Name == GptOnnxExport.AttentionMask));
         string olderPath = TestUtil.TempPath(".onnx"), sharedPath = TestUtil.TempPath(".onnx");
         OnnxGraph.Save(older, olderPath);
         model.ExportToOnnx(sharedPath, new OnnxExportOptions { SharedCacheBuffers = true });
-        using (InferenceSession shared = Session(sharedPath))
-        {
-            Assert.IsFalse(shared.InputMetadata.ContainsKey(GptOnnxExport.LeftPadding) || shared.OverridableInitializerMetadata.ContainsKey(GptOnnxExport.LeftPadding));
-        }
         foreach (string other in new[] { olderPath, sharedPath })
         {
             using OnnxTextGenerator generator = OnnxTextGenerator.Load(other);
-            CollectionAssert.AreEqual(expectedGreedy, generator.Generate(prompts, greedy).ToArray(), other == olderPath ? "an export without left_padding" : "shared buffers");
+            CollectionAssert.AreEqual(expectedGreedy, generator.Generate(prompts, greedy).ToArray(), other == olderPath ? "an export without attention_mask" : "shared buffers");
         }
     }
 

@@ -322,20 +322,24 @@ internal sealed class OnnxBlocks
     /// the cache so far (B, h, past, d), concatenated with the new keys into present_key_i / present_value_i (B, h, past + T, d),
     /// or with <paramref name="sharedBuffers"/> buffers (B, h, capacity, d) that GroupQueryAttention writes in place, with
     /// an attention_mask input (B, past + T) of ones; when <paramref name="cross"/> is given, cross-attention to those
-    /// keys and values under <paramref name="crossMask"/>. With <paramref name="leftPadding"/> (an int64 vector, one entry
-    /// per row or one for all; concatenated caches only), row b's first leftPadding[b] cached and new slots are padding,
-    /// which no query attends to and which the row's positions do not count (the TorchSharp model's left padding).
-    /// Returns the hidden states (B, T, d), after the final LayerNorm of a pre-LN stack.
+    /// keys and values under <paramref name="crossMask"/>. With a concatenated cache, <paramref name="attentionMask"/> (an
+    /// int64 (B or 1, past + T or 1) input of 1 at tokens and 0 at padding, Hugging Face's attention_mask) blocks the
+    /// padded slots and counts each row's positions over its tokens only (see <see cref="MaskedPositions"/>); the shared
+    /// buffers make their own attention_mask input, which gives GroupQueryAttention each row's length and the positions
+    /// too. Returns the hidden states (B, T, d), after the final LayerNorm of a pre-LN stack.
     /// </summary>
     public string CachedDecoder(string ids, Core.Modules.TokenEmbedding embedding, TransformerConfig config, bool sharedBuffers,
-        IReadOnlyList<KeyValue>? cross = null, string? crossMask = null, string? leftPadding = null)
+        IReadOnlyList<KeyValue>? cross = null, string? crossMask = null, string? attentionMask = null)
     {
-        if (sharedBuffers && leftPadding is not null)
+        if (sharedBuffers && attentionMask is not null)
         {
-            throw new ArgumentException("Left padding is for the concatenated cache; GroupQueryAttention's shared buffers take the lengths from attention_mask.", nameof(leftPadding));
+            throw new ArgumentException("The shared-buffer decoder makes its own attention_mask input.", nameof(attentionMask));
         }
         const global::Onnx.TensorProto.Types.DataType Float = global::Onnx.TensorProto.Types.DataType.Float, Int64 = global::Onnx.TensorProto.Types.DataType.Int64;
-        string? attentionMask = sharedBuffers ? Graph.Input(OnnxSharedCache.AttentionMask, Int64, "batch", "total") : null;
+        if (sharedBuffers)
+        {
+            attentionMask = Graph.Input(OnnxSharedCache.AttentionMask, Int64, "batch", "total");
+        }
         string cacheLength = sharedBuffers ? "capacity" : "past", presentLength = sharedBuffers ? "capacity" : "total";
         var past = new KeyValue[config.NumLayers];
         for (int i = 0; i < config.NumLayers; i++)
@@ -346,20 +350,20 @@ internal sealed class OnnxBlocks
         string newLength = Dimension(ids, 1);
         string pastLength;
         Func<int, string, (string Output, KeyValue Present)> selfAttention;
-        if (attentionMask is not null)
+        if (sharedBuffers)
         {
             // The past length is the mask's length minus the new tokens; GroupQueryAttention takes each row's last position
             // and the total length, and writes the new keys and values into the buffers at the past length.
-            (pastLength, string lastPositions, string total) = SharedCacheLengths(attentionMask, newLength);
+            (pastLength, string lastPositions, string total) = SharedCacheLengths(attentionMask!, newLength);
             selfAttention = (i, h) => SharedCacheAttention(h, $"decoder.layers.{i}.self_attn", config, past[i], lastPositions, total);
         }
         else
         {
             pastLength = Dimension(past[0].Key, 2);
-            string causal = CausalMask(newLength, pastLength, leftPadding);
+            string causal = CausalMask(newLength, pastLength, attentionMask);
             selfAttention = (i, h) => Attention(h, h, $"decoder.layers.{i}.self_attn", config, causal, past[i]);
         }
-        string x = TokenEmbedding(ids, embedding, "embedding", config, pastLength, leftPadding);
+        string x = TokenEmbedding(ids, embedding, "embedding", config, pastLength, attentionMask);
         for (int i = 0; i < config.NumLayers; i++)
         {
             int layer = i;
@@ -373,18 +377,18 @@ internal sealed class OnnxBlocks
     /// <summary>
     /// The additive causal mask (1, 1, T, P + T) for T new positions after P cached ones: query i (absolute position P + i)
     /// sees keys 0 .. P + i. <paramref name="newLength"/> and <paramref name="pastLength"/> are int64 scalars. With
-    /// <paramref name="leftPadding"/> (B or 1 entries), (B, 1, T, P + T), also blocking each row's first leftPadding[b]
-    /// keys (one blocked mask, so a padding query, which sees only padding, gets equal finite scores, not NaN).
+    /// <paramref name="attentionMask"/> (B or 1, P + T or 1), (B, 1, T, P + T), also blocking the keys where it is 0
+    /// (one blocked mask, so a padding query that sees only padding gets equal finite scores, not NaN).
     /// </summary>
-    private string CausalMask(string newLength, string pastLength, string? leftPadding = null)
+    private string CausalMask(string newLength, string pastLength, string? attentionMask = null)
     {
         string total = Graph.Op("Add", new[] { newLength, pastLength });
         string rows = Graph.Op("Range", new[] { pastLength, total, Graph.LongScalar(1) });             // (T): absolute positions
         string columns = Graph.Op("Unsqueeze", new[] { Graph.Op("Range", new[] { Graph.LongScalar(0), total, Graph.LongScalar(1) }), Graph.Longs(0) }); // (1, P + T)
         string blocked = Graph.Op("Unsqueeze", new[] { Graph.Op("Greater", new[] { columns, Graph.Op("Unsqueeze", new[] { rows, Graph.Longs(1) }) }), Graph.Longs(0, 1) });
-        if (leftPadding is not null)
+        if (attentionMask is not null)
         {
-            string padding = Graph.Op("Less", new[] { columns, Graph.Op("Unsqueeze", new[] { leftPadding, Graph.Longs(1) }) }); // (B, P + T)
+            string padding = Graph.Op("Equal", new[] { attentionMask, Graph.LongScalar(0) }); // (B, P + T)
             blocked = Graph.Op("Or", new[] { blocked, Graph.Op("Unsqueeze", new[] { padding, Graph.Longs(1, 2) }) });
         }
         return BlockedToAdditive(blocked);
@@ -407,9 +411,9 @@ internal sealed class OnnxBlocks
     /// <summary>
     /// Token ids (B, T) at positions offset .. offset + T - 1 -> embeddings (B, T, d), as TokenEmbedding: the token row
     /// (times sqrt(d) when the config scales), plus the position table (learned or sinusoidal, stored as it is). With
-    /// <paramref name="leftPadding"/> (B or 1 entries), row b's slot s sits at position s - leftPadding[b] (see <see cref="CachedDecoder"/>).
+    /// <paramref name="attentionMask"/>, the positions of <see cref="MaskedPositions"/>.
     /// </summary>
-    public string TokenEmbedding(string ids, Core.Modules.TokenEmbedding embedding, string prefix, TransformerConfig config, string offset, string? leftPadding = null)
+    public string TokenEmbedding(string ids, Core.Modules.TokenEmbedding embedding, string prefix, TransformerConfig config, string offset, string? attentionMask = null)
     {
         string x;
         if (_quantize)
@@ -431,12 +435,28 @@ internal sealed class OnnxBlocks
         string positionTable = Graph.Weight(prefix + ".position_table", positions);
         string length = Dimension(ids, 1);
         string range = Graph.Op("Range", new[] { offset, Graph.Op("Add", new[] { offset, length }), Graph.LongScalar(1) });
-        if (leftPadding is not null)
+        if (attentionMask is not null)
         {
-            // Row b's slot s sits at position s - leftPadding[b]; padding slots at 0 (masked): (B or 1, T) positions.
-            range = Graph.Op("Max", new[] { Graph.Op("Sub", new[] { Graph.Op("Unsqueeze", new[] { range, Graph.Longs(0) }), Graph.Op("Unsqueeze", new[] { leftPadding, Graph.Longs(1) }) }), Graph.LongScalar(0) });
+            range = MaskedPositions(range, attentionMask, length);
         }
         return Graph.Op("Add", new[] { x, Graph.Op("Gather", new[] { positionTable, range }, ("axis", 0L)) });
+    }
+
+    /// <summary>
+    /// The positions (B or 1, T) of the slots <paramref name="slots"/> (T) under <paramref name="attentionMask"/> (B or 1,
+    /// slots or 1): slot s less the zeros of its row up to s, that is the tokens before it (Hugging Face's cumsum of the
+    /// mask less one), so that left padding, right padding and the holes a right-padded batch leaves behind as it grows
+    /// (ONNX Runtime GenAI pads prompts on the right) all count a row's tokens only; padding slots get 0 or more (masked).
+    /// A mask of one column (the optional input's default 1) subtracts nothing.
+    /// </summary>
+    private string MaskedPositions(string slots, string attentionMask, string newLength)
+    {
+        string zeros = Graph.Op("Cast", new[] { Graph.Op("Equal", new[] { attentionMask, Graph.LongScalar(0) }) }, ("to", (long)global::Onnx.TensorProto.Types.DataType.Int64));
+        string zerosUpTo = Graph.Op("CumSum", new[] { zeros, Graph.LongScalar(1) });
+        // The new slots are the mask's last T columns (all of a one-column default, which broadcasts).
+        string start = Graph.Op("Neg", new[] { Graph.Op("Unsqueeze", new[] { newLength, Graph.Longs(0) }) });
+        string newZeros = Graph.Op("Slice", new[] { zerosUpTo, start, Graph.Longs(long.MaxValue), Graph.Longs(1) });
+        return Graph.Op("Max", new[] { Graph.Op("Sub", new[] { Graph.Op("Unsqueeze", new[] { slots, Graph.Longs(0) }), newZeros }), Graph.LongScalar(0) });
     }
 
     /// <summary>

@@ -49,14 +49,14 @@ internal sealed class OnnxGraph
     }
 
     /// <summary>
-    /// An int64 vector input of <paramref name="dimension"/> entries that a caller may leave out: its default is one entry,
-    /// <paramref name="defaultValue"/>, which broadcasts over any number of rows (an overridable initializer, as
-    /// <see cref="OptionalInput"/>).
+    /// An int64 input of symbolic <paramref name="dimensions"/> that a caller may leave out: its default is
+    /// <paramref name="defaultValues"/> of shape <paramref name="defaultShape"/>, which must broadcast as any fed value
+    /// would (an overridable initializer, as <see cref="OptionalInput(string, long)"/>).
     /// </summary>
-    public string OptionalVectorInput(string name, string dimension, long defaultValue)
+    public string OptionalInput(string name, long[] defaultShape, long[] defaultValues, params object[] dimensions)
     {
-        Input(name, DataType.Int64, dimension);
-        return Initializer(name, DataType.Int64, new long[] { 1 }, BitConverter.GetBytes(defaultValue), reserved: true);
+        Input(name, DataType.Int64, dimensions);
+        return Initializer(name, DataType.Int64, defaultShape, defaultValues.SelectMany(BitConverter.GetBytes).ToArray(), reserved: true);
     }
 
     /// <summary>

@@ -446,17 +446,18 @@ internal sealed class OnnxBlocks
     /// The positions (B or 1, T) of the slots <paramref name="slots"/> (T) under <paramref name="attentionMask"/> (B or 1,
     /// slots or 1): slot s less the zeros of its row up to s, that is the tokens before it (Hugging Face's cumsum of the
     /// mask less one), so that left padding, right padding and the holes a right-padded batch leaves behind as it grows
-    /// (ONNX Runtime GenAI pads prompts on the right) all count a row's tokens only; padding slots get 0 or more (masked).
-    /// A mask of one column (the optional input's default 1) subtracts nothing.
+    /// (ONNX Runtime GenAI pads prompts on the right) all count a row's tokens only. A padding slot gets -1 or more
+    /// (masked; Gather reads -1 as the last row, so no clamp, one op less per step). A mask of one column (the optional
+    /// input's default 1) subtracts nothing.
     /// </summary>
     private string MaskedPositions(string slots, string attentionMask, string newLength)
     {
-        string zeros = Graph.Op("Cast", new[] { Graph.Op("Equal", new[] { attentionMask, Graph.LongScalar(0) }) }, ("to", (long)global::Onnx.TensorProto.Types.DataType.Int64));
+        string zeros = Graph.Op("Sub", new[] { Graph.LongScalar(1), attentionMask }); // 1 at padding (a mask of 0 and 1)
         string zerosUpTo = Graph.Op("CumSum", new[] { zeros, Graph.LongScalar(1) });
         // The new slots are the mask's last T columns (all of a one-column default, which broadcasts).
         string start = Graph.Op("Neg", new[] { Graph.Op("Unsqueeze", new[] { newLength, Graph.Longs(0) }) });
         string newZeros = Graph.Op("Slice", new[] { zerosUpTo, start, Graph.Longs(long.MaxValue), Graph.Longs(1) });
-        return Graph.Op("Max", new[] { Graph.Op("Sub", new[] { Graph.Op("Unsqueeze", new[] { slots, Graph.Longs(0) }), newZeros }), Graph.LongScalar(0) });
+        return Graph.Op("Sub", new[] { slots, newZeros }); // (T) - (B or 1, T or 1)
     }
 
     /// <summary>

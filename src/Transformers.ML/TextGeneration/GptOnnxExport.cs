@@ -34,6 +34,12 @@ internal static class GptOnnxExport
     /// </summary>
     public const string AttentionMask = OnnxSharedCache.AttentionMask;
 
+    /// <summary>Metadata key saying how the graph counts positions (<see cref="PositionsFromMask"/> since attention_mask).</summary>
+    public const string PositionsMetadataKey = "positions";
+
+    /// <summary>Positions are counted over attention_mask's ones: the graph takes padded batches (left or right).</summary>
+    public const string PositionsFromMask = "attention-mask";
+
     /// <param name="requireAttentionMask">
     /// Make the concatenated-cache graph's attention_mask a required input: ONNX Runtime GenAI feeds only the inputs a
     /// session lists as its own, which leave out those with a default (see <see cref="GenAiExport"/>).
@@ -60,6 +66,7 @@ internal static class GptOnnxExport
             ["config"] = config.ToJson(),
             ["tokenizer"] = tokenizer.Definition.ToJson(),
             ["quantization"] = quantization.ToString(),
+            [PositionsMetadataKey] = PositionsFromMask,
             [OnnxSharedCache.MetadataKey] = shared ? OnnxSharedCache.SharedBuffers : OnnxSharedCache.Concatenated,
             ["vocabulary_size"] = model.VocabularySize.ToString(System.Globalization.CultureInfo.InvariantCulture),
         });

@@ -28,10 +28,13 @@ public sealed class OnnxTextGenerator : IDisposable
         _sharedBuffers = OnnxSharedCache.IsShared(metadata);
         // Exports before logits_to_keep project every position; they still generate the same tokens.
         _keepsLastLogits = HasInput(session, GptOnnxExport.LogitsToKeep);
-        // A concatenated-cache graph with attention_mask takes left-padded batches (exports before it decode prompts of one
-        // length at a time); GenAI's folder requires the mask, ExportToOnnx's has a default.
-        _takesPadding = !_sharedBuffers && HasInput(session, GptOnnxExport.AttentionMask);
-        _requiresMask = _takesPadding && !session.OverridableInitializerMetadata.ContainsKey(GptOnnxExport.AttentionMask);
+        // A concatenated-cache graph with attention_mask takes left-padded batches; a shared-buffer graph right-padded ones
+        // when its positions follow the mask (exports before either decode prompts of one length at a time). GenAI's
+        // folder requires the mask, ExportToOnnx's has a default.
+        _takesPadding = _sharedBuffers
+            ? metadata.TryGetValue(GptOnnxExport.PositionsMetadataKey, out string? positions) && positions == GptOnnxExport.PositionsFromMask
+            : HasInput(session, GptOnnxExport.AttentionMask);
+        _requiresMask = !_sharedBuffers && _takesPadding && !session.OverridableInitializerMetadata.ContainsKey(GptOnnxExport.AttentionMask);
         Tokenizer = TextTokenizer.FromDefinition(TokenizerDefinition.FromJson(metadata["tokenizer"], source), source);
     }
 
@@ -52,9 +55,8 @@ public sealed class OnnxTextGenerator : IDisposable
     public string Generate(string prompt, GenerationOptions? options = null) => Generate(new[] { prompt }, options)[0];
 
     /// <summary>
-    /// Completions of <paramref name="prompts"/>, in order, in left-padded batches of up to <paramref name="maxBatch"/>
-    /// prompts of similar token length (a graph exported with <see cref="OnnxExportOptions.SharedCacheBuffers"/>, or before
-    /// attention_mask, batches prompts of one token length).
+    /// Completions of <paramref name="prompts"/>, in order, in padded batches of up to <paramref name="maxBatch"/> prompts
+    /// of similar token length (an export from before attention_mask batches prompts of one token length).
     /// </summary>
     /// <remarks>The decoding loop and the rules (<see cref="GenerationOptions"/>) are the TorchSharp model's: greedy text is identical, and so is sampled text for the same <see cref="GenerationOptions.Seed"/>.</remarks>
     public IReadOnlyList<string> Generate(IReadOnlyList<string> prompts, GenerationOptions? options = null, int maxBatch = 16)
@@ -231,10 +233,19 @@ public sealed class OnnxTextGenerator : IDisposable
     /// in one buffer per layer and kind (<see cref="OnnxSharedCache"/>), which ONNX Runtime writes in place, so nothing is
     /// copied from step to step. A reset only rewinds the length; the buffers are reused.
     /// </summary>
+    /// <remarks>
+    /// GroupQueryAttention writes each row's new keys at that row's own length (attention_mask's ones), so a batch of
+    /// prompts of different lengths goes in padded on the right, as ONNX Runtime GenAI pads it: the loop's left-padded
+    /// rows are turned around, the prompt step reads each row's scores at its last token, and every later step's mask
+    /// keeps the hole the padding left (the graph counts positions over the ones).
+    /// </remarks>
     private sealed class SharedBufferStepper(OnnxTextGenerator owner) : ICausalStepper
     {
         private readonly OrtValue? _lastOnly = owner.LastLogitsOnly();
+        private readonly OrtValue? _every = owner._keepsLastLogits ? OrtValue.CreateTensorValueFromMemory(new long[] { 0 }, Array.Empty<long>()) : null;
         private OnnxSharedCache? _cache;
+        private int[]? _tokens; // per row: the prompt's tokens before its padding (a right-padded batch), else null
+        private int[]? _holes;  // per row: the padding after them
 
         public int ContextLength => owner.ContextLength;
 
@@ -242,31 +253,106 @@ public sealed class OnnxTextGenerator : IDisposable
 
         public int CachedLength => _cache?.Length ?? 0;
 
+        public bool AcceptsPadding => owner._takesPadding;
+
         public float[][] Step(IReadOnlyList<IReadOnlyList<int>> ids, IReadOnlyList<int>? leftPadding = null)
         {
-            if (leftPadding is not null)
+            if (leftPadding is not null && !owner._takesPadding)
             {
-                throw new ArgumentException("A graph with shared cache buffers decodes prompts of one length at a time.", nameof(leftPadding));
+                throw new ArgumentException("This shared-buffer graph (exported before its positions followed attention_mask) decodes prompts of one length at a time.", nameof(leftPadding));
             }
-            if (_cache is null || ids.Count != _cache.Rows)
+            int rows = ids.Count, length = ids[0].Count;
+            if (_cache is null || rows != _cache.Rows)
             {
                 _cache?.Dispose();
                 _cache = null; // so that a failed allocation below leaves no disposed cache behind
-                _cache = new OnnxSharedCache(owner._session, owner._config, ids.Count, ContextLength);
+                _cache = new OnnxSharedCache(owner._session, owner._config, rows, ContextLength);
                 if (_lastOnly is not null)
                 {
                     _cache.BindFixed(GptOnnxExport.LogitsToKeep, _lastOnly);
                 }
             }
-            return _cache.Step(GptOnnxExport.InputIds, CausalDecoding.Flatten(ids), ids[0].Count, GptOnnxExport.Logits);
+            if (_cache.Length == 0)
+            {
+                _tokens = _holes = null;
+            }
+            if (leftPadding is null && _holes is null)
+            {
+                return _cache.Step(GptOnnxExport.InputIds, CausalDecoding.Flatten(ids), length, GptOnnxExport.Logits);
+            }
+            if (_cache.Length == 0)
+            {
+                return RightPaddedPrompt(ids, leftPadding!);
+            }
+            // A step after a right-padded prompt: each row's tokens, its hole, then what it has generated since.
+            int total = _cache.Length + length;
+            var mask = new long[rows * total];
+            for (int r = 0; r < rows; r++)
+            {
+                Array.Fill(mask, 1L, r * total, _tokens![r]);
+                Array.Fill(mask, 1L, r * total + _tokens[r] + _holes![r], total - _tokens[r] - _holes[r]);
+            }
+            return _cache.Step(GptOnnxExport.InputIds, CausalDecoding.Flatten(ids), length, GptOnnxExport.Logits, OnnxKeyValueCache.LastPosition, mask);
         }
 
-        public void ResetCache() => _cache?.Reset();
+        /// <summary>The prompt step of a padded batch: each row's tokens first, its padding after; its scores at its last token.</summary>
+        private float[][] RightPaddedPrompt(IReadOnlyList<IReadOnlyList<int>> ids, IReadOnlyList<int> leftPadding)
+        {
+            int rows = ids.Count, length = ids[0].Count;
+            var flat = new long[rows * length];
+            var mask = new long[rows * length];
+            _tokens = new int[rows];
+            _holes = new int[rows];
+            for (int r = 0; r < rows; r++)
+            {
+                int pad = leftPadding[r];
+                _tokens[r] = length - pad;
+                _holes[r] = pad;
+                for (int t = 0; t < _tokens[r]; t++)
+                {
+                    flat[r * length + t] = ids[r][pad + t];
+                }
+                Array.Fill(mask, 1L, r * length, _tokens[r]);
+            }
+            if (_every is not null)
+            {
+                _cache!.BindFixed(GptOnnxExport.LogitsToKeep, _every); // every position's scores: the rows end at different ones
+            }
+            try
+            {
+                return _cache!.Step(GptOnnxExport.InputIds, flat, length, GptOnnxExport.Logits, scores =>
+                {
+                    long[] shape = scores.GetTensorTypeAndShape().Shape;
+                    int vocabulary = (int)shape[2];
+                    ReadOnlySpan<float> all = scores.GetTensorDataAsSpan<float>();
+                    var last = new float[rows][];
+                    for (int r = 0; r < rows; r++)
+                    {
+                        last[r] = all.Slice((r * length + _tokens[r] - 1) * vocabulary, vocabulary).ToArray();
+                    }
+                    return last;
+                }, mask);
+            }
+            finally
+            {
+                if (_lastOnly is not null)
+                {
+                    _cache!.BindFixed(GptOnnxExport.LogitsToKeep, _lastOnly);
+                }
+            }
+        }
+
+        public void ResetCache()
+        {
+            _cache?.Reset();
+            _tokens = _holes = null;
+        }
 
         public void Dispose()
         {
             _cache?.Dispose();
             _lastOnly?.Dispose();
+            _every?.Dispose();
         }
     }
 

@@ -6,6 +6,7 @@ using Onnx;
 using Transformers.ML.Core.IO;
 using Transformers.ML.ImageClassification;
 using Transformers.ML.Core.Onnx;
+using Transformers.ML.Core.Generation;
 using Transformers.ML.TextGeneration;
 using Transformers.ML.Tests.TextGeneration;
 using Transformers.ML.Tests.Translation;
@@ -654,10 +655,35 @@ public sealed class OnnxExportTests
         string olderPath = TestUtil.TempPath(".onnx"), sharedPath = TestUtil.TempPath(".onnx");
         OnnxGraph.Save(older, olderPath);
         model.ExportToOnnx(sharedPath, new OnnxExportOptions { SharedCacheBuffers = true });
-        foreach (string other in new[] { olderPath, sharedPath })
+        using (OnnxTextGenerator generator = OnnxTextGenerator.Load(olderPath))
         {
-            using OnnxTextGenerator generator = OnnxTextGenerator.Load(other);
-            CollectionAssert.AreEqual(expectedGreedy, generator.Generate(prompts, greedy).ToArray(), other == olderPath ? "an export without attention_mask" : "shared buffers");
+            CollectionAssert.AreEqual(expectedGreedy, generator.Generate(prompts, greedy).ToArray(), "an export without attention_mask");
+            Assert.ThrowsExactly<ArgumentException>(() => generator.GenerateTokens(new[] { new[] { 5, 9 }, new[] { 7 } }, new DecodingSettings { MaxNewTokens = 2 }));
+        }
+
+        // Shared buffers: GroupQueryAttention fills each row to its own length, so the stepper pads on the right (as GenAI
+        // does): the same text as TorchSharp, greedy and sampled, and the same tokens as TorchSharp's left-padded batch
+        // past the window (both slide it when the longest row fills it).
+        using (OnnxTextGenerator shared = OnnxTextGenerator.Load(sharedPath))
+        {
+            CollectionAssert.AreEqual(expectedGreedy, shared.Generate(prompts, greedy).ToArray(), "shared buffers, greedy");
+            CollectionAssert.AreEqual(expectedSampled, shared.Generate(prompts, sampling).ToArray(), "shared buffers, sampled");
+            IReadOnlyList<int>[] ids = prompts.Select(p => (IReadOnlyList<int>)model.Tokenizer.Encode(p).ToArray()).ToArray();
+            var past = new DecodingSettings { MaxNewTokens = 80 };
+            using var torch = new TorchCausalStepper(model.Model, CPU);
+            List<int>[] expectedTokens = CausalDecoding.Generate(torch, ids, past);
+            CollectionAssert.AreEqual(expectedTokens.Select(t => string.Join(",", t)).ToArray(),
+                shared.GenerateTokens(ids, past).Select(t => string.Join(",", t)).ToArray(), "shared buffers, a padded batch past the window");
+        }
+        // A shared-buffer export from before its positions followed the mask batches prompts of one length.
+        ModelProto olderShared = GptOnnxExport.Build(model.Model, model.Tokenizer, new OnnxExportOptions { SharedCacheBuffers = true });
+        olderShared.MetadataProps.Remove(olderShared.MetadataProps.Single(p => p.Key == GptOnnxExport.PositionsMetadataKey));
+        string olderSharedPath = TestUtil.TempPath(".onnx");
+        OnnxGraph.Save(olderShared, olderSharedPath);
+        using (OnnxTextGenerator generator = OnnxTextGenerator.Load(olderSharedPath))
+        {
+            CollectionAssert.AreEqual(expectedGreedy, generator.Generate(prompts, greedy).ToArray(), "an older shared-buffer export");
+            Assert.ThrowsExactly<ArgumentException>(() => generator.GenerateTokens(new[] { new[] { 5, 9 }, new[] { 7 } }, new DecodingSettings { MaxNewTokens = 2 }));
         }
     }
 

@@ -86,16 +86,25 @@ internal sealed class OnnxSharedCache : IDisposable
     public float[][] Step(string idsName, long[] ids, int length, string scoresOutput) =>
         Step(idsName, ids, length, scoresOutput, OnnxKeyValueCache.LastPosition);
 
-    /// <summary>A step as <see cref="Step(string, long[], int, string)"/>, whose scores (rows, length, V) <paramref name="read"/> reads before they are freed.</summary>
-    public T Step<T>(string idsName, long[] ids, int length, string scoresOutput, Func<OrtValue, T> read)
+    /// <summary>
+    /// A step as <see cref="Step(string, long[], int, string)"/>, whose scores (rows, length, V) <paramref name="read"/>
+    /// reads before they are freed. <paramref name="attentionMask"/> (rows x (Length + length), 1 at tokens, 0 at padding)
+    /// replaces the mask of ones: a right-padded batch, whose rows GroupQueryAttention fills to lengths of their own.
+    /// </summary>
+    public T Step<T>(string idsName, long[] ids, int length, string scoresOutput, Func<OrtValue, T> read, long[]? attentionMask = null)
     {
         int total = Length + length;
         if (total > Capacity)
         {
             throw new InvalidOperationException($"A step of {length} tokens after {Length} cached ones exceeds the cache's {Capacity} positions.");
         }
+        if (attentionMask is not null && attentionMask.Length != Rows * total)
+        {
+            throw new ArgumentException($"Expected an attention mask of {Rows} x {total}; found {attentionMask.Length} values.", nameof(attentionMask));
+        }
         using OrtValue input = OrtValue.CreateTensorValueFromMemory(ids, new long[] { Rows, length });
-        using OrtValue mask = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, new Memory<long>(_ones, 0, Rows * total), new long[] { Rows, total });
+        using OrtValue mask = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance,
+            attentionMask is null ? new Memory<long>(_ones, 0, Rows * total) : attentionMask, new long[] { Rows, total });
         _binding.BindInput(idsName, input);
         _binding.BindInput(AttentionMask, mask);
         // Rebound at every step: bound once, the greedy text no longer equals TorchSharp's (OnnxExportTests).

@@ -569,6 +569,7 @@ public sealed class TextGenerationTests
         using var model = new GptModel(config, 97);
         model.eval();
         using var noGrad = no_grad();
+        using var scope = NewDisposeScope(); // the per-step tensors below
         int[] lengths = { 9, 4, 1 };
         Tensor[] prompts = lengths.Select(n => randint(1, 97, new long[] { 1, n })).ToArray();
         Tensor[] steps = Enumerable.Range(0, 3).Select(_ => randint(0, 97, new long[] { lengths.Length, 1 })).ToArray();

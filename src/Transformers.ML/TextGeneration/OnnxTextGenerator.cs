@@ -82,7 +82,7 @@ public sealed class OnnxTextGenerator : IDisposable
     {
         using var run = new RunOptions();
         // logits_to_keep = 0: every position's scores, whatever the graph's default.
-        using OrtValue? every = _keepsLastLogits ? OrtValue.CreateTensorValueFromMemory(new long[] { 0 }, Array.Empty<long>()) : null;
+        using OrtValue? every = LogitsToKeep(0);
         OnnxSharedCache? shared = _sharedBuffers ? new OnnxSharedCache(_session, _config, 1, ContextLength) : null;
         using OnnxKeyValueCache? empty = _sharedBuffers ? null : new OnnxKeyValueCache(_config, 1); // every window's empty past
         try
@@ -99,7 +99,7 @@ public sealed class OnnxTextGenerator : IDisposable
                     return shared.Step(GptOnnxExport.InputIds, input, input.Length, GptOnnxExport.Logits, scores => NegativeLogLikelihood(scores, target));
                 }
                 using OrtValue ids = OrtValue.CreateTensorValueFromMemory(input, new long[] { 1, input.Length });
-                using OrtValue? mask = _requiresMask ? AttentionMask(null, 1, input.Length) : null;
+                using OrtValue? mask = _requiresMask ? OrtValue.CreateTensorValueFromMemory(AttentionMask(1, input.Length, _ => (0, 0)), new long[] { 1, input.Length }) : null;
                 var names = new List<string> { GptOnnxExport.InputIds };
                 var values = new List<OrtValue> { ids };
                 if (mask is not null)
@@ -155,9 +155,12 @@ public sealed class OnnxTextGenerator : IDisposable
         return CausalDecoding.Generate(stepper, prompts, settings);
     }
 
-    /// <summary>logits_to_keep = 1: the steps need the last position's scores only.</summary>
-    private OrtValue? LastLogitsOnly() =>
-        _keepsLastLogits ? OrtValue.CreateTensorValueFromMemory(new long[] { 1 }, Array.Empty<long>()) : null;
+    /// <summary>
+    /// The logits_to_keep value <paramref name="count"/> (1: the steps need the last position's scores only; 0: every
+    /// position's); null for a graph without the input, which gives every position's.
+    /// </summary>
+    private OrtValue? LogitsToKeep(long count) =>
+        _keepsLastLogits ? OrtValue.CreateTensorValueFromMemory(new[] { count }, Array.Empty<long>()) : null;
 
     /// <summary>The stepper for the graph's cache layout (a shared-buffer graph always keeps its cache).</summary>
     private ICausalStepper NewStepper(bool useCache) => _sharedBuffers ? new SharedBufferStepper(this) : new Stepper(this, useCache);
@@ -168,7 +171,7 @@ public sealed class OnnxTextGenerator : IDisposable
     /// </summary>
     private sealed class Stepper(OnnxTextGenerator owner, bool useCache) : ICausalStepper
     {
-        private readonly OrtValue? _lastOnly = owner.LastLogitsOnly();
+        private readonly OrtValue? _lastOnly = owner.LogitsToKeep(1);
         private OnnxKeyValueCache? _cache;
 
         public int ContextLength => owner.ContextLength;
@@ -195,7 +198,9 @@ public sealed class OnnxTextGenerator : IDisposable
                 names.Add(GptOnnxExport.LogitsToKeep);
                 values.Add(_lastOnly);
             }
-            using OrtValue? mask = leftPadding is null && !owner._requiresMask ? null : AttentionMask(leftPadding, rows, _cache.Length + length);
+            int total = _cache.Length + length;
+            using OrtValue? mask = leftPadding is null && !owner._requiresMask ? null
+                : OrtValue.CreateTensorValueFromMemory(AttentionMask(rows, total, r => (0, leftPadding?[r] ?? 0)), new long[] { rows, total });
             if (mask is not null)
             {
                 names.Add(GptOnnxExport.AttentionMask);
@@ -217,15 +222,20 @@ public sealed class OnnxTextGenerator : IDisposable
         }
     }
 
-    /// <summary>The attention_mask (rows, total) of a left-padded batch: per row its padding's zeros, then ones.</summary>
-    private static OrtValue AttentionMask(IReadOnlyList<int>? leftPadding, int rows, int total)
+    /// <summary>
+    /// An attention_mask (rows x total, row-major): ones, but zeros at each row's padding, the slots [From, To) that
+    /// <paramref name="padding"/> gives for the row (left padding: from 0; right padding: after the row's tokens).
+    /// </summary>
+    private static long[] AttentionMask(int rows, int total, Func<int, (int From, int To)> padding)
     {
         var mask = new long[rows * total];
+        Array.Fill(mask, 1L);
         for (int r = 0; r < rows; r++)
         {
-            Array.Fill(mask, 1L, r * total + (leftPadding?[r] ?? 0), total - (leftPadding?[r] ?? 0));
+            (int from, int to) = padding(r);
+            Array.Clear(mask, r * total + from, to - from);
         }
-        return OrtValue.CreateTensorValueFromMemory(mask, new long[] { rows, total });
+        return mask;
     }
 
     /// <summary>
@@ -241,11 +251,11 @@ public sealed class OnnxTextGenerator : IDisposable
     /// </remarks>
     private sealed class SharedBufferStepper(OnnxTextGenerator owner) : ICausalStepper
     {
-        private readonly OrtValue? _lastOnly = owner.LastLogitsOnly();
-        private readonly OrtValue? _every = owner._keepsLastLogits ? OrtValue.CreateTensorValueFromMemory(new long[] { 0 }, Array.Empty<long>()) : null;
+        private readonly OrtValue? _lastOnly = owner.LogitsToKeep(1);
+        private readonly OrtValue? _every = owner.LogitsToKeep(0);
         private OnnxSharedCache? _cache;
-        private int[]? _tokens; // per row: the prompt's tokens before its padding (a right-padded batch), else null
-        private int[]? _holes;  // per row: the padding after them
+        private int[]? _tokens; // after a padded prompt step: per row, the prompt's tokens before its padding; else null
+        private int _width;     // that step's length: each row's padding runs from its tokens to here
 
         public int ContextLength => owner.ContextLength;
 
@@ -274,24 +284,14 @@ public sealed class OnnxTextGenerator : IDisposable
             }
             if (_cache.Length == 0)
             {
-                _tokens = _holes = null;
+                _tokens = null;
+                if (leftPadding is not null)
+                {
+                    return RightPaddedPrompt(ids, leftPadding);
+                }
             }
-            if (leftPadding is null && _holes is null)
-            {
-                return _cache.Step(GptOnnxExport.InputIds, CausalDecoding.Flatten(ids), length, GptOnnxExport.Logits);
-            }
-            if (_cache.Length == 0)
-            {
-                return RightPaddedPrompt(ids, leftPadding!);
-            }
-            // A step after a right-padded prompt: each row's tokens, its hole, then what it has generated since.
-            int total = _cache.Length + length;
-            var mask = new long[rows * total];
-            for (int r = 0; r < rows; r++)
-            {
-                Array.Fill(mask, 1L, r * total, _tokens![r]);
-                Array.Fill(mask, 1L, r * total + _tokens[r] + _holes![r], total - _tokens[r] - _holes[r]);
-            }
+            // After a padded prompt, each row's mask keeps the hole its padding left (null: ones).
+            long[]? mask = _tokens is null ? null : AttentionMask(rows, _cache.Length + length, r => (_tokens[r], _width));
             return _cache.Step(GptOnnxExport.InputIds, CausalDecoding.Flatten(ids), length, GptOnnxExport.Logits, OnnxKeyValueCache.LastPosition, mask);
         }
 
@@ -300,20 +300,15 @@ public sealed class OnnxTextGenerator : IDisposable
         {
             int rows = ids.Count, length = ids[0].Count;
             var flat = new long[rows * length];
-            var mask = new long[rows * length];
-            _tokens = new int[rows];
-            _holes = new int[rows];
+            int[] tokens = leftPadding.Select(pad => length - pad).ToArray();
             for (int r = 0; r < rows; r++)
             {
-                int pad = leftPadding[r];
-                _tokens[r] = length - pad;
-                _holes[r] = pad;
-                for (int t = 0; t < _tokens[r]; t++)
+                for (int t = 0; t < tokens[r]; t++)
                 {
-                    flat[r * length + t] = ids[r][pad + t];
+                    flat[r * length + t] = ids[r][leftPadding[r] + t];
                 }
-                Array.Fill(mask, 1L, r * length, _tokens[r]);
             }
+            (_tokens, _width) = (tokens, length);
             if (_every is not null)
             {
                 _cache!.BindFixed(GptOnnxExport.LogitsToKeep, _every); // every position's scores: the rows end at different ones
@@ -322,16 +317,15 @@ public sealed class OnnxTextGenerator : IDisposable
             {
                 return _cache!.Step(GptOnnxExport.InputIds, flat, length, GptOnnxExport.Logits, scores =>
                 {
-                    long[] shape = scores.GetTensorTypeAndShape().Shape;
-                    int vocabulary = (int)shape[2];
+                    int vocabulary = (int)scores.GetTensorTypeAndShape().Shape[2];
                     ReadOnlySpan<float> all = scores.GetTensorDataAsSpan<float>();
                     var last = new float[rows][];
                     for (int r = 0; r < rows; r++)
                     {
-                        last[r] = all.Slice((r * length + _tokens[r] - 1) * vocabulary, vocabulary).ToArray();
+                        last[r] = all.Slice((r * length + tokens[r] - 1) * vocabulary, vocabulary).ToArray();
                     }
                     return last;
-                }, mask);
+                }, AttentionMask(rows, length, r => (tokens[r], length)));
             }
             finally
             {
@@ -345,7 +339,7 @@ public sealed class OnnxTextGenerator : IDisposable
         public void ResetCache()
         {
             _cache?.Reset();
-            _tokens = _holes = null;
+            _tokens = null;
         }
 
         public void Dispose()

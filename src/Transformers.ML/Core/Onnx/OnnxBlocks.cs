@@ -455,14 +455,13 @@ internal sealed class OnnxBlocks
         string zeros = Graph.Op("Sub", new[] { Graph.LongScalar(1), attentionMask }); // 1 at padding (a mask of 0 and 1)
         string zerosUpTo = Graph.Op("CumSum", new[] { zeros, Graph.LongScalar(1) });
         // The new slots are the mask's last T columns (all of a one-column default, which broadcasts).
-        string start = Graph.Op("Neg", new[] { Graph.Op("Unsqueeze", new[] { newLength, Graph.Longs(0) }) });
-        string newZeros = Graph.Op("Slice", new[] { zerosUpTo, start, Graph.Longs(long.MaxValue), Graph.Longs(1) });
-        return Graph.Op("Sub", new[] { slots, newZeros }); // (T) - (B or 1, T or 1)
+        return Graph.Op("Sub", new[] { slots, LastPositions(zerosUpTo, newLength) }); // (T) - (B or 1, T or 1)
     }
 
     /// <summary>
-    /// The last <paramref name="keep"/> positions of (batch, sequence, width) values, every position when keep is 0 or at
-    /// least the sequence (Hugging Face's logits_to_keep): a generator's prompt step needs only the last position's scores.
+    /// The last <paramref name="keep"/> positions (axis 1) of (batch, sequence, ...) values, every position when keep is 0
+    /// or at least the sequence (Hugging Face's logits_to_keep): a generator's prompt step needs only the last position's
+    /// scores, and the mask's positions only the new slots'.
     /// </summary>
     private string LastPositions(string hidden, string keep)
     {

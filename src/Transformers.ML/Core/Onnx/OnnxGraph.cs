@@ -42,11 +42,7 @@ internal sealed class OnnxGraph
     /// An int64 scalar input that a caller may leave out: an initializer of the same name holds its default (ONNX Runtime
     /// calls it an overridable initializer and does not fold it into constants).
     /// </summary>
-    public string OptionalInput(string name, long defaultValue)
-    {
-        Input(name, DataType.Int64);
-        return Initializer(name, DataType.Int64, Array.Empty<long>(), BitConverter.GetBytes(defaultValue), reserved: true);
-    }
+    public string OptionalInput(string name, long defaultValue) => OptionalInput(name, Array.Empty<long>(), new[] { defaultValue });
 
     /// <summary>
     /// An int64 input of symbolic <paramref name="dimensions"/> that a caller may leave out: its default is

@@ -358,47 +358,11 @@ public sealed class OnnxExportTests
         }
     }
 
-    /// <summary>
-    /// The file of these tests' GPT: the Tiny preset trained until it nearly knows the first 1,000 characters of
-    /// Shakespeare by heart (600 batches, about 5 s, once per run), so that its greedy text varies from prompt to prompt
-    /// and position to position. Briefly trained (20 batches of a longer text) it answered every prompt with "eeee…",
-    /// which a graph with wrong positions or a dropped mask also gives: greedy comparisons could not fail.
-    /// </summary>
-    private static readonly Lazy<string> GptFile = new(() =>
-    {
-        var ml = new MLContext(seed: 1);
-        TextGenerationOptions options = TextGenerationTests.Tiny();
-        options.Epochs = 1;
-        options.BatchesPerEpoch = 600;
-        options.LearningRate = 1e-2;
-        using TextGenerationTransformer model = ml.Transformers().TextGeneration(options).Fit(TextGenerationTests.Load(ml, TestData.ShakespeareHead[..1_000]));
-        string path = TestUtil.TempPath();
-        model.Save(path);
-        return path;
-    });
-
-    /// <summary>A copy of these tests' GPT of its own for the calling test (see <see cref="GptFile"/>).</summary>
-    private static TextGenerationTransformer LoadGpt(MLContext ml) => ml.Transformers().LoadTextGeneration(GptFile.Value);
-
-    /// <summary>These tests' GPT varies its greedy text: several prompts give different text, each of many characters.</summary>
-    [TestMethod]
-    public void TheTestsGptGivesVariedGreedyText()
-    {
-        using TextGenerationTransformer model = LoadGpt(new MLContext(seed: 1));
-        var greedy = new GenerationOptions { MaxNewTokens = 60, Temperature = 0 };
-        string[] texts = new[] { "ROMEO:", "To be, or not", "KING", "JULIET:" }.Select(p => model.Generate(p, greedy)).ToArray();
-        Assert.AreEqual(texts.Length, texts.Distinct().Count(), string.Join(" | ", texts));
-        foreach (string text in texts)
-        {
-            Assert.IsGreaterThan(12, text.Distinct().Count(), $"distinct characters in '{text}'");
-        }
-    }
-
     [TestMethod]
     public void GptExportMatchesTorchSharpWithAndWithoutPastAndGeneratesTheSameGreedyText()
     {
         var ml = new MLContext(seed: 1);
-        using TextGenerationTransformer model = LoadGpt(ml);
+        using TextGenerationTransformer model = VariedGpt.Load(ml);
         string path = TestUtil.TempPath(".onnx");
         model.ExportToOnnx(path);
         using InferenceSession session = Session(path);
@@ -504,7 +468,7 @@ public sealed class OnnxExportTests
     public void TheGeneratorKeepsOnlyTheLastPositionsLogitsAndRunsOlderExports()
     {
         var ml = new MLContext(seed: 1);
-        using TextGenerationTransformer model = LoadGpt(ml);
+        using TextGenerationTransformer model = VariedGpt.Load(ml);
         var greedy = new GenerationOptions { MaxNewTokens = 30, Temperature = 0 };
         string expected = model.Generate("ROMEO:", greedy);
 
@@ -581,7 +545,7 @@ public sealed class OnnxExportTests
     public void PromptsOfDifferentLengthsDecodeTogetherThroughOnnxRuntime()
     {
         var ml = new MLContext(seed: 1);
-        using TextGenerationTransformer model = LoadGpt(ml);
+        using TextGenerationTransformer model = VariedGpt.Load(ml);
         TransformerConfig config = model.Model.Config;
         string[] prompts = { "ROMEO:", "To be, or not to be", "K", "First Citizen:\nWe are accounted poor" };
         var greedy = new GenerationOptions { MaxNewTokens = 24, Temperature = 0 };
@@ -732,7 +696,7 @@ public sealed class OnnxExportTests
     public void AnExportIsEvaluatedOverTheModelsWindows()
     {
         var ml = new MLContext(seed: 1);
-        using TextGenerationTransformer model = LoadGpt(ml); // trained on the first 1,000 characters
+        using TextGenerationTransformer model = VariedGpt.Load(ml); // trained on the first 1,000 characters (VariedGpt.TrainingText)
         IDataView heldOut = TextGenerationTests.Load(ml, TestData.ShakespeareHead[20_000..24_000], TestData.ShakespeareHead[30_000..31_500]);
         TextGenerationMetrics expected = ml.Transformers().EvaluateTextGeneration(model, heldOut);
         Assert.IsGreaterThan(3L * model.Model.ContextLength, expected.Tokens, "several windows, the last one partial");
@@ -800,7 +764,7 @@ public sealed class OnnxExportTests
     public void SharedCacheBufferExportGeneratesTheSameTextWithoutCopyingTheCache()
     {
         var ml = new MLContext(seed: 1);
-        using TextGenerationTransformer model = LoadGpt(ml);
+        using TextGenerationTransformer model = VariedGpt.Load(ml);
         string path = TestUtil.TempPath(".onnx");
         model.ExportToOnnx(path, new OnnxExportOptions { SharedCacheBuffers = true });
         using (InferenceSession session = Session(path))
@@ -836,7 +800,7 @@ public sealed class OnnxExportTests
         // Two rows with different prompts; after Reorder([1, 0]) row 0 must hold row 1's past and vice versa, and after
         // Reorder([1, 1]) both rows row 1's: the next step's scores are then those of the swapped (or repeated) prompts.
         var ml = new MLContext(seed: 1);
-        using TextGenerationTransformer model = LoadGpt(ml);
+        using TextGenerationTransformer model = VariedGpt.Load(ml);
         string concatenated = TestUtil.TempPath(".onnx"), shared = TestUtil.TempPath(".onnx");
         model.ExportToOnnx(concatenated);
         model.ExportToOnnx(shared, new OnnxExportOptions { SharedCacheBuffers = true });
@@ -969,7 +933,7 @@ public sealed class OnnxExportTests
         var int8 = new OnnxExportOptions { Quantization = OnnxQuantization.DynamicInt8 };
         // GPT: logits close to float32 ONNX, the same next token at most positions, a smaller file, and it generates.
         var ml = new MLContext(seed: 1);
-        using TextGenerationTransformer gpt = LoadGpt(ml);
+        using TextGenerationTransformer gpt = VariedGpt.Load(ml);
         string fp32 = TestUtil.TempPath(".onnx"), quantized = TestUtil.TempPath(".onnx");
         gpt.ExportToOnnx(fp32);
         gpt.ExportToOnnx(quantized, int8);

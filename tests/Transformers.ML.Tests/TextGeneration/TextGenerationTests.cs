@@ -183,27 +183,72 @@ public sealed class TextGenerationTests
         Assert.AreEqual(3, _trained.EpochReports.Count);
     }
 
+    /// <summary>These tests' greedy comparisons run on <see cref="VariedGpt"/>, whose greedy text varies.</summary>
+    [TestMethod]
+    public void TheGreedyComparisonsModelGivesVariedText()
+    {
+        using TextGenerationTransformer model = VariedGpt.Load(new MLContext(seed: 1));
+        var greedy = new GenerationOptions { MaxNewTokens = 60, Temperature = 0 };
+        string[] texts = new[] { "ROMEO:", "To be, or not", "KING", "JULIET:" }.Select(p => model.Generate(p, greedy)).ToArray();
+        Assert.AreEqual(texts.Length, texts.Distinct().Count(), string.Join(" | ", texts));
+        foreach (string text in texts)
+        {
+            Assert.IsGreaterThan(12, text.Distinct().Count(), $"distinct characters in '{text}'");
+        }
+    }
+
     [TestMethod]
     public void CachedAndUncachedGreedyGenerationAgree()
     {
+        using TextGenerationTransformer model = VariedGpt.Load(new MLContext(seed: 1));
         var options = new GenerationOptions { MaxNewTokens = 40, Temperature = 0 };
-        string cached = _trained.Generate("KING RICHARD:", options);
+        string cached = model.Generate("KING RICHARD:", options);
         options.UseKeyValueCache = false;
-        Assert.AreEqual(_trained.Generate("KING RICHARD:", options), cached);
-        Assert.AreEqual(40, _trained.Tokenizer.Encode(cached).Count, "character tokens: 40 new characters");
+        Assert.AreEqual(model.Generate("KING RICHARD:", options), cached);
+        Assert.AreEqual(40, model.Tokenizer.Encode(cached).Count, "character tokens: 40 new characters");
     }
 
     [TestMethod]
     public void GenerationPastTheContextWindowSlidesAndMatchesRecomputation()
     {
-        // The tiny model's context is 64 tokens; 100 new tokens after a 50-token prompt must slide the window.
-        string prompt = _shakespeare[1000..1050];
+        // The tiny model's context is 64 tokens; 100 new tokens after a 34-token prompt (cropped to its last 32 to leave
+        // half the window to new tokens) must slide the window. Until the window is full (32 new tokens) the cache gives
+        // the text of recomputing the whole window at every step; then the cache restarts from the window's last 48
+        // tokens and grows again (one re-encoding every 16 tokens), where recomputation sees 64 at every step, so the
+        // text may part there (as it does for this prompt).
+        using TextGenerationTransformer model = VariedGpt.Load(new MLContext(seed: 1));
+        const string prompt = "To be, or not to be, that is the q";
         var options = new GenerationOptions { MaxNewTokens = 100, Temperature = 0 };
-        string cached = _trained.Generate(prompt, options);
-        Assert.AreEqual(100, _trained.Tokenizer.Encode(cached).Count);
+        string cached = model.Generate(prompt, options);
+        string recomputed = model.Generate(prompt, new GenerationOptions { MaxNewTokens = 100, Temperature = 0, UseKeyValueCache = false });
+        Assert.AreEqual(100, model.Tokenizer.Encode(cached).Count);
+        Assert.AreEqual(100, model.Tokenizer.Encode(recomputed).Count);
+        Assert.AreEqual(recomputed[..32], cached[..32], "within the window");
+        // Past it, the cached text is recomputation over the windows the cache holds (the whole model, no cache).
+        int context = model.Model.ContextLength, start = 0;
+        var sequence = TextGenerator.PromptIds(model.Tokenizer, context, prompt, options, null).Select(t => (long)t).ToList();
+        Assert.HasCount(32, sequence);
+        var expected = new List<int>();
+        using (no_grad())
+        {
+            for (int step = 0; step < 100; step++)
+            {
+                if (sequence.Count - start > context)
+                {
+                    start = sequence.Count - context * 3 / 4;
+                }
+                using var scope = NewDisposeScope();
+                float[] scores = model.Model.Forward(tensor(sequence.Skip(start).ToArray()).unsqueeze(0))[0, -1].data<float>().ToArray();
+                int next = Scores.ArgMax(scores);
+                expected.Add(next);
+                sequence.Add(next);
+            }
+        }
+        Assert.AreEqual(model.Tokenizer.Decode(expected), cached, "the cache's windows, recomputed");
+        Assert.AreNotEqual(recomputed, cached, "the windows matter for this prompt, so the check above can fail");
         // A prompt longer than the context is cropped from the left, not an error.
         string longPrompt = string.Concat(Enumerable.Repeat("To be or not to be. ", 20));
-        Assert.AreEqual(20, _trained.Tokenizer.Encode(_trained.Generate(longPrompt, new GenerationOptions { MaxNewTokens = 20, Temperature = 0 })).Count);
+        Assert.AreEqual(20, model.Tokenizer.Encode(model.Generate(longPrompt, new GenerationOptions { MaxNewTokens = 20, Temperature = 0 })).Count);
     }
 
     [TestMethod]
@@ -246,14 +291,15 @@ public sealed class TextGenerationTests
     [TestMethod]
     public async Task StreamingGivesTheSameTextInPieces()
     {
+        using TextGenerationTransformer model = VariedGpt.Load(new MLContext(seed: 1));
         var options = new GenerationOptions { MaxNewTokens = 30, Temperature = 0 };
         var pieces = new List<string>();
-        await foreach (string piece in _trained.GenerateStreaming("JULIET:", options))
+        await foreach (string piece in model.GenerateStreaming("JULIET:", options))
         {
             pieces.Add(piece);
         }
         Assert.IsGreaterThan(1, pieces.Count);
-        Assert.AreEqual(_trained.Generate("JULIET:", options), string.Concat(pieces));
+        Assert.AreEqual(model.Generate("JULIET:", options), string.Concat(pieces));
     }
 
     [TestMethod]
@@ -386,6 +432,8 @@ public sealed class TextGenerationTests
         using TextGenerationTransformer loaded = ml.Transformers().LoadTextGeneration(path);
         var options = new GenerationOptions { MaxNewTokens = 30, Temperature = 0 };
         Assert.AreEqual(_trained.Generate("ROMEO:", options), loaded.Generate("ROMEO:", options));
+        var sampled = new GenerationOptions { MaxNewTokens = 30, Temperature = 0.9, TopK = 20, Seed = 4 }; // this model's greedy text is one character
+        Assert.AreEqual(_trained.Generate("ROMEO:", sampled), loaded.Generate("ROMEO:", sampled));
         Assert.AreEqual(_trained.Tokenizer.Definition.ToJson(), loaded.Tokenizer.Definition.ToJson());
         Assert.AreEqual(_trained.ParameterCount, loaded.ParameterCount);
 
@@ -605,8 +653,9 @@ public sealed class TextGenerationTests
     [TestMethod]
     public void PromptsOfDifferentLengthsGenerateTogetherAsTheyDoAlone()
     {
+        using TextGenerationTransformer model = VariedGpt.Load(new MLContext(seed: 1));
         string[] prompts = { "ROMEO:", "To be, or not to be", "K", _shakespeare[2000..2050], "First Citizen:\nWe are accounted poor" };
-        var generator = new TextGenerator(_trained.Model, _trained.Tokenizer, CPU, null);
+        var generator = new TextGenerator(model.Model, model.Tokenizer, CPU, null);
         // 24 new tokens: all but the 50-token prompt fit in the 64-token window and decode in one padded batch; 80: the
         // window slides for every row.
         foreach ((bool cache, int newTokens) in new[] { (true, 24), (false, 24), (true, 80), (false, 80) })
@@ -614,13 +663,13 @@ public sealed class TextGenerationTests
             var greedy = new GenerationOptions { MaxNewTokens = newTokens, Temperature = 0, UseKeyValueCache = cache };
             string[] together = generator.Generate(prompts, greedy, maxBatch: 16);
             CollectionAssert.AreEqual(prompts.Select(p => generator.Generate(new[] { p }, greedy)[0]).ToArray(), together, $"cache {cache}, {newTokens} new tokens");
-            Assert.IsTrue(together.All(t => _trained.Tokenizer.Encode(t).Count == newTokens));
+            Assert.IsTrue(together.All(t => model.Tokenizer.Encode(t).Count == newTokens));
         }
         var sampling = new GenerationOptions { MaxNewTokens = 40, Temperature = 0.9, TopK = 20, Seed = 3 };
         string[] sampled = generator.Generate(prompts, sampling, maxBatch: 16);
         CollectionAssert.AreEqual(generator.Generate(prompts, sampling, maxBatch: 1), sampled, "one at a time");
         CollectionAssert.AreEqual(generator.Generate(prompts, sampling, maxBatch: 2), sampled, "in twos");
-        Assert.AreEqual(_trained.Generate(prompts[0], sampling), sampled[0], "the first prompt draws from the seed itself");
+        Assert.AreEqual(model.Generate(prompts[0], sampling), sampled[0], "the first prompt draws from the seed itself");
         string[] twice = generator.Generate(new[] { "ROMEO:", "ROMEO:" }, sampling);
         Assert.AreNotEqual(twice[0], twice[1], "a prompt given twice gets two samples");
 
@@ -631,8 +680,8 @@ public sealed class TextGenerationTests
         {
             var batches = new List<int[]>();
             var options = new GenerationOptions { MaxNewTokens = newTokens, Temperature = 0 };
-            TextGenerator.Generate(_trained.Tokenizer, _trained.Model.ContextLength, prompts, options, 16, null,
-                () => new RecordingStepper(new TorchCausalStepper(_trained.Model, CPU), batches), acceptsPadding: true);
+            TextGenerator.Generate(model.Tokenizer, model.Model.ContextLength, prompts, options, 16, null,
+                () => new RecordingStepper(new TorchCausalStepper(model.Model, CPU), batches), acceptsPadding: true);
             return batches;
         }
         CollectionAssert.AreEqual(new[] { "1,6,19", "32,32" }, Batches(40).Select(b => string.Join(",", b)).ToArray());

@@ -39,7 +39,11 @@ public sealed class GenerationOptions
     /// </summary>
     public int? Seed { get; set; }
 
-    /// <summary>Reuse the keys and values of earlier tokens (default true); false recomputes the whole window each step.</summary>
+    /// <summary>
+    /// Reuse the keys and values of earlier tokens (default true); false recomputes the whole window each step. The text is
+    /// the same within the context window; past it the cache restarts from the window's last three quarters when full (one
+    /// re-encoding every quarter window) where recomputation sees the whole window, so the text may differ there.
+    /// </summary>
     public bool UseKeyValueCache { get; set; } = true;
 
     /// <summary>True when <see cref="Temperature"/> asks for greedy decoding.</summary>

@@ -211,41 +211,47 @@ public sealed class TextGenerationTests
     [TestMethod]
     public void GenerationPastTheContextWindowSlidesAndMatchesRecomputation()
     {
-        // The tiny model's context is 64 tokens; 100 new tokens after a 34-token prompt (cropped to its last 32 to leave
-        // half the window to new tokens) must slide the window. Until the window is full (32 new tokens) the cache gives
-        // the text of recomputing the whole window at every step; then the cache restarts from the window's last 48
-        // tokens and grows again (one re-encoding every 16 tokens), where recomputation sees 64 at every step, so the
-        // text may part there (as it does for this prompt).
+        // The tiny model's context is 64 tokens; 100 new tokens after a prompt of 34 or more tokens (cropped to its last
+        // 32 to leave half the window to new tokens) must slide the window. Until the window is full (32 new tokens) the
+        // cache gives the text of recomputing the whole window at every step; then the cache restarts from the window's
+        // last 48 tokens and grows again (one re-encoding every 16 tokens), where recomputation sees 64 at every step, so
+        // the text may part there (for most of these prompts it does).
         using TextGenerationTransformer model = VariedGpt.Load(new MLContext(seed: 1));
-        const string prompt = "To be, or not to be, that is the q";
+        string[] prompts = { "To be, or not to be, that is the q", "KING HENRY: Now is the winter of our", "ROMEO:\nBut soft, what light through" };
         var options = new GenerationOptions { MaxNewTokens = 100, Temperature = 0 };
-        string cached = model.Generate(prompt, options);
-        string recomputed = model.Generate(prompt, new GenerationOptions { MaxNewTokens = 100, Temperature = 0, UseKeyValueCache = false });
-        Assert.AreEqual(100, model.Tokenizer.Encode(cached).Count);
-        Assert.AreEqual(100, model.Tokenizer.Encode(recomputed).Count);
-        Assert.AreEqual(recomputed[..32], cached[..32], "within the window");
-        // Past it, the cached text is recomputation over the windows the cache holds (the whole model, no cache).
-        int context = model.Model.ContextLength, start = 0;
-        var sequence = TextGenerator.PromptIds(model.Tokenizer, context, prompt, options, null).Select(t => (long)t).ToList();
-        Assert.HasCount(32, sequence);
-        var expected = new List<int>();
-        using (no_grad())
+        var uncached = new GenerationOptions { MaxNewTokens = 100, Temperature = 0, UseKeyValueCache = false };
+        int context = model.Model.ContextLength, parted = 0;
+        foreach (string prompt in prompts)
         {
-            for (int step = 0; step < 100; step++)
+            string cached = model.Generate(prompt, options), recomputed = model.Generate(prompt, uncached);
+            Assert.AreEqual(100, model.Tokenizer.Encode(cached).Count);
+            Assert.AreEqual(100, model.Tokenizer.Encode(recomputed).Count);
+            Assert.AreEqual(recomputed[..32], cached[..32], $"{prompt}: within the window");
+            parted += recomputed == cached ? 0 : 1;
+
+            // Past it, the cached text is recomputation over the windows the cache holds (the whole model, no cache).
+            var sequence = TextGenerator.PromptIds(model.Tokenizer, context, prompt, options, null).Select(t => (long)t).ToList();
+            Assert.HasCount(32, sequence);
+            var expected = new List<int>();
+            int start = 0;
+            using (no_grad())
             {
-                if (sequence.Count - start > context)
+                for (int step = 0; step < 100; step++)
                 {
-                    start = sequence.Count - context * 3 / 4;
+                    if (sequence.Count - start > context)
+                    {
+                        start = sequence.Count - context * 3 / 4;
+                    }
+                    using var scope = NewDisposeScope();
+                    float[] scores = model.Model.Forward(tensor(sequence.Skip(start).ToArray()).unsqueeze(0))[0, -1].data<float>().ToArray();
+                    int next = Scores.ArgMax(scores);
+                    expected.Add(next);
+                    sequence.Add(next);
                 }
-                using var scope = NewDisposeScope();
-                float[] scores = model.Model.Forward(tensor(sequence.Skip(start).ToArray()).unsqueeze(0))[0, -1].data<float>().ToArray();
-                int next = Scores.ArgMax(scores);
-                expected.Add(next);
-                sequence.Add(next);
             }
+            Assert.AreEqual(model.Tokenizer.Decode(expected), cached, $"{prompt}: the cache's windows, recomputed");
         }
-        Assert.AreEqual(model.Tokenizer.Decode(expected), cached, "the cache's windows, recomputed");
-        Assert.AreNotEqual(recomputed, cached, "the windows matter for this prompt, so the check above can fail");
+        Assert.IsGreaterThan(0, parted, "the windows matter for some of these prompts, so the check above can fail");
         // A prompt longer than the context is cropped from the left, not an error.
         string longPrompt = string.Concat(Enumerable.Repeat("To be or not to be. ", 20));
         Assert.AreEqual(20, model.Tokenizer.Encode(model.Generate(longPrompt, new GenerationOptions { MaxNewTokens = 20, Temperature = 0 })).Count);

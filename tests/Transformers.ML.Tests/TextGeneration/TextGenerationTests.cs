@@ -286,10 +286,11 @@ public sealed class TextGenerationTests
     [TestMethod]
     public void StopStringsEndTheTextBeforeThem()
     {
-        string free = _trained.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 60, Temperature = 0 });
+        using TextGenerationTransformer model = VariedGpt.Load(new MLContext(seed: 1));
+        string free = model.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 60, Temperature = 0 });
         char stop = free.Skip(5).First(c => c != ' ');
         int at = free.IndexOf(stop, 5);
-        string stopped = _trained.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 60, Temperature = 0, StopStrings = new[] { stop.ToString() } });
+        string stopped = model.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 60, Temperature = 0, StopStrings = new[] { stop.ToString() } });
         Assert.AreEqual(free[..free.IndexOf(stop)], stopped);
         Assert.IsLessThan(at + 1, stopped.Length);
     }
@@ -312,25 +313,27 @@ public sealed class TextGenerationTests
     public void TransformAndPredictionEngineAddTheCompletionColumn()
     {
         var ml = new MLContext(seed: 1);
+        using TextGenerationTransformer model = VariedGpt.Load(ml); // greedy text that differs between prompts
         string[] prompts = { "ROMEO:", "First Citizen:", "ROMEO:", "KING" };
-        IDataView scored = _trained.Transform(ml.Data.LoadFromEnumerable(prompts.Select(p => new Prompt { Text = p })));
+        IDataView scored = model.Transform(ml.Data.LoadFromEnumerable(prompts.Select(p => new Prompt { Text = p })));
         var rows = ml.Data.CreateEnumerable<Completion>(scored, reuseRowObject: false).ToList();
         Assert.AreEqual(4, rows.Count);
         for (int i = 0; i < prompts.Length; i++)
         {
             Assert.AreEqual(prompts[i], rows[i].Text, "the prompt column passes through");
-            Assert.AreEqual(_trained.Generate(prompts[i]), rows[i].GeneratedText, $"row {i}");
+            Assert.AreEqual(model.Generate(prompts[i]), rows[i].GeneratedText, $"row {i}");
         }
         Assert.AreEqual(rows[0].GeneratedText, rows[2].GeneratedText);
+        Assert.AreEqual(3, rows.Select(r => r.GeneratedText).Distinct().Count(), "three prompts, three completions: a mix-up of rows would show");
 
         // Two prompts with different greedy completions, so that a stale result would show.
         string[] candidates = { "ROMEO:", "The king", "And so", "What is", "My lord, I" };
         string first = candidates[0];
-        string second = candidates.First(c => _trained.Generate(c) != _trained.Generate(first));
-        var engine = ml.Model.CreatePredictionEngine<Prompt, Completion>(_trained);
-        Assert.AreEqual(_trained.Generate(first), engine.Predict(new Prompt { Text = first }).GeneratedText);
-        Assert.AreEqual(_trained.Generate(second), engine.Predict(new Prompt { Text = second }).GeneratedText);
-        Assert.AreEqual(_trained.Generate(first), engine.Predict(new Prompt { Text = first }).GeneratedText);
+        string second = candidates.First(c => model.Generate(c) != model.Generate(first));
+        var engine = ml.Model.CreatePredictionEngine<Prompt, Completion>(model);
+        Assert.AreEqual(model.Generate(first), engine.Predict(new Prompt { Text = first }).GeneratedText);
+        Assert.AreEqual(model.Generate(second), engine.Predict(new Prompt { Text = second }).GeneratedText);
+        Assert.AreEqual(model.Generate(first), engine.Predict(new Prompt { Text = first }).GeneratedText);
     }
 
     [TestMethod]

@@ -444,19 +444,16 @@ internal static class Int8Benchmark
     {
         string[] prompts = Enumerable.Range(0, 16).Select(i => heldOut.Substring(1_000 + 977 * i, 6 + 3 * i)).ToArray();
         var greedy = new GenerationOptions { MaxNewTokens = 64, Temperature = 0 };
-        var parts = new List<string>();
-        int same = 0;
-        foreach ((OnnxTextGenerator generator, string name) in generators)
+        var results = generators.Select(g =>
         {
-            string[] together = generator.Generate(prompts, greedy).ToArray();
-            string[] alone = prompts.Select(p => generator.Generate(p, greedy)).ToArray();
+            string[] together = g.Generator.Generate(prompts, greedy).ToArray();
+            string[] alone = prompts.Select(p => g.Generator.Generate(p, greedy)).ToArray();
             int equal = together.Zip(alone).Count(t => t.First == t.Second);
             double prefix = together.Zip(alone).Average(t => CommonPrefix(t.First, t.Second) / (double)Math.Max(1, t.Second.Length));
-            parts.Add($"{name}: {equal} of 16 the same, on average the first {prefix:P0} of the text");
-            same = name == "int8" ? equal : same;
-        }
-        table.Add(new BenchmarkRow("onnx.int8", "GPT: prompts whose greedy text in a padded batch of 16 (6-51 characters, 64 new tokens) is their text alone, int8", same, "of 16", "-",
-            string.Join("; ", parts)));
+            return (g.Name, Equal: equal, Note: $"{g.Name}: {equal} of 16 the same, on average the first {prefix:P0} of the text");
+        }).ToList();
+        table.Add(new BenchmarkRow("onnx.int8", "GPT: prompts whose greedy text in a padded batch of 16 (6-51 characters, 64 new tokens) is their text alone, int8",
+            results.Single(r => r.Name == "int8").Equal, "of 16", "-", string.Join("; ", results.Select(r => r.Note))));
     }
 
     private static int CommonPrefix(string a, string b)

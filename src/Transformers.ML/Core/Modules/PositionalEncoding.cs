@@ -23,13 +23,19 @@ internal abstract class PositionalEncoding : nn.Module
     /// <summary>The encodings of positions offset .. offset + length - 1 on <paramref name="device"/>, shape (length, d_model).</summary>
     public Tensor Forward(long offset, long length, Device device)
     {
+        CheckRange(offset, length);
+        return Encode(offset, length, device);
+    }
+
+    /// <summary>Throws, naming the setting to change, unless positions offset .. offset + length - 1 lie within MaxLength.</summary>
+    public void CheckRange(long offset, long length)
+    {
         if (offset < 0 || length < 0 || offset + length > MaxLength)
         {
             throw new ArgumentOutOfRangeException(nameof(length),
                 $"Positions {offset}..{offset + length - 1} are beyond the positional encoding's {MaxLength} positions " +
                 $"({nameof(TransformerConfig.MaxSequenceLength)}); crop the input or raise {nameof(TransformerConfig.MaxSequenceLength)}.");
         }
-        return Encode(offset, length, device);
     }
 
     protected abstract Tensor Encode(long offset, long length, Device device);

@@ -64,10 +64,17 @@ internal sealed class TokenEmbedding : nn.Module
         {
             x = x.Times(_scale);
         }
-        Tensor positions = _positions.Forward(positionOffset, tokenIds.shape[1], x.device); // (T, d); checks the range
-        if (leftPadding is not null)
+        long length = tokenIds.shape[1];
+        Tensor positions;
+        if (leftPadding is null)
         {
-            Tensor slots = arange(positionOffset, positionOffset + tokenIds.shape[1], ScalarType.Int64, x.device).unsqueeze(0);
+            positions = _positions.Forward(positionOffset, length, x.device); // (T, d)
+        }
+        else
+        {
+            // A padded row's positions lie below its slots, so the slots' range check covers them.
+            _positions.CheckRange(positionOffset, length);
+            Tensor slots = arange(positionOffset, positionOffset + length, ScalarType.Int64, x.device).unsqueeze(0);
             positions = _positions.Forward((slots - leftPadding.to(ScalarType.Int64).unsqueeze(1)).clamp_min(0)); // (B, T, d)
         }
         x = x.add(positions, Scalars.One);

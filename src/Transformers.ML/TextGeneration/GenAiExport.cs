@@ -1,12 +1,12 @@
 // The GPT in the folder layout ONNX Runtime GenAI loads (Microsoft.ML.OnnxRuntimeGenAI's Model(folder)): model.onnx (our
 // export: input_ids, attention_mask and past_key_i / past_value_i in, logits and present_key_i / present_value_i out;
-// positions and the causal mask come from the past length and the mask's left padding inside the graph, so it needs no
-// position_ids input),
+// positions and the causal mask come from the past length and the mask inside the graph (GenAI pads a batch on the
+// right, and the graph counts each row's positions over the mask's ones), so it needs no position_ids input),
 // genai_config.json naming those inputs and outputs and the sizes GenAI allocates its cache with, and, for a byte-level
 // BPE tokenizer, the GPT-2 tokenizer files.
 using System.Text.Json;
-using Onnx;
 using System.Text.Json.Nodes;
+using Onnx;
 using Transformers.ML.Core.IO;
 using Transformers.ML.Core.Onnx;
 
@@ -55,7 +55,7 @@ internal static class GenAiExport
     public static void Write(TextGenerationTransformer model, string folder, OnnxExportOptions options)
     {
         // attention_mask required: GenAI feeds only the inputs a session lists as its own, and it pads a batch of prompts of
-        // different lengths on the left, which the graph reads from the mask. Checks the options before the folder is made.
+        // different lengths on the right, which the graph reads from the mask. Checks the options before the folder is made.
         ModelProto graph = GptOnnxExport.Build(model.Model, model.Tokenizer, options, requireAttentionMask: true);
         AtomicFile.CreateFolder(folder, "ExportToOnnxRuntimeGenAI");
         TransformerConfig c = model.Model.Config;

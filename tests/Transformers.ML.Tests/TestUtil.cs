@@ -54,6 +54,17 @@ internal static class TestUtil
         Path.Combine(Directory.CreateDirectory(RunFolder).FullName, Guid.NewGuid().ToString("N") + extension);
 
     /// <summary>
+    /// The file of a model that <paramref name="trainAndSave"/> trains (with an MLContext of seed 1) and saves at the path
+    /// it is given in <see cref="RunFolder"/>: once per test run however many tests ask, each loading a copy of its own.
+    /// </summary>
+    public static Lazy<string> TrainedOnce(Action<Microsoft.ML.MLContext, string> trainAndSave) => new(() =>
+    {
+        string path = TempPath();
+        trainAndSave(new Microsoft.ML.MLContext(seed: 1), path);
+        return path;
+    });
+
+    /// <summary>
     /// A copy of the model file <paramref name="file"/> whose every matrix is multiplied by 1e30: finite weights, so they
     /// pass the finiteness check of the tensors, but the loader's probe forward pass overflows. Asserts that
     /// <paramref name="load"/> refuses it with the probe's message naming the copy.

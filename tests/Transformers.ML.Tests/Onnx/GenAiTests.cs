@@ -18,7 +18,7 @@ public sealed class GenAiTests
     [TestMethod]
     public void OnnxRuntimeGenAIGreedyTokensEqualOurs()
     {
-        using TextGenerationTransformer model = TrainWithBpe();
+        using TextGenerationTransformer model = LoadBpeModel();
         foreach (bool shared in new[] { false, true })
         {
             GenAiMatches(model, shared);
@@ -36,7 +36,7 @@ public sealed class GenAiTests
     [TestMethod]
     public void AGenAIBatchOfPromptsOfDifferentLengthsGivesEachRowItsTokensAlone()
     {
-        using TextGenerationTransformer model = TrainWithBpe();
+        using TextGenerationTransformer model = LoadBpeModel();
         const string endOfText = "<|endoftext|>"; // GenAI's tokenizer reads the special token from tokenizer.json
         string[] texts = { "ROMEO:" + endOfText + "\nWhat light", "ROMEO:\nBut soft, what light through yonder window breaks?\nIt is" };
         int[] first = model.Tokenizer.Encode("ROMEO:").Append(model.Tokenizer.EndOfTextId).Concat(model.Tokenizer.Encode("\nWhat light")).ToArray();
@@ -87,7 +87,7 @@ public sealed class GenAiTests
     [TestMethod]
     public void OnAnInt8ExportGenAIPicksTheTokensOfOurOnnxRuntimeLoop()
     {
-        using TextGenerationTransformer model = TrainWithBpe();
+        using TextGenerationTransformer model = LoadBpeModel();
         int[] prompt = model.Tokenizer.Encode("ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and").ToArray();
         var settings = new DecodingSettings { MaxNewTokens = model.Model.ContextLength - prompt.Length, EndOfTextId = model.Tokenizer.EndOfTextId };
         foreach (bool shared in new[] { false, true })
@@ -145,7 +145,7 @@ public sealed class GenAiTests
     [TestMethod]
     public void OnnxRuntimeGenAIDecodesWithTheModelsSavedSettings()
     {
-        using TextGenerationTransformer model = TrainWithBpe();
+        using TextGenerationTransformer model = LoadBpeModel();
         int[] prompt = model.Tokenizer.Encode("ROMEO:\nWhat light").ToArray();
         int endOfText = model.Tokenizer.EndOfTextId;
         using var stepper = new TorchCausalStepper(model.Model, CPU);
@@ -226,20 +226,23 @@ public sealed class GenAiTests
     }
 
     /// <summary>
-    /// A tiny GPT with a byte-level BPE of 400 tokens, trained on Shakespeare (the same model each time) for 250 batches:
-    /// with 20 it answered every prompt with newlines, against which "GenAI's tokens equal ours" held whatever the graph
-    /// did with positions; now its greedy text varies with the prompt and a positions mistake fails the batch test.
+    /// A tiny GPT with a byte-level BPE of 400 tokens, trained on Shakespeare for 250 batches, once per test run (each
+    /// caller loads a copy of its own): with 20 batches it answered every prompt with newlines, against which "GenAI's
+    /// tokens equal ours" held whatever the graph did with positions; now its greedy text varies with the prompt and a
+    /// positions mistake fails the batch test.
     /// </summary>
-    private static TextGenerationTransformer TrainWithBpe()
+    private static readonly Lazy<string> BpeModel = TestUtil.TrainedOnce((ml, path) =>
     {
-        var ml = new MLContext(seed: 1);
         TextGenerationOptions options = TextGenerationTests.Tiny();
         options.Tokenizer = TokenizerKind.BytePairEncoding;
         options.VocabularySize = 400;
         options.Epochs = 1;
         options.BatchesPerEpoch = 250;
-        return ml.Transformers().TextGeneration(options).Fit(TextGenerationTests.Load(ml, TestData.ShakespeareHead[..40_000]));
-    }
+        using TextGenerationTransformer model = ml.Transformers().TextGeneration(options).Fit(TextGenerationTests.Load(ml, TestData.ShakespeareHead[..40_000]));
+        model.Save(path);
+    });
+
+    private static TextGenerationTransformer LoadBpeModel() => new MLContext(seed: 1).Transformers().LoadTextGeneration(BpeModel.Value);
 
     /// <summary>GenAI's Tokenizer over the exported <paramref name="folder"/> encodes each text into our ids and decodes them back.</summary>
     private static void AssertGenAiTokenizerEncodesAsOurs(string folder, TextGenerationTransformer model, params string[] texts)

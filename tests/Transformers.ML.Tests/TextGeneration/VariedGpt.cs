@@ -13,17 +13,14 @@ namespace Transformers.ML.Tests.TextGeneration;
 /// </summary>
 internal static class VariedGpt
 {
-    private static readonly Lazy<string> SavedFile = new(() =>
+    private static readonly Lazy<string> SavedFile = TestUtil.TrainedOnce((ml, path) =>
     {
-        var ml = new MLContext(seed: 1);
         TextGenerationOptions options = TextGenerationTests.Tiny();
         options.Epochs = 1;
         options.BatchesPerEpoch = 600;
         options.LearningRate = 1e-2;
         using TextGenerationTransformer model = ml.Transformers().TextGeneration(options).Fit(TextGenerationTests.Load(ml, TrainingText));
-        string path = TestUtil.TempPath();
         model.Save(path);
-        return path;
     });
 
     /// <summary>The text it learns: Shakespeare's first 1,000 characters.</summary>

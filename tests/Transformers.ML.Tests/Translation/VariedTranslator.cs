@@ -15,13 +15,10 @@ internal static class VariedTranslator
     public static IReadOnlyList<Pair> Pairs { get; } = TestData.SentencePairLines
         .Select(l => l.Split('\t')).Select(p => new Pair { English = p[0], Spanish = p[1] }).ToList();
 
-    private static readonly Lazy<string> SavedFile = new(() =>
+    private static readonly Lazy<string> SavedFile = TestUtil.TrainedOnce((ml, path) =>
     {
-        var ml = new MLContext(seed: 1);
         using TranslationTransformer model = ml.Transformers().Translation(TranslationTests.Tiny()).Fit(ml.Data.LoadFromEnumerable(Pairs));
-        string path = TestUtil.TempPath();
         model.Save(path);
-        return path;
     });
 
     /// <summary>A copy of the model of its own for the caller (disposed by the caller).</summary>

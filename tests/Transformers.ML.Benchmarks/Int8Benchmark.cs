@@ -442,7 +442,7 @@ internal static class Int8Benchmark
     /// </summary>
     private static void BatchedTextRow(ResultsTable table, string heldOut, params (OnnxTextGenerator Generator, string Name)[] generators)
     {
-        string[] prompts = Enumerable.Range(0, 16).Select(i => heldOut.Substring(1_000 + 977 * i, 6 + 3 * i)).ToArray();
+        string[] prompts = OnnxBenchmark.MixedLengthPrompts(heldOut);
         var greedy = new GenerationOptions { MaxNewTokens = 64, Temperature = 0 };
         var results = generators.Select(g =>
         {

@@ -260,7 +260,7 @@ internal static class OnnxBenchmark
     private static void MixedLengths(ResultsTable table, TextGenerationTransformer model, OnnxTextGenerator generator, OnnxTextGenerator shared, string book)
     {
         const int newTokens = 64;
-        string[] prompts = Enumerable.Range(0, 16).Select(i => book.Substring(1_000 + 977 * i, 6 + 3 * i)).ToArray();
+        string[] prompts = MixedLengthPrompts(book);
         int[] lengths = prompts.Select(p => model.Tokenizer.Encode(p).Count).ToArray();
         var options = new GenerationOptions { MaxNewTokens = newTokens, Temperature = 0 };
         var torch = new TextGenerator(model.Model, model.Tokenizer, CPU, null);
@@ -292,6 +292,10 @@ internal static class OnnxBenchmark
                 $"{together * 1000:F0} ms against {alone * 1000:F0} ms; greedy, the same text; context {model.Model.ContextLength}; a generator that batches prompts of one length only runs these one at a time"));
         }
     }
+
+    /// <summary>16 prompts of 6, 9, ..., 51 characters from across <paramref name="text"/> (at least 16,000 characters).</summary>
+    internal static string[] MixedLengthPrompts(string text) =>
+        Enumerable.Range(0, 16).Select(i => text.Substring(1_000 + 977 * i, 6 + 3 * i)).ToArray();
 
     /// <summary>
     /// ONNX Runtime GenAI (Microsoft.ML.OnnxRuntimeGenAI) generating from ExportToOnnxRuntimeGenAI's folder, against our

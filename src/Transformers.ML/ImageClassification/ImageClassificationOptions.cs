@@ -35,7 +35,11 @@ public enum ImageFit
     /// <summary>Resize both sides to the model's (the aspect ratio is not kept; every column and row of the image stays). Default.</summary>
     Stretch,
 
-    /// <summary>Keep the aspect ratio: pad the short side with black to a square, then resize.</summary>
+    /// <summary>
+    /// Keep the aspect ratio: pad the short side with black to a square, then resize. The ONNX export pads as well; without a
+    /// band or wedge masking it needs the images' own size (OnnxExportOptions.InputHeight and InputWidth), since images
+    /// resized to a square before the graph have lost their aspect ratio.
+    /// </summary>
     Pad,
 }
 

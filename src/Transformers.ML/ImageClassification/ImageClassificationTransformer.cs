@@ -155,40 +155,25 @@ public sealed class ImageClassificationTransformer : ImageModelTransformer
     public void ExportToOnnx(string path, OnnxExportOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(path);
-        OnnxGraph.Save(VitOnnxExport.Build(Classifier, options ?? new OnnxExportOptions(), OnnxPreprocessing()), path);
+        OnnxGraph.Save(VitOnnxExport.Build(Classifier, options ?? new OnnxExportOptions(), Options.Preprocessing), path);
     }
 
     /// <summary>Exports the classifier to ONNX into a stream (see <see cref="ExportToOnnx(string, OnnxExportOptions?)"/>).</summary>
     public void ExportToOnnx(Stream stream, OnnxExportOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        Google.Protobuf.MessageExtensions.WriteTo(VitOnnxExport.Build(Classifier, options ?? new OnnxExportOptions(), OnnxPreprocessing()), stream);
-    }
-
-    /// <summary>
-    /// The preprocessing the ONNX graph repeats: wedge masking, the band crop and per-image normalisation, as nodes. Padding
-    /// to a square keeps each scan's own aspect ratio, which ML.NET's fixed-size ResizeImages before the graph has lost.
-    /// </summary>
-    private ImagePreprocessing OnnxPreprocessing()
-    {
-        ImagePreprocessing p = Options.Preprocessing;
-        if (p.Fit != ImageFit.Stretch)
-        {
-            throw new NotSupportedException(
-                "This model pads each image to a square (ImagePreprocessing.Fit = Pad), keeping its aspect ratio; the ONNX graph is fed images that " +
-                "ML.NET's ResizeImages already brought to one fixed size, so it cannot. Export a model trained with Fit = Stretch, or run this one with Transform.");
-        }
-        return p;
+        Google.Protobuf.MessageExtensions.WriteTo(VitOnnxExport.Build(Classifier, options ?? new OnnxExportOptions(), Options.Preprocessing), stream);
     }
 
     /// <summary>
     /// The (height, width) of the "pixels" input of <see cref="ExportToOnnx(string, OnnxExportOptions?)"/>, the size to
     /// ResizeImages to before it: <see cref="OnnxExportOptions.InputHeight"/> x <see cref="OnnxExportOptions.InputWidth"/>
     /// when set; else the model's side, or, when its preprocessing masks wedges or crops a band, the size the graph
-    /// preprocesses at.
+    /// preprocesses at. A model that pads images to a square (<see cref="ImageFit.Pad"/>) without a band needs those
+    /// options (the images' own size, whose aspect ratio the graph keeps as the model does); without them this throws.
     /// </summary>
     public (int Height, int Width) OnnxInputSize(OnnxExportOptions? options = null) =>
-        VitOnnxExport.InputSize(options) ?? VitOnnxExport.ResampledSize(Options.Preprocessing, options?.ImageSize ?? Config.ImageSize);
+        VitOnnxExport.InputSizeFor(Options.Preprocessing, options, options?.ImageSize ?? Config.ImageSize);
 
     /// <summary>Frees the model's tensors.</summary>
     public override void Dispose() => Classifier.Dispose();

@@ -38,8 +38,7 @@ internal static class VitOnnxExport
         var blocks = new OnnxBlocks(graph, weights, options.Quantization);
 
         bool source = ImagePreprocessor.UsesSource(preprocessing);
-        (int resampledHeight, int resampledWidth) = ResampledSize(preprocessing, size);
-        (int inputHeight, int inputWidth) = InputSize(options) ?? (resampledHeight, resampledWidth);
+        (int inputHeight, int inputWidth) = InputSizeFor(preprocessing, options, size);
         string x = graph.Input(PixelsInput, DataType.Float, "batch", options.InputChannels, inputHeight, inputWidth);
         if (options.InputChannels == 3 && exported.Channels == 1)
         {
@@ -55,7 +54,7 @@ internal static class VitOnnxExport
             x = graph.Op("Concat", new[] { x, x, x }, ("axis", 1L));
         }
         // The model's first resampling, when the graph takes images at another size (luma first: both are linear).
-        x = Resample(graph, x, inputHeight, inputWidth, resampledHeight, resampledWidth);
+        x = FirstResize(graph, x, preprocessing, inputHeight, inputWidth, size);
         bool flip = classifier.TestTimeFlip;
         if (flip)
         {
@@ -66,7 +65,8 @@ internal static class VitOnnxExport
         int c = exported.Channels;
         if (source)
         {
-            x = SourcePreprocessing(graph, x, preprocessing, size, resampledHeight, resampledWidth, c);
+            (int sourceHeight, int sourceWidth) = ResampledSize(preprocessing, size);
+            x = SourcePreprocessing(graph, x, preprocessing, size, sourceHeight, sourceWidth, c);
         }
         if (preprocessing.PerImageNormalization)
         {
@@ -126,13 +126,75 @@ internal static class VitOnnxExport
             ["quantization"] = options.Quantization.ToString(),
             ["preprocessing"] = JsonSerializer.Serialize(preprocessing),
             ["input"] = $"{PixelsInput}: (batch, {options.InputChannels}, {inputHeight}, {inputWidth}) float in [0, 1]" + (options.InputChannels == 3 ? ", RGB" : "") +
-                (source ? $" (the whole scan resized to {inputWidth} x {inputHeight}: the graph masks wedges, crops the band and averages down to {size} x {size})" : ""),
+                (source ? $" (the whole scan resized to {inputWidth} x {inputHeight}: the graph masks wedges, crops the band{(preprocessing.Fit == ImageFit.Pad ? ", pads it to a square" : "")} and averages down to {size} x {size})"
+                    : preprocessing.Fit == ImageFit.Pad ? $" (the graph pads it to a square, keeping its aspect ratio, and resamples it to {size} x {size})" : ""),
         });
     }
 
     /// <summary>The size the model resamples an image to first: the source size of a scan's preprocessing, or the model's side.</summary>
     internal static (int Height, int Width) ResampledSize(ImagePreprocessing preprocessing, int size) =>
         ImagePreprocessor.UsesSource(preprocessing) ? ImagePreprocessor.SourceSize(preprocessing, size) : (size, size);
+
+    /// <summary>
+    /// The (height, width) of the graph's "pixels" input: <see cref="InputSize"/> when asked for, else <see cref="ResampledSize"/>.
+    /// A model that pads each image to a square (<see cref="ImageFit.Pad"/>) without a band or wedges needs the images'
+    /// own size: at the model's square side their aspect ratio, which the padding keeps, would be lost before the graph.
+    /// </summary>
+    internal static (int Height, int Width) InputSizeFor(ImagePreprocessing preprocessing, OnnxExportOptions? options, int size)
+    {
+        (int Height, int Width)? asked = InputSize(options);
+        if (asked is null && preprocessing.Fit == ImageFit.Pad && !ImagePreprocessor.UsesSource(preprocessing))
+        {
+            throw new ArgumentException(
+                "This model pads each image to a square (ImagePreprocessing.Fit = Pad), keeping its aspect ratio, which images resized to the model's " +
+                $"{size} x {size} before the graph have lost. Set OnnxExportOptions.InputHeight and InputWidth to your images' size (the graph then pads and " +
+                "resamples them as the model does; ML.NET's ResizeImages brings images of other sizes to it), or export a model trained with Fit = Stretch.", nameof(options));
+        }
+        return asked ?? ResampledSize(preprocessing, size);
+    }
+
+    /// <summary>
+    /// (B, C, H, W) -> the model's first resize of an image at <paramref name="height"/> x <paramref name="width"/>, as
+    /// ImagePreprocessor.Resize does it: to the source size of a scan's preprocessing (<see cref="ResampledSize"/>), else
+    /// to <paramref name="size"/> x <paramref name="size"/>, padded to a square first when the model pads (<see cref="ImageFit.Pad"/>).
+    /// </summary>
+    internal static string FirstResize(OnnxGraph graph, string x, ImagePreprocessing preprocessing, int height, int width, int size)
+    {
+        if (!ImagePreprocessor.UsesSource(preprocessing) && preprocessing.Fit == ImageFit.Pad)
+        {
+            (x, int side) = PadToSquare(graph, x, height, width);
+            return Resample(graph, x, side, side, size, size);
+        }
+        (int toHeight, int toWidth) = ResampledSize(preprocessing, size);
+        return Resample(graph, x, height, width, toHeight, toWidth);
+    }
+
+    /// <summary>
+    /// (B, C, H, W) -> (B, C, side, side), side = max(H, W): black rows or columns on both sides, the odd one after, as
+    /// ImagePreprocessor's padding does; <paramref name="x"/> itself when square. Zeros concatenated, not a Pad node: ONNX
+    /// Runtime folds a Pad into the AveragePool after it, and refuses pads wider than the pool's kernel.
+    /// </summary>
+    internal static (string X, int Side) PadToSquare(OnnxGraph graph, string x, int height, int width)
+    {
+        int side = Math.Max(height, width);
+        if (height == width)
+        {
+            return (x, side);
+        }
+        bool rows = height < width;
+        int missing = side - Math.Min(height, width), before = missing / 2;
+        string batchAndChannels = graph.Op("Slice", new[] { graph.Op("Shape", new[] { x }), graph.Longs(0), graph.Longs(2) });
+        string Zeros(int count) => graph.Op("ConstantOfShape",
+            new[] { graph.Op("Concat", new[] { batchAndChannels, rows ? graph.Longs(count, width) : graph.Longs(height, count) }, ("axis", 0L)) });
+        var parts = new List<string>();
+        if (before > 0)
+        {
+            parts.Add(Zeros(before));
+        }
+        parts.Add(x);
+        parts.Add(Zeros(missing - before));
+        return (graph.Op("Concat", parts, ("axis", rows ? 2L : 3L)), side);
+    }
 
     /// <summary>The input size that <see cref="OnnxExportOptions.InputHeight"/> and <see cref="OnnxExportOptions.InputWidth"/> ask for; null when neither is set.</summary>
     internal static (int Height, int Width)? InputSize(OnnxExportOptions? options)
@@ -210,7 +272,7 @@ internal static class VitOnnxExport
     /// <summary>
     /// ImagePreprocessor.Resize's source steps as nodes, from the same constants: (B, C, H0, W0) -> (B, C, S, S) with the
     /// flat saturated regions black, the rows cut to the band around the centroid of the row means above their median,
-    /// and blocks averaged down.
+    /// padded to a square when the model pads (<see cref="ImageFit.Pad"/>), and blocks averaged down.
     /// </summary>
     internal static string SourcePreprocessing(OnnxGraph graph, string x, ImagePreprocessing preprocessing, int size, int height, int width, int channels)
     {
@@ -259,6 +321,11 @@ internal static class VitOnnxExport
             index = graph.Op("Expand", new[] { graph.Op("Unsqueeze", new[] { graph.Op("Unsqueeze", new[] { index, graph.Longs(1) }), graph.Longs(3) }),
                 graph.Op("Concat", new[] { graph.Op("Slice", new[] { graph.Op("Shape", new[] { x }), graph.Longs(0), graph.Longs(1) }), graph.Longs(channels, rows, width) }, ("axis", 0L)) });
             x = graph.Op("GatherElements", new[] { x, index }, ("axis", 2L));
+        }
+        if (preprocessing.Fit == ImageFit.Pad)
+        {
+            (x, int side) = PadToSquare(graph, x, rows, width);
+            rows = width = side;
         }
         long factorY = rows / size, factorX = width / size;
         return graph.Op("AveragePool", new[] { x }, ("kernel_shape", new[] { factorY, factorX }), ("strides", new[] { factorY, factorX }));

@@ -255,18 +255,55 @@ public sealed class OnnxExportTests
         var half = Assert.ThrowsExactly<ArgumentException>(() => vit.ExportToOnnx(TestUtil.TempPath(".onnx"), new OnnxExportOptions { InputHeight = 496 }));
         StringAssert.Contains(half.Message, "Set both OnnxExportOptions.InputHeight and InputWidth, or neither; found InputHeight 496, InputWidth null");
 
-        // Padding keeps each scan's aspect ratio, which a fixed-size input has lost: that export is refused, saying why.
-        options.Preprocessing = new ImagePreprocessing { Fit = ImageFit.Pad };
+        // A model that pads each image to a square keeps its aspect ratio, which images resized to the model's square side have
+        // lost: without the images' own size that export is refused, saying what to set; at 496 x 512 the graph pads and
+        // resamples them as the model does, and ApplyOnnxModel gives Transform's scores.
+        options.Preprocessing = new ImagePreprocessing { Fit = ImageFit.Pad, PerImageNormalization = true };
+        options.TestTimeFlip = false;
         options.Epochs = 1;
         using ImageClassificationTransformer padded = ml.Transformers().ImageClassification(options).Fit(prepared.Transform(data));
-        var e = Assert.ThrowsExactly<NotSupportedException>(() => padded.ExportToOnnx(TestUtil.TempPath(".onnx")));
-        StringAssert.Contains(e.Message, "Fit = Pad");
+        foreach (Action refused in new Action[] { () => padded.ExportToOnnx(TestUtil.TempPath(".onnx")), () => padded.OnnxInputSize() })
+        {
+            var e = Assert.ThrowsExactly<ArgumentException>(refused);
+            StringAssert.Contains(e.Message, "Fit = Pad");
+            StringAssert.Contains(e.Message, "Set OnnxExportOptions.InputHeight and InputWidth to your images' size");
+        }
+        Assert.AreEqual((496, 512), padded.OnnxInputSize(native));
+        string paddedOnnx = TestUtil.TempPath(".onnx");
+        padded.ExportToOnnx(paddedOnnx, native);
+        // The embeddings too: a model trained one epoch scores most scans alike, its [CLS] embedding does not.
+        IDataView paddedScored = padded.Transform(loadedOriginals);
+        float[][] paddedTransformed = paddedScored.GetColumn<float[]>("Score").ToArray();
+        float[][] paddedEmbeddings = paddedScored.GetColumn<float[]>("Embedding").ToArray();
+        IDataView paddedDeployed = ml.Transforms.LoadImages("Image", null, nameof(ImageFile.ImagePath))
+            .Append(ml.Transforms.ResizeImages("Image", 512, 496, resizing: Microsoft.ML.Transforms.Image.ImageResizingEstimator.ResizingKind.Fill))
+            .Append(ml.Transforms.ExtractPixels("pixels", "Image", scaleImage: 1 / 255f))
+            .Append(ml.Transforms.ApplyOnnxModel(new[] { "probabilities", "embedding" }, new[] { "pixels" }, paddedOnnx))
+            .Fit(originalData).Transform(originalData);
+        float[][] paddedProbabilities = paddedDeployed.GetColumn<float[]>("probabilities").ToArray();
+        float[][] paddedDeployedEmbeddings = paddedDeployed.GetColumn<float[]>("embedding").ToArray();
+        for (int i = 0; i < originals.Count; i++)
+        {
+            if (atNativeSize[i])
+            {
+                string scan = Path.GetFileName(originals[i].ImagePath);
+                for (int k = 0; k < 4; k++)
+                {
+                    Assert.AreEqual(paddedTransformed[i][k], paddedProbabilities[i][k], 1e-4, $"{scan}, padded model through ApplyOnnxModel at 496 x 512, class {k}");
+                }
+                for (int j = 0; j < paddedEmbeddings[i].Length; j++)
+                {
+                    Assert.AreEqual(paddedEmbeddings[i][j], paddedDeployedEmbeddings[i][j], 1e-3, $"{scan}, padded model's embedding at 496 x 512, value {j}");
+                }
+            }
+        }
     }
 
     [TestMethod]
-    [DataRow(1)]
-    [DataRow(3)]
-    public void TheGraphsScanPreprocessingEqualsImagePreprocessorsPixelForPixel(int channels)
+    [DataRow(1, ImageFit.Stretch)]
+    [DataRow(3, ImageFit.Stretch)]
+    [DataRow(3, ImageFit.Pad)]
+    public void TheGraphsScanPreprocessingEqualsImagePreprocessorsPixelForPixel(int channels, ImageFit fit)
     {
         // Synthetic scans at the source size of a 16 x 16 model (53 x 64) that exercise each rule of the wedge mask: a white
         // corner wedge (masked and grown), a flat patch just below the wedge level (kept), a bright patch whose every 5 x 5
@@ -274,6 +311,7 @@ public sealed class OnnxExportTests
         // at another height in each scan of the batch.
         const int size = 16;
         ImagePreprocessing options = ImagePreprocessing.RetinalOct;
+        options.Fit = fit; // Pad: the band of 32 x 64 padded to 64 x 64 before the average
         (int height, int width) = ImagePreprocessor.SourceSize(options, size);
         Assert.AreEqual((53, 64), (height, width));
         var random = new Random(7);
@@ -355,6 +393,43 @@ public sealed class OnnxExportTests
         for (int i = 0; i < expected.Length; i++)
         {
             Assert.AreEqual(expected[i], actual[i], 2e-6, $"value {i} of {height} x {width} -> {toHeight} x {toWidth}");
+        }
+    }
+
+    [TestMethod]
+    [DataRow(37, 50, 16)] // wider: 13 rows of black, 6 above and 7 below, then the bins of 50 -> 16
+    [DataRow(60, 45, 15)] // taller: 15 columns of black, 7 and 8, then pooled 4:1
+    [DataRow(9, 12, 16)]  // enlarged after the padding
+    public void TheGraphsPaddingAndResizeEqualTheModelsPixelForPixel(int height, int width, int size)
+    {
+        // A model that pads each image to a square (no band, no wedges): the graph, fed the image at its own size, pads and
+        // resamples it as ImagePreprocessor does; the image only stretched to the square would be another.
+        var random = new Random(height * 100 + width);
+        const int batch = 2, channels = 3;
+        float[] pixels = Enumerable.Range(0, batch * channels * height * width).Select(_ => 0.1f + random.NextSingle()).ToArray();
+        var options = new ImagePreprocessing { Fit = ImageFit.Pad };
+        var graph = new OnnxGraph("pad_and_resize");
+        string input = graph.Input("x", global::Onnx.TensorProto.Types.DataType.Float, "batch", channels, height, width);
+        graph.Output(graph.Op("Identity", new[] { VitOnnxExport.FirstResize(graph, input, options, height, width, size) }), "y",
+            global::Onnx.TensorProto.Types.DataType.Float, "batch", channels, size, size);
+        using var session = new InferenceSession(Google.Protobuf.MessageExtensions.ToByteArray(graph.ToModel(new Dictionary<string, string>())),
+            new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL });
+        float[] actual = Run(session, "y", NamedOnnxValue.CreateFromTensor("x", new DenseTensor<float>(pixels, new[] { batch, channels, height, width })));
+
+        using var scope = NewDisposeScope();
+        Tensor all = tensor(pixels, new long[] { batch, channels, height, width });
+        int perImage = channels * size * size;
+        for (int b = 0; b < batch; b++)
+        {
+            Tensor image = all.narrow(0, b, 1);
+            float[] expected = ImagePreprocessor.Resize(image, options, size).Image.contiguous().data<float>().ToArray();
+            float[] stretched = ImagePreprocessor.Resize(image, new ImagePreprocessing(), size).Image.contiguous().data<float>().ToArray();
+            Assert.AreEqual(perImage, expected.Length);
+            for (int i = 0; i < perImage; i++)
+            {
+                Assert.AreEqual(expected[i], actual[b * perImage + i], 2e-6, $"image {b}, value {i} of {height} x {width} padded -> {size} x {size}");
+            }
+            Assert.IsTrue(Enumerable.Range(0, perImage).Any(i => Math.Abs(stretched[i] - expected[i]) > 0.05f), "padding is not stretching");
         }
     }
 

@@ -16,7 +16,8 @@ public sealed class OnnxExportOptions
     /// (area averaging to shrink, bilinear to enlarge): ML.NET's ResizeImages then leaves images of that size as they are,
     /// and ApplyOnnxModel gives the TorchSharp model's probabilities for them. (ResizeImages resamples differently from the
     /// model: at the default size it changed the class of 13 of 600 real OCT scans.) Costs the graph its larger input
-    /// (about 1.3-1.4x the time at 496 x 512 against the OCT recipe's 213 x 256).
+    /// (about 1.3-1.4x the time at 496 x 512 against the OCT recipe's 213 x 256). A model that pads whole images to a square
+    /// (ImageFit.Pad without a band) needs them: the graph then pads as the model does.
     /// </summary>
     public int? InputHeight { get; set; }
 

@@ -257,9 +257,8 @@ public sealed class OnnxExportTests
 
         // A model that pads each image to a square keeps its aspect ratio, which images resized to the model's square side have
         // lost: without the images' own size that export is refused, saying what to set; at 496 x 512 the graph pads and
-        // resamples them as the model does, and ApplyOnnxModel gives Transform's scores.
+        // resamples them as the model does (then flips, test-time flip being on), and ApplyOnnxModel gives Transform's scores.
         options.Preprocessing = new ImagePreprocessing { Fit = ImageFit.Pad, PerImageNormalization = true };
-        options.TestTimeFlip = false;
         options.Epochs = 1;
         using ImageClassificationTransformer padded = ml.Transformers().ImageClassification(options).Fit(prepared.Transform(data));
         foreach (Action refused in new Action[] { () => padded.ExportToOnnx(TestUtil.TempPath(".onnx")), () => padded.OnnxInputSize() })

@@ -5,13 +5,10 @@ using Transformers.ML.TextGeneration;
 namespace Transformers.ML.Examples;
 
 /// <summary>
-/// The recipe for a few minutes on a CPU, found by measurement (BENCHMARKS.md, "text generation"): the Small GPT (4 layers,
-/// 4 heads, width 128) without dropout, a 64-token context, batches of 16 windows (on two cores, many small steps learn
-/// more in a minute than few large ones: 1.99 nats/char after one minute against 2.40 with 32 windows of 128), peak
-/// learning rate 2e-3 with warmup and cosine decay planned over the budget, float32 (bfloat16 is slower for a model this
-/// narrow here: 178 against 203 steps in a minute). With a byte-level BPE of 1,024 tokens learned from the book, a window
-/// covers about 2.5 times the characters and 5 minutes reach 1.51 nats per character, against 1.64 with characters: the
-/// examples' default.
+/// The text example's and the benchmark's recipe: the library's (<see cref="TextGenerationOptions.ForTimeBudget"/>: the
+/// Small GPT with a 64-token context and no dropout, a BPE of 1,024 tokens, batches of 16 windows, warmup and cosine decay
+/// planned over the budget; BENCHMARKS.md, "text generation") with the example's sampling settings and progress lines, and
+/// how a book is split into the nine tenths trained on and the tenth held out.
 /// </summary>
 internal static class TextRecipe
 {
@@ -22,43 +19,21 @@ internal static class TextRecipe
         return (text[..split], text[split..]);
     }
 
-    public static TextGenerationOptions Options(TokenizerKind tokenizer, TimeSpan budget) => new()
+    public static TextGenerationOptions Options(TokenizerKind tokenizer, TimeSpan budget)
     {
-        Tokenizer = tokenizer,
-        VocabularySize = 1024,
-        Model = Model(),
-        BatchSize = 16,
-        BatchesPerEpoch = 100,
-        LearningRate = 2e-3,
-        MinLearningRateRatio = 0.1,
-        WarmupSteps = 100,
-        WeightDecay = 0.1,
-        Beta2 = 0.99,
-        Precision = TrainingPrecision.Float32,
-        MaxTrainingTime = budget,
-        LogEverySteps = 50,
-        Generation = new GenerationOptions { MaxNewTokens = 120, Temperature = 0.8, TopK = 40, Seed = 1, StopStrings = new[] { "\n\n" } },
-    };
-
-    /// <summary>The Small GPT without dropout: dropout costs a quarter of a CPU step, and it did not lower the held-out loss
-    /// even on a host where 5 minutes pass over the book 13 times and the validation loss flattens (1.523 and 1.512 nats
-    /// per character with 0.1 against 1.521 and 1.516 without, `--only textgen.recipe --recipes bpe,bpe-dropout`).</summary>
-    private static TransformerConfig Model()
-    {
-        TransformerConfig config = TextGenerationOptions.PresetConfig(GptPreset.Small);
-        config.MaxSequenceLength = 64;
-        config.Dropout = 0;
-        config.AttentionDropout = 0;
-        return config;
+        TextGenerationOptions options = TextGenerationOptions.ForTimeBudget(budget, tokenizer);
+        options.LogEverySteps = 50;
+        options.Generation = new GenerationOptions { MaxNewTokens = 120, Temperature = 0.8, TopK = 40, Seed = 1, StopStrings = new[] { "\n\n" } };
+        return options;
     }
 
-    /// <summary>Fine-tuning: the same recipe, a lower peak learning rate, a short warmup.</summary>
+    /// <summary>Fine-tuning (<see cref="TextGenerationOptions.ForFineTuning"/>) with the trained model's settings; the genre's held-out part is only for the perplexity after.</summary>
     public static TextGenerationOptions FineTuning(TextGenerationOptions trained, TimeSpan budget)
     {
-        TextGenerationOptions fine = Options(trained.Tokenizer, budget);
-        fine.LearningRate = 5e-4;
-        fine.WarmupSteps = 20;
-        fine.ValidationFraction = 0; // the genre's held-out part is only for the perplexity after
+        TextGenerationOptions fine = TextGenerationOptions.ForFineTuning(budget);
+        fine.Tokenizer = trained.Tokenizer;
+        fine.LogEverySteps = trained.LogEverySteps;
+        fine.ValidationFraction = 0;
         fine.Generation = trained.Generation;
         fine.TextColumnName = trained.TextColumnName;
         fine.OutputColumnName = trained.OutputColumnName;

@@ -538,6 +538,30 @@ public sealed class TextGenerationTests
     }
 
     [TestMethod]
+    public void TheTimeBudgetRecipesAreTheSmallGptWithoutDropoutOnASchedulePlannedOverTheBudget()
+    {
+        // The recipe measured in the benchmark and run by the main example (1.51-1.52 nats per character in 5 minutes).
+        TextGenerationOptions recipe = TextGenerationOptions.ForTimeBudget(TimeSpan.FromMinutes(5));
+        recipe.Validate();
+        TransformerConfig small = TextGenerationOptions.PresetConfig(GptPreset.Small);
+        Assert.AreEqual((small.NumLayers, small.ModelDimension, small.NumHeads), (recipe.Model!.NumLayers, recipe.Model.ModelDimension, recipe.Model.NumHeads));
+        Assert.AreEqual((64, 0.0, 0.0), (recipe.Model.MaxSequenceLength, recipe.Model.Dropout, recipe.Model.AttentionDropout));
+        Assert.AreEqual((TokenizerKind.BytePairEncoding, 1024), (recipe.Tokenizer, recipe.VocabularySize));
+        Assert.AreEqual((16, 100), (recipe.BatchSize, recipe.BatchesPerEpoch));
+        Assert.AreEqual((2e-3, 100, 0.1), (recipe.LearningRate, recipe.WarmupSteps, recipe.MinLearningRateRatio));
+        Assert.AreEqual((LearningRateScheduleKind.WarmupCosine, TrainingPrecision.Float32), (recipe.Schedule, recipe.Precision));
+        Assert.AreEqual(TimeSpan.FromMinutes(5), recipe.MaxTrainingTime);
+        Assert.AreEqual(TokenizerKind.Character, TextGenerationOptions.ForTimeBudget(TimeSpan.FromMinutes(5), TokenizerKind.Character).Tokenizer);
+
+        // Fine-tuning: the same recipe with a lower peak and a shorter warmup.
+        TextGenerationOptions fine = TextGenerationOptions.ForFineTuning(TimeSpan.FromMinutes(1.5));
+        fine.Validate();
+        Assert.AreEqual((5e-4, 20), (fine.LearningRate, fine.WarmupSteps));
+        Assert.AreEqual((recipe.BatchSize, recipe.MinLearningRateRatio, recipe.Model.MaxSequenceLength), (fine.BatchSize, fine.MinLearningRateRatio, fine.Model!.MaxSequenceLength));
+        Assert.AreEqual(TimeSpan.FromMinutes(1.5), fine.MaxTrainingTime);
+    }
+
+    [TestMethod]
     public void BadInputFailsWithMessagesThatNameTheProblem()
     {
         var ml = new MLContext();

@@ -108,15 +108,16 @@ public sealed class TextGenerationOptions : TrainingOptions
 
     /// <summary>
     /// The recipe for a book-sized corpus (about 1 MB of text) and a training budget of minutes on a CPU, found by
-    /// measurement on Tiny Shakespeare (BENCHMARKS.md "text generation", docs/text-generation.md): the Small GPT (4 layers,
-    /// 4 heads, width 128) with a 64-token context and no dropout (it did not lower the held-out loss even where 5 minutes
-    /// pass over the book 13 times), a learned byte-level BPE of 1,024 tokens (a window then covers about 2.5 times the
-    /// characters), batches of 16 windows (on two cores many small steps learn more in a minute than few large ones: 1.99
-    /// nats per character after one minute against 2.40 with 32 windows of 128), a peak learning rate of 2e-3 with warmup
-    /// over 100 steps and cosine decay to a tenth planned over <paramref name="trainingTime"/>, and float32 (bfloat16 is
-    /// slower for a model this narrow without native bfloat16 products: 178 against 203 steps in a minute). 5 minutes on
-    /// two cores reach a held-out loss of 1.51-1.52 nats per character (characters instead of the BPE: 1.64). Columns, generation settings and the seed keep their defaults; set them on the result. To fine-tune a model
-    /// trained so, see <see cref="ForFineTuning"/>.
+    /// measurement on Tiny Shakespeare (BENCHMARKS.md "text generation", docs/text-generation.md): the Small GPT (4
+    /// layers, 4 heads, width 128) with a 64-token context and no dropout (it did not lower the held-out loss even
+    /// where 5 minutes pass over the book 13 times), a learned byte-level BPE of 1,024 tokens (a window then covers
+    /// about 2.5 times the characters), batches of 16 windows (on two cores many small steps learn more in a minute
+    /// than few large ones: 1.99 nats per character after one minute against 2.40 with 32 windows of 128), a peak
+    /// learning rate of 2e-3 with warmup over 100 steps and cosine decay to a tenth planned over
+    /// <paramref name="trainingTime"/>, and float32 (bfloat16 is slower for a model this narrow without native bfloat16
+    /// products: 178 against 203 steps in a minute). 5 minutes on two cores reach a held-out loss of 1.51-1.52 nats per
+    /// character (characters instead of the BPE: 1.64). Columns, generation settings and the seed keep their defaults;
+    /// set them on the result. To fine-tune a model trained so, see <see cref="ForFineTuning"/>.
     /// </summary>
     public static TextGenerationOptions ForTimeBudget(TimeSpan trainingTime, TokenizerKind tokenizer = TokenizerKind.BytePairEncoding)
     {

@@ -85,14 +85,15 @@ public sealed class TranslationOptions : TrainingOptions
     /// <summary>
     /// The recipe for a training budget of minutes on a CPU, found by measurement on Tatoeba's Spanish-English pairs
     /// (BENCHMARKS.md "translation", docs/translation.md): the preset's architecture without dropout (minutes are a few
-    /// epochs, in which the model underfits and dropout only slows it), a shared BPE of 4,000 tokens, batches of about 2,048
-    /// tokens, linear warmup over 400 steps to a peak of 1e-3 and cosine decay to a twentieth of it planned over
-    /// <paramref name="trainingTime"/> (the paper's inverse square root never decays within minutes), the final model the
-    /// mean of 5 checkpoints over the last quarter of the steps (the paper's section 6.1), and mixed precision where the
-    /// hardware multiplies bfloat16 natively. With the Small preset and 10 minutes on two cores: BLEU 48.0-49.6 with beam 4
-    /// over three seeds on 2,320 held-out pairs, where this class's defaults (the paper's schedule, the preset's dropout)
-    /// gave 31.1 in the same 10 minutes. Measured for <see cref="TranslationPreset.Small"/>; for Base and Big a starting point. Columns, seed and
-    /// decoding keep their defaults; set them on the result.
+    /// epochs, in which the model underfits and dropout only slows it), a shared BPE of 4,000 tokens, batches of about
+    /// 2,048 tokens, linear warmup over 400 steps to a peak of 1e-3 and cosine decay to a twentieth of it planned over
+    /// <paramref name="trainingTime"/> (the paper's inverse square root never decays within minutes), the final model
+    /// the mean of 5 checkpoints over the last quarter of the steps (the paper's section 6.1), and mixed precision
+    /// where the hardware multiplies bfloat16 natively. With the Small preset and 10 minutes on two cores: BLEU
+    /// 48.0-49.6 with beam 4 over three seeds on 2,320 held-out pairs, where this class's defaults (the paper's
+    /// schedule, the preset's dropout) gave 31.1 in the same 10 minutes. Measured for
+    /// <see cref="TranslationPreset.Small"/>; for Base and Big a starting point. Columns, seed and decoding keep their
+    /// defaults; set them on the result.
     /// </summary>
     public static TranslationOptions ForTimeBudget(TimeSpan trainingTime, TranslationPreset preset = TranslationPreset.Small)
     {

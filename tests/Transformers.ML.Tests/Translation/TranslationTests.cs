@@ -82,6 +82,9 @@ public sealed class TranslationTests
         var defaults = new TranslationOptions();
         Assert.AreEqual(LearningRateScheduleKind.InverseSquareRoot, defaults.Schedule, "the defaults stay the paper's");
         Assert.IsNull(defaults.Model);
+        // A budget that is no budget fails where the options are checked, naming it.
+        var none = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => TranslationOptions.ForTimeBudget(TimeSpan.Zero).Validate());
+        StringAssert.Contains(none.Message, "MaxTrainingTime");
         // Each call gives options of their own.
         TranslationOptions first = TranslationOptions.ForTimeBudget(TimeSpan.FromMinutes(1));
         first.Model!.NumLayers = 1;

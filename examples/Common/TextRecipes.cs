@@ -30,8 +30,7 @@ internal static class TextRecipe
     /// <summary>Fine-tuning (<see cref="TextGenerationOptions.ForFineTuning"/>) with the trained model's settings; the genre's held-out part is only for the perplexity after.</summary>
     public static TextGenerationOptions FineTuning(TextGenerationOptions trained, TimeSpan budget)
     {
-        TextGenerationOptions fine = TextGenerationOptions.ForFineTuning(budget);
-        fine.Tokenizer = trained.Tokenizer;
+        TextGenerationOptions fine = TextGenerationOptions.ForFineTuning(budget); // the model keeps its own tokenizer
         fine.LogEverySteps = trained.LogEverySteps;
         fine.ValidationFraction = 0;
         fine.Generation = trained.Generation;

@@ -65,7 +65,7 @@ internal static class VitOnnxExport
         int c = exported.Channels;
         if (source)
         {
-            (int sourceHeight, int sourceWidth) = ResampledSize(preprocessing, size);
+            (int sourceHeight, int sourceWidth) = ImagePreprocessor.SourceSize(preprocessing, size);
             x = SourcePreprocessing(graph, x, preprocessing, size, sourceHeight, sourceWidth, c);
         }
         if (preprocessing.PerImageNormalization)
@@ -197,7 +197,7 @@ internal static class VitOnnxExport
     }
 
     /// <summary>The input size that <see cref="OnnxExportOptions.InputHeight"/> and <see cref="OnnxExportOptions.InputWidth"/> ask for; null when neither is set.</summary>
-    internal static (int Height, int Width)? InputSize(OnnxExportOptions? options)
+    private static (int Height, int Width)? InputSize(OnnxExportOptions? options)
     {
         if (options?.InputHeight is null && options?.InputWidth is null)
         {

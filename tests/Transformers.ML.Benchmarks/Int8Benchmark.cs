@@ -30,6 +30,7 @@ internal static class Int8Benchmark
 {
     private static readonly string Examples = Path.Combine(Path.GetTempPath(), "transformers-ml-example");
     private static readonly OnnxExportOptions Int8 = new() { Quantization = OnnxQuantization.DynamicInt8 };
+    private static readonly OnnxExportOptions PerRow = new() { Quantization = OnnxQuantization.DynamicInt8PerRow };
 
     public static void Run(ResultsTable table, BenchmarkOptions options)
     {
@@ -100,7 +101,8 @@ internal static class Int8Benchmark
     private static void GptSize(ResultsTable table, BenchmarkOptions options, string folder, string name, TransformerConfig config, TextTokenizer tokenizer, bool reference)
     {
         manual_seed(1);
-        var paths = new[] { "gpt-size.onnx", "gpt-size-int8.onnx", "gpt-size-shared.onnx", "gpt-size-int8-shared.onnx" }.Select(f => Path.Combine(folder, f)).ToArray();
+        var paths = new[] { "gpt-size.onnx", "gpt-size-int8.onnx", "gpt-size-shared.onnx", "gpt-size-int8-shared.onnx", "gpt-size-int8-row.onnx", "gpt-size-int8-row-shared.onnx" }
+            .Select(f => Path.Combine(folder, f)).ToArray();
         int vocabulary = tokenizer.VocabularySize;
         using (var gpt = new GptModel(config, vocabulary))
         {
@@ -109,11 +111,14 @@ internal static class Int8Benchmark
             OnnxGraph.Save(GptOnnxExport.Build(gpt, tokenizer, Int8), paths[1]);
             OnnxGraph.Save(GptOnnxExport.Build(gpt, tokenizer, new OnnxExportOptions { SharedCacheBuffers = true }), paths[2]);
             OnnxGraph.Save(GptOnnxExport.Build(gpt, tokenizer, new OnnxExportOptions { SharedCacheBuffers = true, Quantization = OnnxQuantization.DynamicInt8 }), paths[3]);
+            OnnxGraph.Save(GptOnnxExport.Build(gpt, tokenizer, PerRow), paths[4]);
+            OnnxGraph.Save(GptOnnxExport.Build(gpt, tokenizer, new OnnxExportOptions { SharedCacheBuffers = true, Quantization = OnnxQuantization.DynamicInt8PerRow }), paths[5]);
         }
         using (OnnxTextGenerator a = OnnxTextGenerator.Load(paths[0]), b = OnnxTextGenerator.Load(paths[1]), c = OnnxTextGenerator.Load(paths[2]), d = OnnxTextGenerator.Load(paths[3]))
+        using (OnnxTextGenerator e = OnnxTextGenerator.Load(paths[4]), f = OnnxTextGenerator.Load(paths[5]))
         {
             var random = new Random(1);
-            GenerationRows(table, $"{name} ({SizeLabel(reference, config.ModelDimension)}, random weights) generation", new (string, OnnxTextGenerator, OnnxTextGenerator, OnnxTextGenerator?)[] { ("", a, b, null), (" (shared cache buffers)", c, d, null) }, options.Quick ? 32 : 128,
+            GenerationRows(table, $"{name} ({SizeLabel(reference, config.ModelDimension)}, random weights) generation", new (string, OnnxTextGenerator, OnnxTextGenerator, OnnxTextGenerator?, OnnxTextGenerator?)[] { ("", a, b, null, e), (" (shared cache buffers)", c, d, null, f) }, options.Quick ? 32 : 128,
                 batch => Enumerable.Range(0, batch).Select(_ => (IReadOnlyList<int>)Enumerable.Range(0, 8).Select(_ => random.Next(vocabulary - 1)).ToList()).ToList(),
                 $"greedy, 8-token prompts, best of 3 alternating rounds; files {new FileInfo(paths[0]).Length / 1e6:F0} -> {new FileInfo(paths[1]).Length / 1e6:F0} MB");
             if (reference)
@@ -269,21 +274,22 @@ internal static class Int8Benchmark
     /// generators, and the bound generator without weight products where given, with <paramref name="boundProducts"/> of
     /// them removed), batch 1 and 8, the best of 3 alternating rounds; tokens/s counts the tokens each generation returned.
     /// </summary>
-    private static void GenerationRows(ResultsTable table, string measure, (string Cache, OnnxTextGenerator F32, OnnxTextGenerator I8, OnnxTextGenerator? Bound)[] layouts, int tokens,
+    private static void GenerationRows(ResultsTable table, string measure, (string Cache, OnnxTextGenerator F32, OnnxTextGenerator I8, OnnxTextGenerator? Bound, OnnxTextGenerator? PerRow)[] layouts, int tokens,
         Func<int, List<IReadOnlyList<int>>> prompts, string notes, int boundProducts = 0)
     {
-        foreach ((string cache, OnnxTextGenerator f32, OnnxTextGenerator i8, OnnxTextGenerator? bound) in layouts)
+        foreach ((string cache, OnnxTextGenerator f32, OnnxTextGenerator i8, OnnxTextGenerator? bound, OnnxTextGenerator? perRow) in layouts)
         {
             foreach (int batch in new[] { 1, 8 })
             {
                 List<IReadOnlyList<int>> batchPrompts = prompts(batch);
                 var settings = new DecodingSettings { MaxNewTokens = tokens };
-                double rate = 0, rateInt8 = 0, rateBound = 0;
+                double rate = 0, rateInt8 = 0, rateBound = 0, ratePerRow = 0;
                 for (int round = 0; round < 3; round++)
                 {
                     rate = Math.Max(rate, Rate(f32, batchPrompts, settings));
                     rateInt8 = Math.Max(rateInt8, Rate(i8, batchPrompts, settings));
                     rateBound = bound is null ? 0 : Math.Max(rateBound, Rate(bound, batchPrompts, settings));
+                    ratePerRow = perRow is null ? 0 : Math.Max(ratePerRow, Rate(perRow, batchPrompts, settings));
                 }
                 string what = $"{measure}{cache}, {tokens} tokens, batch {batch}";
                 table.Add(new BenchmarkRow("onnx.int8", $"{what}: int8 / fp32 tokens/s", rateInt8 / rate, "x", ">= 1.5",
@@ -291,6 +297,11 @@ internal static class Int8Benchmark
                 if (bound is not null)
                 {
                     table.Add(BoundRow(what, rate, rateBound, rateInt8 / rate, boundProducts, "tokens/s"));
+                }
+                if (perRow is not null)
+                {
+                    table.Add(new BenchmarkRow("onnx.int8", $"{what}: int8 per row (DynamicInt8PerRow) / fp32 tokens/s", ratePerRow / rate, "x", "-",
+                        $"fp32 {rate:N0} tokens/s, int8 per row {ratePerRow:N0} tokens/s, int8 per tensor {rateInt8:N0} tokens/s in the same rounds; {notes}"));
                 }
             }
         }
@@ -316,33 +327,36 @@ internal static class Int8Benchmark
         }
         var ml = new MLContext(seed: 1);
         double minutes = options.Quick ? 0.5 : 3;
-        string fp32 = Path.Combine(folder, "vit.onnx"), int8 = Path.Combine(folder, "vit-int8.onnx");
+        string fp32 = Path.Combine(folder, "vit.onnx"), int8 = Path.Combine(folder, "vit-int8.onnx"), int8Row = Path.Combine(folder, "vit-int8-row.onnx");
 
         // The quality change on every scan, each held out once: two folds by patient, each half's ViT trained on the other
         // half, exported in float32 and int8, and both exports run on the held-out half through ML.NET's ApplyOnnxModel (the
         // deployment path). A fifth of the scans held out (120) would resolve 0.83 points, coarser than the target of 0.5;
         // all 600 resolve 0.17. The speed rows time the second fold's exports.
-        int count = 0, right = 0, rightInt8 = 0, agree = 0;
+        int count = 0, right = 0, rightInt8 = 0, agree = 0, rightPerRow = 0, agreePerRow = 0;
         var folds = new List<string>();
         for (int f = 0; f < 2; f++)
         {
             using ImageClassificationTransformer vit = OctCrossValidation.TrainFold(ml, scans, 2, f, minutes, "onnx.int8", out _, out List<OctScan> test);
             vit.ExportToOnnx(fp32);
             vit.ExportToOnnx(int8, Int8);
+            vit.ExportToOnnx(int8Row, PerRow);
             (int height, int width) = vit.OnnxInputSize();
             IDataView testData = ml.Data.LoadFromEnumerable(test);
             string[] Classes(string path) =>
                 OctCrossValidation.Deployed(ml, testData, path, height, width).Select(row => vit.ClassNames[Scores.ArgMax(row)]).ToArray();
-            string[] classes = Classes(fp32), classesInt8 = Classes(int8);
+            string[] classes = Classes(fp32), classesInt8 = Classes(int8), classesPerRow = Classes(int8Row);
             int foldRight = test.Where((s, i) => classes[i] == s.Diagnosis).Count(), foldRightInt8 = test.Where((s, i) => classesInt8[i] == s.Diagnosis).Count();
             folds.Add($"{(double)foldRight / test.Count:F3} -> {(double)foldRightInt8 / test.Count:F3}");
             count += test.Count;
             right += foldRight;
             rightInt8 += foldRightInt8;
             agree += classes.Zip(classesInt8).Count(p => p.First == p.Second);
+            rightPerRow += test.Where((s, i) => classesPerRow[i] == s.Diagnosis).Count();
+            agreePerRow += classes.Zip(classesPerRow).Count(p => p.First == p.Second);
             if (f == 1)
             {
-                VitLatency(table, options, folder, vit, fp32, int8, height, width);
+                VitLatency(table, options, folder, vit, fp32, int8, int8Row, height, width);
             }
         }
         double accuracy = (double)right / count, accuracyInt8 = (double)rightInt8 / count;
@@ -350,20 +364,23 @@ internal static class Int8Benchmark
             $"fp32 {accuracy:F3}, int8 {accuracyInt8:F3} on all {count} scans, each held out once (two folds by patient, {minutes} min of training on the other half; " +
             $"per fold {string.Join(", ", folds)}); the same class for {agree} of the {count}; file {Ratio(fp32, int8):F1}x smaller " +
             $"({new FileInfo(fp32).Length / 1e6:F2} -> {new FileInfo(int8).Length / 1e6:F2} MB)"));
+        table.Add(new BenchmarkRow("onnx.int8", "ViT (OCT recipe): accuracy change int8 per row (DynamicInt8PerRow) - fp32 on held-out patients", ((double)rightPerRow / count - accuracy) * 100, "points", "within +-0.5",
+            $"fp32 {accuracy:F3}, int8 per row {(double)rightPerRow / count:F3}, int8 per tensor {accuracyInt8:F3} on the same {count} scans; the same class as fp32 for {agreePerRow} of the {count}"));
     }
 
     /// <summary>The latency rows of a trained OCT ViT's float32 and int8 exports, with the bounds of any quantization of its products.</summary>
-    private static void VitLatency(ResultsTable table, BenchmarkOptions options, string folder, ImageClassificationTransformer vit, string fp32, string int8, int height, int width)
+    private static void VitLatency(ResultsTable table, BenchmarkOptions options, string folder, ImageClassificationTransformer vit, string fp32, string int8, string int8Row, int height, int width)
     {
         // The exported graphs (the scan's preprocessing in float32 inside them), and the transformer alone: the same weights
         // exported without the source preprocessing, taking the 64 x 64 band as ONNX Runtime's ViT-base reference takes 224 x 224.
-        string fp32Model = Path.Combine(folder, "vit-model.onnx"), int8Model = Path.Combine(folder, "vit-model-int8.onnx");
+        string fp32Model = Path.Combine(folder, "vit-model.onnx"), int8Model = Path.Combine(folder, "vit-model-int8.onnx"), int8RowModel = Path.Combine(folder, "vit-model-int8-row.onnx");
         OnnxGraph.Save(VitOnnxExport.Build(vit.Classifier, new OnnxExportOptions(), new ImagePreprocessing()), fp32Model);
         OnnxGraph.Save(VitOnnxExport.Build(vit.Classifier, Int8, new ImagePreprocessing()), int8Model);
+        OnnxGraph.Save(VitOnnxExport.Build(vit.Classifier, PerRow, new ImagePreprocessing()), int8RowModel);
         int size = vit.Classifier.Model.Config.ImageSize;
-        foreach ((string what, string a, string b, int h, int w) in new[]
+        foreach ((string what, string a, string b, string c, int h, int w) in new[]
         {
-            ("the exported graph", fp32, int8, height, width), ("the transformer alone", fp32Model, int8Model, size, size),
+            ("the exported graph", fp32, int8, int8Row, height, width), ("the transformer alone", fp32Model, int8Model, int8RowModel, size, size),
         })
         {
             // Two bounds: without the weight products (what int8 quantizes), and without every product and convolution
@@ -374,9 +391,10 @@ internal static class Int8Benchmark
             using var sessionB = new InferenceSession(b, Optimised());
             using var sessionBound = new InferenceSession(bound, Optimised());
             using var sessionBoundAll = new InferenceSession(boundAll, Optimised());
+            using var sessionPerRow = new InferenceSession(c, Optimised());
             foreach (int batch in new[] { 1, 16 })
             {
-                double[] ms = Interleaved(new[] { sessionA, sessionB, sessionBound, sessionBoundAll }, batch, h, w, options.Quick ? 2 : 5, options.Quick ? 5 : 20);
+                double[] ms = Interleaved(new[] { sessionA, sessionB, sessionBound, sessionBoundAll, sessionPerRow }, batch, h, w, options.Quick ? 2 : 5, options.Quick ? 5 : 20);
                 table.Add(new BenchmarkRow("onnx.int8", $"ViT (OCT recipe) latency, {what}, batch {batch}: fp32 / int8", ms[0] / ms[1], "x", ">= 2",
                     $"fp32 {ms[0]:F2} ms, int8 {ms[1]:F2} ms; input {h} x {w}" + (a == fp32 ? ", the scan's preprocessing (float32) in the graph" : ", preprocessing outside")));
                 table.Add(BoundRow($"ViT (OCT recipe) latency, {what}, batch {batch}", ms[0], ms[2], ms[0] / ms[1], products, "ms"));
@@ -384,6 +402,8 @@ internal static class Int8Benchmark
                     ms[0] / ms[3], "x", "-",
                     $"fp32 {ms[0]:F2} ms, without them {ms[3]:F2} ms (the weight products as in the row above; the other products, attention's two per layer and " +
                     "the RGB-to-luma one, by an output-sized Add of a column and a row; the patch convolution by a max pool of one channel over its window; everything else as exported)"));
+                table.Add(new BenchmarkRow("onnx.int8", $"ViT (OCT recipe) latency, {what}, batch {batch}: fp32 / int8 per row (DynamicInt8PerRow)", ms[0] / ms[4], "x", "-",
+                    $"fp32 {ms[0]:F2} ms, int8 per row {ms[4]:F2} ms, int8 per tensor {ms[1]:F2} ms in the same rounds"));
             }
             File.Delete(bound);
             File.Delete(boundAll);
@@ -406,13 +426,15 @@ internal static class Int8Benchmark
             string fp32 = Path.Combine(folder, "gpt.onnx"), int8 = Path.Combine(folder, "gpt-int8.onnx");
             gpt.ExportToOnnx(fp32);
             gpt.ExportToOnnx(int8, Int8);
-            using OnnxTextGenerator a = OnnxTextGenerator.Load(fp32), b = OnnxTextGenerator.Load(int8);
+            string int8Row = Path.Combine(folder, "gpt-int8-row.onnx");
+            gpt.ExportToOnnx(int8Row, PerRow);
+            using OnnxTextGenerator a = OnnxTextGenerator.Load(fp32), b = OnnxTextGenerator.Load(int8), g = OnnxTextGenerator.Load(int8Row);
 
             // Perplexity per token on the held-out tenth (a 40th in --quick runs), through each export: the library's
             // evaluation of an export, consecutive windows of the context, every position scored (OnnxTextGenerator.Evaluate).
             string[] heldOut = { heldOutText[..(options.Quick ? heldOutText.Length / 4 : heldOutText.Length)] };
-            TextGenerationMetrics metrics = a.Evaluate(heldOut), metricsInt8 = b.Evaluate(heldOut);
-            double perplexity = metrics.Perplexity, perplexityInt8 = metricsInt8.Perplexity;
+            TextGenerationMetrics metrics = a.Evaluate(heldOut), metricsInt8 = b.Evaluate(heldOut), metricsPerRow = g.Evaluate(heldOut);
+            double perplexity = metrics.Perplexity, perplexityInt8 = metricsInt8.Perplexity, perplexityPerRow = metricsPerRow.Perplexity;
             int[] ids = a.Tokenizer.Encode(heldOut[0]).ToArray(); // the generation rows' prompts
 
             // Generation: the shared loop over each export, greedy, 256 tokens, batch 1 and 8; the standard graphs, and the
@@ -420,18 +442,22 @@ internal static class Int8Benchmark
             string fp32Shared = Path.Combine(folder, "gpt-shared.onnx"), int8Shared = Path.Combine(folder, "gpt-int8-shared.onnx");
             gpt.ExportToOnnx(fp32Shared, new OnnxExportOptions { SharedCacheBuffers = true });
             gpt.ExportToOnnx(int8Shared, new OnnxExportOptions { SharedCacheBuffers = true, Quantization = OnnxQuantization.DynamicInt8 });
+            string int8RowShared = Path.Combine(folder, "gpt-int8-row-shared.onnx");
+            gpt.ExportToOnnx(int8RowShared, new OnnxExportOptions { SharedCacheBuffers = true, Quantization = OnnxQuantization.DynamicInt8PerRow });
             string bound = Path.Combine(folder, "gpt-bound.onnx"), boundShared = Path.Combine(folder, "gpt-bound-shared.onnx");
             int products = ProductBound.Write(fp32, bound);
             ProductBound.Write(fp32Shared, boundShared);
             using OnnxTextGenerator c = OnnxTextGenerator.Load(fp32Shared), d = OnnxTextGenerator.Load(int8Shared);
-            using OnnxTextGenerator e = OnnxTextGenerator.Load(bound), f = OnnxTextGenerator.Load(boundShared);
-            GenerationRows(table, "GPT generation", new (string, OnnxTextGenerator, OnnxTextGenerator, OnnxTextGenerator?)[] { ("", a, b, e), (" (shared cache buffers)", c, d, f) },
+            using OnnxTextGenerator e = OnnxTextGenerator.Load(bound), f = OnnxTextGenerator.Load(boundShared), h = OnnxTextGenerator.Load(int8RowShared);
+            GenerationRows(table, "GPT generation", new (string, OnnxTextGenerator, OnnxTextGenerator, OnnxTextGenerator?, OnnxTextGenerator?)[] { ("", a, b, e, g), (" (shared cache buffers)", c, d, f, h) },
                 options.Quick ? 64 : 256, batch => Enumerable.Range(0, batch).Select(r => (IReadOnlyList<int>)ids.Skip(r * 50).Take(8).ToList()).ToList(),
                 "ONNX Runtime, greedy, key/value cache, best of 3 alternating rounds", products);
-            BatchedTextRow(table, heldOutText, (a, "float32"), (b, "int8"), (d, "int8, shared cache buffers"));
+            BatchedTextRow(table, heldOutText, (a, "float32"), (b, "int8"), (d, "int8, shared cache buffers"), (g, "int8 per row"), (h, "int8 per row, shared cache buffers"));
             string sample = b.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 80, Temperature = 0.8, TopK = 40, Seed = 1 }).Replace("\n", " / ");
             table.Add(new BenchmarkRow("onnx.int8", "GPT: held-out perplexity change int8 / fp32", (perplexityInt8 / perplexity - 1) * 100, "%", "within +-2",
                 $"fp32 {perplexity:F3}, int8 {perplexityInt8:F3} per token ({gpt.TokenizerKind}) on {metrics.Tokens:N0} held-out tokens; {source}; file {Ratio(fp32, int8):F1}x smaller; int8 sample \"ROMEO:{sample}\""));
+            table.Add(new BenchmarkRow("onnx.int8", "GPT: held-out perplexity change int8 per row (DynamicInt8PerRow) / fp32", (perplexityPerRow / perplexity - 1) * 100, "%", "within +-2",
+                $"fp32 {perplexity:F3}, int8 per row {perplexityPerRow:F3}, int8 per tensor {perplexityInt8:F3} per token on the same {metrics.Tokens:N0} held-out tokens; file {Ratio(fp32, int8Row):F1}x smaller"));
         }
     }
 
@@ -454,6 +480,8 @@ internal static class Int8Benchmark
         }).ToList();
         table.Add(new BenchmarkRow("onnx.int8", "GPT: prompts whose greedy text in a padded batch of 16 (6-51 characters, 64 new tokens) is their text alone, int8",
             results.Single(r => r.Name == "int8").Equal, "of 16", "-", string.Join("; ", results.Select(r => r.Note))));
+        table.Add(new BenchmarkRow("onnx.int8", "GPT: prompts whose greedy text in a padded batch of 16 (6-51 characters, 64 new tokens) is their text alone, int8 per row (DynamicInt8PerRow)",
+            results.Single(r => r.Name == "int8 per row").Equal, "of 16", "16", string.Join("; ", results.Select(r => r.Note))));
     }
 
     private static int CommonPrefix(string a, string b)
@@ -486,7 +514,9 @@ internal static class Int8Benchmark
             string fp32 = Path.Combine(folder, "translation"), int8 = Path.Combine(folder, "translation-int8");
             model.ExportToOnnx(fp32);
             model.ExportToOnnx(int8, Int8);
-            using OnnxTranslator a = OnnxTranslator.Load(fp32), b = OnnxTranslator.Load(int8);
+            string int8Row = Path.Combine(folder, "translation-int8-row");
+            model.ExportToOnnx(int8Row, PerRow);
+            using OnnxTranslator a = OnnxTranslator.Load(fp32), b = OnnxTranslator.Load(int8), c = OnnxTranslator.Load(int8Row);
             string[] sentences = test.Select(p => p.Spanish).ToArray();
             (double Bleu, double Seconds) Score(OnnxTranslator translator)
             {
@@ -502,6 +532,9 @@ internal static class Int8Benchmark
             table.Add(new BenchmarkRow("onnx.int8", "translation: BLEU change int8 - fp32 (beam 4)", bleuInt8 - bleu, "BLEU", "within +-1",
                 $"fp32 {bleu:F2}, int8 {bleuInt8:F2} on {sentences.Length:N0} held-out sentences; {sentences.Length / seconds:F1} -> {sentences.Length / secondsInt8:F1} sentences/s " +
                 $"({seconds / secondsInt8:F2}x); {source}; files {Ratio(Path.Combine(fp32, "decoder.onnx"), Path.Combine(int8, "decoder.onnx")):F1}x smaller"));
+            (double bleuPerRow, double secondsPerRow) = Score(c);
+            table.Add(new BenchmarkRow("onnx.int8", "translation: BLEU change int8 per row (DynamicInt8PerRow) - fp32 (beam 4)", bleuPerRow - bleu, "BLEU", "within +-1",
+                $"fp32 {bleu:F2}, int8 per row {bleuPerRow:F2}, int8 per tensor {bleuInt8:F2} on the same sentences; {sentences.Length / seconds:F1} -> {sentences.Length / secondsPerRow:F1} sentences/s ({seconds / secondsPerRow:F2}x)"));
         }
     }
 

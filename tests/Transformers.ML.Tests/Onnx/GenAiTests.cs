@@ -80,7 +80,7 @@ public sealed class GenAiTests
     }
 
     /// <summary>
-    /// An int8 export: GenAI, which leaves logits_to_keep out, and our ONNX Runtime loop, which feeds 1, run the same graph
+    /// An int8 export (both kinds): GenAI, which leaves logits_to_keep out, and our ONNX Runtime loop, which feeds 1, run the same graph
     /// and pick the same greedy tokens, past a 20-token prompt (that the kept scores are bit for bit every position's is
     /// OnnxExportTests' check; here the two loops agree end to end).
     /// </summary>
@@ -90,10 +90,13 @@ public sealed class GenAiTests
         using TextGenerationTransformer model = LoadBpeModel();
         int[] prompt = model.Tokenizer.Encode("ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and").ToArray();
         var settings = new DecodingSettings { MaxNewTokens = model.Model.ContextLength - prompt.Length, EndOfTextId = model.Tokenizer.EndOfTextId };
-        foreach (bool shared in new[] { false, true })
+        foreach ((bool shared, OnnxQuantization quantization) in new[]
+        {
+            (false, OnnxQuantization.DynamicInt8), (true, OnnxQuantization.DynamicInt8), (false, OnnxQuantization.DynamicInt8PerRow), (true, OnnxQuantization.DynamicInt8PerRow),
+        })
         {
             string folder = TestUtil.TempPath("-genai-int8");
-            model.ExportToOnnxRuntimeGenAI(folder, new OnnxExportOptions { SharedCacheBuffers = shared, Quantization = OnnxQuantization.DynamicInt8 });
+            model.ExportToOnnxRuntimeGenAI(folder, new OnnxExportOptions { SharedCacheBuffers = shared, Quantization = quantization });
             List<int> ours;
             using (OnnxTextGenerator generator = OnnxTextGenerator.Load(Path.Combine(folder, GenAiExport.ModelFile)))
             {
@@ -107,7 +110,7 @@ public sealed class GenAiTests
             using var genAiGenerator = new GenAiGenerator(genAi, parameters);
             List<int> theirs = Generate(genAiGenerator, prompt, model.Tokenizer.EndOfTextId);
             Assert.IsGreaterThan(5, ours.Count);
-            CollectionAssert.AreEqual(ours, theirs, $"int8, shared buffers {shared}; ours: {model.Tokenizer.Decode(ours)} | GenAI: {model.Tokenizer.Decode(theirs)}");
+            CollectionAssert.AreEqual(ours, theirs, $"{quantization}, shared buffers {shared}; ours: {model.Tokenizer.Decode(ours)} | GenAI: {model.Tokenizer.Decode(theirs)}");
         }
     }
 

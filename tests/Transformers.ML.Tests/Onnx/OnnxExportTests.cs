@@ -534,9 +534,10 @@ public sealed class OnnxExportTests
         var greedy = new GenerationOptions { MaxNewTokens = 30, Temperature = 0 };
         string expected = model.Generate("ROMEO:", greedy);
 
-        // The kept rows are the very values of every position's rows, float32 and int8 (whose input is quantized whole).
+        // The kept rows are the very values of every position's rows, float32 and int8 (DynamicInt8 quantizes the input
+        // whole before it keeps rows; DynamicInt8PerRow keeps them first, each row being quantized on its own).
         long[] ids = model.Tokenizer.Encode("ROMEO:\nWhat light through yonder window").Select(t => (long)t).ToArray();
-        foreach (OnnxQuantization quantization in new[] { OnnxQuantization.None, OnnxQuantization.DynamicInt8 })
+        foreach (OnnxQuantization quantization in Enum.GetValues<OnnxQuantization>())
         {
             string path = TestUtil.TempPath(".onnx");
             model.ExportToOnnx(path, new OnnxExportOptions { Quantization = quantization });
@@ -687,7 +688,7 @@ public sealed class OnnxExportTests
             Assert.IsLessThan(1e-4, Difference(Last(Run(fullRow.Append(41L).ToArray(), 1, null, null).Logits, 0, 8, 7), Last(step2, 1, 1, 0)), "a step of the full row");
         }
 
-        foreach (OnnxQuantization quantization in new[] { OnnxQuantization.None, OnnxQuantization.DynamicInt8 })
+        foreach (OnnxQuantization quantization in Enum.GetValues<OnnxQuantization>())
         {
             string export = TestUtil.TempPath(".onnx");
             model.ExportToOnnx(export, new OnnxExportOptions { Quantization = quantization });
@@ -698,6 +699,12 @@ public sealed class OnnxExportTests
                 CollectionAssert.AreEqual(alone, greedyText, "float32: together and alone");
                 CollectionAssert.AreEqual(expectedGreedy, greedyText, "float32 greedy: TorchSharp's text");
                 CollectionAssert.AreEqual(expectedSampled, generator.Generate(prompts, sampling).ToArray(), "float32 sampled: TorchSharp's text");
+            }
+            else if (quantization == OnnxQuantization.DynamicInt8PerRow)
+            {
+                // Each row quantized on its own: a prompt's text in the batch is its text alone, int8's and not float32's.
+                CollectionAssert.AreEqual(alone, greedyText, "int8 per row: together and alone");
+                CollectionAssert.AreNotEqual(expectedGreedy, greedyText, "int8 per row: the int8 weights change the text");
             }
             else
             {
@@ -1067,5 +1074,98 @@ public sealed class OnnxExportTests
 
         var bad = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => gpt.ExportToOnnx(TestUtil.TempPath(".onnx"), new OnnxExportOptions { Quantization = (OnnxQuantization)7 }));
         StringAssert.Contains(bad.Message, "Quantization");
+    }
+
+    /// <summary>
+    /// DynamicInt8PerRow: a row's scores in a batch are its scores alone (GPT logits, ViT probabilities) and a sentence's
+    /// beam-search translation in a batch is its translation alone, while the per-tensor DynamicInt8 moves them with the
+    /// rest of the batch; the values stay as close to float32 as DynamicInt8's, and the files as small.
+    /// </summary>
+    [TestMethod]
+    public void PerRowInt8ExportsScoreEachRowAsAlone()
+    {
+        var perRow = new OnnxExportOptions { Quantization = OnnxQuantization.DynamicInt8PerRow };
+        var perTensor = new OnnxExportOptions { Quantization = OnnxQuantization.DynamicInt8 };
+        var ml = new MLContext(seed: 1);
+        using TextGenerationTransformer gpt = VariedGpt.Load(ml);
+        string fp32 = TestUtil.TempPath(".onnx"), rows = TestUtil.TempPath(".onnx"), tensor_ = TestUtil.TempPath(".onnx");
+        gpt.ExportToOnnx(fp32);
+        gpt.ExportToOnnx(rows, perRow);
+        gpt.ExportToOnnx(tensor_, perTensor);
+        Assert.IsLessThan(0.45 * new FileInfo(fp32).Length, (double)new FileInfo(rows).Length, "int8 weights, as DynamicInt8's");
+        TransformerConfig config = gpt.Model.Config;
+        int vocabulary = gpt.Model.VocabularySize;
+        manual_seed(5);
+        using Tensor ids = randint(0, vocabulary, new long[] { 2, 32 });
+        float[] Logits(InferenceSession session, Tensor batch)
+        {
+            int b = (int)batch.shape[0];
+            var feeds = new List<NamedOnnxValue> { NamedOnnxValue.CreateFromTensor("input_ids", Ids(batch)) };
+            for (int l = 0; l < config.NumLayers; l++)
+            {
+                feeds.Add(NamedOnnxValue.CreateFromTensor($"past_key_{l}", new DenseTensor<float>(new[] { b, config.NumHeads, 0, config.HeadKeyDimension })));
+                feeds.Add(NamedOnnxValue.CreateFromTensor($"past_value_{l}", new DenseTensor<float>(new[] { b, config.NumHeads, 0, config.HeadValueDimension })));
+            }
+            return Run(session, "logits", feeds.ToArray());
+        }
+        // The largest change of a row's logits between the batch of two and the row alone.
+        double BatchEffect(InferenceSession session)
+        {
+            float[] together = Logits(session, ids);
+            int size = together.Length / 2;
+            return Enumerable.Range(0, 2).Max(r =>
+            {
+                using Tensor row = ids[r].unsqueeze(0);
+                return (double)Logits(session, row).Zip(together.Skip(r * size), (a, b) => Math.Abs(a - b)).Max();
+            });
+        }
+        using (InferenceSession exact = Session(fp32), a = Session(rows), b = Session(tensor_))
+        {
+            Assert.AreEqual("DynamicInt8PerRow", a.ModelMetadata.CustomMetadataMap["quantization"]);
+            Assert.IsLessThan(1e-5, BatchEffect(a), "per row: a row's logits in the batch and alone");
+            Assert.IsGreaterThan(1e-3, BatchEffect(b), "per tensor: the batch moves a row's logits");
+            float[] expected = Logits(exact, ids), approximate = Logits(a, ids);
+            double spread = expected.Max() - expected.Min(), worst = expected.Zip(approximate, (x, y) => Math.Abs(x - y)).Max();
+            Assert.IsLessThan(0.1 * spread, worst, $"largest logit change {worst:F3} against a logit range of {spread:F3}");
+            Assert.IsGreaterThan(1e-4, worst, "the int8 weights change the logits");
+            int positions = expected.Length / vocabulary;
+            int same = Enumerable.Range(0, positions).Count(p => Transformers.ML.Core.Generation.Scores.ArgMax(expected.AsSpan(p * vocabulary, vocabulary))
+                == Transformers.ML.Core.Generation.Scores.ArgMax(approximate.AsSpan(p * vocabulary, vocabulary)));
+            Assert.IsGreaterThan(0.85 * positions, (double)same, $"same most likely token at {same} of {positions} positions");
+        }
+
+        // ViT: each image's probabilities in a batch of 8 are its probabilities alone.
+        using VitClassifier vit = RandomVit(3);
+        string vitRows = TestUtil.TempPath(".onnx"), vitTensor = TestUtil.TempPath(".onnx");
+        OnnxGraph.Save(VitOnnxExport.Build(vit, new OnnxExportOptions { InputChannels = 1, Quantization = OnnxQuantization.DynamicInt8PerRow }), vitRows);
+        OnnxGraph.Save(VitOnnxExport.Build(vit, new OnnxExportOptions { InputChannels = 1, Quantization = OnnxQuantization.DynamicInt8 }), vitTensor);
+        manual_seed(6);
+        using Tensor images = rand(8, 1, 32, 32);
+        float[] images_ = images.data<float>().ToArray();
+        double ImageBatchEffect(string path)
+        {
+            using InferenceSession session = Session(path);
+            string output = session.OutputMetadata.Keys.First(k => k.Contains("prob", StringComparison.OrdinalIgnoreCase));
+            float[] together = Run(session, output, NamedOnnxValue.CreateFromTensor(VitOnnxExport.PixelsInput, new DenseTensor<float>(images_, new[] { 8, 1, 32, 32 })));
+            int classes = together.Length / 8;
+            return Enumerable.Range(0, 8).Max(i =>
+            {
+                float[] alone = Run(session, output, NamedOnnxValue.CreateFromTensor(VitOnnxExport.PixelsInput, new DenseTensor<float>(images_[(i * 1024)..((i + 1) * 1024)], new[] { 1, 1, 32, 32 })));
+                return (double)alone.Zip(together.Skip(i * classes), (a, b) => Math.Abs(a - b)).Max();
+            });
+        }
+        Assert.IsLessThan(1e-6, ImageBatchEffect(vitRows), "per row: an image's probabilities in the batch and alone");
+        Assert.IsGreaterThan(1e-6, ImageBatchEffect(vitTensor), "per tensor: the batch moves an image's probabilities");
+
+        // Translation: a sentence translates with beam 4 in a batch (with its beams, one batch of rows) as alone.
+        using TranslationTransformer translator = VariedTranslator.Load(ml);
+        string folder = TestUtil.TempPath("");
+        translator.ExportToOnnx(folder, perRow);
+        using OnnxTranslator onnx = OnnxTranslator.Load(folder);
+        string[] sentences = VariedTranslator.Pairs.Skip(700).Take(12).Select(p => p.Spanish).ToArray();
+        IReadOnlyList<string> together = onnx.Translate(sentences, 4, 0.6);
+        CollectionAssert.AreEqual(sentences.Select(s => onnx.Translate(s, 4, 0.6)).ToArray(), together.ToArray(), "per row: together and alone");
+        IReadOnlyList<string> expectedTranslations = translator.Translate(sentences, 4, 0.6);
+        Assert.IsGreaterThan(6, expectedTranslations.Zip(together).Count(p => p.First == p.Second), string.Join(" | ", together));
     }
 }

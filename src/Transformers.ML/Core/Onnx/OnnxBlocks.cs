@@ -13,6 +13,7 @@ internal sealed class OnnxBlocks
 {
     private readonly IReadOnlyDictionary<string, Tensor> _weights;
     private readonly bool _quantize;
+    private readonly bool _perRow;
     private readonly Dictionary<string, (string Table, string Scales)> _quantizedTables = new(StringComparer.Ordinal);
 
     /// <param name="quantization">How the weights of Linear layers and the tied output projection are stored.</param>
@@ -25,7 +26,8 @@ internal sealed class OnnxBlocks
         }
         Graph = graph;
         _weights = weights;
-        _quantize = quantization == OnnxQuantization.DynamicInt8;
+        _quantize = quantization is OnnxQuantization.DynamicInt8 or OnnxQuantization.DynamicInt8PerRow;
+        _perRow = quantization == OnnxQuantization.DynamicInt8PerRow;
     }
 
     public OnnxGraph Graph { get; }
@@ -59,14 +61,37 @@ internal sealed class OnnxBlocks
     /// the integer product, and both scales applied (DynamicQuantizeLinear + MatMulInteger, which ONNX Runtime fuses).
     /// </summary>
     /// <param name="keep">Multiply only the last rows of x (<see cref="LastPositions"/>), after x is quantized as a whole, so
-    /// that they get the integers and the scale they get without it; null: every row.</param>
+    /// that they get the integers and the scale they get without it (per row: before, which gives the same); null: every row.</param>
     private string IntegerProduct(string x, string weight, string scale, string? keep = null)
     {
+        if (_perRow)
+        {
+            return RowwiseIntegerProduct(keep is null ? x : LastPositions(x, keep), weight, scale);
+        }
         string[] quantized = Graph.OpN("DynamicQuantizeLinear", 3, new[] { x }); // uint8 x, its scale, its zero point
         string rows = keep is null ? quantized[0] : LastPositions(quantized[0], keep);
         string product = Graph.Op("MatMulInteger", new[] { rows, weight, quantized[2] });
         string floats = Graph.Op("Cast", new[] { product }, ("to", (long)global::Onnx.TensorProto.Types.DataType.Float));
         return Graph.Op("Mul", new[] { floats, Graph.Op("Mul", new[] { quantized[1], scale }) });
+    }
+
+    /// <summary>
+    /// x (..., in) times an int8 (in, out) matrix with one scale per column, each row of x (a token) quantized on its own:
+    /// symmetric, max |x| of the row maps to 127, stored as uint8 around 128 (the zero point MatMulInteger takes as one
+    /// scalar). A row's integers and scale depend on that row alone, so its result does not depend on the rest of the
+    /// batch. The two scales are applied one after the other: a Mul of the row scale and the column scales would match
+    /// ONNX Runtime's MatMulIntegerToFloat fusion, whose kernel takes one scale for the whole input.
+    /// </summary>
+    private string RowwiseIntegerProduct(string x, string weight, string scale)
+    {
+        string largest = Graph.Op("ReduceMax", new[] { Graph.Op("Abs", new[] { x }) }, ("axes", new long[] { -1 }), ("keepdims", 1L));
+        // A row of zeros gets a tiny scale instead of 0, so that it quantizes to 128 (zero) rather than to 0 / 0.
+        string rowScale = Graph.Op("Mul", new[] { Graph.Op("Max", new[] { largest, Graph.Scalar(1e-30f) }), Graph.Scalar(1f / 127f) });
+        // x / scale lies in [-127, 127]; QuantizeLinear with scale 1 rounds it half to even and adds 128.
+        string integers = Graph.Op("QuantizeLinear", new[] { Graph.Op("Div", new[] { x, rowScale }), Graph.Scalar(1f), Graph.ByteScalar(128) });
+        string product = Graph.Op("MatMulInteger", new[] { integers, weight, Graph.ByteScalar(128) });
+        string floats = Graph.Op("Cast", new[] { product }, ("to", (long)global::Onnx.TensorProto.Types.DataType.Float));
+        return Graph.Op("Mul", new[] { Graph.Op("Mul", new[] { floats, scale }), rowScale });
     }
 
     /// <summary>
@@ -474,7 +499,8 @@ internal sealed class OnnxBlocks
     /// <see cref="TokenEmbedding"/> (called first; for int8 its int8 rows and scales) through a Transpose node, which ONNX
     /// Runtime folds once at load: the file holds the matrix once. With <paramref name="keep"/> (an int64 scalar,
     /// <see cref="LastPositions"/>) only the last positions' scores, the very values of those rows of every position's:
-    /// int8 weights quantize the whole input first and then multiply the kept rows.
+    /// DynamicInt8 quantizes the whole input first and then multiplies the kept rows; DynamicInt8PerRow keeps the rows
+    /// first, since each row's integers depend on that row alone.
     /// </summary>
     public string TiedLogits(string hidden, string prefix, string? keep = null)
     {

@@ -81,4 +81,13 @@ public enum OnnxQuantization
     /// the tied output projection. Softmax, normalisation, attention scores, position tables and convolutions stay float32.
     /// </summary>
     DynamicInt8,
+
+    /// <summary>
+    /// As <see cref="DynamicInt8"/>, but each row of a product's input (each token of each sequence, each image patch) is
+    /// quantized with its own scale (symmetric: max |x| of the row maps to 127), so that a row's result does not depend on
+    /// the other rows of its batch: a prompt generates in a padded batch the text it generates alone, a sentence and each of
+    /// its beams translate as they would alone. ONNX Runtime has no fused kernel for it (about ten nodes per product instead of
+    /// one), so it is slower than <see cref="DynamicInt8"/>, most for small models where each node's overhead weighs most.
+    /// </summary>
+    DynamicInt8PerRow,
 }

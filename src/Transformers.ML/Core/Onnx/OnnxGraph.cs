@@ -145,6 +145,18 @@ internal sealed class OnnxGraph
         return name;
     }
 
+    /// <summary>A shared uint8 scalar constant (a zero point).</summary>
+    public string ByteScalar(byte value)
+    {
+        string key = "u8s:" + value;
+        if (!_constants.TryGetValue(key, out string? name))
+        {
+            name = Initializer(Unique("const_u8s"), DataType.Uint8, Array.Empty<long>(), new[] { value }, reserved: true);
+            _constants[key] = name;
+        }
+        return name;
+    }
+
     /// <summary>A shared int64 scalar constant.</summary>
     public string LongScalar(long value)
     {

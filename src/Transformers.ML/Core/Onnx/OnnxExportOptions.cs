@@ -32,7 +32,8 @@ public sealed class OnnxExportOptions
 
     /// <summary>
     /// Weights of the exported matrix products (every Linear layer, the token tables and the output projection): float32 (default) or int8
-    /// with dynamic quantization of the activations (<see cref="OnnxQuantization.DynamicInt8"/>). Applies to all three models.
+    /// with dynamic quantization of the activations, per tensor (<see cref="OnnxQuantization.DynamicInt8"/>, the fastest) or per
+    /// row (<see cref="OnnxQuantization.DynamicInt8PerRow"/>, whose rows do not depend on their batch). Applies to all three models.
     /// </summary>
     public OnnxQuantization Quantization { get; set; } = OnnxQuantization.None;
 

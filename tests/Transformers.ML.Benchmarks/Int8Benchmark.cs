@@ -9,6 +9,8 @@
 // (attention's products and the patch convolution too), the most that any quantization of those could give.
 // Then the speed of the same exports at the sizes of ONNX Runtime's published int8 numbers (ViT-B/16, GPT-2 small) and at
 // the library's presets between those and the examples' models (ViT-Ti/16, ViT-S/16, the Baby GPT), with random weights.
+// Beside each int8 row of the examples' models and of the GPTs, the same measure for DynamicInt8PerRow (each row of a
+// product's input quantized on its own), timed in the same rounds.
 using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -463,8 +465,8 @@ internal static class Int8Benchmark
 
     /// <summary>
     /// How often a prompt's greedy text in one padded batch of 16 prompts of different lengths is its text alone: always in
-    /// float32; int8 quantizes each product's input with one scale for the whole batch, so a near tie may go the other
-    /// way. Held-out prompts of 6 to 51 characters, 64 new tokens each.
+    /// float32 and int8 per row; DynamicInt8 quantizes each product's input with one scale for the whole batch, so a near
+    /// tie may go the other way. Held-out prompts of 6 to 51 characters, 64 new tokens each.
     /// </summary>
     private static void BatchedTextRow(ResultsTable table, string heldOut, params (OnnxTextGenerator Generator, string Name)[] generators)
     {

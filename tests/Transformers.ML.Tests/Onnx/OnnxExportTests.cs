@@ -1088,11 +1088,11 @@ public sealed class OnnxExportTests
         var perTensor = new OnnxExportOptions { Quantization = OnnxQuantization.DynamicInt8 };
         var ml = new MLContext(seed: 1);
         using TextGenerationTransformer gpt = VariedGpt.Load(ml);
-        string fp32 = TestUtil.TempPath(".onnx"), rows = TestUtil.TempPath(".onnx"), tensor_ = TestUtil.TempPath(".onnx");
+        string fp32 = TestUtil.TempPath(".onnx"), perRowPath = TestUtil.TempPath(".onnx"), perTensorPath = TestUtil.TempPath(".onnx");
         gpt.ExportToOnnx(fp32);
-        gpt.ExportToOnnx(rows, perRow);
-        gpt.ExportToOnnx(tensor_, perTensor);
-        Assert.IsLessThan(0.45 * new FileInfo(fp32).Length, (double)new FileInfo(rows).Length, "int8 weights, as DynamicInt8's");
+        gpt.ExportToOnnx(perRowPath, perRow);
+        gpt.ExportToOnnx(perTensorPath, perTensor);
+        Assert.IsLessThan(0.45 * new FileInfo(fp32).Length, (double)new FileInfo(perRowPath).Length, "int8 weights, as DynamicInt8's");
         TransformerConfig config = gpt.Model.Config;
         int vocabulary = gpt.Model.VocabularySize;
         manual_seed(5);
@@ -1119,7 +1119,7 @@ public sealed class OnnxExportTests
                 return (double)Logits(session, row).Zip(together.Skip(r * size), (a, b) => Math.Abs(a - b)).Max();
             });
         }
-        using (InferenceSession exact = Session(fp32), a = Session(rows), b = Session(tensor_))
+        using (InferenceSession exact = Session(fp32), a = Session(perRowPath), b = Session(perTensorPath))
         {
             Assert.AreEqual("DynamicInt8PerRow", a.ModelMetadata.CustomMetadataMap["quantization"]);
             Assert.IsLessThan(1e-5, BatchEffect(a), "per row: a row's logits in the batch and alone");
@@ -1141,16 +1141,16 @@ public sealed class OnnxExportTests
         OnnxGraph.Save(VitOnnxExport.Build(vit, new OnnxExportOptions { InputChannels = 1, Quantization = OnnxQuantization.DynamicInt8 }), vitTensor);
         manual_seed(6);
         using Tensor images = rand(8, 1, 32, 32);
-        float[] images_ = images.data<float>().ToArray();
+        float[] pixels = images.data<float>().ToArray();
         double ImageBatchEffect(string path)
         {
             using InferenceSession session = Session(path);
             string output = session.OutputMetadata.Keys.First(k => k.Contains("prob", StringComparison.OrdinalIgnoreCase));
-            float[] together = Run(session, output, NamedOnnxValue.CreateFromTensor(VitOnnxExport.PixelsInput, new DenseTensor<float>(images_, new[] { 8, 1, 32, 32 })));
+            float[] together = Run(session, output, NamedOnnxValue.CreateFromTensor(VitOnnxExport.PixelsInput, new DenseTensor<float>(pixels, new[] { 8, 1, 32, 32 })));
             int classes = together.Length / 8;
             return Enumerable.Range(0, 8).Max(i =>
             {
-                float[] alone = Run(session, output, NamedOnnxValue.CreateFromTensor(VitOnnxExport.PixelsInput, new DenseTensor<float>(images_[(i * 1024)..((i + 1) * 1024)], new[] { 1, 1, 32, 32 })));
+                float[] alone = Run(session, output, NamedOnnxValue.CreateFromTensor(VitOnnxExport.PixelsInput, new DenseTensor<float>(pixels[(i * 1024)..((i + 1) * 1024)], new[] { 1, 1, 32, 32 })));
                 return (double)alone.Zip(together.Skip(i * classes), (a, b) => Math.Abs(a - b)).Max();
             });
         }

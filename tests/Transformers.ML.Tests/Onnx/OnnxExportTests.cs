@@ -1157,10 +1157,34 @@ public sealed class OnnxExportTests
         Assert.IsLessThan(1e-6, ImageBatchEffect(vitRows), "per row: an image's probabilities in the batch and alone");
         Assert.IsGreaterThan(1e-6, ImageBatchEffect(vitTensor), "per tensor: the batch moves an image's probabilities");
 
-        // Translation: a sentence translates with beam 4 in a batch (with its beams, one batch of rows) as alone.
+        // Translation: the encoder's cross-attention keys of a source in a batch are its keys alone, where per-tensor int8
+        // moves them; and a sentence translates with beam 4 in a batch (with its beams, one batch of rows) as alone (on
+        // this small model per-tensor int8 also keeps these 12 translations, so the keys are the check that discriminates).
         using TranslationTransformer translator = VariedTranslator.Load(ml);
-        string folder = TestUtil.TempPath("");
+        string folder = TestUtil.TempPath(""), perTensorFolder = TestUtil.TempPath("");
         translator.ExportToOnnx(folder, perRow);
+        translator.ExportToOnnx(perTensorFolder, perTensor);
+        manual_seed(7);
+        using Tensor sources = randint(4, translator.Codec.VocabularySize, new long[] { 2, 12 });
+        double EncoderBatchEffect(string exportFolder)
+        {
+            using InferenceSession encoder = Session(Path.Combine(exportFolder, TranslationOnnxExport.EncoderFile));
+            float[] Keys(Tensor batch)
+            {
+                int b = (int)batch.shape[0];
+                return Run(encoder, TranslationOnnxExport.CrossKey(0), NamedOnnxValue.CreateFromTensor(TranslationOnnxExport.SourceIds, Ids(batch)),
+                    NamedOnnxValue.CreateFromTensor(TranslationOnnxExport.SourcePadding, new DenseTensor<long>(new long[b * 12], new[] { b, 12 })));
+            }
+            float[] together = Keys(sources);
+            int size = together.Length / 2;
+            return Enumerable.Range(0, 2).Max(r =>
+            {
+                using Tensor row = sources[r].unsqueeze(0);
+                return (double)Keys(row).Zip(together.Skip(r * size), (a, b) => Math.Abs(a - b)).Max();
+            });
+        }
+        Assert.IsLessThan(1e-5, EncoderBatchEffect(folder), "per row: a source's cross-attention keys in the batch and alone");
+        Assert.IsGreaterThan(1e-4, EncoderBatchEffect(perTensorFolder), "per tensor: the batch moves a source's keys");
         using OnnxTranslator onnx = OnnxTranslator.Load(folder);
         string[] sentences = VariedTranslator.Pairs.Skip(700).Take(12).Select(p => p.Spanish).ToArray();
         IReadOnlyList<string> together = onnx.Translate(sentences, 4, 0.6);

@@ -122,7 +122,17 @@ internal sealed class OnnxBlocks
         return made;
     }
 
-    /// <summary>Symmetric int8 per column (output channel): scale = max |w| / 127, q = round(w / scale) in [-127, 127].</summary>
+    /// <summary>
+    /// The largest |q| of an int8 weight: 63, seven bits, as ONNX Runtime's quantize_dynamic with reduce_range. x64 CPUs
+    /// without VNNI (AVX2, or AVX-512 without VNNI: AMD Zen 1 to 3, Intel Haswell to Skylake) multiply uint8 activations by int8
+    /// weights with VPMADDUBSW, which adds each pair of products in 16 bits and saturates: 255 * 127 * 2 = 64,770 does not
+    /// fit in 32,767, 255 * 63 * 2 = 32,130 does. With full-range weights ONNX Runtime 1.31's MatMulInteger gave 1,048,544
+    /// for 64 products of 255 and 127 on an AMD EPYC Zen 3 (2,072,640 exact), and the int8 exports' text and translations
+    /// turned to repeats there; CPUs with VNNI, and ARM, are exact either way.
+    /// </summary>
+    internal const int WeightLimit = 63;
+
+    /// <summary>Symmetric int8 per column (output channel): scale = max |w| / <see cref="WeightLimit"/>, q = round(w / scale) in [-63, 63].</summary>
     internal static (sbyte[] Values, float[] Scales) QuantizeColumns(Tensor matrix)
     {
         using var scope = NewDisposeScope();
@@ -139,12 +149,12 @@ internal sealed class OnnxBlocks
         }
         for (int c = 0; c < columns; c++)
         {
-            scales[c] = scales[c] > 0 ? scales[c] / 127f : 1f;
+            scales[c] = scales[c] > 0 ? scales[c] / WeightLimit : 1f;
         }
         var values = new sbyte[data.Length];
         for (int i = 0; i < data.Length; i++)
         {
-            values[i] = (sbyte)Math.Clamp(MathF.Round(data[i] / scales[i % columns]), -127f, 127f);
+            values[i] = (sbyte)Math.Clamp(MathF.Round(data[i] / scales[i % columns]), -WeightLimit, WeightLimit);
         }
         return (values, scales);
     }

@@ -75,7 +75,8 @@ public enum OnnxQuantization
     None,
 
     /// <summary>
-    /// int8 weights with one scale per output channel (symmetric: max |w| of the channel maps to 127), and activations
+    /// int8 weights with one scale per output channel (symmetric: max |w| of the channel maps to 63, seven bits, so that x64
+    /// CPUs without VNNI, whose integer product adds pairs of products in 16 bits, cannot saturate), and activations
     /// quantized to uint8 at run time, per tensor (ONNX DynamicQuantizeLinear + MatMulInteger, the pattern of ONNX Runtime's
     /// quantize_dynamic, which ONNX Runtime fuses into one kernel): about 4x smaller matrices and faster products on CPUs
     /// with integer dot-product instructions. Token tables are int8 too, with one scale per token, shared by the lookup and

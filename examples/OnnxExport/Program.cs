@@ -96,8 +96,13 @@ Console.WriteLine($"ViT -> {vitPath}; ML.NET pipeline with ApplyOnnxModel saved 
 bool[] atSize = testScans.Select(s => ImageSizes.Of(s.ImagePath) == (height, width)).ToArray();
 string Largest(bool at) => fromZip.Zip(fromTorch).Where((_, i) => atSize[i] == at)
     .Select(p => p.First.Zip(p.Second).Max(q => Math.Abs(q.First - q.Second))).DefaultIfEmpty().Max().ToString("E1");
-Console.WriteLine($"  {agree} of {fromZip.Length} scans get the TorchSharp model's class; largest probability difference {Largest(true)} on the {atSize.Count(a => a)} " +
-    $"scans of {width} x {height}, the graph's input (ResizeImages leaves them as they are), {Largest(false)} on the {atSize.Count(a => !a)} others (resized by ResizeImages).");
+// The largest difference on the scans of the graph's input size, and on the others, each said only where there are such scans.
+string?[] parts =
+{
+    atSize.Any(a => a) ? $"{Largest(true)} on the {atSize.Count(a => a)} scans of {width} x {height}, the graph's input (ResizeImages leaves them as they are)" : null,
+    atSize.Any(a => !a) ? $"{Largest(false)} on the {atSize.Count(a => !a)} scans of other sizes (resized by ResizeImages)" : null,
+};
+Console.WriteLine($"  {agree} of {fromZip.Length} scans get the TorchSharp model's class; largest probability difference {string.Join(", ", parts.OfType<string>())}.");
 var engine = ml.Model.CreatePredictionEngine<Scan, Probabilities>(reloaded);
 Scan first = ml.Data.CreateEnumerable<Scan>(scans, false).First();
 float[] p = engine.Predict(first).Values;

@@ -86,16 +86,17 @@ public sealed class TranslationOptions : TrainingOptions
     /// The recipe for a training budget of minutes on a CPU, found by measurement on Tatoeba's Spanish-English pairs
     /// (BENCHMARKS.md "translation", docs/translation.md): the preset's architecture without dropout (minutes are a few
     /// epochs, in which the model underfits and dropout only slows it), a shared BPE of 4,000 tokens, batches of about
-    /// 2,048 tokens, linear warmup over 400 steps to a peak of 1e-3 and cosine decay to a twentieth of it planned over
-    /// <paramref name="trainingTime"/> (the paper's inverse square root never decays within minutes), the final model
-    /// the mean of 5 checkpoints over the last quarter of the steps (the paper's section 6.1), and mixed precision
-    /// where the hardware multiplies bfloat16 natively. With the Small preset and 10 minutes on two cores: BLEU
-    /// 48.0-49.6 with beam 4 over three seeds on 2,320 held-out pairs, where this class's defaults (the paper's
-    /// schedule, the preset's dropout) gave 31.1 in the same 10 minutes, on an AMD EPYC Zen 5 with native bfloat16 (about
-    /// 2,300 steps). The budget buys steps, not a score: on a Zen 3 without bfloat16, 3.3x slower, the same 10 minutes
-    /// were 692 steps and BLEU 33.2; set a longer budget on a slower machine. Measured for
-    /// <see cref="TranslationPreset.Small"/>; for Base and Big a starting point. Columns, seed and decoding keep their
-    /// defaults; set them on the result.
+    /// 1,024 tokens (a budget of minutes is one to four passes over the pairs, and more, smaller steps learn more from
+    /// them than half as many of 2,048), linear warmup over 400 steps (at most a fifth of the planned steps) to a peak of
+    /// 1e-3 and cosine decay to a twentieth of it planned over <paramref name="trainingTime"/> (the paper's inverse square
+    /// root never decays within minutes), the final model the mean of 5 checkpoints over the last quarter of the steps
+    /// (the paper's section 6.1), and mixed precision where the hardware multiplies bfloat16 natively. The budget buys
+    /// steps, not a score; measured with the Small preset on two cores of an AMD EPYC Zen 3 (float32), BLEU with beam 4
+    /// on 2,320 held-out pairs: 10 minutes, about 1,200 steps, BLEU 37.4 (batches of 2,048: 692 steps, 33.2); 34
+    /// minutes, 4,136 steps (what 10 minutes are on a Zen 5 with bfloat16), BLEU 51.2 (batches of 2,048 on that Zen 5:
+    /// about 2,300 steps, 48.0-49.6 over three seeds). This class's defaults (the paper's schedule, the preset's dropout)
+    /// gave 31.1 in the Zen 5's 10 minutes. Measured for <see cref="TranslationPreset.Small"/>; for Base and Big a
+    /// starting point. Columns, seed and decoding keep their defaults; set them on the result.
     /// </summary>
     public static TranslationOptions ForTimeBudget(TimeSpan trainingTime, TranslationPreset preset = TranslationPreset.Small)
     {
@@ -106,7 +107,7 @@ public sealed class TranslationOptions : TrainingOptions
             Preset = preset,
             Model = model,
             VocabularySize = 4000,
-            MaxTokensPerBatch = 2048,
+            MaxTokensPerBatch = 1024,
             Schedule = LearningRateScheduleKind.WarmupCosine,
             LearningRate = 1e-3,
             WarmupSteps = 400,

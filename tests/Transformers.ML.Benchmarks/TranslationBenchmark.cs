@@ -73,7 +73,7 @@ internal static class TranslationBenchmark
         }
     }
 
-    /// <summary>The example's settings: Small preset, shared BPE of 4000, batches of 2048 tokens, the paper's schedule with warmup 400 and scale 0.5.</summary>
+    /// <summary>The baseline rows' settings (the example runs the recipe, <see cref="Recipe"/>): Small preset with its dropout, shared BPE of 4000, batches of 2048 tokens, the paper's schedule with warmup 400 and scale 0.5.</summary>
     private static TranslationOptions Options() => new()
     {
         SourceColumnName = nameof(SentencePair.Spanish),

@@ -92,11 +92,11 @@ public sealed class TranslationOptions : TrainingOptions
     /// root never decays within minutes), the final model the mean of 5 checkpoints over the last quarter of the steps
     /// (the paper's section 6.1), and mixed precision where the hardware multiplies bfloat16 natively. The budget buys
     /// steps, not a score; measured with the Small preset on two cores of an AMD EPYC Zen 3 (float32), BLEU with beam 4
-    /// on 2,320 held-out pairs: 10 minutes, about 1,200 steps, BLEU 37.4 (batches of 2,048: 692 steps, 33.2); 34
-    /// minutes, 4,136 steps (what 10 minutes are on a Zen 5 with bfloat16), BLEU 51.2 (batches of 2,048 on that Zen 5:
-    /// about 2,300 steps, 48.0-49.6 over three seeds). This class's defaults (the paper's schedule, the preset's dropout)
-    /// gave 31.1 in the Zen 5's 10 minutes. Measured for <see cref="TranslationPreset.Small"/>; for Base and Big a
-    /// starting point. Columns, seed and decoding keep their defaults; set them on the result.
+    /// on 2,320 held-out pairs: 10 minutes, 1,163-1,401 steps, BLEU 36.7-39.8 over three seeds (batches of 2,048: 692
+    /// steps, 33.2); 34 minutes, 4,136 steps (what 10 minutes are on a Zen 5 with bfloat16), BLEU 51.2 (batches of
+    /// 2,048 on that Zen 5: about 2,300 steps, 48.0-49.6 over three seeds). This class's defaults (the paper's schedule,
+    /// the preset's dropout) gave 31.1 in the Zen 5's 10 minutes. Measured for <see cref="TranslationPreset.Small"/>; for
+    /// Base and Big a starting point. Columns, seed and decoding keep their defaults; set them on the result.
     /// </summary>
     public static TranslationOptions ForTimeBudget(TimeSpan trainingTime, TranslationPreset preset = TranslationPreset.Small)
     {

@@ -30,6 +30,11 @@ public sealed class OnnxExportTests
         return results.Single(r => r.Name == output).AsTensor<float>().ToArray();
     }
 
+    /// <summary>An ONNX Runtime session over a graph built in the test, with every graph optimization (as deployment runs it).</summary>
+    private static InferenceSession Session(OnnxGraph graph) =>
+        new(Google.Protobuf.MessageExtensions.ToByteArray(graph.ToModel(new Dictionary<string, string>())),
+            new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL });
+
     private static double MaxAbsDiff(float[] a, Tensor b)
     {
         float[] expected = b.detach().to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
@@ -333,8 +338,7 @@ public sealed class OnnxExportTests
         var graph = new OnnxGraph("scan_preprocessing");
         string input = graph.Input("x", global::Onnx.TensorProto.Types.DataType.Float, "batch", channels, height, width);
         graph.Output(VitOnnxExport.SourcePreprocessing(graph, input, options, size, height, width, channels), "y", global::Onnx.TensorProto.Types.DataType.Float, "batch", channels, size, size);
-        using var session = new InferenceSession(Google.Protobuf.MessageExtensions.ToByteArray(graph.ToModel(new Dictionary<string, string>())),
-            new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL });
+        using InferenceSession session = Session(graph);
         float[] actual = Run(session, "y", NamedOnnxValue.CreateFromTensor("x", new DenseTensor<float>(pixels, new[] { retinaTops.Length, channels, height, width })));
 
         using var scope = NewDisposeScope();
@@ -370,8 +374,7 @@ public sealed class OnnxExportTests
         string resampled = VitOnnxExport.Resample(graph, input, height, width, toHeight, toWidth);
         Assert.AreEqual(height == toHeight && width == toWidth, resampled == input, "nodes only where the size changes");
         graph.Output(graph.Op("Identity", new[] { resampled }), "y", global::Onnx.TensorProto.Types.DataType.Float, "batch", channels, toHeight, toWidth);
-        using var session = new InferenceSession(Google.Protobuf.MessageExtensions.ToByteArray(graph.ToModel(new Dictionary<string, string>())),
-            new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL });
+        using InferenceSession session = Session(graph);
         float[] actual = Run(session, "y", NamedOnnxValue.CreateFromTensor("x", new DenseTensor<float>(pixels, new[] { batch, channels, height, width })));
 
         using var scope = NewDisposeScope();
@@ -399,8 +402,7 @@ public sealed class OnnxExportTests
         string input = graph.Input("x", global::Onnx.TensorProto.Types.DataType.Float, "batch", channels, height, width);
         graph.Output(graph.Op("Identity", new[] { VitOnnxExport.FirstResize(graph, input, options, height, width, size) }), "y",
             global::Onnx.TensorProto.Types.DataType.Float, "batch", channels, size, size);
-        using var session = new InferenceSession(Google.Protobuf.MessageExtensions.ToByteArray(graph.ToModel(new Dictionary<string, string>())),
-            new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL });
+        using InferenceSession session = Session(graph);
         float[] actual = Run(session, "y", NamedOnnxValue.CreateFromTensor("x", new DenseTensor<float>(pixels, new[] { batch, channels, height, width })));
 
         using var scope = NewDisposeScope();
@@ -1105,8 +1107,7 @@ public sealed class OnnxExportTests
             using Tensor fcWeight = tensor(weight, new long[] { outputs, inputs });
             var blocks = new OnnxBlocks(graph, new Dictionary<string, Tensor> { ["fc.weight"] = fcWeight }, quantization);
             graph.Output(blocks.Linear(x, "fc"), "y", global::Onnx.TensorProto.Types.DataType.Float, 1, outputs);
-            using var session = new InferenceSession(Google.Protobuf.MessageExtensions.ToByteArray(graph.ToModel(new Dictionary<string, string>())),
-                new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL });
+            using InferenceSession session = Session(graph);
             float[] y = Run(session, "y", NamedOnnxValue.CreateFromTensor("x", new DenseTensor<float>(Enumerable.Repeat(0.5f, inputs).ToArray(), new[] { 1, inputs })));
             for (int o = 0; o < outputs; o++)
             {

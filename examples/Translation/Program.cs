@@ -87,6 +87,13 @@ foreach ((string sentence, string expected) in TranslationRecipe.Sentences)
 {
     Console.WriteLine($"  {sentence,-52} -> {engine.Predict(new ModelInput { Spanish = sentence }).Translation,-50} (a right one: {expected})");
 }
+// Alternatives to offer a user or to rerank: the best distinct translations beam search found, with the scores it ranked them by.
+const string night = "Me gusta leer libros por la noche.";
+Console.WriteLine($"\nThe 3 best of beam {reloaded.BeamSize} for \"{night}\" (TranslateNBest; the score is the length-normalised log-probability):");
+foreach (TranslationCandidate candidate in reloaded.TranslateNBest(night, 3, reloaded.BeamSize, reloaded.LengthPenalty))
+{
+    Console.WriteLine($"  {candidate.Score,6:F3}  {candidate.Text}");
+}
 
 // ---------------------------------------------------------------- attention: the alignment, and where "it" looks
 TranslationAttention student = reloaded.Attention("Soy un estudiante");

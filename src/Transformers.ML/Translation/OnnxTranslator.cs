@@ -57,42 +57,35 @@ public sealed class OnnxTranslator : IDisposable
     public string Translate(string sentence, int beamSize = 4, double lengthPenalty = 0.6) => Translate(new[] { sentence }, beamSize, lengthPenalty)[0];
 
     /// <summary>Translates sentences in batches of <paramref name="batchSize"/> (sorted by length inside, returned in order).</summary>
-    public IReadOnlyList<string> Translate(IReadOnlyList<string> sentences, int beamSize = 4, double lengthPenalty = 0.6, int batchSize = 32)
+    public IReadOnlyList<string> Translate(IReadOnlyList<string> sentences, int beamSize = 4, double lengthPenalty = 0.6, int batchSize = 32) =>
+        TranslateNBest(sentences, 1, beamSize, lengthPenalty, batchSize).Select(c => c[0].Text).ToArray();
+
+    /// <summary>
+    /// The <paramref name="count"/> best distinct translations of a sentence that beam search finds, best first, with their
+    /// scores; as <see cref="TranslationTransformer.TranslateNBest(string, int, int, double)"/>, and the same ones.
+    /// </summary>
+    public IReadOnlyList<TranslationCandidate> TranslateNBest(string sentence, int count, int beamSize = 4, double lengthPenalty = 0.6) =>
+        TranslateNBest(new[] { sentence }, count, beamSize, lengthPenalty)[0];
+
+    /// <summary>
+    /// For each sentence the <paramref name="count"/> (at most <paramref name="beamSize"/>) best distinct translations that beam
+    /// search finds, best first, with the scores it ranked them by (<see cref="TranslationCandidate.Score"/>); fewer where fewer
+    /// distinct ones finish. The first is <see cref="Translate(IReadOnlyList{string}, int, double, int)"/>'s.
+    /// </summary>
+    public IReadOnlyList<IReadOnlyList<TranslationCandidate>> TranslateNBest(IReadOnlyList<string> sentences, int count, int beamSize = 4, double lengthPenalty = 0.6, int batchSize = 32)
     {
         ArgumentNullException.ThrowIfNull(sentences);
-        if (beamSize < 1 || !(lengthPenalty >= 0) || batchSize < 1)
-        {
-            throw new ArgumentOutOfRangeException(nameof(beamSize), $"Beam size and batch size must be >= 1 and length penalty >= 0; found {beamSize}, {batchSize} and {lengthPenalty}.");
-        }
-        var results = new string[sentences.Count];
-        var work = new List<(int Row, int[] Ids)>();
-        for (int i = 0; i < sentences.Count; i++)
-        {
-            if (string.IsNullOrWhiteSpace(sentences[i]))
-            {
-                results[i] = "";
-                continue;
-            }
-            work.Add((i, _codec.Encode(sentences[i]).Ids));
-        }
-        foreach (var chunk in work.OrderBy(w => w.Ids.Length).Chunk(batchSize))
-        {
-            List<int>[] outputs = Decode(chunk.Select(c => c.Ids).ToList(), beamSize, lengthPenalty);
-            for (int j = 0; j < chunk.Length; j++)
-            {
-                results[chunk[j].Row] = _codec.Decode(outputs[j]);
-            }
-        }
-        return results;
+        TranslationCodec.CheckArguments(beamSize, lengthPenalty, count, batchSize);
+        return _codec.Translate(sentences, count, batchSize, sources => Decode(sources, beamSize, lengthPenalty), out _);
     }
 
-    internal List<int>[] Decode(IReadOnlyList<int[]> sources, int beamSize, double lengthPenalty)
+    internal List<Seq2SeqHypothesis>[] Decode(IReadOnlyList<int[]> sources, int beamSize, double lengthPenalty)
     {
         int k = Math.Max(1, beamSize);
         int[] limits = sources.Select(s => s.Length + 50).ToArray();
         using var stepper = new Stepper(this, sources, k, limits.Max() + 1); // the start token and the longest output allowed
         return k == 1
-            ? Seq2SeqSearch.Greedy(stepper, limits, _codec.EndOfSentence, _codec.Padding)
+            ? Seq2SeqSearch.Greedy(stepper, limits, lengthPenalty, _codec.EndOfSentence, _codec.Padding)
             : Seq2SeqSearch.Beam(stepper, limits, k, lengthPenalty, _codec.EndOfSentence, _codec.Padding);
     }
 

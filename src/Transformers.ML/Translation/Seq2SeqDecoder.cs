@@ -22,12 +22,12 @@ internal sealed class Seq2SeqDecoder
         _device = device;
     }
 
-    /// <summary>Output tokens (without the end token) for each source; beam 1 is greedy decoding.</summary>
-    public List<int>[] Decode(IReadOnlyList<int[]> sources, int beamSize, double lengthPenalty, int extraLength = 50, bool useCache = true)
+    /// <summary>Each source's hypotheses (tokens without the end token), best first; beam 1 is greedy decoding, one hypothesis.</summary>
+    public List<Seq2SeqHypothesis>[] Decode(IReadOnlyList<int[]> sources, int beamSize, double lengthPenalty, int extraLength = 50, bool useCache = true)
     {
         if (sources.Count == 0)
         {
-            return Array.Empty<List<int>>();
+            return Array.Empty<List<Seq2SeqHypothesis>>();
         }
         _model.eval();
         using var noGrad = no_grad();
@@ -46,7 +46,7 @@ internal sealed class Seq2SeqDecoder
         using var stepper = new Stepper(_model, memory, sourceMask, useCache, _device);
         stepper.Reserve(limits.Max() + 1); // the start token and the longest output allowed: the cache is allocated once
         return k == 1
-            ? Seq2SeqSearch.Greedy(stepper, limits, _endOfSentence, _padding)
+            ? Seq2SeqSearch.Greedy(stepper, limits, lengthPenalty, _endOfSentence, _padding)
             : Seq2SeqSearch.Beam(stepper, limits, k, lengthPenalty, _endOfSentence, _padding);
     }
 

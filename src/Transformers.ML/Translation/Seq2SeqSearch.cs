@@ -18,13 +18,20 @@ internal interface ISeq2SeqStepper
     void Reorder(long[] rows);
 }
 
+/// <summary>
+/// An output of the search: its tokens (without the end token) and its score, the sum of its tokens' log-probabilities (the
+/// end token's included when it ended with one) divided by the length penalty of its length counting the end token.
+/// </summary>
+internal readonly record struct Seq2SeqHypothesis(List<int> Tokens, double Score);
+
 internal static class Seq2SeqSearch
 {
-    /// <summary>Greedy decoding of B rows (one per sentence); outputs without the end token.</summary>
-    public static List<int>[] Greedy(ISeq2SeqStepper stepper, int[] limits, int endOfSentence, int padding)
+    /// <summary>Greedy decoding of B rows (one per sentence): one hypothesis each, scored as beam search scores (<paramref name="alpha"/>).</summary>
+    public static List<Seq2SeqHypothesis>[] Greedy(ISeq2SeqStepper stepper, int[] limits, double alpha, int endOfSentence, int padding)
     {
         int batch = limits.Length;
         var outputs = Enumerable.Range(0, batch).Select(_ => new List<int>()).ToArray();
+        var sums = new double[batch];
         var done = new bool[batch];
         var history = Enumerable.Range(0, batch).Select(_ => new List<int> { endOfSentence }).ToArray();
         for (int step = 0; step < limits.Max() && !done.All(d => d); step++)
@@ -39,6 +46,7 @@ internal static class Seq2SeqSearch
                 {
                     continue;
                 }
+                sums[b] += logProbs[b][next];
                 if (next == endOfSentence || outputs[b].Count + 1 >= limits[b])
                 {
                     if (next != endOfSentence)
@@ -53,11 +61,16 @@ internal static class Seq2SeqSearch
                 }
             }
         }
-        return outputs;
+        // A row stopped by the last step without its end token is scored as beam search scores one at its limit.
+        return Enumerable.Range(0, batch).Select(b => new List<Seq2SeqHypothesis> { new(outputs[b], sums[b] / Penalty(outputs[b].Count + 1, alpha)) }).ToArray();
     }
 
-    /// <summary>Beam search over B sentences with K beams each, as B*K rows of the stepper (row b*K + j is beam j of sentence b).</summary>
-    public static List<int>[] Beam(ISeq2SeqStepper stepper, int[] limits, int k, double alpha, int endOfSentence, int padding)
+    /// <summary>
+    /// Beam search over B sentences with K beams each, as B*K rows of the stepper (row b*K + j is beam j of sentence b). Each
+    /// sentence's hypotheses, best first (among equal scores the one found first): those that finished, and where the
+    /// sentence ran out of steps its live beams too; at least K of them unless fewer could finish.
+    /// </summary>
+    public static List<Seq2SeqHypothesis>[] Beam(ISeq2SeqStepper stepper, int[] limits, int k, double alpha, int endOfSentence, int padding)
     {
         int batch = limits.Length;
         int rows = batch * k;
@@ -67,7 +80,7 @@ internal static class Seq2SeqSearch
         {
             scores[r] = r % k == 0 ? 0 : double.NegativeInfinity; // at first only one live beam per sentence
         }
-        var finished = Enumerable.Range(0, batch).Select(_ => new List<(double Score, List<int> Tokens)>()).ToArray();
+        var finished = Enumerable.Range(0, batch).Select(_ => new List<Seq2SeqHypothesis>()).ToArray();
         var done = new bool[batch];
 
         for (int step = 0; step < limits.Max() && !done.All(d => d); step++)
@@ -115,7 +128,7 @@ internal static class Seq2SeqSearch
                                 {
                                     hypothesis.Add(token);
                                 }
-                                finished[b].Add((score / Penalty(hypothesis.Count + 1, alpha), hypothesis));
+                                finished[b].Add(new Seq2SeqHypothesis(hypothesis, score / Penalty(hypothesis.Count + 1, alpha)));
                             }
                             continue;
                         }
@@ -142,7 +155,7 @@ internal static class Seq2SeqSearch
             scores = nextScores;
         }
 
-        var outputs = new List<int>[batch];
+        var outputs = new List<Seq2SeqHypothesis>[batch];
         for (int b = 0; b < batch; b++)
         {
             // Sentences that ran out of steps also consider their live beams.
@@ -151,10 +164,10 @@ internal static class Seq2SeqSearch
             {
                 if (!double.IsNegativeInfinity(scores[slot]) && !done[b] && tokens[slot].All(t => t != endOfSentence))
                 {
-                    candidates.Add((scores[slot] / Penalty(tokens[slot].Count + 1, alpha), tokens[slot]));
+                    candidates.Add(new Seq2SeqHypothesis(tokens[slot], scores[slot] / Penalty(tokens[slot].Count + 1, alpha)));
                 }
             }
-            outputs[b] = candidates.Count == 0 ? new List<int>() : candidates.MaxBy(c => c.Score).Tokens;
+            outputs[b] = candidates.OrderByDescending(c => c.Score).ToList(); // stable: among equal scores the one found first
         }
         return outputs;
     }

@@ -71,38 +71,38 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     public IReadOnlyList<string> Translate(IReadOnlyList<string> sentences, int beamSize = 4, double lengthPenalty = 0.6) =>
         TranslateBatch(sentences, beamSize, lengthPenalty, useCache: true);
 
-    internal string[] TranslateBatch(IReadOnlyList<string> sentences, int beamSize, double lengthPenalty, bool useCache)
+    /// <summary>
+    /// The <paramref name="count"/> best distinct translations of a sentence that beam search finds, best first, with their
+    /// scores: alternatives to offer a user, or to rerank. See <see cref="TranslateNBest(IReadOnlyList{string}, int, int, double)"/>.
+    /// </summary>
+    public IReadOnlyList<TranslationCandidate> TranslateNBest(string sentence, int count, int beamSize = 4, double lengthPenalty = 0.6) =>
+        TranslateNBest(new[] { sentence }, count, beamSize, lengthPenalty)[0];
+
+    /// <summary>
+    /// For each sentence the <paramref name="count"/> best distinct translations that beam search with
+    /// <paramref name="beamSize"/> beams finds, best first, with the scores it ranked them by
+    /// (<see cref="TranslationCandidate.Score"/>: length-normalised log-probabilities); fewer where fewer distinct ones finish.
+    /// The first is <see cref="Translate(IReadOnlyList{string}, int, double)"/>'s. <paramref name="count"/> is at most the beam
+    /// size (Hugging Face's num_return_sequences, fairseq's nbest); an exported model's <see cref="OnnxTranslator"/> gives the same.
+    /// </summary>
+    public IReadOnlyList<IReadOnlyList<TranslationCandidate>> TranslateNBest(IReadOnlyList<string> sentences, int count, int beamSize = 4, double lengthPenalty = 0.6)
     {
-        if (beamSize < 1 || !(lengthPenalty >= 0))
-        {
-            throw new ArgumentOutOfRangeException(nameof(beamSize), $"Beam size must be >= 1 and length penalty >= 0; found {beamSize} and {lengthPenalty}.");
-        }
-        var results = new string[sentences.Count];
-        var work = new List<(int Row, int[] Ids)>();
-        int truncated = 0;
-        for (int i = 0; i < sentences.Count; i++)
-        {
-            if (string.IsNullOrWhiteSpace(sentences[i]))
-            {
-                results[i] = ""; // documented: an empty source has an empty translation
-                continue;
-            }
-            (int[] ids, bool cut) = Codec.Encode(sentences[i]);
-            truncated += cut ? 1 : 0;
-            work.Add((i, ids));
-        }
+        ArgumentNullException.ThrowIfNull(sentences);
+        return Candidates(sentences, count, beamSize, lengthPenalty, useCache: true);
+    }
+
+    internal string[] TranslateBatch(IReadOnlyList<string> sentences, int beamSize, double lengthPenalty, bool useCache) =>
+        Candidates(sentences, 1, beamSize, lengthPenalty, useCache).Select(c => c[0].Text).ToArray();
+
+    private TranslationCandidate[][] Candidates(IReadOnlyList<string> sentences, int count, int beamSize, double lengthPenalty, bool useCache)
+    {
+        TranslationCodec.CheckArguments(beamSize, lengthPenalty, count);
+        var decoder = new Seq2SeqDecoder(Model, Codec.EndOfSentence, Codec.Padding, Device);
+        TranslationCandidate[][] results = Codec.Translate(sentences, count, TransformBatchSize,
+            sources => decoder.Decode(sources, beamSize, lengthPenalty, useCache: useCache), out int truncated);
         if (truncated > 0)
         {
             _log?.Invoke($"{truncated} source sentence(s) longer than {Codec.MaxSentenceTokens} tokens were truncated before translation.");
-        }
-        var decoder = new Seq2SeqDecoder(Model, Codec.EndOfSentence, Codec.Padding, Device);
-        foreach (var chunk in work.OrderBy(w => w.Ids.Length).Chunk(TransformBatchSize))
-        {
-            List<int>[] outputs = decoder.Decode(chunk.Select(c => c.Ids).ToList(), beamSize, lengthPenalty, useCache: useCache);
-            for (int j = 0; j < chunk.Length; j++)
-            {
-                results[chunk[j].Row] = Codec.Decode(outputs[j]);
-            }
         }
         return results;
     }

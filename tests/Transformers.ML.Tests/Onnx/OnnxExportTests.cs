@@ -972,6 +972,18 @@ public sealed class OnnxExportTests
             CollectionAssert.AreEqual(expected.ToArray(), translator.Translate(sentences, beam, 0.6, batchSize: 8).ToArray(), $"beam {beam}");
             CollectionAssert.AreEqual(expected.ToArray(), shared.Translate(sentences, beam, 0.6, batchSize: 8).ToArray(), $"beam {beam}, shared cache buffers");
         }
+        // The n-best lists: the same texts in the same order, the same scores (float32 in two runtimes).
+        IReadOnlyList<IReadOnlyList<TranslationCandidate>> nBest = model.TranslateNBest(sentences, 3, beamSize: 4);
+        foreach (OnnxTranslator runner in new[] { translator, shared })
+        {
+            IReadOnlyList<IReadOnlyList<TranslationCandidate>> fromOnnx = runner.TranslateNBest(sentences, 3, beamSize: 4, batchSize: 8);
+            for (int i = 0; i < sentences.Length; i++)
+            {
+                CollectionAssert.AreEqual(nBest[i].Select(c => c.Text).ToArray(), fromOnnx[i].Select(c => c.Text).ToArray(), sentences[i]);
+                Assert.IsLessThan(1e-4, nBest[i].Zip(fromOnnx[i]).Max(p => Math.Abs(p.First.Score - p.Second.Score)), sentences[i]);
+            }
+        }
+        Assert.IsGreaterThan(20, nBest.Count(c => c.Count == 3), "three distinct translations for most sentences");
         // One model and one translator serve calls on several threads (beam 4, each sentence alone and twice).
         string[] alone = sentences.Select(s => model.Translate(s, beamSize: 4)).ToArray();
         string[] fromModel = new string[sentences.Length * 2], fromShared = new string[sentences.Length * 2];

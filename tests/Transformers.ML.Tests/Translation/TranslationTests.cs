@@ -106,6 +106,41 @@ public sealed class TranslationTests
     }
 
     [TestMethod]
+    public void NBestListsStartWithTheTranslationAndAreRankedByScore()
+    {
+        string[] sentences = _pairs.Skip(3000).Take(12).Select(p => p.Spanish).Append("   ").ToArray();
+        IReadOnlyList<string> best = _model.Translate(sentences, beamSize: 4);
+        IReadOnlyList<IReadOnlyList<TranslationCandidate>> nBest = _model.TranslateNBest(sentences, 3, beamSize: 4);
+        Assert.HasCount(sentences.Length, nBest);
+        for (int i = 0; i < sentences.Length - 1; i++)
+        {
+            IReadOnlyList<TranslationCandidate> list = nBest[i];
+            Assert.IsTrue(list.Count is >= 1 and <= 3, $"{list.Count} candidates");
+            Assert.AreEqual(best[i], list[0].Text, "the first is Translate's");
+            Assert.HasCount(list.Count, list.Select(c => c.Text).Distinct().ToList(), "no text twice");
+            Assert.IsTrue(list.Zip(list.Skip(1)).All(p => p.First.Score >= p.Second.Score), string.Join(" | ", list));
+            Assert.IsTrue(list.All(c => c.Score < 0 && double.IsFinite(c.Score)), "log-probabilities, normalised");
+        }
+        Assert.IsGreaterThan(8, nBest.Count(l => l.Count == 3), "alternatives for most sentences");
+        Assert.AreEqual(new TranslationCandidate("", 0), nBest[^1].Single(), "an empty sentence: one empty translation");
+        // A single sentence gives what it gives in a batch; greedy decoding (beam 1) gives one, scored.
+        IReadOnlyList<TranslationCandidate> alone = _model.TranslateNBest(sentences[0], 3, beamSize: 4);
+        CollectionAssert.AreEqual(nBest[0].Select(c => c.Text).ToArray(), alone.Select(c => c.Text).ToArray());
+        Assert.IsLessThan(1e-4, nBest[0].Zip(alone).Max(p => Math.Abs(p.First.Score - p.Second.Score)), "float32 in a padded batch and alone");
+        TranslationCandidate greedy = _model.TranslateNBest(sentences[0], 1, beamSize: 1).Single();
+        Assert.AreEqual(_model.Translate(sentences[0], beamSize: 1), greedy.Text);
+        Assert.IsLessThan(0, greedy.Score);
+
+        var tooMany = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => _model.TranslateNBest(sentences, 5, beamSize: 4));
+        Assert.AreEqual("count", tooMany.ParamName);
+        StringAssert.Contains(tooMany.Message, "between 1 and the beam size (4)");
+        var beam = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => _model.Translate(sentences, beamSize: 0));
+        Assert.AreEqual("beamSize", beam.ParamName);
+        var penalty = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => _model.Translate(sentences, lengthPenalty: double.NaN));
+        Assert.AreEqual("lengthPenalty", penalty.ParamName);
+    }
+
+    [TestMethod]
     public void GreedyWithAndWithoutCacheAndBeamOfOneAgree()
     {
         string[] sentences = _pairs.Skip(3000).Take(12).Select(p => p.Spanish).ToArray();

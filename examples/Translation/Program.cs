@@ -1,9 +1,9 @@
 // Translation, Model Builder style: train the Transformer of "Attention Is All You Need" on Spanish-English
 // pairs for a time budget that plans its schedule (warmup and decay end with the budget), evaluate BLEU and chrF on
-// held-out sentences with greedy decoding and beam search, translate the seed's sentences, save and reload, and draw
-// where the model looks: the alignment of a translation (the decoder's cross-attention) and the decoder's
-// self-attention from "it" in a sentence whose Spanish has no pronoun. --evaluate FILE scores the model on pairs of your
-// own (with --load, a model saved earlier, without training).
+// held-out sentences with greedy decoding and beam search, save and reload, translate the seed's sentences (and list
+// the 3 best translations of one, with their scores), and draw where the model looks: the alignment of a translation
+// (the decoder's cross-attention) and the decoder's self-attention from "it" in a sentence whose Spanish has no
+// pronoun. --evaluate FILE scores the model on pairs of your own (with --load, a model saved earlier, without training).
 //
 //   dotnet run -c Release --project examples/Translation -- [options]   (--help lists the options: Settings.Usage at the end of this file)
 using System.Diagnostics;

@@ -127,6 +127,9 @@ public sealed class Scan
     public string ImagePath { get; set; } = "";
 
     public string Diagnosis { get; set; } = "";
+
+    /// <summary>The scan of an OCT2017 folder's (path, label) pair.</summary>
+    public static Scan Of((string Path, string Label) file) => new() { ImagePath = file.Path, Diagnosis = file.Label };
 }
 
 /// <summary>The ONNX model's output column.</summary>
@@ -236,18 +239,19 @@ internal static class Train
             Console.WriteLine($"No saved OCT classifier (run examples/OctAnomalyDetection for a better one): training the OCT recipe for 3 minutes on the real scans of four fifths of the patients of '{real}'...");
             var scans = ImageDatasets.ReadOct2017Folder(real);
             // One patient's scans are near copies: the held-out fifth shares no patient with the training part (the OCT example's split).
-            int[] fold = ImageDatasets.GroupedFolds(scans.Select(f => ImageDatasets.Oct2017Patient(f.Path)).ToList(), scans.Select(f => f.Label).ToList(), folds: 5, seed: 1);
-            train = scans.Where((_, i) => fold[i] != 0).Select(f => new Scan { ImagePath = f.Path, Diagnosis = f.Label }).ToList();
-            test = scans.Where((_, i) => fold[i] == 0).Select(f => new Scan { ImagePath = f.Path, Diagnosis = f.Label }).ToList();
+            string[] patients = scans.Select(f => ImageDatasets.Oct2017Patient(f.Path)).ToArray();
+            int[] fold = ImageDatasets.GroupedFolds(patients, scans.Select(f => f.Label).ToList(), folds: 5, seed: 1);
+            train = scans.Where((_, i) => fold[i] != 0).Select(Scan.Of).ToList();
+            test = scans.Where((_, i) => fold[i] == 0).Select(Scan.Of).ToList();
             options = ImageClassificationOptions.RetinalOct(TimeSpan.FromMinutes(3));
-            unseen = $"the {test.Count} scans of the {test.Select(t => ImageDatasets.Oct2017Patient(t.ImagePath)).Distinct().Count()} patients it was not trained on (real scans)";
+            unseen = $"the {test.Count} scans of the {patients.Where((_, i) => fold[i] == 0).Distinct().Count()} patients it was not trained on (real scans)";
         }
         else
         {
             string folder = SyntheticImages(64);
             Console.WriteLine("No saved OCT classifier and no real scans (set --data or TRANSFORMERS_ML_DATA): training a small ViT on SYNTHETIC OCT scans (not medical data) for about 2.5 minutes...");
-            train = ImageDatasets.ReadOct2017Folder(folder, "train").Select(f => new Scan { ImagePath = f.Path, Diagnosis = f.Label }).ToList();
-            test = ImageDatasets.ReadOct2017Folder(folder, "test").Select(f => new Scan { ImagePath = f.Path, Diagnosis = f.Label }).ToList();
+            train = ImageDatasets.ReadOct2017Folder(folder, "train").Select(Scan.Of).ToList();
+            test = ImageDatasets.ReadOct2017Folder(folder, "test").Select(Scan.Of).ToList();
             options = new ImageClassificationOptions { Epochs = 8, MaxTrainingTime = TimeSpan.FromMinutes(2.5) };
             unseen = "the synthetic test scans";
         }
@@ -264,7 +268,7 @@ internal static class Train
         string folder = DataLocator.Folder(data, "oct-real")
             ?? throw new DirectoryNotFoundException("The saved OCT model is tried on real scans (oct-real): set --data or TRANSFORMERS_ML_DATA, or allow the download.");
         var byClass = ImageDatasets.ReadOct2017Folder(folder).GroupBy(f => f.Label).Select(g => g.ToList()).ToList();
-        return Enumerable.Range(0, count).Select(i => byClass[i % byClass.Count][i / byClass.Count]).Select(f => new Scan { ImagePath = f.Path, Diagnosis = f.Label }).ToList();
+        return Enumerable.Range(0, count).Select(i => byClass[i % byClass.Count][i / byClass.Count]).Select(Scan.Of).ToList();
     }
 
     /// <summary>A folder of SYNTHETIC OCT scans at the Small preset's 64 x 64 (so ResizeImages keeps them as they are).</summary>

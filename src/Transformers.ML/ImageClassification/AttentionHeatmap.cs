@@ -55,9 +55,11 @@ public static class AttentionHeatmap
         using var surface = SKSurface.Create(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Premul));
         SKCanvas canvas = surface.Canvas;
         canvas.DrawBitmap(photo, 0, 0);
-        using var paint = new SKPaint { FilterQuality = SKFilterQuality.Medium, Color = SKColors.White.WithAlpha((byte)(opacity * 255)) };
+        using var paint = new SKPaint { Color = SKColors.White.WithAlpha((byte)(opacity * 255)) };
         ImageRegion r = region ?? new ImageRegion(0, 0, width, height);
-        canvas.DrawBitmap(heat, new SKRect(r.X, r.Y, r.X + r.Width, r.Y + r.Height), paint);
+        using SKImage heatImage = SKImage.FromBitmap(heat);
+        // Bilinear between the grid's cells (and between mipmap levels when it shrinks): SkiaSharp 2's FilterQuality.Medium.
+        canvas.DrawImage(heatImage, new SKRect(r.X, r.Y, r.X + r.Width, r.Y + r.Height), new SKSamplingOptions(SKFilterMode.Linear, SKMipmapMode.Linear), paint);
         canvas.Flush();
         using SKImage snapshot = surface.Snapshot();
         using SKData data = snapshot.Encode(SKEncodedImageFormat.Png, 100);

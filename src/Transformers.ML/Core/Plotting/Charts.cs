@@ -1,8 +1,7 @@
 // Pictures of training and evaluation, drawn with SkiaSharp (already a dependency through ML.NET's images): training
 // curves (loss, validation metric and learning rate against steps and minutes, with the numbers in a CSV beside the
-// PNG), a confusion matrix, and a labelled heat map of a matrix such as attention weights. ScottPlot 5.1.59 would draw
-// them too, but it needs SkiaSharp 3, whose API ML.NET 5.0.1's MLImage cannot use (SKBitmap.GetPixelSpan is gone), so
-// the two cannot share a process. Every file is written atomically.
+// PNG), a confusion matrix, and a labelled heat map of a matrix such as attention weights: lines, rectangles and text
+// are all they need, so they are drawn here rather than with a plotting package. Every file is written atomically.
 using System.Globalization;
 using System.Text;
 using Microsoft.ML.Data;
@@ -45,9 +44,9 @@ public static class Charts
         using var surface = SKSurface.Create(new SKImageInfo(3 * panelWidth, panelHeight + header));
         SKCanvas canvas = surface.Canvas;
         canvas.Clear(SKColors.White);
-        using (var titlePaint = TextPaint(17, bold: true))
+        using (var titleLabel = Label(17, bold: true))
         {
-            canvas.DrawText($"{title ?? "Training"}   {Progress(steps.Concat(epochs))}", 12, 24, titlePaint);
+            titleLabel.Draw(canvas, $"{title ?? "Training"}   {Progress(steps.Concat(epochs))}", 12, 24);
         }
         DrawPanel(canvas, new SKRect(0, header, panelWidth, header + panelHeight), "loss against steps", "optimizer step", "loss", new[] { loss, validation });
         DrawPanel(canvas, new SKRect(panelWidth, header, 2 * panelWidth, header + panelHeight), "loss against time", "minutes", "loss", new[] { lossByTime, validationByTime });
@@ -146,15 +145,15 @@ public static class Charts
     {
         var drawn = series.Where(s => s.Points.Count > 0).ToList();
         var plot = new SKRect(area.Left + 62, area.Top + 30, area.Right - 14, area.Bottom - 46);
-        using var text = TextPaint(12);
-        using var bold = TextPaint(13, bold: true);
+        using var text = Label(12);
+        using var bold = Label(13, bold: true);
         using var axis = new SKPaint { Color = SKColors.Black, StrokeWidth = 1, IsAntialias = true, Style = SKPaintStyle.Stroke };
         using var grid = new SKPaint { Color = new SKColor(225, 225, 225), StrokeWidth = 1, Style = SKPaintStyle.Stroke };
-        canvas.DrawText(title, area.Left + 62, area.Top + 18, bold);
+        bold.Draw(canvas, title, area.Left + 62, area.Top + 18);
         canvas.DrawRect(plot, axis);
         if (drawn.Count == 0)
         {
-            canvas.DrawText("no data", plot.MidX - 20, plot.MidY, text);
+            text.Draw(canvas, "no data", plot.MidX - 20, plot.MidY);
             return;
         }
         double xMin = drawn.Min(s => s.Points.Min(p => p.X)), xMax = drawn.Max(s => s.Points.Max(p => p.X));
@@ -172,14 +171,14 @@ public static class Charts
             canvas.DrawLine(X(xv), plot.Top, X(xv), plot.Bottom, grid);
             canvas.DrawLine(plot.Left, Y(yv), plot.Right, Y(yv), grid);
             string xs = Tick(xv), ys = Tick(yv);
-            canvas.DrawText(xs, X(xv) - text.MeasureText(xs) / 2, plot.Bottom + 15, text);
-            canvas.DrawText(ys, plot.Left - 6 - text.MeasureText(ys), Y(yv) + 4, text);
+            text.Draw(canvas, xs, X(xv) - text.MeasureText(xs) / 2, plot.Bottom + 15);
+            text.Draw(canvas, ys, plot.Left - 6 - text.MeasureText(ys), Y(yv) + 4);
         }
         canvas.DrawRect(plot, axis);
-        canvas.DrawText(xLabel, plot.MidX - text.MeasureText(xLabel) / 2, plot.Bottom + 32, text);
+        text.Draw(canvas, xLabel, plot.MidX - text.MeasureText(xLabel) / 2, plot.Bottom + 32);
         canvas.Save();
         canvas.RotateDegrees(-90, area.Left + 14, plot.MidY);
-        canvas.DrawText(yLabel, area.Left + 14 - text.MeasureText(yLabel) / 2, plot.MidY + 4, text);
+        text.Draw(canvas, yLabel, area.Left + 14 - text.MeasureText(yLabel) / 2, plot.MidY + 4);
         canvas.Restore();
         for (int s = 0; s < drawn.Count; s++)
         {
@@ -203,7 +202,7 @@ public static class Charts
             }
             float ly = plot.Top + 16 + 16 * s;
             canvas.DrawLine(plot.Right - 150, ly - 4, plot.Right - 130, ly - 4, line);
-            canvas.DrawText(drawn[s].Name, plot.Right - 125, ly, text);
+            text.Draw(canvas, drawn[s].Name, plot.Right - 125, ly);
         }
     }
 
@@ -211,8 +210,8 @@ public static class Charts
         Func<int, int, string?> cellText, string rowAxis, string columnAxis, double maxValue)
     {
         int rows = rowLabels.Length, columns = columnLabels.Length;
-        using var text = TextPaint(12);
-        using var bold = TextPaint(14, bold: true);
+        using var text = Label(12);
+        using var bold = Label(14, bold: true);
         float cell = Math.Clamp(560f / Math.Max(rows, columns), 14, 90);
         float left = 24 + Math.Min(220, rowLabels.Max(l => text.MeasureText(l)) + 12);
         float top = 50 + Math.Min(220, columnLabels.Max(l => text.MeasureText(l)) + 12);
@@ -222,13 +221,13 @@ public static class Charts
         using var surface = SKSurface.Create(new SKImageInfo(width, height));
         SKCanvas canvas = surface.Canvas;
         canvas.Clear(SKColors.White);
-        canvas.DrawText(title, 12, 22, bold);
-        canvas.DrawText($"{columnAxis} ->", left, 40, text);
+        bold.Draw(canvas, title, 12, 22);
+        text.Draw(canvas, $"{columnAxis} ->", left, 40);
         using var fill = new SKPaint { Style = SKPaintStyle.Fill };
         using var border = new SKPaint { Color = new SKColor(200, 200, 200), Style = SKPaintStyle.Stroke };
         for (int i = 0; i < rows; i++)
         {
-            canvas.DrawText(rowLabels[i], left - 8 - text.MeasureText(rowLabels[i]), top + i * cell + cell / 2 + 4, text);
+            text.Draw(canvas, rowLabels[i], left - 8 - text.MeasureText(rowLabels[i]), top + i * cell + cell / 2 + 4);
             for (int j = 0; j < columns; j++)
             {
                 double v = Math.Clamp(values[i, j] / maxValue, 0, 1);
@@ -238,8 +237,8 @@ public static class Charts
                 canvas.DrawRect(rect, border);
                 if (cellText(i, j) is string label && cell >= 24)
                 {
-                    using var number = TextPaint(Math.Min(14, cell / 3), color: v > 0.6 ? SKColors.White : SKColors.Black);
-                    canvas.DrawText(label, rect.MidX - number.MeasureText(label) / 2, rect.MidY + 4, number);
+                    using var number = Label(Math.Min(14, cell / 3), color: v > 0.6 ? SKColors.White : SKColors.Black);
+                    number.Draw(canvas, label, rect.MidX - number.MeasureText(label) / 2, rect.MidY + 4);
                 }
             }
         }
@@ -247,23 +246,43 @@ public static class Charts
         {
             canvas.Save();
             canvas.RotateDegrees(-90, left + j * cell + cell / 2 + 4, top - 8);
-            canvas.DrawText(columnLabels[j], left + j * cell + cell / 2 + 4, top - 8, text);
+            text.Draw(canvas, columnLabels[j], left + j * cell + cell / 2 + 4, top - 8);
             canvas.Restore();
         }
         canvas.Save();
         canvas.RotateDegrees(-90, 12, top + rows * cell / 2);
-        canvas.DrawText(rowAxis, 12 - text.MeasureText(rowAxis) / 2, top + rows * cell / 2 + 4, text);
+        text.Draw(canvas, rowAxis, 12 - text.MeasureText(rowAxis) / 2, top + rows * cell / 2 + 4);
         canvas.Restore();
         WritePng(surface, path);
     }
 
-    private static SKPaint TextPaint(float size, bool bold = false, SKColor? color = null) => new()
+    private static TextStyle Label(float size, bool bold = false, SKColor? color = null) =>
+        new(SKTypeface.FromFamilyName("DejaVu Sans", bold ? SKFontStyle.Bold : SKFontStyle.Normal), size, color ?? SKColors.Black);
+
+    /// <summary>A font and its colour: what a label needs to be measured and drawn (SkiaSharp 3 keeps the two apart).</summary>
+    private sealed class TextStyle : IDisposable
     {
-        Color = color ?? SKColors.Black,
-        TextSize = size,
-        IsAntialias = true,
-        Typeface = SKTypeface.FromFamilyName("DejaVu Sans", bold ? SKFontStyle.Bold : SKFontStyle.Normal),
-    };
+        private readonly SKFont _font;
+        private readonly SKPaint _paint;
+
+        public TextStyle(SKTypeface typeface, float size, SKColor color)
+        {
+            _font = new SKFont(typeface, size) { Edging = SKFontEdging.Antialias };
+            _paint = new SKPaint { Color = color, IsAntialias = true };
+        }
+
+        /// <summary>Width of <paramref name="text"/> in pixels.</summary>
+        public float MeasureText(string text) => _font.MeasureText(text);
+
+        /// <summary>Draws <paramref name="text"/> with its left end at x and its baseline at y.</summary>
+        public void Draw(SKCanvas canvas, string text, float x, float y) => canvas.DrawText(text, x, y, SKTextAlign.Left, _font, _paint);
+
+        public void Dispose()
+        {
+            _font.Dispose();
+            _paint.Dispose();
+        }
+    }
 
     /// <summary>
     /// Where the drawn run stands: the latest report's step, planned steps and time, of steps and epoch ends alike (the

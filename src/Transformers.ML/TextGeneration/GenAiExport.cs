@@ -21,7 +21,7 @@ internal static class GenAiExport
     /// GenAI's search section: the model's saved generation settings as GenAI's defaults, in the names and meanings it shares
     /// with Hugging Face's generation config (do_sample, temperature, top_k, top_p, repetition_penalty, no_repeat_ngram_size,
     /// random_seed), so that a Generator made without search options decodes as the model's own Generate does. GenAI has no
-    /// min-p, and GenAI 0.18 parses no_repeat_ngram_size without applying it (see <see cref="TextGenerationTransformer.ExportToOnnxRuntimeGenAI"/>).
+    /// min-p (GenAI 0.20 applies no_repeat_ngram_size; 0.18 parsed it without applying it; see <see cref="TextGenerationTransformer.ExportToOnnxRuntimeGenAI"/>).
     /// max_length is the context length: GenAI counts the prompt in it and does not slide the window.
     /// </summary>
     internal static JsonObject Search(GenerationOptions generation, int contextLength, bool sharedBuffers)

@@ -30,8 +30,8 @@ public sealed class GenAiTests
     /// pad token and marks it 0 in attention_mask, which the graph reads for the keys it blocks and the positions it counts;
     /// each row's greedy tokens are ours alone (GenAI's max_length counts the padded width, so the shorter row gets fewer).
     /// With the graph counting the padding in the short row's positions this fails (and passed with the model of 20 batches).
-    /// GenAI's pad token is our end of text, and the short prompt holds one between two documents: GenAI 0.18 takes the
-    /// padding from the lengths, not the token's id, so that end of text is a token of the prompt, as it is to us.
+    /// GenAI's pad token is our end of text, and the short prompt holds one between two documents: GenAI (0.18 to 0.20)
+    /// takes the padding from the lengths, not the token's id, so that end of text is a token of the prompt, as it is to us.
     /// </summary>
     [TestMethod]
     public void AGenAIBatchOfPromptsOfDifferentLengthsGivesEachRowItsTokensAlone()
@@ -143,7 +143,8 @@ public sealed class GenAiTests
 
     /// <summary>
     /// A Generator made without search options decodes with the model's saved settings: the repetition penalty of greedy
-    /// decoding gives our tokens, and sampling with a seed draws the same text twice, only among our top k, not all greedy.
+    /// decoding gives our tokens, so does the ban on repeated n-grams, and sampling with a seed draws the same text twice,
+    /// only among our top k, not all greedy.
     /// </summary>
     [TestMethod]
     public void OnnxRuntimeGenAIDecodesWithTheModelsSavedSettings()
@@ -160,6 +161,14 @@ public sealed class GenAiTests
         List<int> ours = CausalDecoding.Generate(stepper, new[] { prompt }, model.Generation.ToDecodingSettings(endOfText) with { MaxNewTokens = model.Model.ContextLength - prompt.Length })[0];
         CollectionAssert.AreNotEqual(plain, ours, "the penalty changes this model's greedy text");
         CollectionAssert.AreEqual(ours, GenerateFromConfig(model, prompt), $"ours: {model.Tokenizer.Decode(ours)}");
+
+        // GenAI applies no_repeat_ngram_size since 0.20 (0.18 read it and ignored it): its greedy tokens are ours.
+        model.Generation.RepetitionPenalty = 1.0;
+        model.Generation.NoRepeatNgramSize = 2;
+        List<int> noRepeat = CausalDecoding.Generate(stepper, new[] { prompt }, model.Generation.ToDecodingSettings(endOfText) with { MaxNewTokens = model.Model.ContextLength - prompt.Length })[0];
+        CollectionAssert.AreNotEqual(plain, noRepeat, "banning repeated pairs changes this model's greedy text");
+        CollectionAssert.AreEqual(noRepeat, GenerateFromConfig(model, prompt), $"ours: {model.Tokenizer.Decode(noRepeat)}");
+        model.Generation.NoRepeatNgramSize = 0;
 
         model.Generation.Temperature = 0.9;
         model.Generation.TopK = 5;

@@ -58,8 +58,9 @@ public static class AttentionHeatmap
         using var paint = new SKPaint { Color = SKColors.White.WithAlpha((byte)(opacity * 255)) };
         ImageRegion r = region ?? new ImageRegion(0, 0, width, height);
         using SKImage heatImage = SKImage.FromBitmap(heat);
-        // Bilinear between the grid's cells (and between mipmap levels when it shrinks): SkiaSharp 2's FilterQuality.Medium.
-        canvas.DrawImage(heatImage, new SKRect(r.X, r.Y, r.X + r.Width, r.Y + r.Height), new SKSamplingOptions(SKFilterMode.Linear, SKMipmapMode.Linear), paint);
+        // Bilinear between the grid's cells, as SkiaSharp 2's FilterQuality.Medium drew it: the grid only ever grows to
+        // the image, so no mipmaps.
+        canvas.DrawImage(heatImage, new SKRect(r.X, r.Y, r.X + r.Width, r.Y + r.Height), new SKSamplingOptions(SKFilterMode.Linear, SKMipmapMode.None), paint);
         canvas.Flush();
         using SKImage snapshot = surface.Snapshot();
         using SKData data = snapshot.Encode(SKEncodedImageFormat.Png, 100);

@@ -157,6 +157,9 @@ public sealed class TextGenerationTests
             using (var bitmap = SkiaSharp.SKBitmap.Decode(heat))
             {
                 Assert.IsNotNull(bitmap);
+                // The title is text alone in the top band (the cells start lower down): its glyphs are dark pixels there.
+                int titleInk = Enumerable.Range(0, 28).Sum(y => Enumerable.Range(0, bitmap.Width).Count(x => bitmap.GetPixel(x, y).Red < 128));
+                Assert.IsGreaterThan(30, titleInk, "the title's text is drawn");
             }
             Assert.Throws<ArgumentException>(() => Charts.SaveHeatmap(new float[3], new[] { "a", "b" }, new[] { "x", "y" }, heat));
             Assert.Throws<ArgumentException>(() => Charts.SaveTrainingCurves(Array.Empty<TrainingProgress>(), png));

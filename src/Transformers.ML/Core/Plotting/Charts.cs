@@ -18,6 +18,10 @@ public static class Charts
         new(31, 119, 180), new(255, 127, 14), new(44, 160, 44), new(214, 39, 40), new(148, 103, 189), new(140, 86, 75),
     };
 
+    /// <summary>The labels' typefaces, looked up once.</summary>
+    private static readonly SKTypeface Regular = SKTypeface.FromFamilyName("DejaVu Sans", SKFontStyle.Normal);
+    private static readonly SKTypeface Bold = SKTypeface.FromFamilyName("DejaVu Sans", SKFontStyle.Bold);
+
     /// <summary>
     /// Writes the training curves of <paramref name="reports"/> (a trainer's <c>TrainingReports</c>, or any progress reports
     /// of one run) as a PNG: the training loss and the validation metric against optimizer steps and against minutes, and the
@@ -213,6 +217,9 @@ public static class Charts
         using var text = Label(12);
         using var bold = Label(14, bold: true);
         float cell = Math.Clamp(560f / Math.Max(rows, columns), 14, 90);
+        // The numbers in the cells: white on the dark ones.
+        using var darkNumber = Label(Math.Min(14, cell / 3));
+        using var lightNumber = Label(Math.Min(14, cell / 3), color: SKColors.White);
         float left = 24 + Math.Min(220, rowLabels.Max(l => text.MeasureText(l)) + 12);
         float top = 50 + Math.Min(220, columnLabels.Max(l => text.MeasureText(l)) + 12);
         // Wide enough for the title and the axis label too (a long sentence as the title of a narrow matrix).
@@ -237,7 +244,7 @@ public static class Charts
                 canvas.DrawRect(rect, border);
                 if (cellText(i, j) is string label && cell >= 24)
                 {
-                    using var number = Label(Math.Min(14, cell / 3), color: v > 0.6 ? SKColors.White : SKColors.Black);
+                    TextStyle number = v > 0.6 ? lightNumber : darkNumber;
                     number.Draw(canvas, label, rect.MidX - number.MeasureText(label) / 2, rect.MidY + 4);
                 }
             }
@@ -256,8 +263,7 @@ public static class Charts
         WritePng(surface, path);
     }
 
-    private static TextStyle Label(float size, bool bold = false, SKColor? color = null) =>
-        new(SKTypeface.FromFamilyName("DejaVu Sans", bold ? SKFontStyle.Bold : SKFontStyle.Normal), size, color ?? SKColors.Black);
+    private static TextStyle Label(float size, bool bold = false, SKColor? color = null) => new(bold ? Bold : Regular, size, color ?? SKColors.Black);
 
     /// <summary>A font and its colour: what a label needs to be measured and drawn (SkiaSharp 3 keeps the two apart).</summary>
     private sealed class TextStyle : IDisposable

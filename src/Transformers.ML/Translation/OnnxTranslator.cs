@@ -74,7 +74,6 @@ public sealed class OnnxTranslator : IDisposable
     /// </summary>
     public IReadOnlyList<IReadOnlyList<TranslationCandidate>> TranslateNBest(IReadOnlyList<string> sentences, int count, int beamSize = 4, double lengthPenalty = 0.6, int batchSize = 32)
     {
-        ArgumentNullException.ThrowIfNull(sentences);
         TranslationCodec.CheckArguments(beamSize, lengthPenalty, count, batchSize);
         return _codec.Translate(sentences, count, batchSize, sources => Decode(sources, beamSize, lengthPenalty), out _);
     }

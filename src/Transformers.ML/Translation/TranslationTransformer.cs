@@ -85,11 +85,8 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     /// The first is <see cref="Translate(IReadOnlyList{string}, int, double)"/>'s. <paramref name="count"/> is at most the beam
     /// size (Hugging Face's num_return_sequences, fairseq's nbest); an exported model's <see cref="OnnxTranslator"/> gives the same.
     /// </summary>
-    public IReadOnlyList<IReadOnlyList<TranslationCandidate>> TranslateNBest(IReadOnlyList<string> sentences, int count, int beamSize = 4, double lengthPenalty = 0.6)
-    {
-        ArgumentNullException.ThrowIfNull(sentences);
-        return Candidates(sentences, count, beamSize, lengthPenalty, useCache: true);
-    }
+    public IReadOnlyList<IReadOnlyList<TranslationCandidate>> TranslateNBest(IReadOnlyList<string> sentences, int count, int beamSize = 4, double lengthPenalty = 0.6) =>
+        Candidates(sentences, count, beamSize, lengthPenalty, useCache: true); // a null list: ArgumentNullException from the codec
 
     internal string[] TranslateBatch(IReadOnlyList<string> sentences, int beamSize, double lengthPenalty, bool useCache) =>
         Candidates(sentences, 1, beamSize, lengthPenalty, useCache).Select(c => c[0].Text).ToArray();

@@ -78,14 +78,14 @@ public sealed class OnnxTranslator : IDisposable
         return _codec.Translate(sentences, count, batchSize, sources => Decode(sources, beamSize, lengthPenalty), out _);
     }
 
-    internal List<Seq2SeqHypothesis>[] Decode(IReadOnlyList<int[]> sources, int beamSize, double lengthPenalty)
+    /// <summary>Each source's hypotheses, best first; <paramref name="beamSize"/> (checked by the caller) 1 is greedy decoding.</summary>
+    private List<Seq2SeqHypothesis>[] Decode(IReadOnlyList<int[]> sources, int beamSize, double lengthPenalty)
     {
-        int k = Math.Max(1, beamSize);
         int[] limits = sources.Select(s => s.Length + 50).ToArray();
-        using var stepper = new Stepper(this, sources, k, limits.Max() + 1); // the start token and the longest output allowed
-        return k == 1
+        using var stepper = new Stepper(this, sources, beamSize, limits.Max() + 1); // the start token and the longest output allowed
+        return beamSize == 1
             ? Seq2SeqSearch.Greedy(stepper, limits, lengthPenalty, _codec.EndOfSentence, _codec.Padding)
-            : Seq2SeqSearch.Beam(stepper, limits, k, lengthPenalty, _codec.EndOfSentence, _codec.Padding);
+            : Seq2SeqSearch.Beam(stepper, limits, beamSize, lengthPenalty, _codec.EndOfSentence, _codec.Padding);
     }
 
     /// <summary>

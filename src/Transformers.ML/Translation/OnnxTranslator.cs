@@ -28,7 +28,14 @@ public sealed class OnnxTranslator : IDisposable
         TextTokenizer tokenizer = TextTokenizer.FromDefinition(TokenizerDefinition.FromJson(metadata["tokenizer"], source), source);
         _codec = new TranslationCodec(tokenizer, int.Parse(metadata["max_sentence_tokens"], System.Globalization.CultureInfo.InvariantCulture));
         _sharedBuffers = OnnxSharedCache.IsShared(metadata);
+        SplitSentences = !metadata.TryGetValue(TranslationOnnxExport.SplitSentencesKey, out string? split) || split != "false";
     }
+
+    /// <summary>
+    /// Whether a text of several sentences is translated sentence by sentence and joined as it was spaced, as
+    /// <see cref="TranslationTransformer.SplitSentences"/>; initially the exported model's setting.
+    /// </summary>
+    public bool SplitSentences { get; set; }
 
     /// <summary>Loads the encoder.onnx and decoder.onnx of an export folder, with every ONNX Runtime graph optimisation on.</summary>
     public static OnnxTranslator Load(string folder, SessionOptions? sessionOptions = null)
@@ -75,7 +82,7 @@ public sealed class OnnxTranslator : IDisposable
     public IReadOnlyList<IReadOnlyList<TranslationCandidate>> TranslateNBest(IReadOnlyList<string> sentences, int count, int beamSize = 4, double lengthPenalty = 0.6, int batchSize = 32)
     {
         TranslationCodec.CheckArguments(beamSize, lengthPenalty, count, batchSize);
-        return _codec.Translate(sentences, count, batchSize, sources => Decode(sources, beamSize, lengthPenalty), out _);
+        return _codec.Translate(sentences, count, batchSize, SplitSentences, sources => Decode(sources, beamSize, lengthPenalty), out _);
     }
 
     /// <summary>Each source's hypotheses, best first; <paramref name="beamSize"/> (checked by the caller) 1 is greedy decoding.</summary>

@@ -45,42 +45,81 @@ internal sealed class TranslationCodec
     public string Decode(IEnumerable<int> ids) => Tokenizer.Decode(ids.TakeWhile(id => id != EndOfSentence).Where(id => id != Padding)).Trim();
 
     /// <summary>
-    /// Translates sentences with <paramref name="decode"/> (encoded sources to each one's hypotheses, best first), in batches
-    /// of <paramref name="batchSize"/> sorted by length, returned in order: each sentence's translations, best first, at most
+    /// Translates texts with <paramref name="decode"/> (encoded sources to each one's hypotheses, best first), in batches
+    /// of <paramref name="batchSize"/> sorted by length, returned in order: each text's translations, best first, at most
     /// <paramref name="count"/> of them and no text twice (two token sequences can spell one text); an empty or
-    /// whitespace-only sentence, or one the search found nothing for, gets one empty translation. <paramref name="truncated"/>:
-    /// how many sources were cut to <see cref="MaxSentenceTokens"/>. The search itself is shared by the TorchSharp model and
-    /// the ONNX Runtime translator (<see cref="Seq2SeqSearch"/>); so is this.
+    /// whitespace-only text, or one the search found nothing for, gets one empty translation. With
+    /// <paramref name="splitSentences"/> a text of several sentences (<see cref="SentenceSplitter"/>) is translated
+    /// sentence by sentence and joined as it was spaced; its candidates are the <paramref name="count"/> best combinations
+    /// of its sentences' candidates, scored by the sum of their scores. <paramref name="truncated"/>: how many sources
+    /// (sentences, when split) were cut to <see cref="MaxSentenceTokens"/>. The search itself is shared by the TorchSharp
+    /// model and the ONNX Runtime translator (<see cref="Seq2SeqSearch"/>); so is this.
     /// </summary>
-    public TranslationCandidate[][] Translate(IReadOnlyList<string> sentences, int count, int batchSize,
+    public TranslationCandidate[][] Translate(IReadOnlyList<string> texts, int count, int batchSize, bool splitSentences,
         Func<IReadOnlyList<int[]>, List<Seq2SeqHypothesis>[]> decode, out int truncated)
     {
-        ArgumentNullException.ThrowIfNull(sentences);
-        var results = new TranslationCandidate[sentences.Count][];
-        var work = new List<(int Row, int[] Ids)>();
+        ArgumentNullException.ThrowIfNull(texts);
+        // Every sentence of every text is one source: (text, its sentence, the ids).
+        var sentences = new List<TextSentence>[texts.Count];
+        var work = new List<(int Row, int Sentence, int[] Ids)>();
         truncated = 0;
-        for (int i = 0; i < sentences.Count; i++)
+        for (int i = 0; i < texts.Count; i++)
         {
-            if (string.IsNullOrWhiteSpace(sentences[i]))
+            string text = texts[i] ?? "";
+            sentences[i] = splitSentences
+                ? SentenceSplitter.Split(text)
+                : string.IsNullOrWhiteSpace(text) ? new List<TextSentence>() : new List<TextSentence> { new(text, "") };
+            for (int j = 0; j < sentences[i].Count; j++)
             {
-                results[i] = new[] { new TranslationCandidate("", 0) };
-                continue;
+                (int[] ids, bool cut) = Encode(sentences[i][j].Text);
+                truncated += cut ? 1 : 0;
+                work.Add((i, j, ids));
             }
-            (int[] ids, bool cut) = Encode(sentences[i]);
-            truncated += cut ? 1 : 0;
-            work.Add((i, ids));
+        }
+        var translated = new TranslationCandidate[texts.Count][][];
+        for (int i = 0; i < texts.Count; i++)
+        {
+            translated[i] = new TranslationCandidate[sentences[i].Count][];
         }
         foreach (var chunk in work.OrderBy(w => w.Ids.Length).Chunk(batchSize))
         {
             List<Seq2SeqHypothesis>[] outputs = decode(chunk.Select(c => c.Ids).ToList());
             for (int j = 0; j < chunk.Length; j++)
             {
-                TranslationCandidate[] texts = outputs[j].Select(h => new TranslationCandidate(Decode(h.Tokens), h.Score))
+                TranslationCandidate[] candidates = outputs[j].Select(h => new TranslationCandidate(Decode(h.Tokens), h.Score))
                     .DistinctBy(c => c.Text, StringComparer.Ordinal).Take(count).ToArray();
-                results[chunk[j].Row] = texts.Length > 0 ? texts : new[] { new TranslationCandidate("", double.NegativeInfinity) };
+                translated[chunk[j].Row][chunk[j].Sentence] = candidates.Length > 0 ? candidates : new[] { new TranslationCandidate("", double.NegativeInfinity) };
             }
         }
+        var results = new TranslationCandidate[texts.Count][];
+        for (int i = 0; i < texts.Count; i++)
+        {
+            results[i] = sentences[i].Count == 0 ? new[] { new TranslationCandidate("", 0) } : Combine(sentences[i], translated[i], count);
+        }
         return results;
+    }
+
+    /// <summary>
+    /// The <paramref name="count"/> best distinct joins of one candidate per sentence, by the sum of their scores (a k-best
+    /// merge, sentence after sentence: the best join is every sentence's best).
+    /// </summary>
+    private static TranslationCandidate[] Combine(List<TextSentence> sentences, TranslationCandidate[][] candidates, int count)
+    {
+        if (sentences.Count == 1)
+        {
+            return candidates[0];
+        }
+        // Partial joins as (each sentence's chosen text, the summed score); texts are joined at the end, as spaced.
+        var joins = new List<(string[] Texts, double Score)> { (Array.Empty<string>(), 0) };
+        foreach (TranslationCandidate[] next in candidates)
+        {
+            joins = joins.SelectMany(j => next.Select(c => (Texts: j.Texts.Append(c.Text).ToArray(), Score: j.Score + c.Score)))
+                .OrderByDescending(j => j.Score)
+                .DistinctBy(j => SentenceSplitter.Join(sentences, j.Texts), StringComparer.Ordinal)
+                .Take(count)
+                .ToList();
+        }
+        return joins.Select(j => new TranslationCandidate(SentenceSplitter.Join(sentences, j.Texts), j.Score)).ToArray();
     }
 
     /// <summary>Checks the arguments of a translation call, naming the one that is wrong.</summary>

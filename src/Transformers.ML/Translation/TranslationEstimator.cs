@@ -86,7 +86,7 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
         }
 
         var transformer = new TranslationTransformer(model, codec, device, _options.SourceColumnName, _options.OutputColumnName,
-            _options.BeamSize, _options.LengthPenalty, _options.TransformBatchSize, log);
+            _options.BeamSize, _options.LengthPenalty, _options.SplitSentences, _options.TransformBatchSize, log);
         int[]?[] unpunctuated = _options.SourcePunctuationDropout > 0
             ? trainPairs.Select(p => TranslationTask.Unpunctuated(p.Source) is string s ? codec.Encode(s).Ids : null).ToArray()
             : new int[]?[trainPairs.Count];

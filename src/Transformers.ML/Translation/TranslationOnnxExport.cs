@@ -28,11 +28,14 @@ internal static class TranslationOnnxExport
     public const string TargetIds = "target_ids";
     public const string LogProbabilities = "log_probs";
 
+    /// <summary>Metadata key of <see cref="TranslationTransformer.SplitSentences"/> ("true" or "false"; absent before 2026-12-07: true).</summary>
+    public const string SplitSentencesKey = "split_sentences";
+
     public static string CrossKey(int layer) => $"cross_key_{layer}";
 
     public static string CrossValue(int layer) => $"cross_value_{layer}";
 
-    public static (ModelProto Encoder, ModelProto Decoder) Build(EncoderDecoderTransformer model, TranslationCodec codec, OnnxExportOptions? options = null)
+    public static (ModelProto Encoder, ModelProto Decoder) Build(EncoderDecoderTransformer model, TranslationCodec codec, bool splitSentences, OnnxExportOptions? options = null)
     {
         options?.RejectImageOptions("translator");
         TransformerConfig config = model.Config;
@@ -43,6 +46,7 @@ internal static class TranslationOnnxExport
             ["config"] = config.ToJson(),
             ["tokenizer"] = codec.Tokenizer.Definition.ToJson(),
             ["max_sentence_tokens"] = codec.MaxSentenceTokens.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            [SplitSentencesKey] = splitSentences ? "true" : "false",
             ["quantization"] = (options?.Quantization ?? OnnxQuantization.None).ToString(),
             [OnnxSharedCache.MetadataKey] = options?.SharedCacheBuffers == true ? OnnxSharedCache.SharedBuffers : OnnxSharedCache.Concatenated,
         };

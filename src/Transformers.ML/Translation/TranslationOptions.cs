@@ -76,6 +76,12 @@ public sealed class TranslationOptions : TrainingOptions
     /// <summary>Length penalty alpha of beam search, ((5 + |Y|) / 6)^alpha (Wu et al. 2016). Range [0, 10]; default 0.6 (the paper).</summary>
     public double LengthPenalty { get; set; } = 0.6;
 
+    /// <summary>
+    /// Whether the fitted transformer translates a text of several sentences sentence by sentence
+    /// (<see cref="TranslationTransformer.SplitSentences"/>). Default true.
+    /// </summary>
+    public bool SplitSentences { get; set; } = true;
+
     /// <summary>Sentences translated together by Transform. Range 1..4096; default 32.</summary>
     public int TransformBatchSize { get; set; } = 32;
 

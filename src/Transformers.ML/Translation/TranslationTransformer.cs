@@ -26,7 +26,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     private readonly Action<string>? _log;
 
     internal TranslationTransformer(EncoderDecoderTransformer model, TranslationCodec codec, Device device, string sourceColumn, string outputColumn,
-        int beamSize, double lengthPenalty, int batchSize, Action<string>? log)
+        int beamSize, double lengthPenalty, bool splitSentences, int batchSize, Action<string>? log)
         : base(sourceColumn, outputColumn, batchSize, "source", "LoadTranslation")
     {
         Model = model;
@@ -34,6 +34,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
         Device = device;
         BeamSize = beamSize;
         LengthPenalty = lengthPenalty;
+        SplitSentences = splitSentences;
         _log = log;
     }
 
@@ -51,6 +52,14 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
 
     /// <summary>Length penalty alpha of Transform and PredictionEngine.</summary>
     public double LengthPenalty { get; set; }
+
+    /// <summary>
+    /// Whether a text of several sentences is translated sentence by sentence and joined as it was spaced (true), or as one
+    /// sequence (false), by Transform, PredictionEngine and every Translate call. A model trained on sentence pairs drops
+    /// whole sentences of a paragraph given at once. Sentences end at ". ! ?" or "..." before a capital or digit (not after
+    /// an abbreviation such as "Sr." or an initial) and at blank lines. Saved with the model; default true.
+    /// </summary>
+    public bool SplitSentences { get; set; }
 
     /// <summary>The architecture.</summary>
     public TransformerConfig Config => Model.Config.Clone();
@@ -95,7 +104,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     {
         TranslationCodec.CheckArguments(beamSize, lengthPenalty, count);
         var decoder = new Seq2SeqDecoder(Model, Codec.EndOfSentence, Codec.Padding, Device);
-        TranslationCandidate[][] results = Codec.Translate(sentences, count, TransformBatchSize,
+        TranslationCandidate[][] results = Codec.Translate(sentences, count, TransformBatchSize, SplitSentences,
             sources => decoder.Decode(sources, beamSize, lengthPenalty, useCache: useCache), out int truncated);
         if (truncated > 0)
         {
@@ -141,6 +150,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
             ["columns"] = JsonSerializer.Serialize(new[] { SourceColumnName, OutputColumnName }),
             ["max_sentence_tokens"] = JsonSerializer.Serialize(Codec.MaxSentenceTokens),
             ["decoding"] = JsonSerializer.Serialize(new[] { BeamSize, LengthPenalty }),
+            ["split_sentences"] = JsonSerializer.Serialize(SplitSentences),
             ["transform_batch_size"] = JsonSerializer.Serialize(TransformBatchSize),
         };
         ModelFile.Save(path, Capability, Model.Config.ToJson(), Codec.Tokenizer.Definition.ToJson(), Model, settings);
@@ -156,6 +166,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
         int maxTokens = contents.Json("max_sentence_tokens", 64);
         string[] columns = contents.Json("columns", new[] { "Spanish", "Translation" });
         double[] decoding = contents.Json("decoding", new[] { 4.0, 0.6 });
+        bool splitSentences = contents.Json("split_sentences", true); // files written before 2026-12-07 split too
         int batch = contents.Json("transform_batch_size", new TranslationOptions().TransformBatchSize);
         contents.Parse("settings", () =>
             decoding.Length == 2 && decoding[0] is >= 1 and <= 64 && decoding[0] == Math.Floor(decoding[0]) && decoding[1] is >= 0 and <= 10
@@ -169,13 +180,14 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
             Tensor ids = tensor(new long[] { codec.EndOfSentence }, new long[] { 1, 1 }, device: d);
             return model.Forward(ids, ids);
         });
-        return new TranslationTransformer(model, codec, target, columns[0], columns[1], (int)decoding[0], decoding[1], batch, log);
+        return new TranslationTransformer(model, codec, target, columns[0], columns[1], (int)decoding[0], decoding[1], splitSentences, batch, log);
     }
 
     /// <summary>
     /// Exports the model to ONNX (opset 17) as two graphs in <paramref name="folder"/>: encoder.onnx (source ids and padding ->
     /// the decoder's cross-attention keys and values) and decoder.onnx (one step with its key/value cache -> log-probabilities).
-    /// The tokenizer and configuration are in both files' metadata: <see cref="OnnxTranslator.Load"/> needs nothing else.
+    /// The tokenizer, configuration and <see cref="SplitSentences"/> are in both files' metadata: <see cref="OnnxTranslator.Load"/>
+    /// needs nothing else.
     /// Each file is written atomically.
     /// </summary>
     public void ExportToOnnx(string folder) => ExportToOnnx(folder, new OnnxExportOptions());
@@ -185,7 +197,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     {
         ArgumentNullException.ThrowIfNull(folder);
         ArgumentNullException.ThrowIfNull(options);
-        (global::Onnx.ModelProto encoder, global::Onnx.ModelProto decoder) = TranslationOnnxExport.Build(Model, Codec, options); // checks the options first
+        (global::Onnx.ModelProto encoder, global::Onnx.ModelProto decoder) = TranslationOnnxExport.Build(Model, Codec, SplitSentences, options); // checks the options first
         AtomicFile.CreateFolder(folder, "TranslationTransformer.ExportToOnnx");
         OnnxGraph.Save(encoder, Path.Combine(folder, TranslationOnnxExport.EncoderFile));
         OnnxGraph.Save(decoder, Path.Combine(folder, TranslationOnnxExport.DecoderFile));
@@ -196,7 +208,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     {
         ArgumentNullException.ThrowIfNull(encoder);
         ArgumentNullException.ThrowIfNull(decoder);
-        (global::Onnx.ModelProto e, global::Onnx.ModelProto d) = TranslationOnnxExport.Build(Model, Codec);
+        (global::Onnx.ModelProto e, global::Onnx.ModelProto d) = TranslationOnnxExport.Build(Model, Codec, SplitSentences);
         Google.Protobuf.MessageExtensions.WriteTo(e, encoder);
         Google.Protobuf.MessageExtensions.WriteTo(d, decoder);
     }

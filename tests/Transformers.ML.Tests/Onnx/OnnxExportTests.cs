@@ -963,7 +963,9 @@ public sealed class OnnxExportTests
             Assert.Contains("attention_mask", decoder.InputMetadata.Keys.ToList());
         }
         using OnnxTranslator translator = OnnxTranslator.Load(folder), shared = OnnxTranslator.Load(sharedFolder);
-        string[] sentences = pairs.Skip(700).Take(24).Select(p => p.Spanish).Append("Soy un estudiante").Append("").ToArray();
+        string[] sentences = pairs.Skip(700).Take(24).Select(p => p.Spanish).Append("Soy un estudiante").Append("")
+            .Append($"{pairs[730].Spanish} {pairs[731].Spanish}\n\n{pairs[732].Spanish}").ToArray(); // and a text of three sentences
+        Assert.IsTrue(model.SplitSentences && translator.SplitSentences, "the exported model's setting");
         foreach (int beam in new[] { 1, 4 })
         {
             IReadOnlyList<string> expected = model.Translate(sentences, beam, 0.6);
@@ -984,6 +986,16 @@ public sealed class OnnxExportTests
             }
         }
         Assert.IsGreaterThan(20, nBest.Count(c => c.Count == 3), "three distinct translations for most sentences");
+        // The setting travels with the export, as with a saved model.
+        model.SplitSentences = false;
+        string unsplitFolder = TestUtil.TempPath("");
+        model.ExportToOnnx(unsplitFolder);
+        using (OnnxTranslator unsplit = OnnxTranslator.Load(unsplitFolder))
+        {
+            Assert.IsFalse(unsplit.SplitSentences);
+            Assert.AreEqual(model.Translate(sentences[^1], beamSize: 4), unsplit.Translate(sentences[^1], beamSize: 4));
+        }
+        model.SplitSentences = true;
         // One model and one translator serve calls on several threads (beam 4, each sentence alone and twice).
         string[] alone = sentences.Select(s => model.Translate(s, beamSize: 4)).ToArray();
         string[] fromModel = new string[sentences.Length * 2], fromShared = new string[sentences.Length * 2];

@@ -141,6 +141,46 @@ public sealed class TranslationTests
     }
 
     [TestMethod]
+    public void TextsOfSeveralSentencesAreTranslatedSentenceBySentence()
+    {
+        Assert.IsTrue(_model.SplitSentences, "the default");
+        string[] sentences = _pairs.Skip(3100).Select(p => p.Spanish.Trim()).Where(s => SentenceSplitter.Split(s).Count == 1).Take(4).ToArray();
+        string[] separators = { " ", "\n", "\n\n", "" };
+        string text = string.Concat(sentences.Zip(separators, (s, separator) => s + separator));
+        IReadOnlyList<IReadOnlyList<TranslationCandidate>> each = _model.TranslateNBest(sentences, 3, beamSize: 4);
+        IReadOnlyList<TranslationCandidate> joined = _model.TranslateNBest(text, 3, beamSize: 4);
+        string Join(IEnumerable<string> texts) => string.Concat(texts.Zip(separators, (t, separator) => t + separator));
+        Assert.AreEqual(Join(each.Select(e => e[0].Text)), joined[0].Text, "each sentence's best, spaced as the source was");
+        Assert.AreEqual(each.Sum(e => e[0].Score), joined[0].Score, 1e-4, "scored by the sum of the sentences' scores");
+        Assert.AreEqual(joined[0].Text, _model.Translate(text, beamSize: 4));
+        // The n-best: the 3 best sums over every combination of the sentences' candidates (3^4 of them).
+        var partial = new List<(string[] Texts, double Score)> { (Array.Empty<string>(), 0) };
+        foreach (IReadOnlyList<TranslationCandidate> candidates in each)
+        {
+            partial = partial.SelectMany(p => candidates.Select(c => (p.Texts.Append(c.Text).ToArray(), p.Score + c.Score))).ToList();
+        }
+        var expected = partial.OrderByDescending(p => p.Score).Select(p => Join(p.Texts)).Distinct().Take(3).ToArray();
+        CollectionAssert.AreEqual(expected, joined.Select(c => c.Text).ToArray(), string.Join(" | ", joined));
+        Assert.IsTrue(joined.Zip(joined.Skip(1)).All(p => p.First.Score >= p.Second.Score));
+
+        // Off, the text is one sequence: 30 sentences are far beyond the 64 tokens a source may have, so it is truncated.
+        var ml = new MLContext(seed: 1);
+        var logged = new List<string>();
+        ml.Log += (_, e) => logged.Add(e.RawMessage);
+        string path = TestUtil.TempPath();
+        _model.Save(path);
+        using TranslationTransformer loaded = ml.Transformers().LoadTranslation(path);
+        string long30 = string.Join(" ", Enumerable.Range(0, 30).Select(i => sentences[i % 4]));
+        string split = loaded.Translate(long30, beamSize: 2);
+        Assert.IsFalse(logged.Any(m => m.Contains("were truncated", StringComparison.Ordinal)), string.Join("\n", logged));
+        Assert.AreEqual(30, SentenceSplitter.Split(long30).Count);
+        Assert.IsGreaterThan(20, split.Split(' ').Length, $"every sentence translated: {split}");
+        loaded.SplitSentences = false;
+        loaded.Translate(long30, beamSize: 2);
+        Assert.IsTrue(logged.Any(m => m.Contains("1 source sentence(s) longer than 64 tokens were truncated", StringComparison.Ordinal)), string.Join("\n", logged));
+    }
+
+    [TestMethod]
     public void GreedyWithAndWithoutCacheAndBeamOfOneAgree()
     {
         string[] sentences = _pairs.Skip(3000).Take(12).Select(p => p.Spanish).ToArray();
@@ -206,10 +246,12 @@ public sealed class TranslationTests
         {
             _model.BeamSize = 3;
             _model.LengthPenalty = 1.5;
+            _model.SplitSentences = false;
             _model.Save(path);
             using TranslationTransformer reloaded = ml.Transformers().LoadTranslation(path);
             Assert.AreEqual(3, reloaded.BeamSize);
             Assert.AreEqual(1.5, reloaded.LengthPenalty);
+            Assert.IsFalse(reloaded.SplitSentences);
             Assert.AreEqual(_model.TransformBatchSize, reloaded.TransformBatchSize);
             IDataView input = ml.Data.LoadFromEnumerable(test);
             CollectionAssert.AreEqual(_model.Transform(input).GetColumn<string>("Translation").ToArray(), reloaded.Transform(input).GetColumn<string>("Translation").ToArray());
@@ -218,6 +260,7 @@ public sealed class TranslationTests
         {
             _model.BeamSize = beam;
             _model.LengthPenalty = penalty;
+            _model.SplitSentences = true;
         }
         var wrong = Assert.ThrowsExactly<InvalidDataException>(() => ml.Transformers().LoadTextGeneration(path));
         StringAssert.Contains(wrong.Message, "holds a model of kind 'translation'; expected kind 'text-generation'");

@@ -1,0 +1,68 @@
+using Transformers.ML.Translation;
+
+namespace Transformers.ML.Tests.Translation;
+
+/// <summary>Where a text is cut into sentences for translation, and how the translations are joined again.</summary>
+[TestClass]
+public sealed class SentenceSplitterTests
+{
+    private static string[] Sentences(string text) => SentenceSplitter.Split(text).Select(s => s.Text).ToArray();
+
+    [TestMethod]
+    [DataRow("Estoy en problemas. Necesito tu ayuda.", "Estoy en problemas.|Necesito tu ayuda.")]
+    [DataRow("¡Vamos! No puedo esperar más.", "¡Vamos!|No puedo esperar más.")]
+    [DataRow("La radio está muy fuerte. ¿Puedes bajarle un poquito?", "La radio está muy fuerte.|¿Puedes bajarle un poquito?")]
+    [DataRow("Estoy confusa. ¿Ahora qué hago? ¡Socorro!", "Estoy confusa.|¿Ahora qué hago?|¡Socorro!")]
+    [DataRow("Espera... ¿Qué pasó?!? Nada.", "Espera...|¿Qué pasó?!?|Nada.")]
+    [DataRow("Dijo: \"Me voy.\" Luego se fue.", "Dijo: \"Me voy.\"|Luego se fue.")]
+    [DataRow("Tengo 3 gatos. 2 son negros.", "Tengo 3 gatos.|2 son negros.")]
+    [DataRow("No. Gracias.", "No.|Gracias.")]
+    [DataRow("Soy un estudiante", "Soy un estudiante")]
+    public void SentencesEndAtTerminalPunctuationBeforeACapitalOrDigit(string text, string expected) =>
+        CollectionAssert.AreEqual(expected.Split('|'), Sentences(text));
+
+    [TestMethod]
+    [DataRow("El Sr. García vive en EE. UU. desde 2010.")]
+    [DataRow("La Dra. Pérez y el Dr. Gómez llegaron.")]
+    [DataRow("J. K. Rowling escribió siete libros.")]
+    [DataRow("Mr. Smith met Mrs. Jones at St. Paul's.")]
+    [DataRow("El precio es 3.50 euros, etc. y nada más.")]
+    [DataRow("Bueno... tal vez mañana.")]
+    [DataRow("¿Vienes? ¿no?")]
+    [DataRow("Me gusta\nleer libros   por la noche.")]
+    public void AbbreviationsInitialsDecimalsLowerCaseAndLineWrapsDoNotEndASentence(string text) =>
+        Assert.HasCount(1, Sentences(text), string.Join(" | ", Sentences(text)));
+
+    [TestMethod]
+    public void WhiteSpaceIsCollapsedInsideAndKeptBetween()
+    {
+        List<TextSentence> sentences = SentenceSplitter.Split("  Hola.  ¿Qué tal?\nMuy bien,\n  gracias.\n\n \n Adiós.\t ");
+        CollectionAssert.AreEqual(new[]
+        {
+            new TextSentence("Hola.", "  "),
+            new TextSentence("¿Qué tal?", "\n"),
+            new TextSentence("Muy bien, gracias.", "\n\n \n "),
+            new TextSentence("Adiós.", ""),
+        }, sentences);
+        Assert.AreEqual("Hi.  How are you?\nFine, thanks.\n\n \n Bye.",
+            SentenceSplitter.Join(sentences, new[] { "Hi.", "How are you?", "Fine, thanks.", "Bye." }));
+        // An empty translation is left out with its separator; a prefix of the sentences joins as far as it goes.
+        Assert.AreEqual("Hi.\n\n \n Bye.", SentenceSplitter.Join(sentences, new[] { "Hi.", "", "", "Bye." }));
+        Assert.AreEqual("Hi.  How are you?", SentenceSplitter.Join(sentences, new[] { "Hi.", "How are you?" }));
+        Assert.AreEqual("", SentenceSplitter.Join(sentences, new[] { "", "", "", "" }));
+    }
+
+    [TestMethod]
+    [DataRow("")]
+    [DataRow("   ")]
+    [DataRow(" \n\n\t\r\n ")]
+    public void AWhiteSpaceTextHasNoSentences(string text) => Assert.IsEmpty(SentenceSplitter.Split(text));
+
+    [TestMethod]
+    public void ParagraphBreaksEndSentencesWithoutPunctuation()
+    {
+        List<TextSentence> sentences = SentenceSplitter.Split("\n\nCapítulo uno\r\n\r\nEra de noche. Llovía\n\n");
+        CollectionAssert.AreEqual(new[] { "Capítulo uno", "Era de noche.", "Llovía" }, sentences.Select(s => s.Text).ToArray());
+        CollectionAssert.AreEqual(new[] { "\r\n\r\n", " ", "" }, sentences.Select(s => s.Separator).ToArray());
+    }
+}

@@ -56,6 +56,12 @@ if (settings.Load is null)
 
     // ---------------------------------------------------------------- evaluation: greedy and beam search
     Score(model, test);
+    // What a user pastes: paragraphs of 2-4 held-out sentences, translated sentence by sentence (the default) and as one sequence.
+    List<(string Spanish, string English)> paragraphs = TranslationRecipe.Paragraphs(
+        ml.Data.CreateEnumerable<ModelInput>(test, reuseRowObject: false).Select(p => (p.Spanish, p.English)).ToList());
+    var (bySentence, whole) = TranslationRecipe.ScoreParagraphs(model, paragraphs);
+    Console.WriteLine($"Paragraphs, {paragraphs.Count} texts of 2-4 held-out sentences, beam 4: BLEU {bySentence.Bleu:F2} sentence by sentence (chrF2 {bySentence.ChrF:F2}); " +
+        $"{whole.Bleu:F2} as one sequence, which drops sentences (output {whole.HypothesisLength / (double)whole.ReferenceLength:P0} of the reference's length)");
 
     model.BeamSize = 4; // the saved model decodes with beam search
     model.Save(modelPath);
@@ -87,6 +93,9 @@ foreach ((string sentence, string expected) in TranslationRecipe.Sentences)
 {
     Console.WriteLine($"  {sentence,-52} -> {engine.Predict(new ModelInput { Spanish = sentence }).Translation,-50} (a right one: {expected})");
 }
+// A text of several sentences: each is translated on its own (SplitSentences, saved with the model), then joined as spaced.
+(string text, string right) = TranslationRecipe.Paragraph;
+Console.WriteLine($"  {text,-52} -> {engine.Predict(new ModelInput { Spanish = text }).Translation,-50} (a right one: {right})");
 // Alternatives to offer a user or to rerank: the best distinct translations beam search found, with the scores it ranked them by.
 const string night = "Me gusta leer libros por la noche.";
 Console.WriteLine($"\nThe 3 best of beam {reloaded.BeamSize} for \"{night}\" (TranslateNBest; the score is the length-normalised log-probability):");

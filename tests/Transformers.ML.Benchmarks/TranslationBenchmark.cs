@@ -96,6 +96,8 @@ internal static class TranslationBenchmark
         double minutes = options.Quick ? 1 : 10;
         int[] seeds = options.Seeds ?? (options.Quick ? new[] { 1 } : new[] { 1, 2, 3 });
         var beams = new List<double>();
+        List<(string Spanish, string English)> paragraphs = TranslationRecipe.Paragraphs(
+            ml.Data.CreateEnumerable<SentencePair>(test, reuseRowObject: false).Select(p => (p.Spanish, p.English)).ToList());
         foreach (int seed in seeds)
         {
             TranslationOptions o = TranslationRecipe.Options(TimeSpan.FromMinutes(minutes), seed);
@@ -118,6 +120,10 @@ internal static class TranslationBenchmark
             beams.Add(scores[4].Bleu);
             table.Add(new BenchmarkRow("translation", $"recipe, seed {seed}: BLEU beam 4 after {trained:F1} min of training", scores[4].Bleu, "BLEU", ">= 40",
                 $"greedy {scores[1].Bleu:F1}; chrF2 {scores[4].ChrF:F1}; {tested:N0} held-out sentences; {last.Step:N0} steps, {last.Throughput:N0} tokens/s; {said}"));
+            var (bySentence, whole) = TranslationRecipe.ScoreParagraphs(model, paragraphs);
+            table.Add(new BenchmarkRow("translation", $"recipe, seed {seed}: paragraphs, BLEU beam 4 sentence by sentence", bySentence.Bleu, "BLEU", "-",
+                $"as one sequence (SplitSentences = false) {whole.Bleu:F1}, its output {whole.HypothesisLength / (double)whole.ReferenceLength:F2} of the reference length; " +
+                $"chrF2 {bySentence.ChrF:F1} against {whole.ChrF:F1}; {paragraphs.Count} texts of 2-4 held-out sentences (TranslationRecipe.Paragraphs)"));
         }
         if (beams.Count > 1)
         {

@@ -166,7 +166,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
         int maxTokens = contents.Json("max_sentence_tokens", 64);
         string[] columns = contents.Json("columns", new[] { "Spanish", "Translation" });
         double[] decoding = contents.Json("decoding", new[] { 4.0, 0.6 });
-        bool splitSentences = contents.Json("split_sentences", true); // files written before 2026-12-07 split too
+        bool splitSentences = contents.Json("split_sentences", true); // a file written before the setting existed: the default
         int batch = contents.Json("transform_batch_size", new TranslationOptions().TransformBatchSize);
         contents.Parse("settings", () =>
             decoding.Length == 2 && decoding[0] is >= 1 and <= 64 && decoding[0] == Math.Floor(decoding[0]) && decoding[1] is >= 0 and <= 10

@@ -75,10 +75,10 @@ internal static class TranslationRecipe
         return options;
     }
 
-    /// <summary>The seed's sentences and a few more, each with what a right translation says.</summary>
     /// <summary>A text of two of the sentences below, with what a right translation says.</summary>
     public static readonly (string Spanish, string Expected) Paragraph = ("Hace mucho frío hoy. ¿Dónde está la biblioteca?", "It's very cold today. Where is the library?");
 
+    /// <summary>The seed's sentences and a few more, each with what a right translation says.</summary>
     public static readonly (string Spanish, string Expected)[] Sentences =
     {
         ("Soy un estudiante", "I am a student. / I'm a student."),

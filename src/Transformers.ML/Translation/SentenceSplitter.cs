@@ -29,8 +29,9 @@ internal static partial class SentenceSplitter
     [GeneratedRegex(@"(?<end>[.!?…]+)[""'»”’)\]]*(?<space>\s+)(?=[¿¡""'«“‘(\[]*[\p{Lu}\p{Nd}])", RegexOptions.CultureInvariant)]
     private static partial Regex Boundary();
 
-    // A paragraph break (a line with nothing but white space on it) always ends a sentence.
-    [GeneratedRegex(@"[ \t]*\r?\n(?:[ \t]*\r?\n)+[ \t]*", RegexOptions.CultureInvariant)]
+    // A paragraph break (one or more lines with nothing but white space on them) always ends a sentence; it takes the
+    // white space around it, so no paragraph between two breaks is white space alone.
+    [GeneratedRegex(@"[^\S\n]*\n(?:[^\S\n]*\n)+[^\S\n]*", RegexOptions.CultureInvariant)]
     private static partial Regex ParagraphBreak();
 
     [GeneratedRegex(@"\s+", RegexOptions.CultureInvariant)]
@@ -101,17 +102,13 @@ internal static partial class SentenceSplitter
 
     private static int LineBreaks(string separator) => separator.Count(c => c == '\n');
 
+    /// <summary>Adds a sentence with its white space collapsed; nothing for the empty text before a leading or after a trailing break.</summary>
     private static void Add(List<TextSentence> sentences, string text, string separator)
     {
         string sentence = WhiteSpace().Replace(text, " ").Trim();
         if (sentence.Length > 0)
         {
             sentences.Add(new TextSentence(sentence, separator));
-        }
-        else if (sentences.Count > 0 && separator.Length > sentences[^1].Separator.Length)
-        {
-            // An empty paragraph: the previous sentence keeps the longer break.
-            sentences[^1] = sentences[^1] with { Separator = separator };
         }
     }
 

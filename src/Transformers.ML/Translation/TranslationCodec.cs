@@ -61,6 +61,7 @@ internal sealed class TranslationCodec
         ArgumentNullException.ThrowIfNull(texts);
         // Every sentence of every text is one source: (text, its sentence, the ids).
         var sentences = new List<TextSentence>[texts.Count];
+        var translated = new TranslationCandidate[texts.Count][][]; // [text][sentence]: its candidates
         var work = new List<(int Row, int Sentence, int[] Ids)>();
         truncated = 0;
         for (int i = 0; i < texts.Count; i++)
@@ -69,17 +70,13 @@ internal sealed class TranslationCodec
             sentences[i] = splitSentences
                 ? SentenceSplitter.Split(text)
                 : string.IsNullOrWhiteSpace(text) ? new List<TextSentence>() : new List<TextSentence> { new(text, "") };
+            translated[i] = new TranslationCandidate[sentences[i].Count][];
             for (int j = 0; j < sentences[i].Count; j++)
             {
                 (int[] ids, bool cut) = Encode(sentences[i][j].Text);
                 truncated += cut ? 1 : 0;
                 work.Add((i, j, ids));
             }
-        }
-        var translated = new TranslationCandidate[texts.Count][][];
-        for (int i = 0; i < texts.Count; i++)
-        {
-            translated[i] = new TranslationCandidate[sentences[i].Count][];
         }
         foreach (var chunk in work.OrderBy(w => w.Ids.Length).Chunk(batchSize))
         {
@@ -109,17 +106,21 @@ internal sealed class TranslationCodec
         {
             return candidates[0];
         }
-        // Partial joins as (each sentence's chosen text, the summed score); texts are joined at the end, as spaced.
-        var joins = new List<(string[] Texts, double Score)> { (Array.Empty<string>(), 0) };
+        // Partial joins: each sentence's chosen text so far, their join as spaced, the summed score.
+        var joins = new List<(string[] Texts, string Text, double Score)> { (Array.Empty<string>(), "", 0) };
         foreach (TranslationCandidate[] next in candidates)
         {
-            joins = joins.SelectMany(j => next.Select(c => (Texts: j.Texts.Append(c.Text).ToArray(), Score: j.Score + c.Score)))
+            joins = joins.SelectMany(j => next.Select(c =>
+                {
+                    string[] texts = j.Texts.Append(c.Text).ToArray();
+                    return (Texts: texts, Text: SentenceSplitter.Join(sentences, texts), Score: j.Score + c.Score);
+                }))
                 .OrderByDescending(j => j.Score)
-                .DistinctBy(j => SentenceSplitter.Join(sentences, j.Texts), StringComparer.Ordinal)
+                .DistinctBy(j => j.Text, StringComparer.Ordinal)
                 .Take(count)
                 .ToList();
         }
-        return joins.Select(j => new TranslationCandidate(SentenceSplitter.Join(sentences, j.Texts), j.Score)).ToArray();
+        return joins.Select(j => new TranslationCandidate(j.Text, j.Score)).ToArray();
     }
 
     /// <summary>Checks the arguments of a translation call, naming the one that is wrong.</summary>

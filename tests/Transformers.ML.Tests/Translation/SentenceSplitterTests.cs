@@ -61,8 +61,9 @@ public sealed class SentenceSplitterTests
     [TestMethod]
     public void ParagraphBreaksEndSentencesWithoutPunctuation()
     {
-        List<TextSentence> sentences = SentenceSplitter.Split("\n\nCapítulo uno\r\n\r\nEra de noche. Llovía\n\n");
+        // Windows line ends, and a line holding only a no-break space, are blank lines too.
+        List<TextSentence> sentences = SentenceSplitter.Split("\n\nCapítulo uno\r\n\u00A0\r\nEra de noche. Llovía\n\n");
         CollectionAssert.AreEqual(new[] { "Capítulo uno", "Era de noche.", "Llovía" }, sentences.Select(s => s.Text).ToArray());
-        CollectionAssert.AreEqual(new[] { "\r\n\r\n", " ", "" }, sentences.Select(s => s.Separator).ToArray());
+        CollectionAssert.AreEqual(new[] { "\r\n\u00A0\r\n", " ", "" }, sentences.Select(s => s.Separator).ToArray());
     }
 }

@@ -23,7 +23,7 @@ internal static class TextRecipe
     {
         TextGenerationOptions options = TextGenerationOptions.ForTimeBudget(budget, tokenizer);
         options.LogEverySteps = 50;
-        options.Generation = new GenerationOptions { MaxNewTokens = 120, Temperature = 0.8, TopK = 40, Seed = 1, StopStrings = new[] { "\n\n" } };
+        options.Generation = new GenerationOptions { MaxNewTokens = 120, Temperature = 0.8, TopK = 40, MinP = 0.1, Seed = 1, StopStrings = new[] { "\n\n" } };
         return options;
     }
 

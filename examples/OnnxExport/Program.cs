@@ -35,7 +35,7 @@ using (OnnxTextGenerator generator = OnnxTextGenerator.Load(gptPath))
     var greedy = new GenerationOptions { MaxNewTokens = 120, Temperature = 0 };
     string torch = gpt.Generate("ROMEO:", greedy), onnx = generator.Generate("ROMEO:", greedy);
     Console.WriteLine($"GPT -> {gptPath} ({new FileInfo(gptPath).Length / 1e6:F1} MB). 120 greedy tokens identical in TorchSharp and ONNX Runtime: {torch == onnx}");
-    Console.WriteLine($"  sampled through ONNX Runtime (T 0.8, top-k 40):\n  JULIET:{generator.Generate("JULIET:", Deployed.Sampling(160)).Replace("\n", "\n  ")}");
+    Console.WriteLine($"  sampled through ONNX Runtime (T 0.8, top-k 40, min-p 0.1):\n  JULIET:{generator.Generate("JULIET:", Deployed.Sampling(160)).Replace("\n", "\n  ")}");
 
     // The int8 export of the same model and what it gives up: the perplexity of both exports, through ONNX Runtime, on
     // the last tenth of Tiny Shakespeare (which the text example and the fallback training below hold out).
@@ -143,7 +143,7 @@ public sealed class Probabilities
 internal static class Deployed
 {
     /// <summary>How the examples show a GPT's text: sampled (a small model's greedy text loops), seeded so that runs repeat.</summary>
-    public static GenerationOptions Sampling(int maxNewTokens) => new() { MaxNewTokens = maxNewTokens, Temperature = 0.8, TopK = 40, Seed = 1 };
+    public static GenerationOptions Sampling(int maxNewTokens) => new() { MaxNewTokens = maxNewTokens, Temperature = 0.8, TopK = 40, MinP = 0.1, Seed = 1 };
 
     public static async Task Run(MLContext ml, string folder)
     {
@@ -151,7 +151,7 @@ internal static class Deployed
         using (OnnxTextGenerator generator = OnnxTextGenerator.Load(Path.Combine(folder, "gpt.onnx")))
         {
             // Streamed as it is sampled, as a chat window or a web page (server-sent events) would show it.
-            Console.Write("GPT (ONNX Runtime, streamed as sampled with T 0.8, top-k 40): ROMEO:");
+            Console.Write("GPT (ONNX Runtime, streamed as sampled with T 0.8, top-k 40, min-p 0.1): ROMEO:");
             await foreach (string piece in generator.GenerateStreaming("ROMEO:", Sampling(60)))
             {
                 Console.Write(piece.Replace("\n", " / "));

@@ -114,6 +114,7 @@ internal static class TextGenerationBenchmark
         IDataView train = ml.Data.LoadFromEnumerable(new[] { new Document { Text = trainText } });
         IDataView heldOut = ml.Data.LoadFromEnumerable(new[] { new Document { Text = heldOutText } });
         TextGenerationTransformer? characters = null;
+        HashSet<string> bookWords = SampledWords.Vocabulary(new[] { trainText });
         // --recipes char, bpe, char-avg (the recipe with the last 5 checkpoints averaged) or bpe-dropout (the BPE recipe with
         // dropout 0.1, for hosts fast enough to pass over the book many times in the budget); --seeds runs each recipe with
         // each seed, the recipes alternating within a seed. The genres need the character model.
@@ -144,6 +145,7 @@ internal static class TextGenerationBenchmark
             table.Add(new BenchmarkRow("text generation", $"example recipe, {what}{variant}: held-out loss after {trained:F1} min",
                 m.BitsPerCharacter * Math.Log(2), "nats/char", kind == TokenizerKind.Character ? "<= 1.55" : "-",
                 $"{m.BitsPerCharacter:F3} bits/char, {m.CrossEntropy:F3} nats/token; {model.ParameterCount:N0} params, {model.TrainingReports[^1].Step} steps; \"This story is about{sample}\""));
+            SampleWordsRow(table, $"example recipe, {what}{variant}", model, Shakespeare, heldOutText, bookWords);
             if (kind == TokenizerKind.Character && characters is null)
             {
                 characters = model;
@@ -169,8 +171,32 @@ internal static class TextGenerationBenchmark
             string sample = tuned.Generate("This story is about").Replace("\n", " / ");
             table.Add(new BenchmarkRow("text generation", $"fine-tuning on {genre.Name} ({string.Join(" + ", genre.Titles)}) for {trained:F1} min: held-out perplexity",
                 after.Perplexity, "perplexity", $"< {before.Perplexity:F2} (before)", $"before {before.Perplexity:F2}; {before.BitsPerCharacter:F3} -> {after.BitsPerCharacter:F3} bits/char on the genre's last tenth, never trained on; \"This story is about{sample}\""));
+            var genreWords = new HashSet<string>(bookWords);
+            genreWords.UnionWith(SampledWords.Vocabulary(texts.Select(t => TextRecipe.Split(t).Train)));
+            SampleWordsRow(table, $"the character model fine-tuned on {genre.Name}", tuned, Stories, string.Concat(texts.Select(t => TextRecipe.Split(t).HeldOut)), genreWords);
         }
         characters?.Dispose();
+    }
+
+    private static readonly string[] Shakespeare = { "This story is about", "ROMEO:", "First Citizen:\nWe are" };
+    private static readonly string[] Stories = { "This story is about", "It was", "She said" };
+
+    /// <summary>
+    /// The words of the model's samples with its own sampling rule (the recipe's: min-p 0.1 on top of temperature 0.8 and
+    /// top-k 40) and with the same rule without min-p: the share not in the texts it learned from (made-up words, mostly)
+    /// and the share of distinct word pairs, beside the held-out text's own (<see cref="SampledWords"/>).
+    /// </summary>
+    private static void SampleWordsRow(ResultsTable table, string what, TextGenerationTransformer model, string[] prompts, string heldOut, HashSet<string> vocabulary)
+    {
+        GenerationOptions rule = model.Generation;
+        var withoutMinP = new GenerationOptions { Temperature = rule.Temperature, TopK = rule.TopK, TopP = rule.TopP, RepetitionPenalty = rule.RepetitionPenalty };
+        SampledWords.Measure own = SampledWords.OfSamples(model, rule, prompts, vocabulary);
+        SampledWords.Measure without = SampledWords.OfSamples(model, withoutMinP, prompts, vocabulary);
+        SampledWords.Measure text = SampledWords.OfText(heldOut, vocabulary);
+        table.Add(new BenchmarkRow("text generation", $"{what}: sampled words not in its training text ({SampledWords.Describe(rule)})",
+            own.NewWordPercent, "%", $"< {without.NewWordPercent:F2} (without min-p)",
+            $"{own.Words:N0} words of 48 samples of 120 tokens; without min-p {without.NewWordPercent:F2} %; the held-out text's own words not in the training text " +
+            $"{text.NewWordPercent:F2} %; distinct word pairs per sample {own.DistinctPairs:F3} (without min-p {without.DistinctPairs:F3}, held-out text {text.DistinctPairs:F3})"));
     }
 
     /// <summary>

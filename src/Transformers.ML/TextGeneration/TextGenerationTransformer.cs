@@ -219,8 +219,8 @@ public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposab
     /// lengths (padded on the right) gives each its tokens alone. The config's search section is <see cref="Generation"/>: greedy or sampled (do_sample),
     /// temperature, top-k, top-p, repetition penalty, no repeated n-grams and seed (random_seed), so that a Generator made without search options
     /// decodes as <see cref="Generate(string, GenerationOptions?)"/> does (GenAI's own random numbers, so not the same
-    /// sampled text); SetSearchOption overrides them. GenAI has no min-p (<see cref="GenerationOptions.MinP"/> is not
-    /// written; GenAI 0.18 read no_repeat_ngram_size without applying it, 0.20 applies it); stop strings are the caller's.
+    /// sampled text); SetSearchOption overrides them. GenAI has no min-p (<see cref="GenerationOptions.MinP"/>, 0.1 in
+    /// a trained model's default settings, is not written: GenAI samples without it; GenAI 0.18 read no_repeat_ngram_size without applying it, 0.20 applies it); stop strings are the caller's.
     /// </summary>
     public void ExportToOnnxRuntimeGenAI(string folder, OnnxExportOptions? options = null)
     {

@@ -1,0 +1,62 @@
+using System.Text.RegularExpressions;
+using Transformers.ML.TextGeneration;
+
+namespace Transformers.ML.Benchmarks;
+
+/// <summary>
+/// How real the words of a model's samples are: the share of sampled words that never occur in the text the model
+/// learned from (a small model stitches BPE pieces or characters into words like "surpront" or "cheertainly"; a word
+/// the book lacks is a made-up word or, rarely, a real one it never read), and the share of distinct word pairs
+/// within a sample (low when a rule makes the text repeat itself). The model's held-out text, in pieces of a sample's
+/// length, gives both for real writing: what the book's own next pages bring in new words and in variety.
+/// </summary>
+internal static class SampledWords
+{
+    /// <summary>Samples drawn per sampling rule: 48 of 120 tokens, about 2,700 words.</summary>
+    private const int Samples = 48;
+
+    private static readonly Regex Word = new("[a-z]+", RegexOptions.Compiled);
+
+    internal sealed record Measure(double NewWordPercent, double DistinctPairs, int Words);
+
+    /// <summary>The lower-case words of a text (runs of the letters a-z).</summary>
+    public static List<string> Words(string text) => Word.Matches(text.ToLowerInvariant()).Select(m => m.Value).ToList();
+
+    /// <summary>The words of the texts a model learned from.</summary>
+    public static HashSet<string> Vocabulary(IEnumerable<string> texts) => texts.SelectMany(Words).ToHashSet();
+
+    /// <summary>The held-out text read as samples are: pieces of 55 words (a sample's length), at most 200 of them.</summary>
+    public static Measure OfText(string heldOut, HashSet<string> vocabulary)
+    {
+        List<string> words = Words(heldOut);
+        var pieces = Enumerable.Range(0, Math.Min(200, words.Count / 55)).Select(i => words.GetRange(i * 55, 55)).ToList();
+        return Of(pieces, vocabulary);
+    }
+
+    /// <summary><see cref="Samples"/> samples of 120 new tokens with <paramref name="rule"/> (its seed and length replaced), the prompts taking turns.</summary>
+    public static Measure OfSamples(TextGenerationTransformer model, GenerationOptions rule, IReadOnlyList<string> prompts, HashSet<string> vocabulary)
+    {
+        var options = new GenerationOptions
+        {
+            MaxNewTokens = 120, Temperature = rule.Temperature, TopK = rule.TopK, TopP = rule.TopP, MinP = rule.MinP,
+            RepetitionPenalty = rule.RepetitionPenalty, NoRepeatNgramSize = rule.NoRepeatNgramSize, Seed = 7,
+        };
+        var batch = Enumerable.Range(0, Samples).Select(i => prompts[i % prompts.Count]).ToList();
+        return Of(model.Generate(batch, options).Select(Words).Where(w => w.Count > 2).ToList(), vocabulary);
+    }
+
+    /// <summary>The rule as a note says it: "temperature 0.8, top-k 40, min-p 0.1".</summary>
+    public static string Describe(GenerationOptions rule) => string.Join(", ", new[]
+    {
+        $"temperature {rule.Temperature:0.##}", rule.TopK > 0 ? $"top-k {rule.TopK}" : "", rule.TopP < 1 ? $"top-p {rule.TopP:0.##}" : "",
+        rule.MinP > 0 ? $"min-p {rule.MinP:0.##}" : "", rule.RepetitionPenalty != 1 ? $"repetition penalty {rule.RepetitionPenalty:0.##}" : "",
+    }.Where(s => s.Length > 0));
+
+    private static Measure Of(List<List<string>> samples, HashSet<string> vocabulary)
+    {
+        int words = samples.Sum(s => s.Count);
+        int unknown = samples.Sum(s => s.Count(w => !vocabulary.Contains(w)));
+        double pairs = samples.Average(s => s.Zip(s.Skip(1)).Distinct().Count() / (double)(s.Count - 1));
+        return new Measure(100.0 * unknown / words, pairs, words);
+    }
+}

@@ -56,7 +56,7 @@ internal static class GenAiExport
     {
         // attention_mask required: GenAI feeds only the inputs a session lists as its own, and it pads a batch of prompts of
         // different lengths on the right, which the graph reads from the mask. Checks the options before the folder is made.
-        ModelProto graph = GptOnnxExport.Build(model.Model, model.Tokenizer, options, requireAttentionMask: true);
+        ModelProto graph = GptOnnxExport.Build(model.Model, model.Tokenizer, options, requireAttentionMask: true, generation: model.Generation);
         AtomicFile.CreateFolder(folder, "ExportToOnnxRuntimeGenAI");
         TransformerConfig c = model.Model.Config;
         int endOfText = model.Tokenizer.EndOfTextId;

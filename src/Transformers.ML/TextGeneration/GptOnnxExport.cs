@@ -40,11 +40,19 @@ internal static class GptOnnxExport
     /// <summary>Positions are counted over attention_mask's ones: the graph takes padded batches (left or right).</summary>
     public const string PositionsFromMask = "attention-mask";
 
+    /// <summary>
+    /// Metadata key of the model's generation settings (<see cref="TextGenerationTransformer.Generation"/> as JSON), the
+    /// defaults of <see cref="OnnxTextGenerator"/>'s Generate; absent in exports before 2026-12-07.
+    /// </summary>
+    public const string GenerationMetadataKey = "generation";
+
+    /// <param name="generation">The model's generation settings, written to the metadata; null writes none.</param>
     /// <param name="requireAttentionMask">
     /// Make the concatenated-cache graph's attention_mask a required input: ONNX Runtime GenAI feeds only the inputs a
     /// session lists as its own, which leave out those with a default (see <see cref="GenAiExport"/>).
     /// </param>
-    public static ModelProto Build(GptModel model, TextTokenizer tokenizer, OnnxExportOptions? options = null, bool requireAttentionMask = false)
+    public static ModelProto Build(GptModel model, TextTokenizer tokenizer, OnnxExportOptions? options = null, bool requireAttentionMask = false,
+        GenerationOptions? generation = null)
     {
         options?.RejectImageOptions("GPT");
         TransformerConfig config = model.Config;
@@ -60,7 +68,7 @@ internal static class GptOnnxExport
         string x = blocks.CachedDecoder(ids, model.Embedding, config, shared, attentionMask: mask);
         string logits = blocks.TiedLogits(x, "embedding", graph.OptionalInput(LogitsToKeep, 0));
         graph.Output(logits, Logits, DataType.Float, "batch", "kept_sequence", model.VocabularySize);
-        return graph.ToModel(new Dictionary<string, string>
+        var metadata = new Dictionary<string, string>
         {
             ["capability"] = TextGenerationTransformer.Capability,
             ["config"] = config.ToJson(),
@@ -69,6 +77,12 @@ internal static class GptOnnxExport
             [PositionsMetadataKey] = PositionsFromMask,
             [OnnxSharedCache.MetadataKey] = shared ? OnnxSharedCache.SharedBuffers : OnnxSharedCache.Concatenated,
             ["vocabulary_size"] = model.VocabularySize.ToString(System.Globalization.CultureInfo.InvariantCulture),
-        });
+        };
+        if (generation is not null)
+        {
+            generation.Validate();
+            metadata[GenerationMetadataKey] = System.Text.Json.JsonSerializer.Serialize(generation);
+        }
+        return graph.ToModel(metadata);
     }
 }

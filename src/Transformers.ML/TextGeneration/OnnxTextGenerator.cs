@@ -36,15 +36,50 @@ public sealed class OnnxTextGenerator : IDisposable
             : HasInput(session, GptOnnxExport.AttentionMask);
         _requiresMask = !_sharedBuffers && _takesPadding && !session.OverridableInitializerMetadata.ContainsKey(GptOnnxExport.AttentionMask);
         Tokenizer = TextTokenizer.FromDefinition(TokenizerDefinition.FromJson(metadata["tokenizer"], source), source);
+        Generation = metadata.TryGetValue(GptOnnxExport.GenerationMetadataKey, out string? generation) ? ReadGeneration(generation, source) : new GenerationOptions();
     }
+
+    private static GenerationOptions ReadGeneration(string json, string source)
+    {
+        try
+        {
+            GenerationOptions options = System.Text.Json.JsonSerializer.Deserialize<GenerationOptions>(json)
+                ?? throw new FormatException("null");
+            options.Validate();
+            return options;
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or FormatException or ArgumentException)
+        {
+            throw new InvalidDataException($"'{source}' has unreadable generation settings (metadata '{GptOnnxExport.GenerationMetadataKey}'): {e.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// How <see cref="Generate(string, GenerationOptions?)"/> and <see cref="GenerateStreaming"/> generate when given no
+    /// options: the exported model's own settings (<see cref="TextGenerationTransformer.Generation"/>: the same seed and
+    /// rules give the same text as the TorchSharp model's Generate), or <see cref="GenerationOptions"/>' defaults for an
+    /// export from before 2026-12-07, which did not carry them. Change them here, or pass options to a call.
+    /// </summary>
+    public GenerationOptions Generation { get; }
 
     private static bool HasInput(InferenceSession session, string name) =>
         session.OverridableInitializerMetadata.ContainsKey(name) || session.InputMetadata.ContainsKey(name);
 
     /// <summary>Loads an exported GPT model with every ONNX Runtime graph optimisation on.</summary>
     /// <param name="sessionOptions">ONNX Runtime options (threads, execution provider); null: all optimisations, default threads.</param>
-    public static OnnxTextGenerator Load(string path, SessionOptions? sessionOptions = null) =>
-        new(OnnxModels.Session(path, sessionOptions), path);
+    public static OnnxTextGenerator Load(string path, SessionOptions? sessionOptions = null)
+    {
+        InferenceSession session = OnnxModels.Session(path, sessionOptions);
+        try
+        {
+            return new OnnxTextGenerator(session, path);
+        }
+        catch
+        {
+            session.Dispose(); // a file this generator cannot read leaves no session behind
+            throw;
+        }
+    }
 
     internal TextTokenizer Tokenizer { get; }
 
@@ -61,7 +96,7 @@ public sealed class OnnxTextGenerator : IDisposable
     /// <remarks>The decoding loop and the rules (<see cref="GenerationOptions"/>) are the TorchSharp model's: greedy text is identical, and so is sampled text for the same <see cref="GenerationOptions.Seed"/>.</remarks>
     public IReadOnlyList<string> Generate(IReadOnlyList<string> prompts, GenerationOptions? options = null, int maxBatch = 16)
     {
-        options ??= new GenerationOptions();
+        options ??= Generation;
         return TextGenerator.Generate(Tokenizer, ContextLength, prompts, options, maxBatch, null, () => NewStepper(options.UseKeyValueCache), _takesPadding);
     }
 
@@ -69,7 +104,7 @@ public sealed class OnnxTextGenerator : IDisposable
     /// <remarks>The pieces together are <see cref="Generate(string, GenerationOptions?)"/>'s text; text that ends inside a character or could still grow into a stop string is held back until it cannot. As the TorchSharp model's <see cref="TextGenerationTransformer.GenerateStreaming"/>.</remarks>
     public IAsyncEnumerable<string> GenerateStreaming(string prompt, GenerationOptions? options = null, CancellationToken cancellation = default)
     {
-        options ??= new GenerationOptions();
+        options ??= Generation;
         return TextGenerator.GenerateStreaming(Tokenizer, ContextLength, prompt, options, null, () => NewStepper(options.UseKeyValueCache), cancellation);
     }
 

@@ -195,7 +195,8 @@ public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposab
     /// past_value_i (batch, heads, past, head_dim), the optional int64 scalar logits_to_keep (default 0: every position's
     /// logits; k: the last k positions', as Hugging Face's argument; the ONNX Runtime generator feeds 1) and the optional
     /// int64 attention_mask (batch, past + sequence), 1 at tokens and 0 at padding (default: no padding; the generator
-    /// feeds it for a batch of prompts of different lengths); outputs logits and present_key_i / present_value_i. The tokenizer and configuration are in the model's metadata:
+    /// feeds it for a batch of prompts of different lengths); outputs logits and present_key_i / present_value_i. The tokenizer, configuration and generation settings
+    /// (<see cref="Generation"/>, <see cref="OnnxTextGenerator.Generation"/>'s) are in the model's metadata:
     /// <see cref="OnnxTextGenerator.Load"/> needs no other file. Written atomically.
     /// </summary>
     public void ExportToOnnx(string path) => ExportToOnnx(path, new OnnxExportOptions());
@@ -205,7 +206,7 @@ public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposab
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(options);
-        OnnxGraph.Save(GptOnnxExport.Build(Model, Tokenizer, options), path);
+        OnnxGraph.Save(GptOnnxExport.Build(Model, Tokenizer, options, generation: Generation), path);
     }
 
     /// <summary>
@@ -232,7 +233,7 @@ public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposab
     public void ExportToOnnx(Stream stream)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        Google.Protobuf.MessageExtensions.WriteTo(GptOnnxExport.Build(Model, Tokenizer), stream);
+        Google.Protobuf.MessageExtensions.WriteTo(GptOnnxExport.Build(Model, Tokenizer, generation: Generation), stream);
     }
 
     internal TextGenerator Generator() => new(Model, Tokenizer, Device, _log);

@@ -525,6 +525,70 @@ public sealed class OnnxExportTests
     }
 
     /// <summary>
+    /// An export carries the model's generation settings, so that a deployed generator given no options writes what the
+    /// model's own Generate writes; an export without them (before 2026-12-07) gets GenerationOptions' defaults, and a
+    /// damaged setting fails naming the file and the key.
+    /// </summary>
+    [TestMethod]
+    public async Task AnExportGeneratesWithTheModelsOwnSettingsWhenGivenNone()
+    {
+        var ml = new MLContext(seed: 1);
+        using TextGenerationTransformer model = VariedGpt.Load(ml);
+        GenerationOptions own = model.Generation;
+        own.MaxNewTokens = 40;
+        own.Temperature = 0.9;
+        own.TopK = 20;
+        own.MinP = 0.05;
+        own.RepetitionPenalty = 1.1;
+        own.StopStrings = new[] { "\n\n" };
+        own.Seed = 3;
+        string path = TestUtil.TempPath(".onnx");
+        model.ExportToOnnx(path);
+        using (OnnxTextGenerator generator = OnnxTextGenerator.Load(path))
+        {
+            Assert.AreEqual(System.Text.Json.JsonSerializer.Serialize(own), System.Text.Json.JsonSerializer.Serialize(generator.Generation));
+            string expected = model.Generate("ROMEO:");
+            Assert.AreEqual(expected, generator.Generate("ROMEO:"));
+            var streamed = new System.Text.StringBuilder();
+            await foreach (string piece in generator.GenerateStreaming("ROMEO:"))
+            {
+                streamed.Append(piece);
+            }
+            Assert.AreEqual(expected, streamed.ToString());
+            Assert.AreNotEqual(expected, generator.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 40, Seed = 3 }), "explicit options still win");
+        }
+        using (var stream = new MemoryStream())
+        {
+            model.ExportToOnnx(stream);
+            string streamPath = TestUtil.TempPath(".onnx");
+            File.WriteAllBytes(streamPath, stream.ToArray());
+            using OnnxTextGenerator generator = OnnxTextGenerator.Load(streamPath);
+            Assert.AreEqual(0.05, generator.Generation.MinP);
+        }
+
+        ModelProto older = GptOnnxExport.Build(model.Model, model.Tokenizer);
+        Assert.IsFalse(older.MetadataProps.Any(p => p.Key == GptOnnxExport.GenerationMetadataKey));
+        string olderPath = TestUtil.TempPath(".onnx");
+        OnnxGraph.Save(older, olderPath);
+        using (OnnxTextGenerator generator = OnnxTextGenerator.Load(olderPath))
+        {
+            Assert.AreEqual(System.Text.Json.JsonSerializer.Serialize(new GenerationOptions()), System.Text.Json.JsonSerializer.Serialize(generator.Generation));
+        }
+
+        ModelProto damaged = GptOnnxExport.Build(model.Model, model.Tokenizer, generation: own);
+        damaged.MetadataProps.Single(p => p.Key == GptOnnxExport.GenerationMetadataKey).Value = "{\"Temperature\": \"hot\"}";
+        string damagedPath = TestUtil.TempPath(".onnx");
+        OnnxGraph.Save(damaged, damagedPath);
+        var bad = Assert.ThrowsExactly<InvalidDataException>(() => OnnxTextGenerator.Load(damagedPath));
+        StringAssert.Contains(bad.Message, damagedPath);
+        StringAssert.Contains(bad.Message, "metadata 'generation'");
+        damaged.MetadataProps.Single(p => p.Key == GptOnnxExport.GenerationMetadataKey).Value = "{\"TopK\": -1}";
+        OnnxGraph.Save(damaged, damagedPath);
+        bad = Assert.ThrowsExactly<InvalidDataException>(() => OnnxTextGenerator.Load(damagedPath));
+        StringAssert.Contains(bad.Message, "TopK");
+    }
+
+    /// <summary>
     /// The generator asks for the last position's scores only (logits_to_keep = 1) on both cache layouts, and still runs an
     /// export made before the input existed: the same greedy text either way.
     /// </summary>

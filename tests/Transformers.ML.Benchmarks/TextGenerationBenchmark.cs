@@ -189,7 +189,10 @@ internal static class TextGenerationBenchmark
     private static void SampleWordsRow(ResultsTable table, string what, TextGenerationTransformer model, string[] prompts, string heldOut, HashSet<string> vocabulary)
     {
         GenerationOptions rule = model.Generation;
-        var withoutMinP = new GenerationOptions { Temperature = rule.Temperature, TopK = rule.TopK, TopP = rule.TopP, RepetitionPenalty = rule.RepetitionPenalty };
+        var withoutMinP = new GenerationOptions
+        {
+            Temperature = rule.Temperature, TopK = rule.TopK, TopP = rule.TopP, RepetitionPenalty = rule.RepetitionPenalty, NoRepeatNgramSize = rule.NoRepeatNgramSize,
+        };
         SampledWords.Measure own = SampledWords.OfSamples(model, rule, prompts, vocabulary);
         SampledWords.Measure without = SampledWords.OfSamples(model, withoutMinP, prompts, vocabulary);
         SampledWords.Measure text = SampledWords.OfText(heldOut, vocabulary);

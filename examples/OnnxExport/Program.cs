@@ -35,6 +35,8 @@ using (OnnxTextGenerator generator = OnnxTextGenerator.Load(gptPath))
     var greedy = new GenerationOptions { MaxNewTokens = 120, Temperature = 0 };
     string torch = gpt.Generate("ROMEO:", greedy), onnx = generator.Generate("ROMEO:", greedy);
     Console.WriteLine($"GPT -> {gptPath} ({new FileInfo(gptPath).Length / 1e6:F1} MB). 120 greedy tokens identical in TorchSharp and ONNX Runtime: {torch == onnx}");
+    // The export carries the model's own generation settings: given none, the deployed generator writes the model's text.
+    Console.WriteLine($"  the model's own settings, read from the export ({Describe(generator.Generation)}), give TorchSharp's text: {generator.Generate("JULIET:") == gpt.Generate("JULIET:")}");
     Console.WriteLine($"  sampled through ONNX Runtime (T 0.8, top-k 40, min-p 0.1):\n  JULIET:{generator.Generate("JULIET:", Deployed.Sampling(160)).Replace("\n", "\n  ")}");
 
     // The int8 export of the same model and what it gives up: the perplexity of both exports, through ONNX Runtime, on
@@ -120,6 +122,13 @@ Console.WriteLine($"Exports written to {settings.Output} in {clock.Elapsed:mm\\:
 Console.WriteLine($"  dotnet run -c Release --project examples/OnnxExport -- --onnx-only {settings.Output}");
 
 static int ArgMax(float[] values) => Array.IndexOf(values, values.Max());
+
+// A generation rule as the lines above say it: "T 0.8, top-k 40, min-p 0.1, seed 1".
+static string Describe(GenerationOptions o) => string.Join(", ", new[]
+{
+    o.Temperature <= 0 ? "greedy" : $"T {o.Temperature:0.##}", o.TopK > 0 ? $"top-k {o.TopK}" : "", o.TopP < 1 ? $"top-p {o.TopP:0.##}" : "",
+    o.MinP > 0 ? $"min-p {o.MinP:0.##}" : "", o.Seed is int seed ? $"seed {seed}" : "",
+}.Where(s => s.Length > 0));
 
 /// <summary>An OCT scan file and its diagnosis.</summary>
 public sealed class Scan

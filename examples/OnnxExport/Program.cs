@@ -36,8 +36,8 @@ using (OnnxTextGenerator generator = OnnxTextGenerator.Load(gptPath))
     string torch = gpt.Generate("ROMEO:", greedy), onnx = generator.Generate("ROMEO:", greedy);
     Console.WriteLine($"GPT -> {gptPath} ({new FileInfo(gptPath).Length / 1e6:F1} MB). 120 greedy tokens identical in TorchSharp and ONNX Runtime: {torch == onnx}");
     // The export carries the model's own generation settings: given none, the deployed generator writes the model's text.
-    Console.WriteLine($"  the model's own settings, read from the export ({Describe(generator.Generation)}), give TorchSharp's text: {generator.Generate("JULIET:") == gpt.Generate("JULIET:")}");
-    Console.WriteLine($"  sampled through ONNX Runtime (T 0.8, top-k 40, min-p 0.1):\n  JULIET:{generator.Generate("JULIET:", Deployed.Sampling(160)).Replace("\n", "\n  ")}");
+    Console.WriteLine($"  the model's own settings, read from the export ({generator.Generation}), give TorchSharp's text: {generator.Generate("JULIET:") == gpt.Generate("JULIET:")}");
+    Console.WriteLine($"  sampled through ONNX Runtime ({Deployed.Sampling(160)}):\n  JULIET:{generator.Generate("JULIET:", Deployed.Sampling(160)).Replace("\n", "\n  ")}");
 
     // The int8 export of the same model and what it gives up: the perplexity of both exports, through ONNX Runtime, on
     // the last tenth of Tiny Shakespeare (which the text example and the fallback training below hold out).
@@ -123,13 +123,6 @@ Console.WriteLine($"  dotnet run -c Release --project examples/OnnxExport -- --o
 
 static int ArgMax(float[] values) => Array.IndexOf(values, values.Max());
 
-// A generation rule as the lines above say it: "T 0.8, top-k 40, min-p 0.1, seed 1".
-static string Describe(GenerationOptions o) => string.Join(", ", new[]
-{
-    o.Temperature <= 0 ? "greedy" : $"T {o.Temperature:0.##}", o.TopK > 0 ? $"top-k {o.TopK}" : "", o.TopP < 1 ? $"top-p {o.TopP:0.##}" : "",
-    o.MinP > 0 ? $"min-p {o.MinP:0.##}" : "", o.Seed is int seed ? $"seed {seed}" : "",
-}.Where(s => s.Length > 0));
-
 /// <summary>An OCT scan file and its diagnosis.</summary>
 public sealed class Scan
 {
@@ -160,7 +153,7 @@ internal static class Deployed
         using (OnnxTextGenerator generator = OnnxTextGenerator.Load(Path.Combine(folder, "gpt.onnx")))
         {
             // Streamed as it is sampled, as a chat window or a web page (server-sent events) would show it.
-            Console.Write("GPT (ONNX Runtime, streamed as sampled with T 0.8, top-k 40, min-p 0.1): ROMEO:");
+            Console.Write($"GPT (ONNX Runtime, streamed as sampled with {Sampling(60)}): ROMEO:");
             await foreach (string piece in generator.GenerateStreaming("ROMEO:", Sampling(60)))
             {
                 Console.Write(piece.Replace("\n", " / "));

@@ -33,24 +33,19 @@ internal static class SampledWords
         return Of(pieces, vocabulary);
     }
 
-    /// <summary><see cref="Samples"/> samples of 120 new tokens with <paramref name="rule"/> (its seed and length replaced), the prompts taking turns.</summary>
-    public static Measure OfSamples(TextGenerationTransformer model, GenerationOptions rule, IReadOnlyList<string> prompts, HashSet<string> vocabulary)
+    /// <summary>The samples' settings: <paramref name="rule"/>'s rules with <paramref name="minP"/>, 120 new tokens, seed 7.</summary>
+    public static GenerationOptions Rule(GenerationOptions rule, double minP) => new()
     {
-        var options = new GenerationOptions
-        {
-            MaxNewTokens = 120, Temperature = rule.Temperature, TopK = rule.TopK, TopP = rule.TopP, MinP = rule.MinP,
-            RepetitionPenalty = rule.RepetitionPenalty, NoRepeatNgramSize = rule.NoRepeatNgramSize, Seed = 7,
-        };
+        MaxNewTokens = 120, Temperature = rule.Temperature, TopK = rule.TopK, TopP = rule.TopP, MinP = minP,
+        RepetitionPenalty = rule.RepetitionPenalty, NoRepeatNgramSize = rule.NoRepeatNgramSize, Seed = 7,
+    };
+
+    /// <summary><see cref="Samples"/> samples with <paramref name="options"/> (<see cref="Rule"/>), the prompts taking turns.</summary>
+    public static Measure OfSamples(TextGenerationTransformer model, GenerationOptions options, IReadOnlyList<string> prompts, HashSet<string> vocabulary)
+    {
         var batch = Enumerable.Range(0, Samples).Select(i => prompts[i % prompts.Count]).ToList();
         return Of(model.Generate(batch, options).Select(Words).Where(w => w.Count > 2).ToList(), vocabulary);
     }
-
-    /// <summary>The rule as a note says it: "temperature 0.8, top-k 40, min-p 0.1".</summary>
-    public static string Describe(GenerationOptions rule) => string.Join(", ", new[]
-    {
-        $"temperature {rule.Temperature:0.##}", rule.TopK > 0 ? $"top-k {rule.TopK}" : "", rule.TopP < 1 ? $"top-p {rule.TopP:0.##}" : "",
-        rule.MinP > 0 ? $"min-p {rule.MinP:0.##}" : "", rule.RepetitionPenalty != 1 ? $"repetition penalty {rule.RepetitionPenalty:0.##}" : "",
-    }.Where(s => s.Length > 0));
 
     private static Measure Of(List<List<string>> samples, HashSet<string> vocabulary)
     {

@@ -188,15 +188,11 @@ internal static class TextGenerationBenchmark
     /// </summary>
     private static void SampleWordsRow(ResultsTable table, string what, TextGenerationTransformer model, string[] prompts, string heldOut, HashSet<string> vocabulary)
     {
-        GenerationOptions rule = model.Generation;
-        var withoutMinP = new GenerationOptions
-        {
-            Temperature = rule.Temperature, TopK = rule.TopK, TopP = rule.TopP, RepetitionPenalty = rule.RepetitionPenalty, NoRepeatNgramSize = rule.NoRepeatNgramSize,
-        };
+        GenerationOptions rule = SampledWords.Rule(model.Generation, model.Generation.MinP);
         SampledWords.Measure own = SampledWords.OfSamples(model, rule, prompts, vocabulary);
-        SampledWords.Measure without = SampledWords.OfSamples(model, withoutMinP, prompts, vocabulary);
+        SampledWords.Measure without = SampledWords.OfSamples(model, SampledWords.Rule(model.Generation, 0), prompts, vocabulary);
         SampledWords.Measure text = SampledWords.OfText(heldOut, vocabulary);
-        table.Add(new BenchmarkRow("text generation", $"{what}: sampled words not in its training text ({SampledWords.Describe(rule)})",
+        table.Add(new BenchmarkRow("text generation", $"{what}: sampled words not in its training text ({rule})",
             own.NewWordPercent, "%", $"< {without.NewWordPercent:F2} (without min-p)",
             $"{own.Words:N0} words of 48 samples of 120 tokens; without min-p {without.NewWordPercent:F2} %; the held-out text's own words not in the training text " +
             $"{text.NewWordPercent:F2} %; distinct word pairs per sample {own.DistinctPairs:F3} (without min-p {without.DistinctPairs:F3}, held-out text {text.DistinctPairs:F3})"));

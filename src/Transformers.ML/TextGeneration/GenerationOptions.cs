@@ -63,6 +63,42 @@ public sealed class GenerationOptions
         Check(StopStrings is not null && StopStrings.All(s => !string.IsNullOrEmpty(s)), nameof(StopStrings), Describe(StopStrings), "a list of non-empty strings");
     }
 
+    /// <summary>
+    /// The rule that picks each token, as a log line or a caption says it: "greedy" or "temperature 0.8, top-k 40, min-p
+    /// 0.1", then the rules that are on (repetition penalty, no repeated n-grams) and the seed. Length and stop strings are
+    /// left out.
+    /// </summary>
+    public override string ToString()
+    {
+        var c = System.Globalization.CultureInfo.InvariantCulture;
+        var parts = new List<string> { IsGreedy ? "greedy" : string.Create(c, $"temperature {Temperature:0.###}") };
+        if (!IsGreedy && TopK > 0)
+        {
+            parts.Add(string.Create(c, $"top-k {TopK}"));
+        }
+        if (!IsGreedy && TopP < 1)
+        {
+            parts.Add(string.Create(c, $"top-p {TopP:0.###}"));
+        }
+        if (!IsGreedy && MinP > 0)
+        {
+            parts.Add(string.Create(c, $"min-p {MinP:0.###}"));
+        }
+        if (RepetitionPenalty != 1)
+        {
+            parts.Add(string.Create(c, $"repetition penalty {RepetitionPenalty:0.###}"));
+        }
+        if (NoRepeatNgramSize > 0)
+        {
+            parts.Add(string.Create(c, $"no repeated {NoRepeatNgramSize}-grams"));
+        }
+        if (!IsGreedy && Seed is int seed)
+        {
+            parts.Add(string.Create(c, $"seed {seed}"));
+        }
+        return string.Join(", ", parts);
+    }
+
     /// <summary>The decoding rules these options ask for, and the end of a row.</summary>
     internal DecodingSettings ToDecodingSettings(int? endOfTextId)
     {

@@ -76,6 +76,28 @@ public sealed class GenerationTests
     }
 
     [TestMethod]
+    public void GenerationOptionsSayTheRuleTheyAskFor()
+    {
+        Assert.AreEqual("temperature 0.8, top-k 40, min-p 0.1, seed 1", new Transformers.ML.TextGeneration.TextGenerationOptions().Generation.ToString());
+        Assert.AreEqual("temperature 1", new Transformers.ML.TextGeneration.GenerationOptions().ToString());
+        var all = new Transformers.ML.TextGeneration.GenerationOptions { Temperature = 0.7, TopK = 5, TopP = 0.9, MinP = 0.05, RepetitionPenalty = 1.3, NoRepeatNgramSize = 4, Seed = 11 };
+        Assert.AreEqual("temperature 0.7, top-k 5, top-p 0.9, min-p 0.05, repetition penalty 1.3, no repeated 4-grams, seed 11", all.ToString());
+        // Greedy decoding ignores the sampling rules and the seed; the penalties still apply.
+        all.Temperature = 0;
+        Assert.AreEqual("greedy, repetition penalty 1.3, no repeated 4-grams", all.ToString());
+        var culture = System.Globalization.CultureInfo.CurrentCulture;
+        try
+        {
+            System.Globalization.CultureInfo.CurrentCulture = new System.Globalization.CultureInfo("de-DE");
+            Assert.AreEqual("temperature 0.75", new Transformers.ML.TextGeneration.GenerationOptions { Temperature = 0.75 }.ToString());
+        }
+        finally
+        {
+            System.Globalization.CultureInfo.CurrentCulture = culture;
+        }
+    }
+
+    [TestMethod]
     public void NoRepeatNgramsBanTheTokensThatWouldRepeatOne()
     {
         int[] sequence = { 5, 6, 7, 5, 6 };

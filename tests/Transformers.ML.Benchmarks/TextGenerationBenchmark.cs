@@ -157,9 +157,9 @@ internal static class TextGenerationBenchmark
         }
         foreach (Genre genre in characters is null ? Array.Empty<Genre>() : Genre.All)
         {
-            var texts = genre.Books.Select(b => Books.Body(Books.Read(options.Data, b))).ToList();
-            IDataView tune = ml.Data.LoadFromEnumerable(texts.Select(t => new Document { Text = TextRecipe.Split(t).Train }));
-            IDataView held = ml.Data.LoadFromEnumerable(texts.Select(t => new Document { Text = TextRecipe.Split(t).HeldOut }));
+            var texts = genre.Books.Select(b => TextRecipe.Split(Books.Body(Books.Read(options.Data, b)))).ToList();
+            IDataView tune = ml.Data.LoadFromEnumerable(texts.Select(t => new Document { Text = t.Train }));
+            IDataView held = ml.Data.LoadFromEnumerable(texts.Select(t => new Document { Text = t.HeldOut }));
             TextGenerationMetrics before = ml.Transformers().EvaluateTextGeneration(characters!, held);
             TextGenerationOptions fine = TextRecipe.FineTuning(TextRecipe.Options(TokenizerKind.Character, TimeSpan.Zero), TimeSpan.FromMinutes(genreMinutes));
             fine.TextColumnName = nameof(Document.Text);
@@ -172,8 +172,8 @@ internal static class TextGenerationBenchmark
             table.Add(new BenchmarkRow("text generation", $"fine-tuning on {genre.Name} ({string.Join(" + ", genre.Titles)}) for {trained:F1} min: held-out perplexity",
                 after.Perplexity, "perplexity", $"< {before.Perplexity:F2} (before)", $"before {before.Perplexity:F2}; {before.BitsPerCharacter:F3} -> {after.BitsPerCharacter:F3} bits/char on the genre's last tenth, never trained on; \"This story is about{sample}\""));
             var genreWords = new HashSet<string>(bookWords);
-            genreWords.UnionWith(SampledWords.Vocabulary(texts.Select(t => TextRecipe.Split(t).Train)));
-            SampleWordsRow(table, $"the character model fine-tuned on {genre.Name}", tuned, Stories, string.Concat(texts.Select(t => TextRecipe.Split(t).HeldOut)), genreWords);
+            genreWords.UnionWith(SampledWords.Vocabulary(texts.Select(t => t.Train)));
+            SampleWordsRow(table, $"the character model fine-tuned on {genre.Name}", tuned, Stories, string.Concat(texts.Select(t => t.HeldOut)), genreWords);
         }
         characters?.Dispose();
     }

@@ -40,13 +40,7 @@ internal static class GptOnnxExport
     /// <summary>Positions are counted over attention_mask's ones: the graph takes padded batches (left or right).</summary>
     public const string PositionsFromMask = "attention-mask";
 
-    /// <summary>
-    /// Metadata key of the model's generation settings (<see cref="TextGenerationTransformer.Generation"/> as JSON), the
-    /// defaults of <see cref="OnnxTextGenerator"/>'s Generate; absent in exports before 2026-12-07.
-    /// </summary>
-    public const string GenerationMetadataKey = "generation";
-
-    /// <param name="generation">The model's generation settings, written to the metadata; null writes none.</param>
+    /// <param name="generation">The model's generation settings, written to the metadata as the model file holds them; null writes none.</param>
     /// <param name="requireAttentionMask">
     /// Make the concatenated-cache graph's attention_mask a required input: ONNX Runtime GenAI feeds only the inputs a
     /// session lists as its own, which leave out those with a default (see <see cref="GenAiExport"/>).
@@ -81,7 +75,7 @@ internal static class GptOnnxExport
         if (generation is not null)
         {
             generation.Validate();
-            metadata[GenerationMetadataKey] = System.Text.Json.JsonSerializer.Serialize(generation);
+            metadata[TextGenerationTransformer.GenerationKey] = System.Text.Json.JsonSerializer.Serialize(generation);
         }
         return graph.ToModel(metadata);
     }

@@ -36,7 +36,7 @@ public sealed class OnnxTextGenerator : IDisposable
             : HasInput(session, GptOnnxExport.AttentionMask);
         _requiresMask = !_sharedBuffers && _takesPadding && !session.OverridableInitializerMetadata.ContainsKey(GptOnnxExport.AttentionMask);
         Tokenizer = TextTokenizer.FromDefinition(TokenizerDefinition.FromJson(metadata["tokenizer"], source), source);
-        Generation = metadata.TryGetValue(GptOnnxExport.GenerationMetadataKey, out string? generation) ? ReadGeneration(generation, source) : new GenerationOptions();
+        Generation = metadata.TryGetValue(TextGenerationTransformer.GenerationKey, out string? generation) ? ReadGeneration(generation, source) : new GenerationOptions();
     }
 
     private static GenerationOptions ReadGeneration(string json, string source)
@@ -50,7 +50,7 @@ public sealed class OnnxTextGenerator : IDisposable
         }
         catch (Exception e) when (e is System.Text.Json.JsonException or FormatException or ArgumentException)
         {
-            throw new InvalidDataException($"'{source}' has unreadable generation settings (metadata '{GptOnnxExport.GenerationMetadataKey}'): {e.Message}", e);
+            throw new InvalidDataException($"'{source}' has unreadable generation settings (metadata '{TextGenerationTransformer.GenerationKey}'): {e.Message}", e);
         }
     }
 

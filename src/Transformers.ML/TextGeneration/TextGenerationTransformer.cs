@@ -22,7 +22,11 @@ namespace Transformers.ML.TextGeneration;
 public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposable
 {
     internal const string Capability = "text-generation";
-    private const string GenerationKey = "generation";
+    /// <summary>
+    /// Metadata key of <see cref="Generation"/> as JSON, in the model file and in the ONNX export (since 2026-12-07 there:
+    /// <see cref="OnnxTextGenerator.Generation"/>).
+    /// </summary>
+    internal const string GenerationKey = "generation";
     private const string TransformBatchKey = "transform_batch_size";
     private readonly Action<string>? _log;
 

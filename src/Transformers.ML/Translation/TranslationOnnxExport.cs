@@ -28,7 +28,7 @@ internal static class TranslationOnnxExport
     public const string TargetIds = "target_ids";
     public const string LogProbabilities = "log_probs";
 
-    /// <summary>Metadata key of <see cref="TranslationTransformer.SplitSentences"/> ("true" or "false"; absent before 2026-12-07: true).</summary>
+    /// <summary>Metadata key of <see cref="TranslationTransformer.SplitSentences"/> ("true" or "false"; absent before 2026-12-07: true), in the export and the model file.</summary>
     public const string SplitSentencesKey = "split_sentences";
 
     public static string CrossKey(int layer) => $"cross_key_{layer}";

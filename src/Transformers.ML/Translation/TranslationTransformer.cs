@@ -150,7 +150,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
             ["columns"] = JsonSerializer.Serialize(new[] { SourceColumnName, OutputColumnName }),
             ["max_sentence_tokens"] = JsonSerializer.Serialize(Codec.MaxSentenceTokens),
             ["decoding"] = JsonSerializer.Serialize(new[] { BeamSize, LengthPenalty }),
-            ["split_sentences"] = JsonSerializer.Serialize(SplitSentences),
+            [TranslationOnnxExport.SplitSentencesKey] = JsonSerializer.Serialize(SplitSentences),
             ["transform_batch_size"] = JsonSerializer.Serialize(TransformBatchSize),
         };
         ModelFile.Save(path, Capability, Model.Config.ToJson(), Codec.Tokenizer.Definition.ToJson(), Model, settings);
@@ -166,7 +166,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
         int maxTokens = contents.Json("max_sentence_tokens", 64);
         string[] columns = contents.Json("columns", new[] { "Spanish", "Translation" });
         double[] decoding = contents.Json("decoding", new[] { 4.0, 0.6 });
-        bool splitSentences = contents.Json("split_sentences", true); // a file written before the setting existed: the default
+        bool splitSentences = contents.Json(TranslationOnnxExport.SplitSentencesKey, true); // a file written before the setting existed: the default
         int batch = contents.Json("transform_batch_size", new TranslationOptions().TransformBatchSize);
         contents.Parse("settings", () =>
             decoding.Length == 2 && decoding[0] is >= 1 and <= 64 && decoding[0] == Math.Floor(decoding[0]) && decoding[1] is >= 0 and <= 10

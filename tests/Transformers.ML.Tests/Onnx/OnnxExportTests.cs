@@ -562,7 +562,7 @@ public sealed class OnnxExportTests
         }
 
         ModelProto older = GptOnnxExport.Build(model.Model, model.Tokenizer);
-        Assert.IsFalse(older.MetadataProps.Any(p => p.Key == GptOnnxExport.GenerationMetadataKey));
+        Assert.IsFalse(older.MetadataProps.Any(p => p.Key == TextGenerationTransformer.GenerationKey));
         string olderPath = TestUtil.TempPath(".onnx");
         OnnxGraph.Save(older, olderPath);
         using (OnnxTextGenerator generator = OnnxTextGenerator.Load(olderPath))
@@ -571,13 +571,13 @@ public sealed class OnnxExportTests
         }
 
         ModelProto damaged = GptOnnxExport.Build(model.Model, model.Tokenizer, generation: own);
-        damaged.MetadataProps.Single(p => p.Key == GptOnnxExport.GenerationMetadataKey).Value = "{\"Temperature\": \"hot\"}";
+        damaged.MetadataProps.Single(p => p.Key == TextGenerationTransformer.GenerationKey).Value = "{\"Temperature\": \"hot\"}";
         string damagedPath = TestUtil.TempPath(".onnx");
         OnnxGraph.Save(damaged, damagedPath);
         var bad = Assert.ThrowsExactly<InvalidDataException>(() => OnnxTextGenerator.Load(damagedPath));
         StringAssert.Contains(bad.Message, damagedPath);
         StringAssert.Contains(bad.Message, "metadata 'generation'");
-        damaged.MetadataProps.Single(p => p.Key == GptOnnxExport.GenerationMetadataKey).Value = "{\"TopK\": -1}";
+        damaged.MetadataProps.Single(p => p.Key == TextGenerationTransformer.GenerationKey).Value = "{\"TopK\": -1}";
         OnnxGraph.Save(damaged, damagedPath);
         bad = Assert.ThrowsExactly<InvalidDataException>(() => OnnxTextGenerator.Load(damagedPath));
         StringAssert.Contains(bad.Message, "TopK");

@@ -6,7 +6,7 @@ namespace Transformers.ML.Examples;
 
 /// <summary>
 /// Spanish to English in a time budget on a CPU (BENCHMARKS.md, "translation"): the library's recipe
-/// (<see cref="TranslationOptions.ForTimeBudget"/>: the Small Transformer without dropout, a shared BPE of 4,000 tokens,
+/// (<see cref="TranslationOptions.ForTimeBudget"/>: the Compact Transformer without dropout, a shared BPE of 4,000 tokens,
 /// warmup and cosine decay planned over the budget, the mean of the last 5 checkpoints), the held-out pairs the example and
 /// the benchmark score, and the sample sentences with what a right translation says.
 /// </summary>
@@ -67,7 +67,7 @@ internal static class TranslationRecipe
     }
 
     /// <summary>The library's recipe for the budget (TranslationOptions.ForTimeBudget), with the run's seed and a progress line every 100 steps.</summary>
-    public static TranslationOptions Options(TimeSpan budget, int seed = 1, TranslationPreset preset = TranslationPreset.Small)
+    public static TranslationOptions Options(TimeSpan budget, int seed = 1, TranslationPreset preset = TranslationPreset.Compact)
     {
         TranslationOptions options = TranslationOptions.ForTimeBudget(budget, preset);
         options.Seed = seed;

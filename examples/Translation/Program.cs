@@ -248,7 +248,7 @@ internal sealed record Settings(double Minutes, TranslationPreset Preset, int Te
     public const string Usage = """
         dotnet run -c Release --project examples/Translation -- [options]
           --minutes M      training time budget (default 10)
-          --preset NAME    small | base | big (default small)
+          --preset NAME    compact | small | base | big (default compact: the recipe's)
           --test N         held-out sentences to score, drawn at random (default: all of them, about 2,300)
           --seed N         training seed (default 1)
           --precision P    auto | float32 | bfloat16 (default: the recipe's)
@@ -262,14 +262,14 @@ internal sealed record Settings(double Minutes, TranslationPreset Preset, int Te
 
     public static Settings Parse(string[] args)
     {
-        var s = new Settings(10, TranslationPreset.Small, int.MaxValue, 1, Path.Combine(Path.GetTempPath(), "transformers-ml-example", "translation"), null);
+        var s = new Settings(10, TranslationPreset.Compact, int.MaxValue, 1, Path.Combine(Path.GetTempPath(), "transformers-ml-example", "translation"), null);
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"Option {args[i]} needs a value.");
             s = args[i] switch
             {
                 "--minutes" => s with { Minutes = double.TryParse(Next(), System.Globalization.CultureInfo.InvariantCulture, out double m) && m > 0 ? m : throw new ArgumentException("--minutes must be a positive number.") },
-                "--preset" => s with { Preset = Next() switch { "small" => TranslationPreset.Small, "base" => TranslationPreset.Base, "big" => TranslationPreset.Big, var p => throw new ArgumentException($"--preset must be small, base or big; found '{p}'.") } },
+                "--preset" => s with { Preset = Next() switch { "compact" => TranslationPreset.Compact, "small" => TranslationPreset.Small, "base" => TranslationPreset.Base, "big" => TranslationPreset.Big, var p => throw new ArgumentException($"--preset must be compact, small, base or big; found '{p}'.") } },
                 "--test" => s with { TestSentences = int.TryParse(Next(), out int n) && n > 0 ? n : throw new ArgumentException("--test must be a positive number.") },
                 "--seed" => s with { Seed = int.TryParse(Next(), out int seed) ? seed : throw new ArgumentException("--seed must be a whole number.") },
                 "--precision" => s with { Precision = Precisions.Parse(Next()) },

@@ -3,7 +3,7 @@ using Transformers.ML.Core.Training;
 
 namespace Transformers.ML.Translation;
 
-/// <summary>Model sizes for translation: the paper's two and a small one for CPUs.</summary>
+/// <summary>Model sizes for translation: the paper's two and two small ones for CPUs.</summary>
 public enum TranslationPreset
 {
     /// <summary>N=3, d_model=256, d_ff=1024, h=4, P_drop=0.1: trains in minutes on a 2-core CPU (default).</summary>
@@ -14,6 +14,13 @@ public enum TranslationPreset
 
     /// <summary>The paper's big model: N=6, d_model=1024, d_ff=4096, h=16, P_drop=0.3.</summary>
     Big,
+
+    /// <summary>
+    /// N=3, d_model=192, d_ff=768, h=4, P_drop=0.1: Small's depth at three quarters of its width (0.6x its parameters, 1.7x
+    /// its steps per second). The preset of <see cref="TranslationOptions.ForTimeBudget"/>: in a budget of minutes on a
+    /// CPU the steps, not the width, limit the model.
+    /// </summary>
+    Compact,
 }
 
 /// <summary>Options of the translation trainer: columns, tokenizer, model (every Table 3 knob), batching, training and decoding.</summary>
@@ -90,21 +97,23 @@ public sealed class TranslationOptions : TrainingOptions
 
     /// <summary>
     /// The recipe for a training budget of minutes on a CPU, found by measurement on Tatoeba's Spanish-English pairs
-    /// (BENCHMARKS.md "translation", docs/translation.md): the preset's architecture without dropout (minutes are a few
-    /// epochs, in which the model underfits and dropout only slows it), a shared BPE of 4,000 tokens, batches of about
-    /// 1,024 tokens (a budget of minutes is one to four passes over the pairs, and more, smaller steps learn more from
-    /// them than half as many of 2,048), linear warmup over 400 steps (at most a fifth of the planned steps) to a peak of
-    /// 1e-3 and cosine decay to a twentieth of it planned over <paramref name="trainingTime"/> (the paper's inverse square
-    /// root never decays within minutes), the final model the mean of 5 checkpoints over the last quarter of the steps
-    /// (the paper's section 6.1), and mixed precision where the hardware multiplies bfloat16 natively. The budget buys
-    /// steps, not a score; measured with the Small preset on two cores of an AMD EPYC Zen 3 (float32), BLEU with beam 4
-    /// on 2,320 held-out pairs: 10 minutes, 1,163-1,401 steps, BLEU 36.7-39.8 over three seeds (batches of 2,048: 692
-    /// steps, 33.2); 34 minutes, 4,136 steps (what 10 minutes are on a Zen 5 with bfloat16), BLEU 51.2 (batches of
-    /// 2,048 on that Zen 5: about 2,300 steps, 48.0-49.6 over three seeds). This class's defaults (the paper's schedule,
-    /// the preset's dropout) gave 31.1 in the Zen 5's 10 minutes. Measured for <see cref="TranslationPreset.Small"/>; for
-    /// Base and Big a starting point. Columns, seed and decoding keep their defaults; set them on the result.
+    /// (BENCHMARKS.md "translation", docs/translation.md): the preset's architecture, by default
+    /// <see cref="TranslationPreset.Compact"/>, without dropout (minutes are a few epochs, in which the model underfits
+    /// and dropout only slows it), a shared BPE of 4,000 tokens, batches of about 1,024 tokens (a budget of minutes is
+    /// one to four passes over the pairs, and more, smaller steps learn more from them than half as many of 2,048), linear
+    /// warmup over 400 steps (at most a fifth of the planned steps) to a peak of 1e-3 and cosine decay to a twentieth of
+    /// it planned over <paramref name="trainingTime"/> (the paper's inverse square root never decays within minutes), the
+    /// final model the mean of 5 checkpoints over the last quarter of the steps (the paper's section 6.1), and mixed
+    /// precision where the hardware multiplies bfloat16 natively. The budget buys steps, not a score; measured on two
+    /// cores of an AMD EPYC Zen 3 (float32), BLEU with beam 4 on 2,320 held-out pairs, 10 minutes: Compact 2,136-2,265
+    /// steps, BLEU 41.2-42.6 over three seeds; Small 1,099-1,404 steps, 36.0-39.8 (batches of 2,048: 692 steps, 33.2).
+    /// 34 minutes there, what 10 minutes are on a Zen 5 with bfloat16: Compact 7,609 steps, BLEU 52.1; Small 4,136 steps,
+    /// 51.2 (on that Zen 5 with batches of 2,048, about 2,300 steps, 48.0-49.6). Where a budget buys many times those
+    /// steps (hours, a GPU) a wider preset may pay (not measured). This class's defaults (the paper's schedule, the
+    /// preset's dropout) gave 31.1 with Small in the Zen 5's 10 minutes. For Base and Big a starting point. Columns, seed
+    /// and decoding keep their defaults; set them on the result.
     /// </summary>
-    public static TranslationOptions ForTimeBudget(TimeSpan trainingTime, TranslationPreset preset = TranslationPreset.Small)
+    public static TranslationOptions ForTimeBudget(TimeSpan trainingTime, TranslationPreset preset = TranslationPreset.Compact)
     {
         TransformerConfig model = PresetConfig(preset);
         model.Dropout = 0;
@@ -131,6 +140,7 @@ public sealed class TranslationOptions : TrainingOptions
         TranslationPreset.Small => new TransformerConfig { NumLayers = 3, ModelDimension = 256, FeedForwardDimension = 1024, NumHeads = 4, Dropout = 0.1, MaxSequenceLength = 256 },
         TranslationPreset.Base => TransformerConfig.Base(),
         TranslationPreset.Big => TransformerConfig.Big(),
+        TranslationPreset.Compact => new TransformerConfig { NumLayers = 3, ModelDimension = 192, FeedForwardDimension = 768, NumHeads = 4, Dropout = 0.1, MaxSequenceLength = 256 },
         _ => throw new ArgumentOutOfRangeException(nameof(preset), preset, "Unknown translation preset."),
     };
 

@@ -269,7 +269,7 @@ internal sealed record Settings(double Minutes, TranslationPreset Preset, int Te
             s = args[i] switch
             {
                 "--minutes" => s with { Minutes = double.TryParse(Next(), System.Globalization.CultureInfo.InvariantCulture, out double m) && m > 0 ? m : throw new ArgumentException("--minutes must be a positive number.") },
-                "--preset" => s with { Preset = Next() switch { "compact" => TranslationPreset.Compact, "small" => TranslationPreset.Small, "base" => TranslationPreset.Base, "big" => TranslationPreset.Big, var p => throw new ArgumentException($"--preset must be compact, small, base or big; found '{p}'.") } },
+                "--preset" => s with { Preset = ParsePreset(Next()) },
                 "--test" => s with { TestSentences = int.TryParse(Next(), out int n) && n > 0 ? n : throw new ArgumentException("--test must be a positive number.") },
                 "--seed" => s with { Seed = int.TryParse(Next(), out int seed) ? seed : throw new ArgumentException("--seed must be a whole number.") },
                 "--precision" => s with { Precision = Precisions.Parse(Next()) },
@@ -282,4 +282,9 @@ internal sealed record Settings(double Minutes, TranslationPreset Preset, int Te
         }
         return s;
     }
+
+    /// <summary>A preset by its name in any case (compact, small, base, big): the enum's names, so a new preset needs no edit here.</summary>
+    private static TranslationPreset ParsePreset(string name) =>
+        Enum.GetValues<TranslationPreset>().Where(p => p.ToString().Equals(name, StringComparison.OrdinalIgnoreCase)).Select(p => (TranslationPreset?)p).FirstOrDefault()
+        ?? throw new ArgumentException($"--preset must be one of {string.Join(", ", Enum.GetNames<TranslationPreset>().Select(n => n.ToLowerInvariant()))}; found '{name}'.");
 }

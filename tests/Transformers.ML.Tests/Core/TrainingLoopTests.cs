@@ -103,6 +103,37 @@ public sealed class TrainingLoopTests
     }
 
     [TestMethod]
+    public void AnInterruptedRunReportsItsLastStep()
+    {
+        // Reports every 1,000 steps and at each epoch's end (6 steps): a run stopped at step 8, in epoch 2, had only epoch 1's report,
+        // and the examples, which print the last report's step, failed on a budget cut before step LogEverySteps.
+        TrainingOptions options = new() { Epochs = 3, LearningRate = 1e-3, WarmupSteps = 2, Seed = 5, LogEverySteps = 1000, MaxSteps = 8 };
+        manual_seed(100);
+        using var model = new EncoderDecoderTransformer("t", TestUtil.Tiny(), ReverseTask.Vocabulary);
+        var recorder = new EpochRecorder(null);
+        using (var reporter = new TrainingReporter(null, "test", recorder))
+        {
+            TrainingResult result = new TrainingLoop<int[]>(model, options, new ReverseTask(model, 24, 4, dropout: false), reporter, 32, TestUtil.Tiny().ToJson()).Run();
+            Assert.IsTrue(result.Interrupted);
+        }
+        CollectionAssert.AreEqual(new[] { TrainingProgressKind.EpochEnd, TrainingProgressKind.Step }, recorder.All.Select(r => r.Kind).ToArray());
+        Assert.AreEqual(8, recorder.All[^1].Step);
+        Assert.IsTrue(double.IsFinite(recorder.All[^1].Loss));
+
+        // A run that is not interrupted reports as before: each epoch's end, no extra step.
+        options.MaxSteps = null;
+        manual_seed(100);
+        using var whole = new EncoderDecoderTransformer("t", TestUtil.Tiny(), ReverseTask.Vocabulary);
+        var all = new EpochRecorder(null);
+        using (var reporter = new TrainingReporter(null, "test", all))
+        {
+            new TrainingLoop<int[]>(whole, options, new ReverseTask(whole, 24, 4, dropout: false), reporter, 32, TestUtil.Tiny().ToJson()).Run();
+        }
+        Assert.IsTrue(all.All.All(r => r.Kind == TrainingProgressKind.EpochEnd));
+        Assert.AreEqual(3, all.All.Count);
+    }
+
+    [TestMethod]
     public void CancellingStopsAfterTheStepWithACheckpointThatAResumedRunContinues()
     {
         string checkpoint = TestUtil.TempPath();

@@ -169,7 +169,9 @@ internal sealed class TrainingLoop<TBatch>
                 bool cancelled = cancellation.IsCancellationRequested;
                 interrupted = cancelled || timeUp || stepLimit;
 
-                if (state.Step % _options.LogEverySteps == 0)
+                // An interrupted run reports its last step too: it ends before its epoch's report, and a caller reads the
+                // run's end from the last report (a budget cut by the machine's speed, before step LogEverySteps, had none).
+                if (state.Step % _options.LogEverySteps == 0 || interrupted)
                 {
                     _reporter.Report(Progress(TrainingProgressKind.Step, state, plan, stepsPerEpoch, learningRate, window, clock.Elapsed, startStep));
                     window = new Window(clock.Elapsed);

@@ -3,7 +3,7 @@ namespace Transformers.ML;
 /// <summary>What a progress report is about.</summary>
 public enum TrainingProgressKind
 {
-    /// <summary>Every <see cref="TrainingOptions.LogEverySteps"/> optimizer steps.</summary>
+    /// <summary>Every <see cref="TrainingOptions.LogEverySteps"/> optimizer steps, and the last step of a run that MaxSteps, the time budget or cancellation stopped.</summary>
     Step,
 
     /// <summary>After an epoch, with the validation metric and sample when the trainer has them.</summary>

@@ -134,6 +134,35 @@ public sealed class TrainingLoopTests
     }
 
     [TestMethod]
+    public void EachStepReportCoversLogEveryStepsStepsAcrossAnEpochsEnd()
+    {
+        // 6 steps an epoch, a report every 4: the report at step 8 is steps 5-8, two of each epoch. Restarted at the epoch's
+        // end, it was steps 7-8 only: a few steps' loss, which drew a dip into the curves after each epoch's end.
+        TrainingOptions options = new() { Epochs = 2, LearningRate = 1e-3, WarmupSteps = 2, Seed = 5, LogEverySteps = 4 };
+        manual_seed(100);
+        using var model = new EncoderDecoderTransformer("t", TestUtil.Tiny(), ReverseTask.Vocabulary);
+        var pause = TimeSpan.FromSeconds(2);
+        var task = new ReverseTask(model, 24, 4, dropout: false) { AfterValidation = epoch => { if (epoch == 0) { Thread.Sleep(pause); } } };
+        var recorder = new EpochRecorder(null);
+        TrainingResult result;
+        using (var reporter = new TrainingReporter(null, "test", recorder))
+        {
+            result = new TrainingLoop<int[]>(model, options, task, reporter, 32, TestUtil.Tiny().ToJson()).Run();
+        }
+        TrainingProgress[] steps = recorder.All.Where(r => r.Kind == TrainingProgressKind.Step).ToArray();
+        CollectionAssert.AreEqual(new long[] { 4, 8, 12 }, steps.Select(r => r.Step).ToArray());
+        for (int k = 0; k < steps.Length; k++)
+        {
+            // Every batch has 4 x 7 targets, so the window's loss is the plain mean of its steps' losses.
+            double expected = result.StepLosses.Skip(4 * k).Take(4).Average();
+            Assert.AreEqual(expected, steps[k].Loss, 1e-9, $"the report at step {steps[k].Step}");
+        }
+        // The first epoch's validation (2 s here) is not training time: the throughput of steps 5-8 leaves it out
+        // (4 x 28 targets in the 2 s would be 56 per second; the tiny model's 4 steps take a small part of that).
+        Assert.IsGreaterThan(112 / pause.TotalSeconds, steps[1].Throughput);
+    }
+
+    [TestMethod]
     public void CancellingStopsAfterTheStepWithACheckpointThatAResumedRunContinues()
     {
         string checkpoint = TestUtil.TempPath();

@@ -28,13 +28,16 @@ public sealed record TrainingProgress
     /// <summary>Optimizer steps planned for the whole run.</summary>
     public required long TotalSteps { get; init; }
 
-    /// <summary>Mean training loss per target since the previous report.</summary>
+    /// <summary>
+    /// Mean training loss per target: of the steps since the previous step report (an epoch's end does not cut that window,
+    /// so each step report covers <see cref="TrainingOptions.LogEverySteps"/> steps), or of the epoch for an epoch's report.
+    /// </summary>
     public required double Loss { get; init; }
 
     /// <summary>Learning rate of the latest step.</summary>
     public required double LearningRate { get; init; }
 
-    /// <summary>Training throughput since the previous report, in <see cref="ThroughputUnit"/> per second.</summary>
+    /// <summary>Training throughput over the same steps as <see cref="Loss"/>, in <see cref="ThroughputUnit"/> per second, validation's time left out.</summary>
     public required double Throughput { get; init; }
 
     /// <summary>What <see cref="Throughput"/> counts: "tokens" or "samples".</summary>

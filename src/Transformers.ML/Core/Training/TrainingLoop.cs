@@ -200,6 +200,10 @@ internal sealed class TrainingLoop<TBatch>
             {
                 break;
             }
+            // The step reports' window runs on across the epoch's end, so each covers LogEverySteps steps (a window restarted
+            // here gave the first report of an epoch a few steps' loss, a dip in the curves); validation's time is left out
+            // of its throughput.
+            TimeSpan epochEndStart = clock.Elapsed;
             ValidationResult? averagedValidation = null; // the epoch's validation when averaging has just measured it
             if (state.Step >= plan.Total && averager.Taken >= 2)
             {
@@ -235,6 +239,7 @@ internal sealed class TrainingLoop<TBatch>
                 schedule = Schedule(plan);
                 state.PlannedSteps = plan.Total;
             }
+            epochWindow.LeaveOut(clock.Elapsed - epochEndStart);
             _reporter.Report(Progress(TrainingProgressKind.EpochEnd, state, plan, stepsPerEpoch, learningRate, epochWindow, clock.Elapsed, startStep) with
             {
                 Epoch = finished + 1,
@@ -242,11 +247,11 @@ internal sealed class TrainingLoop<TBatch>
                 ValidationValue = validation?.Value,
                 Sample = sample,
             });
-            window = new Window(clock.Elapsed);
             if (checkpoint is not null)
             {
                 SaveCheckpoint(checkpoint, optimizer, state, stopping, averager);
             }
+            window.LeaveOut(clock.Elapsed - epochEndStart);
             if (stoppedEarly)
             {
                 _reporter.Info($"Early stopping after epoch {finished + 1}: no improvement of validation {validation!.Metric} for {stopping.BadEvaluations} epochs (best {stopping.Best:F4}).");
@@ -434,7 +439,10 @@ internal sealed class TrainingLoop<TBatch>
     /// <summary>Loss and throughput accumulated since the last report.</summary>
     private sealed class Window(TimeSpan start)
     {
-        public TimeSpan Start { get; } = start;
+        public TimeSpan Start { get; private set; } = start;
+
+        /// <summary>Time spent on other work than training steps (an epoch's validation), which the throughput leaves out.</summary>
+        public void LeaveOut(TimeSpan other) => Start += other;
 
         public double LossTimesTargets { get; private set; }
 

@@ -436,7 +436,7 @@ internal sealed class TrainingLoop<TBatch>
         };
     }
 
-    /// <summary>Loss and throughput accumulated since the last report.</summary>
+    /// <summary>Loss and throughput accumulated since the last step report (or over an epoch, for its report).</summary>
     private sealed class Window(TimeSpan start)
     {
         public TimeSpan Start { get; private set; } = start;

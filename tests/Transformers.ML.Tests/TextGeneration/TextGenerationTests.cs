@@ -402,18 +402,26 @@ public sealed class TextGenerationTests
         }
     }
 
+    /// <summary>A tiny model trained for 5 batches with the options <paramref name="set"/> gives, and its saved and reloaded copy.</summary>
+    private (TextGenerationTransformer Model, TextGenerationTransformer Loaded) FitSaveAndReload(MLContext ml, Action<TextGenerationOptions> set)
+    {
+        var options = Tiny();
+        options.Epochs = 1;
+        options.BatchesPerEpoch = 5;
+        set(options);
+        TextGenerationTransformer model = ml.Transformers().TextGeneration(options).Fit(Load(ml, _shakespeare[..10_000]));
+        string path = TestUtil.TempPath();
+        model.Save(path);
+        return (model, ml.Transformers().LoadTextGeneration(path));
+    }
+
     [TestMethod]
     public void ByDefaultATrainedModelSamplesWithMinPAndSavesIt()
     {
         var ml = new MLContext(seed: 1);
-        var options = Tiny();
-        options.Epochs = 1;
-        options.BatchesPerEpoch = 5;
-        options.Generation = new TextGenerationOptions().Generation;
-        using TextGenerationTransformer model = ml.Transformers().TextGeneration(options).Fit(Load(ml, _shakespeare[..10_000]));
-        string path = TestUtil.TempPath();
-        model.Save(path);
-        using TextGenerationTransformer loaded = ml.Transformers().LoadTextGeneration(path);
+        (TextGenerationTransformer model, TextGenerationTransformer loaded) = FitSaveAndReload(ml, o => o.Generation = new TextGenerationOptions().Generation);
+        using var _ = model;
+        using var __ = loaded;
         Assert.AreEqual("temperature 0.8, top-k 40, min-p 0.1, seed 1", loaded.Generation.ToString());
         Assert.AreEqual(100, loaded.Generation.MaxNewTokens);
         // On a trained model the default rule drops some of the unlikely characters that top-k 40 alone keeps (this barely
@@ -428,15 +436,13 @@ public sealed class TextGenerationTests
     public void AReloadedGeneratorKeepsTheGenerationSettingsItWasSavedWith()
     {
         var ml = new MLContext(seed: 1);
-        var options = Tiny();
-        options.Epochs = 1;
-        options.BatchesPerEpoch = 5;
-        options.TransformBatchSize = 3;
-        options.Generation = new GenerationOptions { MaxNewTokens = 17, Temperature = 0.7, TopK = 5, TopP = 0.9, MinP = 0.05, RepetitionPenalty = 1.3, NoRepeatNgramSize = 4, StopStrings = new[] { "\n\n" }, Seed = 11 };
-        using TextGenerationTransformer model = ml.Transformers().TextGeneration(options).Fit(Load(ml, _shakespeare[..10_000]));
-        string path = TestUtil.TempPath();
-        model.Save(path);
-        using TextGenerationTransformer loaded = ml.Transformers().LoadTextGeneration(path);
+        (TextGenerationTransformer model, TextGenerationTransformer loaded) = FitSaveAndReload(ml, o =>
+        {
+            o.TransformBatchSize = 3;
+            o.Generation = new GenerationOptions { MaxNewTokens = 17, Temperature = 0.7, TopK = 5, TopP = 0.9, MinP = 0.05, RepetitionPenalty = 1.3, NoRepeatNgramSize = 4, StopStrings = new[] { "\n\n" }, Seed = 11 };
+        });
+        using var _ = model;
+        using var __ = loaded;
         Assert.AreEqual(17, loaded.Generation.MaxNewTokens);
         Assert.AreEqual(0.7, loaded.Generation.Temperature);
         Assert.AreEqual(5, loaded.Generation.TopK);

@@ -300,6 +300,62 @@ public sealed class TrainingLoopTests
     }
 
     [TestMethod]
+    public void WhenThePlanMovesTheLearningRateGoesOnFromWhereItIsAndAResumedRunFollowsTheSameCurve()
+    {
+        // A synthetic clock: 10 ms a step, 30 ms from step 100 on, in a 3-second budget. The plan made at 100 steps a
+        // second moves down as the slowdown shows; each time the learning rate goes on from where it is and the rest of
+        // the decay is fitted into the steps left (a fresh cosine over the new total jumped down at each move).
+        TimeSpan Cost(long step) => TimeSpan.FromMilliseconds(step < 100 ? 10 : 30);
+        List<TrainingProgress> Train(long firstStep, string? checkpoint = null, long? maxSteps = null)
+        {
+            var reports = new List<TrainingProgress>();
+            var options = new TrainingOptions
+            {
+                Epochs = 1, LearningRate = 2e-3, MinLearningRateRatio = 0.1, WarmupSteps = 20, Seed = 3, LogEverySteps = 1,
+                MaxTrainingTime = TimeSpan.FromSeconds(3), CheckpointPath = checkpoint, MaxSteps = maxSteps,
+                Progress = new SynchronousProgress<TrainingProgress>(reports.Add),
+            };
+            var time = new ManualTime();
+            long step = firstStep;
+            manual_seed(7);
+            using var model = new EncoderDecoderTransformer("t", TestUtil.Tiny(), ReverseTask.Vocabulary);
+            var task = new ReverseTask(model, samples: 64, batchSize: 4, dropout: false) { AfterLoss = () => time.Advance(Cost(++step)) };
+            using var reporter = new TrainingReporter(null, "test", options.Progress);
+            new TrainingLoop<int[]>(model, options, task, reporter, 32, TestUtil.Tiny().ToJson()) { Time = time }.Run();
+            return reports.Where(r => r.Kind == TrainingProgressKind.Step).ToList();
+        }
+
+        List<TrainingProgress> whole = Train(0);
+        long planned = whole[20].TotalSteps;
+        Assert.AreEqual(12 + (long)(100 * (2.85 - 0.12)), planned, 3, "the first plan: 95 % of the budget at 100 steps a second");
+        Assert.IsLessThan(planned - 50, whole[^1].Step, "the slowdown cut the plan");
+        Assert.IsGreaterThan(2, whole.Select(r => r.TotalSteps).Skip(20).Distinct().Count(), "the plan moved more than once");
+        Assert.AreEqual(whole[^1].TotalSteps, whole[^1].Step, "the run took its plan's steps");
+        Assert.AreEqual(2e-4, whole[^1].LearningRate, 1e-5, "and the decay reached its end");
+        double[] rates = whole.Select(r => r.LearningRate).ToArray();
+        Assert.AreEqual(2e-3, rates[19], 1e-12, "the peak at the warmup's end");
+        for (int i = 21; i < rates.Length; i++)
+        {
+            // Each move makes the rest of the decay steeper, by the ratio of the steps left: no step takes more than 3
+            // times what the step before took (here at most 2.2 times; a fresh cosine over each new total took 10 to 25
+            // times, up to 14 % of the range in one step). Checked from step 40 on: the cosine's first steps after the
+            // peak take next to nothing.
+            double drop = rates[i - 1] - rates[i];
+            Assert.IsTrue(drop >= 0 && (i < 40 || drop <= 3 * (rates[i - 2] - rates[i - 1])),
+                $"step {i + 1}: {rates[i - 2]:E4} -> {rates[i - 1]:E4} -> {rates[i]:E4}");
+        }
+
+        // Stopped after step 150 (after the plan moved) and resumed: the schedule is the one the whole run followed.
+        string checkpoint = TestUtil.TempPath();
+        List<TrainingProgress> before = Train(0, checkpoint, maxSteps: 150);
+        Assert.AreEqual(rates[149], before[^1].LearningRate, 1e-15);
+        Assert.AreNotEqual(planned, before[^1].TotalSteps, "the plan had moved by step 150");
+        List<TrainingProgress> after = Train(150, checkpoint);
+        Assert.AreEqual(151, after[0].Step);
+        Assert.AreEqual(rates[150], after[0].LearningRate, 1e-15, "the resumed run's first step has the whole run's learning rate");
+    }
+
+    [TestMethod]
     public void AccumulatingTwoHalfBatchesEqualsOneFullBatch()
     {
         manual_seed(3);
@@ -507,6 +563,9 @@ public sealed class TrainingLoopTests
 
         public Action<int>? AfterValidation { get; set; }
 
+        /// <summary>Called after each batch's loss (tests move a synthetic clock with it).</summary>
+        public Action? AfterLoss { get; init; }
+
         public string ThroughputUnit => "tokens";
 
         public IReadOnlyList<int[]> PlanEpoch(int epoch, Random random)
@@ -530,6 +589,7 @@ public sealed class TrainingLoopTests
             Tensor output = tensor(decoderOut, new long[] { batch.Length, Length + 1 });
             Tensor logits = _model.Forward(source, input);
             LossSum loss = LabelSmoothedCrossEntropy.Sum(logits, output, 0.0, ignoreIndex: 0);
+            AfterLoss?.Invoke();
             return new LossSum(loss.Sum.MoveToOuterDisposeScope(), loss.Count.MoveToOuterDisposeScope());
         }
 
@@ -542,5 +602,17 @@ public sealed class TrainingLoopTests
         }
 
         public string? Sample(int epoch) => $"sample {epoch}";
+    }
+
+    /// <summary>A clock that moves only when told.</summary>
+    private sealed class ManualTime : TimeProvider
+    {
+        private long _ticks;
+
+        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
+
+        public override long GetTimestamp() => _ticks;
+
+        public void Advance(TimeSpan time) => _ticks += time.Ticks;
     }
 }

@@ -35,6 +35,28 @@ public sealed class TrainingPartsTests
     }
 
     [TestMethod]
+    public void AWarmupCosineScheduleWhoseEndMovesGoesOnFromItsProgress()
+    {
+        var schedule = new WarmupCosineSchedule(peak: 1e-3, warmupSteps: 10, totalSteps: 110, minimum: 1e-4);
+        Assert.IsNull(schedule.AnchorAt(5), "in the warmup the new plan's schedule starts afresh");
+        ScheduleAnchor anchor = schedule.AnchorAt(60)!;
+        Assert.AreEqual(new ScheduleAnchor(60, 0.5), anchor);
+
+        // The end moves from step 110 to 80 at step 60: half the decay is left, now over 20 steps instead of 50.
+        var shorter = new WarmupCosineSchedule(peak: 1e-3, warmupSteps: 10, totalSteps: 80, minimum: 1e-4, anchor);
+        Assert.AreEqual(schedule.At(60), shorter.At(60), 1e-15, "the step where the end moved keeps its learning rate");
+        Assert.AreEqual(1e-4 + 0.9e-3 * 0.5 * (1 + Math.Cos(Math.PI * 0.75)), shorter.At(70), 1e-15, "half-way through the rest: progress 0.75");
+        Assert.AreEqual(1e-4, shorter.At(80), 1e-15);
+        Assert.AreEqual(1e-3, shorter.At(10), 1e-15, "steps before the anchor keep the warmup");
+
+        // A second move composes: from step 70 (progress 0.75) to the end at 100.
+        var longer = new WarmupCosineSchedule(peak: 1e-3, warmupSteps: 10, totalSteps: 100, minimum: 1e-4, shorter.AnchorAt(70));
+        Assert.AreEqual(shorter.At(70), longer.At(70), 1e-15);
+        Assert.AreEqual(1e-4 + 0.9e-3 * 0.5 * (1 + Math.Cos(Math.PI * 0.875)), longer.At(85), 1e-15);
+        Assert.AreEqual(1e-4, longer.At(100), 1e-15);
+    }
+
+    [TestMethod]
     public void LabelSmoothedLossEqualsItsDefinitionOnAHandExample()
     {
         // Logits ln(1), ln(2), ln(5): p = (0.125, 0.25, 0.625). Target 2, eps 0.3, K = 3:

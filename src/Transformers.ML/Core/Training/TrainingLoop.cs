@@ -8,7 +8,6 @@
 // state. That random state is the run's own generator, set for the step on the loop's thread
 // (StepRandom), so Fits on other threads neither change nor see it. (On a CUDA device dropout draws
 // from libtorch's generator, seeded from (seed, s) too: TorchSharp makes CPU generators only.)
-using System.Diagnostics;
 using TorchSharp;
 using TorchSharp.Modules;
 using Transformers.ML.Core.IO;
@@ -57,6 +56,9 @@ internal sealed class TrainingLoop<TBatch>
     private readonly ScalarType? _autocast;
     private readonly Device _device;
 
+    /// <summary>The clock of the time budget, the throughputs and the ETA (tests set a clock of their own).</summary>
+    internal TimeProvider Time { get; init; } = TimeProvider.System;
+
     /// <param name="modelDimension">d_model, for the inverse square root schedule.</param>
     /// <param name="modelConfigJson">The model's configuration; a checkpoint of another configuration is refused.</param>
     public TrainingLoop(nn.Module model, TrainingOptions options, ITrainingTask<TBatch> task, TrainingReporter reporter,
@@ -86,7 +88,8 @@ internal sealed class TrainingLoop<TBatch>
     public TrainingResult Run()
     {
         CancellationToken cancellation = _options.Cancellation;
-        var clock = Stopwatch.StartNew();
+        long started = Time.GetTimestamp();
+        TimeSpan Elapsed() => Time.GetElapsedTime(started);
         using var optimizer = new AdamW(_model.named_parameters(), _options.Beta1, _options.Beta2, _options.AdamEpsilon, _options.WeightDecay);
         using var random = new Generator(0); // a CPU generator: StepRandom moves its draws to another device
         var state = new TrainingState { Seed = _options.Seed };
@@ -124,12 +127,12 @@ internal sealed class TrainingLoop<TBatch>
         // cancellation interrupt a run without changing its plan, so a resumed run follows the same learning-rate curve.
         long cap = _options.MaxTrainingTime is null ? stepsPerEpoch * _options.Epochs : long.MaxValue / 4;
         var plan = new StepPlan(_options.MaxTrainingTime, cap, state.PlannedSteps);
-        LearningRateSchedule schedule = Schedule(plan);
+        LearningRateSchedule schedule = Schedule(plan, state.ScheduleAnchor);
         TimeSpan? hardLimit = _options.MaxTrainingTime * 1.1; // a run whose plan the machine cannot keep still ends
 
         var stepLosses = new List<double>();
         var validations = new List<ValidationResult>();
-        var window = new Window(clock.Elapsed);
+        var window = new Window(Elapsed());
         long startStep = state.Step;
         bool stoppedEarly = false;
         bool interrupted = false;
@@ -138,7 +141,7 @@ internal sealed class TrainingLoop<TBatch>
         while (state.Step < plan.Total && !stoppedEarly && !interrupted)
         {
             IReadOnlyList<TBatch> batches = _task.PlanEpoch(state.Epoch, EpochRandom(state.Epoch));
-            var epochWindow = new Window(clock.Elapsed); // the epoch report covers the whole epoch (of this run)
+            var epochWindow = new Window(Elapsed()); // the epoch report covers the whole epoch (of this run)
             _model.train();
             while (state.BatchInEpoch < batches.Count && state.Step < plan.Total)
             {
@@ -151,10 +154,9 @@ internal sealed class TrainingLoop<TBatch>
                 stepLosses.Add(loss);
                 window.Add(loss, targets);
                 epochWindow.Add(loss, targets);
-                if (plan.AfterStep(state.Step, clock.Elapsed))
+                if (plan.AfterStep(state.Step, Elapsed()))
                 {
-                    schedule = Schedule(plan);
-                    state.PlannedSteps = plan.Total;
+                    schedule = Replanned(schedule, plan, state);
                     _reporter.Info($"Time budget {_options.MaxTrainingTime}: {plan.Total} optimizer steps planned ({Epochs(plan.Total, stepsPerEpoch)} epochs of {stepsPerEpoch}), warmup {Warmup(plan)}.");
                 }
 
@@ -164,7 +166,7 @@ internal sealed class TrainingLoop<TBatch>
                     state.AveragedCheckpoints = averager.Taken;
                 }
 
-                bool timeUp = hardLimit is TimeSpan limit && clock.Elapsed >= limit;
+                bool timeUp = hardLimit is TimeSpan limit && Elapsed() >= limit;
                 bool stepLimit = _options.MaxSteps is long max && state.Step >= max;
                 bool cancelled = cancellation.IsCancellationRequested;
                 interrupted = cancelled || timeUp || stepLimit;
@@ -173,8 +175,8 @@ internal sealed class TrainingLoop<TBatch>
                 // run's end from the last report (a budget cut by the machine's speed, before step LogEverySteps, had none).
                 if (state.Step % _options.LogEverySteps == 0 || interrupted)
                 {
-                    _reporter.Report(Progress(TrainingProgressKind.Step, state, plan, stepsPerEpoch, learningRate, window, clock.Elapsed, startStep));
-                    window = new Window(clock.Elapsed);
+                    _reporter.Report(Progress(TrainingProgressKind.Step, state, plan, stepsPerEpoch, learningRate, window, Elapsed(), startStep));
+                    window = new Window(Elapsed());
                 }
                 if (checkpoint is not null && (interrupted || (_options.CheckpointEverySteps > 0 && state.Step % _options.CheckpointEverySteps == 0)))
                 {
@@ -203,7 +205,7 @@ internal sealed class TrainingLoop<TBatch>
             // The step reports' window runs on across the epoch's end, so each covers LogEverySteps steps (a window restarted
             // here gave the first report of an epoch a few steps' loss, a dip in the curves); validation's time is left out
             // of its throughput.
-            TimeSpan epochEndStart = clock.Elapsed;
+            TimeSpan epochEndStart = Elapsed();
             ValidationResult? averagedValidation = null; // the epoch's validation when averaging has just measured it
             if (state.Step >= plan.Total && averager.Taken >= 2)
             {
@@ -233,14 +235,13 @@ internal sealed class TrainingLoop<TBatch>
             }
             state.BestMetric = stopping.Best;
             state.BadEvaluations = stopping.BadEvaluations;
-            if (state.Step < plan.Total && plan.AfterStep(state.Step, clock.Elapsed, force: true))
+            if (state.Step < plan.Total && plan.AfterStep(state.Step, Elapsed(), force: true))
             {
                 // Validation costs time too: the plan is checked against the budget after each epoch.
-                schedule = Schedule(plan);
-                state.PlannedSteps = plan.Total;
+                schedule = Replanned(schedule, plan, state);
             }
-            epochWindow.LeaveOut(clock.Elapsed - epochEndStart);
-            _reporter.Report(Progress(TrainingProgressKind.EpochEnd, state, plan, stepsPerEpoch, learningRate, epochWindow, clock.Elapsed, startStep) with
+            epochWindow.LeaveOut(Elapsed() - epochEndStart);
+            _reporter.Report(Progress(TrainingProgressKind.EpochEnd, state, plan, stepsPerEpoch, learningRate, epochWindow, Elapsed(), startStep) with
             {
                 Epoch = finished + 1,
                 ValidationMetric = validation?.Metric,
@@ -251,7 +252,7 @@ internal sealed class TrainingLoop<TBatch>
             {
                 SaveCheckpoint(checkpoint, optimizer, state, stopping, averager);
             }
-            window.LeaveOut(clock.Elapsed - epochEndStart);
+            window.LeaveOut(Elapsed() - epochEndStart);
             if (stoppedEarly)
             {
                 _reporter.Info($"Early stopping after epoch {finished + 1}: no improvement of validation {validation!.Metric} for {stopping.BadEvaluations} epochs (best {stopping.Best:F4}).");
@@ -264,7 +265,7 @@ internal sealed class TrainingLoop<TBatch>
         }
         DisposeWeights(bestWeights);
         _model.eval();
-        return new TrainingResult(state.Step, state.Epoch, stepLosses, validations, stoppedEarly, interrupted, clock.Elapsed);
+        return new TrainingResult(state.Step, state.Epoch, stepLosses, validations, stoppedEarly, interrupted, Elapsed());
     }
 
     private static void DisposeWeights(Dictionary<string, Tensor>? weights)
@@ -357,9 +358,21 @@ internal sealed class TrainingLoop<TBatch>
         return (lossSum / targets, targets);
     }
 
-    /// <summary>The learning-rate schedule of the plan's steps.</summary>
-    private LearningRateSchedule Schedule(StepPlan plan) =>
-        LearningRateSchedule.Create(_options, _modelDimension, plan.Total, Warmup(plan));
+    /// <summary>The learning-rate schedule of the plan's steps, going on from <paramref name="anchor"/> when the plan moved.</summary>
+    private LearningRateSchedule Schedule(StepPlan plan, ScheduleAnchor? anchor) =>
+        LearningRateSchedule.Create(_options, _modelDimension, plan.Total, Warmup(plan), anchor);
+
+    /// <summary>
+    /// The schedule of a plan that moved after the state's step: the learning rate goes on from where
+    /// <paramref name="current"/> has it, and the rest of the decay fits the new total. The state keeps where, so that a
+    /// resumed run follows the same curve.
+    /// </summary>
+    private LearningRateSchedule Replanned(LearningRateSchedule current, StepPlan plan, TrainingState state)
+    {
+        state.PlannedSteps = plan.Total;
+        state.ScheduleAnchor = current.AnchorAt(state.Step);
+        return Schedule(plan, state.ScheduleAnchor);
+    }
 
     /// <summary>The warmup steps of the plan's schedule (the one the progress line reports).</summary>
     private int Warmup(StepPlan plan) => plan.Warmup(_options.WarmupSteps, _options.Schedule);

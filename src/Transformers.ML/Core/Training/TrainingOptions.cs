@@ -19,7 +19,8 @@ public class TrainingOptions
     /// A time budget for training: the throughput is measured over the first steps and the number of optimizer steps (and
     /// so of epochs; <see cref="Epochs"/> is then not used) is planned so that the warmup and the decay of the schedule end
     /// when the budget does; the plan is checked as the run goes and moved when validation or a busy machine would make it
-    /// miss. Progress reports show the planned total. A run that overruns the budget by a tenth is stopped (with a
+    /// miss; a moved plan changes how fast the rest of the decay goes, not the learning rate where it moved. Progress
+    /// reports show the planned total. A run that overruns the budget by a tenth is stopped (with a
     /// checkpoint). With a budget, the warmup is at most a fifth of the planned steps (except with the inverse square root
     /// schedule, whose peak would rise as the warmup shrinks). Null: no budget (default).
     /// </summary>

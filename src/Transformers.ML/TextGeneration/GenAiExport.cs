@@ -22,7 +22,8 @@ internal static class GenAiExport
     /// with Hugging Face's generation config (do_sample, temperature, top_k, top_p, repetition_penalty, no_repeat_ngram_size,
     /// random_seed), so that a Generator made without search options decodes as the model's own Generate does. GenAI has no
     /// min-p (GenAI 0.20 applies no_repeat_ngram_size; 0.18 parsed it without applying it; see <see cref="TextGenerationTransformer.ExportToOnnxRuntimeGenAI"/>).
-    /// max_length is the context length: GenAI counts the prompt in it and does not slide the window.
+    /// max_length is the context length: GenAI counts the prompt in it and does not slide the window; it counts the prompt
+    /// in min_length too, which therefore cannot say MinNewTokens (the same for every prompt) and stays 0.
     /// </summary>
     internal static JsonObject Search(GenerationOptions generation, int contextLength, bool sharedBuffers)
     {

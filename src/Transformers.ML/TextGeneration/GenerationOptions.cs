@@ -8,6 +8,14 @@ public sealed class GenerationOptions
     /// <summary>Most tokens to add to the prompt. Range 1..100000; default 100.</summary>
     public int MaxNewTokens { get; set; } = 100;
 
+    /// <summary>
+    /// Fewest tokens to add before the text may end, as Hugging Face's min_new_tokens: until then the end-of-text token is
+    /// never chosen and <see cref="StopStrings"/> are not looked for (a stop string counts where it starts after these
+    /// tokens' text). For a sample that should not end after a word or two: a model trained on books ends a paragraph,
+    /// with its blank line, as readily after "This story is about" as after a sentence. Range 0..MaxNewTokens; default 0.
+    /// </summary>
+    public int MinNewTokens { get; set; }
+
     /// <summary>Softmax temperature. 0 or less means greedy decoding (always the most likely token); default 1.</summary>
     public double Temperature { get; set; } = 1.0;
 
@@ -29,7 +37,10 @@ public sealed class GenerationOptions
     /// </summary>
     public int NoRepeatNgramSize { get; set; }
 
-    /// <summary>Generation of a text stops when one of these strings appears; the string and what follows are not returned.</summary>
+    /// <summary>
+    /// Generation of a text stops when one of these strings appears (after the first <see cref="MinNewTokens"/> tokens'
+    /// text); the string and what follows are not returned.
+    /// </summary>
     public IReadOnlyList<string> StopStrings { get; set; } = Array.Empty<string>();
 
     /// <summary>
@@ -54,6 +65,7 @@ public sealed class GenerationOptions
     public void Validate()
     {
         Check(MaxNewTokens is >= 1 and <= 100_000, nameof(MaxNewTokens), MaxNewTokens, "in [1, 100000]");
+        Check(MinNewTokens >= 0 && MinNewTokens <= MaxNewTokens, nameof(MinNewTokens), MinNewTokens, $"in [0, MaxNewTokens = {MaxNewTokens}]");
         Check(!double.IsNaN(Temperature) && !double.IsInfinity(Temperature), nameof(Temperature), Temperature, "a finite number (0 or less: greedy)");
         Check(TopK >= 0, nameof(TopK), TopK, ">= 0 (0: off)");
         Check(TopP > 0 && TopP <= 1, nameof(TopP), TopP, "in (0, 1]");
@@ -108,6 +120,7 @@ public sealed class GenerationOptions
             MaxNewTokens = MaxNewTokens,
             Rules = new LogitsRules(IsGreedy, IsGreedy ? 1.0 : Temperature, TopK, TopP, RepetitionPenalty, Seed, MinP, NoRepeatNgramSize),
             EndOfTextId = endOfTextId,
+            MinNewTokens = MinNewTokens,
         };
     }
 

@@ -225,7 +225,8 @@ public sealed class TextGenerationTransformer : TextToTextTransformer, IDisposab
     /// temperature, top-k, top-p, repetition penalty, no repeated n-grams and seed (random_seed), so that a Generator made without search options
     /// decodes as <see cref="Generate(string, GenerationOptions?)"/> does (GenAI's own random numbers, so not the same
     /// sampled text); SetSearchOption overrides them. GenAI has no min-p (<see cref="GenerationOptions.MinP"/>, 0.1 in
-    /// a trained model's default settings, is not written: GenAI samples without it; GenAI 0.18 read no_repeat_ngram_size without applying it, 0.20 applies it); stop strings are the caller's.
+    /// a trained model's default settings, is not written: GenAI samples without it; GenAI 0.18 read no_repeat_ngram_size without applying it, 0.20 applies it);
+    /// its min_length counts the prompt, so <see cref="GenerationOptions.MinNewTokens"/> is not written either (min_length is 0); stop strings are the caller's.
     /// </summary>
     public void ExportToOnnxRuntimeGenAI(string folder, OnnxExportOptions? options = null)
     {

@@ -1,6 +1,6 @@
 // Text in, text out: tokenizes prompts, crops them to the context window, batches prompts of similar token length
 // (left-padded where the runtime takes padding, else of one length), runs the token generator and decodes, honouring
-// stop strings.
+// stop strings (after the first MinNewTokens tokens).
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Transformers.ML.Core.Generation;
@@ -61,11 +61,12 @@ internal sealed class TextGenerator
         {
             using ICausalStepper stepper = newStepper();
             List<int>[] tokens = CausalDecoding.Generate(stepper, rows.Select(r => (IReadOnlyList<int>)encoded[r]).ToList(), settings,
-                (row, generated) => options.StopStrings.Count > 0 && FindStop(tokenizer.Decode(generated), options.StopStrings) >= 0,
+                (row, generated) => options.StopStrings.Count > 0 && StopsFrom(tokenizer, generated, options.MinNewTokens) is int from and >= 0
+                    && FindStop(tokenizer.Decode(generated), options.StopStrings, from) >= 0,
                 randoms: rows.Select(settings.Rules.NewRandom).ToArray());
             for (int i = 0; i < rows.Length; i++)
             {
-                results[rows[i]] = Cut(tokenizer.Decode(tokens[i]), options.StopStrings);
+                results[rows[i]] = Cut(tokenizer.Decode(tokens[i]), options.StopStrings, StopsFrom(tokenizer, tokens[i], options.MinNewTokens));
             }
         }
         return results;
@@ -104,7 +105,8 @@ internal sealed class TextGenerator
                     {
                         tokens.Add(token);
                         string text = tokenizer.Decode(tokens);
-                        int stop = FindStop(text, options.StopStrings);
+                        int from = StopsFrom(tokenizer, tokens, options.MinNewTokens);
+                        int stop = from < 0 ? -1 : FindStop(text, options.StopStrings, from);
                         if (stop >= 0)
                         {
                             text = text[..stop];
@@ -120,7 +122,7 @@ internal sealed class TextGenerator
                     });
                 if (!stopped)
                 {
-                    string text = Cut(tokenizer.Decode(tokens), options.StopStrings);
+                    string text = Cut(tokenizer.Decode(tokens), options.StopStrings, StopsFrom(tokenizer, tokens, options.MinNewTokens));
                     if (text.Length > emitted)
                     {
                         channel.Writer.TryWrite(text[emitted..]);
@@ -162,12 +164,26 @@ internal sealed class TextGenerator
         return ids;
     }
 
-    internal static int FindStop(string text, IReadOnlyList<string> stops)
+    /// <summary>
+    /// Where in the text of <paramref name="generated"/> stop strings count: after the text of its first
+    /// <paramref name="minNewTokens"/> tokens (without a character they end inside of); -1 before it has that many.
+    /// </summary>
+    internal static int StopsFrom(TextTokenizer tokenizer, IReadOnlyList<int> generated, int minNewTokens)
+    {
+        if (minNewTokens == 0)
+        {
+            return 0;
+        }
+        return generated.Count < minNewTokens ? -1 : tokenizer.Decode(generated.Take(minNewTokens)).TrimEnd('\uFFFD').Length;
+    }
+
+    /// <summary>The first place at or after <paramref name="from"/> where one of <paramref name="stops"/> starts; -1: none.</summary>
+    internal static int FindStop(string text, IReadOnlyList<string> stops, int from = 0)
     {
         int first = -1;
         foreach (string stop in stops)
         {
-            int at = text.IndexOf(stop, StringComparison.Ordinal);
+            int at = text.IndexOf(stop, Math.Min(from, text.Length), StringComparison.Ordinal);
             if (at >= 0 && (first < 0 || at < first))
             {
                 first = at;
@@ -176,9 +192,10 @@ internal sealed class TextGenerator
         return first;
     }
 
-    internal static string Cut(string text, IReadOnlyList<string> stops)
+    /// <summary><paramref name="text"/> up to its first stop string at or after <paramref name="from"/> (-1: the whole text).</summary>
+    internal static string Cut(string text, IReadOnlyList<string> stops, int from = 0)
     {
-        int at = FindStop(text, stops);
+        int at = from < 0 ? -1 : FindStop(text, stops, from);
         return at >= 0 ? text[..at] : text;
     }
 

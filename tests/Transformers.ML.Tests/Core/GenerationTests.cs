@@ -183,6 +183,10 @@ public sealed class GenerationTests
             shouldStop: (row, tokens) => row == 1 && tokens.Count == 2);
         CollectionAssert.AreEqual(new[] { 6, 7 }, ended[0]);
         CollectionAssert.AreEqual(new[] { 31, 32 }, ended[1]);
+        // Not before MinNewTokens: the end of text is not chosen (the scripted model's next choice, token 0, is), and the
+        // row ends at the next end of text after them.
+        var atLeast = CausalDecoding.Generate(new CountingStepper(8, true), new[] { new[] { 5 } }, new DecodingSettings { MaxNewTokens = 20, EndOfTextId = 8, MinNewTokens = 4 });
+        CollectionAssert.AreEqual(new[] { 6, 7, 0, 1, 2, 3, 4, 5, 6, 7 }, atLeast[0]);
         var nan = Assert.ThrowsExactly<InvalidOperationException>(() => CausalDecoding.Generate(new CountingStepper(8, true) { PoisonAfter = 2 }, new[] { new[] { 1 } }, new DecodingSettings { MaxNewTokens = 5 }));
         StringAssert.Contains(nan.Message, "not finite numbers (NaN or infinity) after 2 generated tokens");
         var mixed = Assert.ThrowsExactly<ArgumentException>(() => CausalDecoding.Generate(stepper, new[] { new[] { 1, 2 }, new[] { 3 } }, new DecodingSettings { MaxNewTokens = 1 }));

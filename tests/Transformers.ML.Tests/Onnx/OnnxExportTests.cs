@@ -512,7 +512,12 @@ public sealed class OnnxExportTests
         string stop = free.Substring(free.Length / 2, 2); // two characters from the middle: the text ends before their first place
         var stopAt = new GenerationOptions { MaxNewTokens = 60, Temperature = 0.8, TopK = 20, Seed = 3, StopStrings = new[] { stop } };
         Assert.AreEqual(free[..free.IndexOf(stop, StringComparison.Ordinal)], generator.Generate("ROMEO:", stopAt));
-        foreach (GenerationOptions options in new[] { sampling, stopAt })
+        // Not before 40 tokens (characters): the text goes past the stop string's first place.
+        var stopLate = new GenerationOptions { MaxNewTokens = 60, MinNewTokens = 40, Temperature = 0.8, TopK = 20, Seed = 3, StopStrings = new[] { stop } };
+        int late = free.IndexOf(stop, 40, StringComparison.Ordinal);
+        Assert.AreEqual(late < 0 ? free : free[..late], generator.Generate("ROMEO:", stopLate));
+        Assert.AreEqual(model.Generate("ROMEO:", stopLate), generator.Generate("ROMEO:", stopLate));
+        foreach (GenerationOptions options in new[] { sampling, stopAt, stopLate })
         {
             List<string> pieces = TestUtil.Pieces(generator.GenerateStreaming("ROMEO:", options));
             Assert.IsGreaterThan(1, pieces.Count);

@@ -296,6 +296,14 @@ public sealed class TextGenerationTests
         string stopped = model.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 60, Temperature = 0, StopStrings = new[] { stop.ToString() } });
         Assert.AreEqual(free[..free.IndexOf(stop)], stopped);
         Assert.IsLessThan(at + 1, stopped.Length);
+
+        // With MinNewTokens the stop string counts only after that many tokens' text (characters here): the text runs
+        // past the stop string's first place and ends before its first place after them.
+        int min = at + 1;
+        int later = free.IndexOf(stop, min);
+        Assert.IsGreaterThan(min, later, "the greedy text has the stop string again, so the check can fail");
+        string late = model.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 60, MinNewTokens = min, Temperature = 0, StopStrings = new[] { stop.ToString() } });
+        Assert.AreEqual(free[..later], late);
     }
 
     [TestMethod]
@@ -439,11 +447,12 @@ public sealed class TextGenerationTests
         (TextGenerationTransformer model, TextGenerationTransformer loaded) = FitSaveAndReload(ml, o =>
         {
             o.TransformBatchSize = 3;
-            o.Generation = new GenerationOptions { MaxNewTokens = 17, Temperature = 0.7, TopK = 5, TopP = 0.9, MinP = 0.05, RepetitionPenalty = 1.3, NoRepeatNgramSize = 4, StopStrings = new[] { "\n\n" }, Seed = 11 };
+            o.Generation = new GenerationOptions { MaxNewTokens = 17, MinNewTokens = 6, Temperature = 0.7, TopK = 5, TopP = 0.9, MinP = 0.05, RepetitionPenalty = 1.3, NoRepeatNgramSize = 4, StopStrings = new[] { "\n\n" }, Seed = 11 };
         });
         using var _ = model;
         using var __ = loaded;
         Assert.AreEqual(17, loaded.Generation.MaxNewTokens);
+        Assert.AreEqual(6, loaded.Generation.MinNewTokens);
         Assert.AreEqual(0.7, loaded.Generation.Temperature);
         Assert.AreEqual(5, loaded.Generation.TopK);
         Assert.AreEqual(0.9, loaded.Generation.TopP);
@@ -620,6 +629,8 @@ public sealed class TextGenerationTests
         StringAssert.Contains(topK.Message, "TopK");
         var stop = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => _trained.Generate("a", new GenerationOptions { StopStrings = new[] { "\n\n", "" } }));
         StringAssert.Contains(stop.Message, "StopStrings must be a list of non-empty strings; found [\"\\n\\n\", \"\"] (item 1 is empty)");
+        var min = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => _trained.Generate("a", new GenerationOptions { MaxNewTokens = 10, MinNewTokens = 11 }));
+        StringAssert.Contains(min.Message, "Generation option MinNewTokens must be in [0, MaxNewTokens = 10]; found 11.");
 
         // Documented behaviour: temperature <= 0 is greedy; an empty prompt starts from the end-of-text token.
         string greedy = _trained.Generate("ROMEO:", new GenerationOptions { MaxNewTokens = 10, Temperature = 0 });

@@ -1,7 +1,7 @@
 // The decoding loop of decoder-only models (nanoGPT's generate with a key/value cache), written once for every runtime:
 // a stepper runs the model (TorchSharp, ONNX Runtime) and the loop feeds the prompt once, then one token per step,
 // chosen by the LogitsRules, restarts the cache from the last three quarters of the window when the context is full,
-// and ends rows on the end-of-text token or when the caller says so (stop strings).
+// and ends rows on the end-of-text token (not before MinNewTokens) or when the caller says so (stop strings).
 namespace Transformers.ML.Core.Generation;
 
 /// <summary>Runs a decoder-only model one step at a time for a batch of rows.</summary>
@@ -52,6 +52,9 @@ internal sealed record DecodingSettings
 
     /// <summary>A row ends when it emits this token (not included in its output); null never ends early.</summary>
     public int? EndOfTextId { get; init; }
+
+    /// <summary>Before this many new tokens a row cannot end: the end-of-text token is never chosen (Hugging Face's min_new_tokens).</summary>
+    public int MinNewTokens { get; init; }
 }
 
 internal static class CausalDecoding
@@ -136,6 +139,10 @@ internal static class CausalDecoding
                     // Sampling would draw from garbage; say why instead.
                     throw new InvalidOperationException(
                         $"The model's scores for the next token are not finite numbers (NaN or infinity) after {step} generated tokens: its weights are damaged or overflow on this input.");
+                }
+                if (step < settings.MinNewTokens && settings.EndOfTextId is int endOfText && endOfText < scores[row].Length)
+                {
+                    scores[row][endOfText] = float.NegativeInfinity;
                 }
                 next[row] = settings.Rules.Next(scores[row], sequences[row], randoms[row]);
             }

@@ -35,25 +35,40 @@ public sealed class TrainingPartsTests
     }
 
     [TestMethod]
-    public void AWarmupCosineScheduleWhoseEndMovesGoesOnFromItsProgress()
+    public void AWarmupCosineScheduleWhosePlanMovesGoesOnFromItsProgressAndCatchesUpWithTheNewPlan()
     {
+        double Cosine(double progress) => 1e-4 + 0.9e-3 * 0.5 * (1 + Math.Cos(Math.PI * progress));
         var schedule = new WarmupCosineSchedule(peak: 1e-3, warmupSteps: 10, totalSteps: 110, minimum: 1e-4);
         Assert.IsNull(schedule.AnchorAt(5), "in the warmup the new plan's schedule starts afresh");
         ScheduleAnchor anchor = schedule.AnchorAt(60)!;
         Assert.AreEqual(new ScheduleAnchor(60, 0.5), anchor);
 
-        // The end moves from step 110 to 80 at step 60: half the decay is left, now over 20 steps instead of 50.
+        // The plan shrinks to 80 steps at step 60: its own progress there is 50/70, the run's 0.5. The gap closes over a
+        // twentieth of the plan (4 steps); from step 64 on the schedule is the new plan's cosine.
         var shorter = new WarmupCosineSchedule(peak: 1e-3, warmupSteps: 10, totalSteps: 80, minimum: 1e-4, anchor);
-        Assert.AreEqual(schedule.At(60), shorter.At(60), 1e-15, "the step where the end moved keeps its learning rate");
-        Assert.AreEqual(1e-4 + 0.9e-3 * 0.5 * (1 + Math.Cos(Math.PI * 0.75)), shorter.At(70), 1e-15, "half-way through the rest: progress 0.75");
+        Assert.AreEqual(schedule.At(60), shorter.At(60), 1e-15, "the step where the plan moved keeps its learning rate");
+        Assert.AreEqual(Cosine(52.0 / 70 + (0.5 - 50.0 / 70) * 0.5), shorter.At(62), 1e-15, "half-way through the catch-up");
+        Assert.AreEqual(Cosine(54.0 / 70), shorter.At(64), 1e-15);
+        Assert.AreEqual(Cosine(65.0 / 70), shorter.At(75), 1e-15);
         Assert.AreEqual(1e-4, shorter.At(80), 1e-15);
         Assert.AreEqual(1e-3, shorter.At(10), 1e-15, "steps before the anchor keep the warmup");
 
-        // A second move composes: from step 70 (progress 0.75) to the end at 100.
-        var longer = new WarmupCosineSchedule(peak: 1e-3, warmupSteps: 10, totalSteps: 100, minimum: 1e-4, shorter.AnchorAt(70));
-        Assert.AreEqual(shorter.At(70), longer.At(70), 1e-15);
-        Assert.AreEqual(1e-4 + 0.9e-3 * 0.5 * (1 + Math.Cos(Math.PI * 0.875)), longer.At(85), 1e-15);
-        Assert.AreEqual(1e-4, longer.At(100), 1e-15);
+        // It grows to 210 at step 60 instead: its progress there is 50/200 = 0.25, the run is ahead at 0.5. The learning
+        // rate holds until the plan comes level (step 110), then follows it.
+        var longer = new WarmupCosineSchedule(peak: 1e-3, warmupSteps: 10, totalSteps: 210, minimum: 1e-4, anchor);
+        Assert.AreEqual(schedule.At(60), longer.At(60), 1e-15);
+        Assert.AreEqual(schedule.At(60), longer.At(85), 1e-15);
+        Assert.AreEqual(Cosine(0.5), longer.At(110), 1e-15);
+        Assert.AreEqual(Cosine(150.0 / 200), longer.At(160), 1e-15);
+
+        // Moves compose: the shrunk plan moved again at step 62, in its catch-up, to 90 steps.
+        var again = new WarmupCosineSchedule(peak: 1e-3, warmupSteps: 10, totalSteps: 90, minimum: 1e-4, shorter.AnchorAt(62));
+        Assert.AreEqual(shorter.At(62), again.At(62), 1e-15);
+        Assert.AreEqual(Cosine(80.0 / 80), again.At(90), 1e-15);
+        for (long step = 62; step < 90; step++)
+        {
+            Assert.IsTrue(again.At(step + 1) <= again.At(step), $"step {step + 1}: the decay never rises");
+        }
     }
 
     [TestMethod]

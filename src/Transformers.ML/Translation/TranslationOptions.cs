@@ -6,7 +6,7 @@ namespace Transformers.ML.Translation;
 /// <summary>Model sizes for translation: the paper's two and two small ones for CPUs.</summary>
 public enum TranslationPreset
 {
-    /// <summary>N=3, d_model=256, d_ff=1024, h=4, P_drop=0.1: trains in minutes on a 2-core CPU (default).</summary>
+    /// <summary>N=3, d_model=256, d_ff=1024, h=4, P_drop=0.1: trains in minutes on a 2-core CPU (the default of <see cref="TranslationOptions.Preset"/>).</summary>
     Small,
 
     /// <summary>The paper's base model: N=6, d_model=512, d_ff=2048, h=8, P_drop=0.1.</summary>

@@ -64,15 +64,8 @@ internal sealed class WarmupCosineSchedule(double peak, int warmupSteps, long to
         {
             return minimum;
         }
-        if (anchor is not null && step >= anchor.Step)
-        {
-            return Cosine(Progress(step));
-        }
-        if (warmupSteps > 0 && step <= warmupSteps)
-        {
-            return peak * step / warmupSteps;
-        }
-        return Cosine(Progress(step));
+        bool anchored = anchor is not null && step >= anchor.Step; // past the anchor the warmup is over, whatever the new plan's
+        return !anchored && warmupSteps > 0 && step <= warmupSteps ? peak * step / warmupSteps : Cosine(Progress(step));
     }
 
     public override ScheduleAnchor? AnchorAt(long step) =>

@@ -364,8 +364,8 @@ internal sealed class TrainingLoop<TBatch>
 
     /// <summary>
     /// The schedule of a plan that moved after the state's step: the learning rate goes on from where
-    /// <paramref name="current"/> has it, and the rest of the decay fits the new total. The state keeps where, so that a
-    /// resumed run follows the same curve.
+    /// <paramref name="current"/> has it and the decay catches up with the new plan (<see cref="WarmupCosineSchedule"/>).
+    /// The state keeps where, so that a resumed run follows the same curve.
     /// </summary>
     private LearningRateSchedule Replanned(LearningRateSchedule current, StepPlan plan, TrainingState state)
     {

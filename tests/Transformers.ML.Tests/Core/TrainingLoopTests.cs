@@ -307,9 +307,12 @@ public sealed class TrainingLoopTests
         // on from where it is and catches up with the new plan: faster for a while after a cut, held after a rise (a
         // fresh cosine over each new total jumped: down by up to 10 % of the range in one step, and up by 4.7 %).
         TimeSpan Cost(long step) => TimeSpan.FromMilliseconds(step < 80 ? 10 : step < 140 ? 30 : 10);
+        var log = new List<string>();
         List<TrainingProgress> Train(long firstStep, string? checkpoint = null, long? maxSteps = null)
         {
             var reports = new List<TrainingProgress>();
+            var ml = new MLContext();
+            ml.Log += (_, e) => { if (e.RawMessage.Contains("optimizer steps planned", StringComparison.Ordinal)) { log.Add(e.RawMessage); } };
             var options = new TrainingOptions
             {
                 Epochs = 1, LearningRate = 2e-3, MinLearningRateRatio = 0.1, WarmupSteps = 20, Seed = 3, LogEverySteps = 1,
@@ -321,7 +324,7 @@ public sealed class TrainingLoopTests
             manual_seed(7);
             using var model = new EncoderDecoderTransformer("t", TestUtil.Tiny(), ReverseTask.Vocabulary);
             var task = new ReverseTask(model, samples: 64, batchSize: 4, dropout: false) { AfterLoss = () => time.Advance(Cost(++step)) };
-            using var reporter = new TrainingReporter(null, "test", options.Progress);
+            using var reporter = new TrainingReporter(ml, "test", options.Progress);
             new TrainingLoop<int[]>(model, options, task, reporter, 32, TestUtil.Tiny().ToJson()) { Time = time }.Run();
             return reports.Where(r => r.Kind == TrainingProgressKind.Step).ToList();
         }
@@ -333,6 +336,10 @@ public sealed class TrainingLoopTests
         Assert.IsLessThan(planned - 150, fewest, "the slowdown cut the plan");
         Assert.IsGreaterThan(fewest + 30, whole[^1].TotalSteps, "and the speed-up made it longer again");
         Assert.AreEqual(whole[^1].TotalSteps, whole[^1].Step, "the run took its plan's steps");
+        // The log says where each plan was made; past the warmup it does not name a warmup that is not run.
+        StringAssert.StartsWith(log[0], $"Time budget 00:00:04: {planned} optimizer steps planned at step 12 ");
+        StringAssert.EndsWith(log[0], ", warmup 20.");
+        StringAssert.EndsWith(log[^1], $"{whole[^1].TotalSteps} optimizer steps planned at step {whole.First(r => r.TotalSteps == whole[^1].TotalSteps).Step} (16 epochs of 16), the decay catches up with the plan.");
         double[] rates = whole.Select(r => r.LearningRate).ToArray();
         Assert.AreEqual(2e-3, rates[19], 1e-12, "the peak at the warmup's end");
         for (int i = 20; i < rates.Length; i++)

@@ -157,7 +157,9 @@ internal sealed class TrainingLoop<TBatch>
                 if (plan.AfterStep(state.Step, Elapsed()))
                 {
                     schedule = Replanned(schedule, plan, state);
-                    _reporter.Info($"Time budget {_options.MaxTrainingTime}: {plan.Total} optimizer steps planned ({Epochs(plan.Total, stepsPerEpoch)} epochs of {stepsPerEpoch}), warmup {Warmup(plan)}.");
+                    // Past the warmup the new plan's warmup is not run: say what the schedule does instead.
+                    string rest = state.ScheduleAnchor is null ? $"warmup {Warmup(plan)}" : "the decay catches up with the plan";
+                    _reporter.Info($"Time budget {_options.MaxTrainingTime}: {plan.Total} optimizer steps planned at step {state.Step} ({Epochs(plan.Total, stepsPerEpoch)} epochs of {stepsPerEpoch}), {rest}.");
                 }
 
                 if (averager.IsSnapshotStep(state.Step, plan.Total))

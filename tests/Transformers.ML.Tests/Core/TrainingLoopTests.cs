@@ -504,6 +504,40 @@ public sealed class TrainingLoopTests
     }
 
     [TestMethod]
+    public void CheckpointAveragingTakesTheAskedNumberOfSnapshotsWhenThePlanMovesAfterTheFirst()
+    {
+        // A time budget's plan can move after the first snapshot. The old rule recomputed every snapshot step from the
+        // new total and took 6 where 5 were asked (a translation run); now the rest are spread to the new end.
+        using var model = nn.Linear(2, 2);
+        long[] Snapshots(int count, double span, params (long From, long Total)[] plans)
+        {
+            using var averager = new CheckpointAverager(count, span);
+            long end = plans[^1].Total;
+            for (long step = 1; step <= end; step++)
+            {
+                long total = plans.Last(p => p.From <= step).Total;
+                if (averager.IsSnapshotStep(step, total))
+                {
+                    averager.Add(model, step);
+                }
+            }
+            Assert.AreEqual(averager.Steps.Count, averager.Taken);
+            return averager.Steps.ToArray();
+        }
+
+        CollectionAssert.AreEqual(new long[] { 84, 88, 92, 96, 100 }, Snapshots(5, 0.2, (1, 100)), "no move: as before");
+        CollectionAssert.AreEqual(new long[] { 88, 94, 100 }, Snapshots(3, 0.2, (1, 100)), "uneven: as before");
+        // Longer: after 84 the other four are spread from 84 to 120 (the old rule took 84, then 104, 108, 112, 116, 120).
+        CollectionAssert.AreEqual(new long[] { 84, 93, 102, 111, 120 }, Snapshots(5, 0.2, (1, 100), (86, 120)));
+        // Shorter: after 84 and 88 the other three fall on the new plan's last steps, the last one at its end.
+        CollectionAssert.AreEqual(new long[] { 84, 88, 90, 92, 94 }, Snapshots(5, 0.2, (1, 100), (89, 94)));
+        // Cut to fewer steps than are left to take: fewer snapshots, never more, the last at the end.
+        CollectionAssert.AreEqual(new long[] { 84, 88, 89, 90 }, Snapshots(5, 0.2, (1, 100), (89, 90)));
+        // Moves before the first snapshot change nothing but the total the snapshots are spread over.
+        CollectionAssert.AreEqual(new long[] { 168, 176, 184, 192, 200 }, Snapshots(5, 0.2, (1, 100), (50, 200)));
+    }
+
+    [TestMethod]
     public void ForwardAndBackwardRunOnTheMetaDevice()
     {
         // Every tensor the model creates must follow the device of its inputs: on the meta device a stray

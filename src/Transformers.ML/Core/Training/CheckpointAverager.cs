@@ -33,16 +33,33 @@ internal sealed class CheckpointAverager : IDisposable
     /// <summary>Steps between snapshots for a plan of <paramref name="total"/> steps.</summary>
     public long Spacing(long total) => Math.Max(1, (long)Math.Floor(_span * total / _count));
 
-    /// <summary>Whether <paramref name="step"/> is one of the snapshot steps of a plan of <paramref name="total"/> steps: the last step and the <c>count - 1</c> before it, a spacing apart.</summary>
+    /// <summary>
+    /// Whether <paramref name="step"/> is a snapshot step of a plan of <paramref name="total"/> steps. Before the first
+    /// snapshot: the last step and the <c>count - 1</c> before it, a <see cref="Spacing"/> apart. After it, the snapshots
+    /// still to take are spread evenly from the last one taken to the plan's last step, so a time budget's plan that moves
+    /// once the snapshots have begun still gets <c>count</c> of them (no more; fewer only when the plan shrinks to fewer
+    /// steps than are left to take), the last one at the last step. Without a move both rules give the same steps.
+    /// </summary>
     public bool IsSnapshotStep(long step, long total)
     {
         if (!Enabled || step > total)
         {
             return false;
         }
-        long spacing = Spacing(total);
         long before = total - step;
-        return before % spacing == 0 && before / spacing < _count;
+        if (Taken == 0)
+        {
+            long spacing = Spacing(total);
+            return before % spacing == 0 && before / spacing < _count;
+        }
+        int remaining = _count - Taken;
+        long last = Steps.Count > 0 ? Steps[^1] : 0;
+        if (remaining <= 0 || step <= last)
+        {
+            return false;
+        }
+        long rest = Math.Max(1, (total - last) / remaining);
+        return before % rest == 0 && before / rest < remaining;
     }
 
     /// <summary>Adds the model's current weights to the running mean (floating-point tensors; others keep their last value).</summary>

@@ -44,7 +44,9 @@ public class TrainingOptions
     /// <summary>
     /// The final weights are the mean of this many snapshots taken evenly over the last <see cref="AveragingSpan"/> of the
     /// planned steps, the last one at the last step (Vaswani et al. 2017, section 6.1: "averaging the last 5 checkpoints");
-    /// with validation data the log gives the validation metric of the last weights and of the mean. The running mean
+    /// with validation data the log gives the validation metric of the last weights and of the mean. When a time budget's
+    /// plan moves after the first snapshot, the snapshots still to take are spread from the last one to the new last step,
+    /// so the mean has this many (fewer only when the plan is cut to fewer steps than are left to take). The running mean
     /// costs one copy of the weights; it is saved beside a checkpoint so that a resumed run continues it. 1: no averaging
     /// (default). Range 1..1000.
     /// </summary>

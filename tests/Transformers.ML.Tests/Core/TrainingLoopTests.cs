@@ -308,26 +308,8 @@ public sealed class TrainingLoopTests
         // fresh cosine over each new total jumped: down by up to 10 % of the range in one step, and up by 4.7 %).
         TimeSpan Cost(long step) => TimeSpan.FromMilliseconds(step < 80 ? 10 : step < 140 ? 30 : 10);
         var log = new List<string>();
-        List<TrainingProgress> Train(long firstStep, string? checkpoint = null, long? maxSteps = null)
-        {
-            var reports = new List<TrainingProgress>();
-            var ml = new MLContext();
-            ml.Log += (_, e) => { if (e.RawMessage.Contains("optimizer steps planned", StringComparison.Ordinal)) { log.Add(e.RawMessage); } };
-            var options = new TrainingOptions
-            {
-                Epochs = 1, LearningRate = 2e-3, MinLearningRateRatio = 0.1, WarmupSteps = 20, Seed = 3, LogEverySteps = 1,
-                MaxTrainingTime = TimeSpan.FromSeconds(4), CheckpointPath = checkpoint, MaxSteps = maxSteps,
-                Progress = new SynchronousProgress<TrainingProgress>(reports.Add),
-            };
-            var time = new ManualTime();
-            long step = firstStep;
-            manual_seed(7);
-            using var model = new EncoderDecoderTransformer("t", TestUtil.Tiny(), ReverseTask.Vocabulary);
-            var task = new ReverseTask(model, samples: 64, batchSize: 4, dropout: false) { AfterLoss = () => time.Advance(Cost(++step)) };
-            using var reporter = new TrainingReporter(ml, "test", options.Progress);
-            new TrainingLoop<int[]>(model, options, task, reporter, 32, TestUtil.Tiny().ToJson()) { Time = time }.Run();
-            return reports.Where(r => r.Kind == TrainingProgressKind.Step).ToList();
-        }
+        List<TrainingProgress> Train(long firstStep, string? checkpoint = null, long? maxSteps = null) =>
+            TrainOnAClock(Cost, warmupSteps: 20, log, firstStep, checkpoint, maxSteps);
 
         List<TrainingProgress> whole = Train(0);
         long planned = whole[20].TotalSteps;
@@ -364,6 +346,63 @@ public sealed class TrainingLoopTests
         List<TrainingProgress> after = Train(145, checkpoint);
         Assert.AreEqual(146, after[0].Step);
         Assert.AreEqual(rates[145], after[0].LearningRate, 1e-15, "the resumed run's first step has the whole run's learning rate");
+    }
+
+    [TestMethod]
+    public void WhenThePlanMovesInTheWarmupTheRampGoesOnFromWhereItIs()
+    {
+        // The warmup is a fifth of a budget's plan at most, so it moves with the plan. Here the option asks for 1,000 steps
+        // of warmup; the first plan (step 12, 100 steps a second) has 380 steps, so 76 of warmup, and from step 40 the steps
+        // take 20 ms, so the plan is cut in the warmup. A fresh ramp at each move jumped: from 12/1000 of the peak to 13/76 at
+        // the first plan. Instead the ramp goes on from where it is, never steeper than the plan's own (a 76th of the peak a
+        // step at first: it ends at step 12 + 0.988 x 76 = 88), and the decay starts where it ends.
+        var log = new List<string>();
+        List<TrainingProgress> run = TrainOnAClock(step => TimeSpan.FromMilliseconds(step < 40 ? 10 : 20), warmupSteps: 1000, log);
+        double[] rates = run.Select(r => r.LearningRate).ToArray();
+        Assert.AreEqual(380, run[20].TotalSteps, 3, "the first plan");
+        StringAssert.EndsWith(log[0], ", warmup 88.");
+        Assert.AreEqual(2e-3 * (0.012 + 0.988 * 8 / 76), rates[19], 1e-12, "step 20 on the first plan's ramp");
+        int peak = Array.IndexOf(rates, rates.Max());
+        Assert.AreEqual(2e-3, rates[peak], 1e-12, "the ramp reaches the peak");
+        List<string> moves = log.Where(l => l.Contains("warmup", StringComparison.Ordinal)).ToList();
+        Assert.IsGreaterThan(1, moves.Count, "the plan moved in the warmup: " + string.Join(" | ", log));
+        StringAssert.EndsWith(moves[^1], $", warmup {peak + 1}.", "the log says where the ramp ends");
+        Assert.IsLessThan(run[20].TotalSteps * 3 / 4, run[^1].TotalSteps, "the plan was cut");
+        for (int i = 1; i <= peak; i++)
+        {
+            double rise = rates[i] - rates[i - 1];
+            Assert.IsTrue(rise > 0 && rise <= 2e-3 / (run[i].TotalSteps / 5) + 1e-12, $"step {i + 1} (plan {run[i].TotalSteps}): {rates[i - 1]:E4} -> {rates[i]:E4}");
+        }
+        for (int i = peak + 1; i < rates.Length; i++)
+        {
+            Assert.IsTrue(rates[i] <= rates[i - 1], $"step {i + 1}: down after the peak");
+        }
+        Assert.AreEqual(2e-4, rates[^1], 1e-12, "down to the minimum at the plan's end");
+    }
+
+    /// <summary>
+    /// Trains the reverse task with a time budget of 4 seconds on a synthetic clock whose step <c>s</c> takes
+    /// <paramref name="cost"/>(s); returns the step reports and adds the log's plan lines to <paramref name="log"/>.
+    /// </summary>
+    private static List<TrainingProgress> TrainOnAClock(Func<long, TimeSpan> cost, int warmupSteps, List<string> log, long firstStep = 0, string? checkpoint = null, long? maxSteps = null)
+    {
+        var reports = new List<TrainingProgress>();
+        var ml = new MLContext();
+        ml.Log += (_, e) => { if (e.RawMessage.Contains("optimizer steps planned", StringComparison.Ordinal)) { log.Add(e.RawMessage); } };
+        var options = new TrainingOptions
+        {
+            Epochs = 1, LearningRate = 2e-3, MinLearningRateRatio = 0.1, WarmupSteps = warmupSteps, Seed = 3, LogEverySteps = 1,
+            MaxTrainingTime = TimeSpan.FromSeconds(4), CheckpointPath = checkpoint, MaxSteps = maxSteps,
+            Progress = new SynchronousProgress<TrainingProgress>(reports.Add),
+        };
+        var time = new ManualTime();
+        long step = firstStep;
+        manual_seed(7);
+        using var model = new EncoderDecoderTransformer("t", TestUtil.Tiny(), ReverseTask.Vocabulary);
+        var task = new ReverseTask(model, samples: 64, batchSize: 4, dropout: false) { AfterLoss = () => time.Advance(cost(++step)) };
+        using var reporter = new TrainingReporter(ml, "test", options.Progress);
+        new TrainingLoop<int[]>(model, options, task, reporter, 32, TestUtil.Tiny().ToJson()) { Time = time }.Run();
+        return reports.Where(r => r.Kind == TrainingProgressKind.Step).ToList();
     }
 
     [TestMethod]

@@ -39,7 +39,8 @@ public sealed class TrainingPartsTests
     {
         double Cosine(double progress) => 1e-4 + 0.9e-3 * 0.5 * (1 + Math.Cos(Math.PI * progress));
         var schedule = new WarmupCosineSchedule(peak: 1e-3, warmupSteps: 10, totalSteps: 110, minimum: 1e-4);
-        Assert.IsNull(schedule.AnchorAt(5), "in the warmup the new plan's schedule starts afresh");
+        Assert.AreEqual(new ScheduleAnchor(5, 0, 0.5), schedule.AnchorAt(5), "in the warmup: half the peak");
+        Assert.AreEqual(new ScheduleAnchor(10, 0), schedule.AnchorAt(10), "the warmup's last step starts the decay");
         ScheduleAnchor anchor = schedule.AnchorAt(60)!;
         Assert.AreEqual(new ScheduleAnchor(60, 0.5), anchor);
 
@@ -68,6 +69,54 @@ public sealed class TrainingPartsTests
         for (long step = 62; step < 90; step++)
         {
             Assert.IsTrue(again.At(step + 1) <= again.At(step), $"step {step + 1}: the decay never rises");
+        }
+    }
+
+    [TestMethod]
+    public void AWarmupWhosePlanMovesGoesOnFromItsRampToThePeakNeverSteeperThanTheNewPlansOwn()
+    {
+        double Cosine(double progress) => 1e-4 + 0.9e-3 * 0.5 * (1 + Math.Cos(Math.PI * progress));
+        var schedule = new WarmupCosineSchedule(peak: 1e-3, warmupSteps: 10, totalSteps: 110, minimum: 1e-4);
+        ScheduleAnchor anchor = schedule.AnchorAt(5)!;
+
+        // The plan grows at step 5 and its warmup with it, to 20 steps: a fresh ramp would drop the learning rate from
+        // 5/10 to 6/20 of the peak. Instead it goes on from half the peak to the peak at step 20, then the cosine from there.
+        var longer = new WarmupCosineSchedule(peak: 1e-3, warmupSteps: 20, totalSteps: 210, minimum: 1e-4, anchor);
+        Assert.AreEqual(20, longer.WarmupEnd);
+        Assert.AreEqual(schedule.At(5), longer.At(5), 1e-15, "the step where the plan moved keeps its learning rate");
+        Assert.AreEqual(1e-3 * (0.5 + 0.5 * 5 / 15), longer.At(10), 1e-15);
+        Assert.AreEqual(1e-3, longer.At(20), 1e-15);
+        Assert.AreEqual(Cosine(1.0 / 190), longer.At(21), 1e-15);
+        Assert.AreEqual(1e-4, longer.At(210), 1e-15);
+        ScheduleAnchor inRamp = longer.AnchorAt(10)!;
+        Assert.AreEqual((10L, 0.0), (inRamp.Step, inRamp.Progress));
+        Assert.AreEqual(2.0 / 3, inRamp.Ramp!.Value, 1e-12, "in the ramp: the fraction of the peak");
+        Assert.AreEqual(new ScheduleAnchor(25, 5.0 / 190), longer.AnchorAt(25));
+
+        // It shrinks instead, its warmup to 6 steps: reaching the peak at step 6 would take half the peak in one step. The
+        // ramp keeps the new plan's slope, a sixth of the peak a step, and ends at step 8; the decay starts there.
+        var shorter = new WarmupCosineSchedule(peak: 1e-3, warmupSteps: 6, totalSteps: 30, minimum: 1e-4, anchor);
+        Assert.AreEqual(8, shorter.WarmupEnd);
+        Assert.AreEqual(1e-3 * (0.5 + 0.5 / 3), shorter.At(6), 1e-15);
+        Assert.AreEqual(1e-3, shorter.At(8), 1e-15);
+        Assert.AreEqual(Cosine(1.0 / 22), shorter.At(9), 1e-15);
+
+        // Moves compose: the grown plan moves again at step 10 (two thirds of the peak), its warmup cut to 12 steps: the
+        // last third at the new plan's slope, a twelfth of the peak a step, ends at step 14.
+        var again = new WarmupCosineSchedule(peak: 1e-3, warmupSteps: 12, totalSteps: 60, minimum: 1e-4, longer.AnchorAt(10));
+        Assert.AreEqual(14, again.WarmupEnd);
+        Assert.AreEqual(longer.At(10), again.At(10), 1e-15);
+        Assert.AreEqual(1e-3 * (2.0 / 3 + 1.0 / 6), again.At(12), 1e-15);
+        Assert.AreEqual(1e-3, again.At(14), 1e-15);
+        Assert.AreEqual(Cosine(1.0 / 46), again.At(15), 1e-15);
+        foreach ((WarmupCosineSchedule s, long moved) in new[] { (longer, 5L), (shorter, 5L), (again, 10L) })
+        {
+            for (long step = moved; step < 30; step++)
+            {
+                double rise = s.At(step + 1) - s.At(step);
+                Assert.IsLessThanOrEqualTo(1e-3 / 6 + 1e-15, rise, $"step {step + 1}: no jump up");
+                Assert.IsTrue(step + 1 <= s.WarmupEnd ? rise > 0 : rise <= 0, $"step {step + 1}: up in the ramp, down after");
+            }
         }
     }
 

@@ -30,7 +30,7 @@ internal sealed record TrainingState
     /// <summary>The steps a time budget planned (null without one): a resumed run keeps the same schedule.</summary>
     public long? PlannedSteps { get; set; }
 
-    /// <summary>Where the schedule went on from when the plan last moved (null when it never moved, or last moved in the warmup).</summary>
+    /// <summary>Where the schedule went on from when the plan last moved (null when it never moved, and for the inverse square root schedule).</summary>
     public ScheduleAnchor? ScheduleAnchor { get; set; }
 
     /// <summary>Snapshots in the running mean of checkpoint averaging (the mean itself is saved beside the checkpoint).</summary>

@@ -7,8 +7,8 @@ internal abstract class LearningRateSchedule
 
     /// <summary>
     /// Where a schedule of another length, set at <paramref name="step"/> (a time budget's plan moved), takes over from
-    /// this one so that the learning rate goes on from where it is; null where the new schedule starts afresh (no end to
-    /// move, or still in the warmup).
+    /// this one so that the learning rate goes on from where it is; null where the new schedule starts afresh (no plan to
+    /// follow: the inverse square root).
     /// </summary>
     public virtual ScheduleAnchor? AnchorAt(long step) => null;
 
@@ -23,7 +23,7 @@ internal abstract class LearningRateSchedule
     {
         LearningRateScheduleKind.InverseSquareRoot => new InverseSquareRootSchedule(modelDimension, warmupSteps, options.LearningRateScale),
         LearningRateScheduleKind.WarmupCosine => new WarmupCosineSchedule(options.LearningRate, warmupSteps, totalSteps, options.LearningRate * options.MinLearningRateRatio, anchor),
-        LearningRateScheduleKind.Constant => new WarmupCosineSchedule(options.LearningRate, warmupSteps, long.MaxValue, options.LearningRate),
+        LearningRateScheduleKind.Constant => new WarmupCosineSchedule(options.LearningRate, warmupSteps, long.MaxValue, options.LearningRate, anchor),
         _ => throw new ArgumentOutOfRangeException(nameof(options), options.Schedule, $"Unknown {nameof(TrainingOptions.Schedule)}."),
     };
 }
@@ -39,59 +39,108 @@ internal sealed class InverseSquareRootSchedule(int modelDimension, int warmupSt
 }
 
 /// <summary>
-/// Where a decay whose plan moved goes on from: at <see cref="Step"/> it had come <see cref="Progress"/> of the way (0 at
-/// the warmup's end, 1 at the last step).
+/// Where a schedule whose plan moved goes on from. Past the warmup: at <see cref="Step"/> the decay had come
+/// <see cref="Progress"/> of the way (0 at the warmup's end, 1 at the last step). In the warmup: the learning rate there
+/// was <see cref="Ramp"/> of the peak (<see cref="Progress"/> is then 0).
 /// </summary>
-internal sealed record ScheduleAnchor(long Step, double Progress);
+internal sealed record ScheduleAnchor(long Step, double Progress, double? Ramp = null);
 
 /// <summary>
 /// peak * step / warmup during warmup; then min + (peak - min) * (1 + cos(pi * progress)) / 2 until totalSteps; then min.
 /// The progress runs linearly from 0 after the warmup to 1 at totalSteps. With an anchor (a time budget's plan moved at
-/// the anchor's step: the machine slowed down or sped up) it goes on from the anchor's progress and closes the gap to the
-/// new plan's own progress linearly: over a twentieth of the plan (the plan is checked that often) where the run is
-/// behind the new plan (it shrank: the decay runs faster for a while), and where it is ahead (the plan grew) over as
-/// many steps as the plan takes to come level, so that the learning rate holds instead of rising. So a moved plan never
-/// jumps the learning rate (a fresh cosine over the new total took 15 % off it in one step in the main example, when the
-/// plan was cut from 3,286 to 3,105 steps at step 2,250), and a plan wrong early on is not followed to the end (kept at
-/// the anchor's pace to the end, the decay of a translation run whose plan fell to 1,683 steps early and ended at 2,035
-/// had 17 % less learning rate at step 1,000 than the cosine over 2,035 steps).
+/// the anchor's step: the machine slowed down or sped up) the learning rate goes on from where it was:
+/// <list type="bullet">
+/// <item>Past the warmup, the decay goes on from the anchor's progress and closes the gap to the new plan's own progress
+/// linearly: over a twentieth of the plan (the plan is checked that often) where the run is behind the new plan (it shrank:
+/// the decay runs faster for a while), and where it is ahead (the plan grew) over as many steps as the plan takes to come
+/// level, so that the learning rate holds instead of rising. A fresh cosine over the new total took 15 % off the learning
+/// rate in one step in the main example, when the plan was cut from 3,286 to 3,105 steps at step 2,250; kept at the
+/// anchor's pace to the end, the decay of a translation run whose plan fell to 1,683 steps early and ended at 2,035 had
+/// 17 % less learning rate at step 1,000 than the cosine over 2,035 steps.</item>
+/// <item>In the warmup, the ramp goes on from the anchor's learning rate to the peak, at the new warmup's end or, where
+/// that would be steeper than the new plan's own ramp (the plan shrank), at that ramp's slope; the decay starts where the
+/// ramp ends. A fresh ramp over each new warmup cut the learning rate by 11 % at step 83 of the translation example, when
+/// the warmup of its plan grew from 285 to 322 steps.</item>
+/// </list>
 /// </summary>
-internal sealed class WarmupCosineSchedule(double peak, int warmupSteps, long totalSteps, double minimum, ScheduleAnchor? anchor = null) : LearningRateSchedule
+internal sealed class WarmupCosineSchedule : LearningRateSchedule
 {
-    public override double At(long step)
+    private readonly double _peak;
+    private readonly int _warmupSteps;
+    private readonly long _totalSteps;
+    private readonly double _minimum;
+    private readonly ScheduleAnchor? _anchor;
+
+    public WarmupCosineSchedule(double peak, int warmupSteps, long totalSteps, double minimum, ScheduleAnchor? anchor = null)
     {
-        if (step >= totalSteps)
+        _peak = peak;
+        _warmupSteps = warmupSteps;
+        _totalSteps = totalSteps;
+        _minimum = minimum;
+        _anchor = anchor;
+        WarmupEnd = warmupSteps;
+        if (anchor?.Ramp is double ramp)
         {
-            return minimum;
+            // The rest of the ramp, (1 - ramp) of the peak, at most as steep as the new plan's ramp of peak / warmup a step.
+            long atPlansSlope = anchor.Step + (long)Math.Ceiling((1 - ramp) * Math.Max(warmupSteps, 1) - 1e-9);
+            WarmupEnd = ramp >= 1 ? anchor.Step : Math.Max(Math.Max(warmupSteps, atPlansSlope), anchor.Step + 1);
         }
-        bool anchored = anchor is not null && step >= anchor.Step; // past the anchor the warmup is over, whatever the new plan's
-        return !anchored && warmupSteps > 0 && step <= warmupSteps ? peak * step / warmupSteps : Cosine(Progress(step));
     }
 
-    public override ScheduleAnchor? AnchorAt(long step) =>
-        anchor is not null && step >= anchor.Step || step >= warmupSteps ? new ScheduleAnchor(step, Progress(step)) : null;
+    /// <summary>The step at which the learning rate reaches the peak: the plan's warmup, or where a ramp continued from an anchor in the warmup ends.</summary>
+    public long WarmupEnd { get; }
+
+    public override double At(long step)
+    {
+        if (step >= _totalSteps)
+        {
+            return _minimum;
+        }
+        if (_anchor is not null && step >= _anchor.Step)
+        {
+            if (_anchor.Ramp is double ramp)
+            {
+                return step < WarmupEnd
+                    ? _peak * (ramp + (1 - ramp) * (step - _anchor.Step) / (WarmupEnd - _anchor.Step))
+                    : Cosine(Planned(step, WarmupEnd));
+            }
+            return Cosine(Progress(step)); // past the anchor the warmup is over, whatever the new plan's
+        }
+        return _warmupSteps > 0 && step <= _warmupSteps ? _peak * step / _warmupSteps : Cosine(Progress(step));
+    }
+
+    public override ScheduleAnchor? AnchorAt(long step)
+    {
+        bool anchored = _anchor is not null && step >= _anchor.Step;
+        bool inRamp = anchored && _anchor!.Ramp is not null ? step < WarmupEnd : !anchored && step < _warmupSteps;
+        return inRamp ? new ScheduleAnchor(step, 0, At(step) / _peak) : new ScheduleAnchor(step, Progress(step));
+    }
 
     /// <summary>How far the decay has come at <paramref name="step"/> (past the warmup): 0 to 1.</summary>
     private double Progress(long step)
     {
-        if (step >= totalSteps)
+        if (step >= _totalSteps)
         {
             return 1;
         }
-        if (anchor is null || step < anchor.Step)
+        if (_anchor is null || step < _anchor.Step)
         {
-            return Planned(step, warmupSteps);
+            return Planned(step, _warmupSteps);
+        }
+        if (_anchor.Ramp is not null)
+        {
+            return Planned(step, WarmupEnd);
         }
         // A warmup the new plan would end after the anchor has already ended for this run: the decay starts at the anchor.
-        long decayStart = Math.Min(warmupSteps, anchor.Step);
-        double gap = anchor.Progress - Planned(anchor.Step, decayStart);
-        double span = Math.Max(totalSteps / 20.0, gap > 0 ? gap * (totalSteps - decayStart) : 0);
-        span = Math.Clamp(Math.Ceiling(span), 1, Math.Max(totalSteps - anchor.Step, 1));
-        return Planned(step, decayStart) + gap * Math.Max(0, 1 - (step - anchor.Step) / span);
+        long decayStart = Math.Min(_warmupSteps, _anchor.Step);
+        double gap = _anchor.Progress - Planned(_anchor.Step, decayStart);
+        double span = Math.Max(_totalSteps / 20.0, gap > 0 ? gap * (_totalSteps - decayStart) : 0);
+        span = Math.Clamp(Math.Ceiling(span), 1, Math.Max(_totalSteps - _anchor.Step, 1));
+        return Planned(step, decayStart) + gap * Math.Max(0, 1 - (step - _anchor.Step) / span);
     }
 
     /// <summary>The plan's own progress at <paramref name="step"/> for a decay from <paramref name="decayStart"/> to the last step.</summary>
-    private double Planned(long step, long decayStart) => Math.Clamp((double)(step - decayStart) / Math.Max(totalSteps - decayStart, 1), 0, 1);
+    private double Planned(long step, long decayStart) => Math.Clamp((double)(step - decayStart) / Math.Max(_totalSteps - decayStart, 1), 0, 1);
 
-    private double Cosine(double progress) => minimum + (peak - minimum) * 0.5 * (1 + Math.Cos(Math.PI * progress));
+    private double Cosine(double progress) => _minimum + (_peak - _minimum) * 0.5 * (1 + Math.Cos(Math.PI * progress));
 }

@@ -156,10 +156,7 @@ internal sealed class TrainingLoop<TBatch>
                 epochWindow.Add(loss, targets);
                 if (plan.AfterStep(state.Step, Elapsed()))
                 {
-                    schedule = Replanned(schedule, plan, state);
-                    // Past the warmup the new plan's warmup is not run: say what the schedule does instead.
-                    string rest = state.ScheduleAnchor is null ? $"warmup {Warmup(plan)}" : "the decay catches up with the plan";
-                    _reporter.Info($"Time budget {_options.MaxTrainingTime}: {plan.Total} optimizer steps planned at step {state.Step} ({Epochs(plan.Total, stepsPerEpoch)} epochs of {stepsPerEpoch}), {rest}.");
+                    schedule = Replanned(schedule, plan, state, stepsPerEpoch);
                 }
 
                 if (averager.IsSnapshotStep(state.Step, plan.Total))
@@ -240,7 +237,7 @@ internal sealed class TrainingLoop<TBatch>
             if (state.Step < plan.Total && plan.AfterStep(state.Step, Elapsed(), force: true))
             {
                 // Validation costs time too: the plan is checked against the budget after each epoch.
-                schedule = Replanned(schedule, plan, state);
+                schedule = Replanned(schedule, plan, state, stepsPerEpoch);
             }
             epochWindow.LeaveOut(Elapsed() - epochEndStart);
             _reporter.Report(Progress(TrainingProgressKind.EpochEnd, state, plan, stepsPerEpoch, learningRate, epochWindow, Elapsed(), startStep) with
@@ -366,14 +363,22 @@ internal sealed class TrainingLoop<TBatch>
 
     /// <summary>
     /// The schedule of a plan that moved after the state's step: the learning rate goes on from where
-    /// <paramref name="current"/> has it and the decay catches up with the new plan (<see cref="WarmupCosineSchedule"/>).
+    /// <paramref name="current"/> has it, the warmup's ramp to the new plan's peak or the decay catching up with the new
+    /// plan (<see cref="WarmupCosineSchedule"/>).
     /// The state keeps where, so that a resumed run follows the same curve.
     /// </summary>
-    private LearningRateSchedule Replanned(LearningRateSchedule current, StepPlan plan, TrainingState state)
+    private LearningRateSchedule Replanned(LearningRateSchedule current, StepPlan plan, TrainingState state, long stepsPerEpoch)
     {
         state.PlannedSteps = plan.Total;
         state.ScheduleAnchor = current.AnchorAt(state.Step);
-        return Schedule(plan, state.ScheduleAnchor);
+        LearningRateSchedule schedule = Schedule(plan, state.ScheduleAnchor);
+        // Where the warmup ends (a ramp goes on from where it is); past it the new plan's warmup is not run: say what the
+        // schedule does instead.
+        string rest = schedule is WarmupCosineSchedule cosine && state.ScheduleAnchor is { } anchor
+            ? anchor.Ramp is null ? "the decay catches up with the plan" : $"warmup {cosine.WarmupEnd}"
+            : $"warmup {Warmup(plan)}";
+        _reporter.Info($"Time budget {_options.MaxTrainingTime}: {plan.Total} optimizer steps planned at step {state.Step} ({Epochs(plan.Total, stepsPerEpoch)} epochs of {stepsPerEpoch}), {rest}.");
+        return schedule;
     }
 
     /// <summary>The warmup steps of the plan's schedule (the one the progress line reports).</summary>

@@ -378,6 +378,15 @@ public sealed class TrainingLoopTests
             Assert.IsTrue(rates[i] <= rates[i - 1], $"step {i + 1}: down after the peak");
         }
         Assert.AreEqual(2e-4, rates[^1], 1e-12, "down to the minimum at the plan's end");
+
+        // Stopped in the ramp after the first plan and resumed: the checkpoint keeps the ramp's level at the move.
+        string checkpoint = TestUtil.TempPath();
+        TimeSpan Cost(long step) => TimeSpan.FromMilliseconds(step < 40 ? 10 : 20);
+        List<TrainingProgress> before = TrainOnAClock(Cost, warmupSteps: 1000, new List<string>(), checkpoint: checkpoint, maxSteps: 30);
+        Assert.AreEqual(rates[29], before[^1].LearningRate, 1e-15);
+        List<TrainingProgress> after = TrainOnAClock(Cost, warmupSteps: 1000, new List<string>(), firstStep: 30, checkpoint: checkpoint);
+        Assert.AreEqual(31, after[0].Step);
+        Assert.AreEqual(rates[30], after[0].LearningRate, 1e-15, "the resumed run's first step has the whole run's learning rate");
     }
 
     /// <summary>

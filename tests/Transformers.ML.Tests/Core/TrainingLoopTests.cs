@@ -356,8 +356,9 @@ public sealed class TrainingLoopTests
         // take 20 ms, so the plan is cut in the warmup. A fresh ramp at each move jumped: from 12/1000 of the peak to 13/76 at
         // the first plan. Instead the ramp goes on from where it is, never steeper than the plan's own (a 76th of the peak a
         // step at first: it ends at step 12 + 0.988 x 76 = 88), and the decay starts where it ends.
+        TimeSpan Cost(long step) => TimeSpan.FromMilliseconds(step < 40 ? 10 : 20);
         var log = new List<string>();
-        List<TrainingProgress> run = TrainOnAClock(step => TimeSpan.FromMilliseconds(step < 40 ? 10 : 20), warmupSteps: 1000, log);
+        List<TrainingProgress> run = TrainOnAClock(Cost, warmupSteps: 1000, log);
         double[] rates = run.Select(r => r.LearningRate).ToArray();
         Assert.AreEqual(380, run[20].TotalSteps, 3, "the first plan");
         StringAssert.EndsWith(log[0], ", warmup 88.");
@@ -381,7 +382,6 @@ public sealed class TrainingLoopTests
 
         // Stopped in the ramp after the first plan and resumed: the checkpoint keeps the ramp's level at the move.
         string checkpoint = TestUtil.TempPath();
-        TimeSpan Cost(long step) => TimeSpan.FromMilliseconds(step < 40 ? 10 : 20);
         List<TrainingProgress> before = TrainOnAClock(Cost, warmupSteps: 1000, new List<string>(), checkpoint: checkpoint, maxSteps: 30);
         Assert.AreEqual(rates[29], before[^1].LearningRate, 1e-15);
         List<TrainingProgress> after = TrainOnAClock(Cost, warmupSteps: 1000, new List<string>(), firstStep: 30, checkpoint: checkpoint);

@@ -96,25 +96,24 @@ internal sealed class WarmupCosineSchedule : LearningRateSchedule
         {
             return _minimum;
         }
-        if (_anchor is not null && step >= _anchor.Step)
+        if (!Anchored(step))
         {
-            if (_anchor.Ramp is double ramp)
-            {
-                return step < WarmupEnd
-                    ? _peak * (ramp + (1 - ramp) * (step - _anchor.Step) / (WarmupEnd - _anchor.Step))
-                    : Cosine(Planned(step, WarmupEnd));
-            }
-            return Cosine(Progress(step)); // past the anchor the warmup is over, whatever the new plan's
+            return _warmupSteps > 0 && step <= _warmupSteps ? _peak * step / _warmupSteps : Cosine(Progress(step));
         }
-        return _warmupSteps > 0 && step <= _warmupSteps ? _peak * step / _warmupSteps : Cosine(Progress(step));
+        // Past the anchor: the rest of a ramp that moved, else the decay (the warmup is over, whatever the new plan's).
+        return _anchor!.Ramp is double ramp && step < WarmupEnd
+            ? _peak * (ramp + (1 - ramp) * (step - _anchor.Step) / (WarmupEnd - _anchor.Step))
+            : Cosine(Progress(step));
     }
 
     public override ScheduleAnchor? AnchorAt(long step)
     {
-        bool anchored = _anchor is not null && step >= _anchor.Step;
-        bool inRamp = anchored && _anchor!.Ramp is not null ? step < WarmupEnd : !anchored && step < _warmupSteps;
+        bool inRamp = Anchored(step) ? _anchor!.Ramp is not null && step < WarmupEnd : step < _warmupSteps;
         return inRamp ? new ScheduleAnchor(step, 0, At(step) / _peak) : new ScheduleAnchor(step, Progress(step));
     }
+
+    /// <summary>Whether <paramref name="step"/> follows the anchor (the plan moved at or before it).</summary>
+    private bool Anchored(long step) => _anchor is not null && step >= _anchor.Step;
 
     /// <summary>How far the decay has come at <paramref name="step"/> (past the warmup): 0 to 1.</summary>
     private double Progress(long step)
@@ -123,11 +122,11 @@ internal sealed class WarmupCosineSchedule : LearningRateSchedule
         {
             return 1;
         }
-        if (_anchor is null || step < _anchor.Step)
+        if (!Anchored(step))
         {
             return Planned(step, _warmupSteps);
         }
-        if (_anchor.Ramp is not null)
+        if (_anchor!.Ramp is not null)
         {
             return Planned(step, WarmupEnd);
         }

@@ -29,6 +29,7 @@ public sealed class OnnxTranslator : IDisposable
         _codec = new TranslationCodec(tokenizer, int.Parse(metadata["max_sentence_tokens"], System.Globalization.CultureInfo.InvariantCulture));
         _sharedBuffers = OnnxSharedCache.IsShared(metadata);
         SplitSentences = !metadata.TryGetValue(TranslationOnnxExport.SplitSentencesKey, out string? split) || split != "false";
+        (BeamSize, LengthPenalty) = TranslationOnnxExport.ParseDecoding(metadata.GetValueOrDefault(TranslationOnnxExport.DecodingKey), source);
     }
 
     /// <summary>
@@ -36,6 +37,18 @@ public sealed class OnnxTranslator : IDisposable
     /// <see cref="TranslationTransformer.SplitSentences"/>; initially the exported model's setting.
     /// </summary>
     public bool SplitSentences { get; set; }
+
+    /// <summary>
+    /// Beam size (1: greedy) of Translate and TranslateNBest unless they are given one; initially the exported model's
+    /// <see cref="TranslationTransformer.BeamSize"/> (4 for an export that does not record it).
+    /// </summary>
+    public int BeamSize { get; set; }
+
+    /// <summary>
+    /// Length penalty alpha of Translate and TranslateNBest unless they are given one; initially the exported model's
+    /// <see cref="TranslationTransformer.LengthPenalty"/> (0.6 for an export that does not record it).
+    /// </summary>
+    public double LengthPenalty { get; set; }
 
     /// <summary>Loads the encoder.onnx and decoder.onnx of an export folder, with every ONNX Runtime graph optimisation on.</summary>
     public static OnnxTranslator Load(string folder, SessionOptions? sessionOptions = null)
@@ -49,40 +62,46 @@ public sealed class OnnxTranslator : IDisposable
             throw new DirectoryNotFoundException($"ONNX translation export folder '{folder}' does not exist.");
         }
         InferenceSession encoder = OnnxModels.Session(Path.Combine(folder, TranslationOnnxExport.EncoderFile), sessionOptions);
+        InferenceSession? decoder = null;
         try
         {
-            return new OnnxTranslator(encoder, OnnxModels.Session(Path.Combine(folder, TranslationOnnxExport.DecoderFile), sessionOptions), folder);
+            decoder = OnnxModels.Session(Path.Combine(folder, TranslationOnnxExport.DecoderFile), sessionOptions);
+            return new OnnxTranslator(encoder, decoder, folder); // reads the metadata: a damaged export fails here
         }
         catch
         {
+            decoder?.Dispose();
             encoder.Dispose();
             throw;
         }
     }
 
-    /// <summary>Translates one sentence (beam 1: greedy).</summary>
-    public string Translate(string sentence, int beamSize = 4, double lengthPenalty = 0.6) => Translate(new[] { sentence }, beamSize, lengthPenalty)[0];
+    /// <summary>Translates one sentence (beam 1: greedy); beam size and length penalty by default <see cref="BeamSize"/> and <see cref="LengthPenalty"/>.</summary>
+    public string Translate(string sentence, int? beamSize = null, double? lengthPenalty = null) => Translate(new[] { sentence }, beamSize, lengthPenalty)[0];
 
-    /// <summary>Translates sentences in batches of <paramref name="batchSize"/> (sorted by length inside, returned in order).</summary>
-    public IReadOnlyList<string> Translate(IReadOnlyList<string> sentences, int beamSize = 4, double lengthPenalty = 0.6, int batchSize = 32) =>
+    /// <summary>Translates sentences in batches of <paramref name="batchSize"/> (sorted by length inside, returned in order); beam size and length penalty by default the model's.</summary>
+    public IReadOnlyList<string> Translate(IReadOnlyList<string> sentences, int? beamSize = null, double? lengthPenalty = null, int batchSize = 32) =>
         TranslateNBest(sentences, 1, beamSize, lengthPenalty, batchSize).Select(c => c[0].Text).ToArray();
 
     /// <summary>
     /// The <paramref name="count"/> best distinct translations of a sentence that beam search finds, best first, with their
-    /// scores; as <see cref="TranslationTransformer.TranslateNBest(string, int, int, double)"/>, and the same ones.
+    /// scores; as <see cref="TranslationTransformer.TranslateNBest(string, int, int?, double?)"/>, and the same ones.
     /// </summary>
-    public IReadOnlyList<TranslationCandidate> TranslateNBest(string sentence, int count, int beamSize = 4, double lengthPenalty = 0.6) =>
+    public IReadOnlyList<TranslationCandidate> TranslateNBest(string sentence, int count, int? beamSize = null, double? lengthPenalty = null) =>
         TranslateNBest(new[] { sentence }, count, beamSize, lengthPenalty)[0];
 
     /// <summary>
-    /// For each sentence the <paramref name="count"/> (at most <paramref name="beamSize"/>) best distinct translations that beam
+    /// For each sentence the <paramref name="count"/> (at most the beam size) best distinct translations that beam
     /// search finds, best first, with the scores it ranked them by (<see cref="TranslationCandidate.Score"/>); fewer where fewer
-    /// distinct ones finish. The first is <see cref="Translate(IReadOnlyList{string}, int, double, int)"/>'s.
+    /// distinct ones finish. The first is <see cref="Translate(IReadOnlyList{string}, int?, double?, int)"/>'s. Beam size
+    /// and length penalty are by default <see cref="BeamSize"/> and <see cref="LengthPenalty"/>, the exported model's.
     /// </summary>
-    public IReadOnlyList<IReadOnlyList<TranslationCandidate>> TranslateNBest(IReadOnlyList<string> sentences, int count, int beamSize = 4, double lengthPenalty = 0.6, int batchSize = 32)
+    public IReadOnlyList<IReadOnlyList<TranslationCandidate>> TranslateNBest(IReadOnlyList<string> sentences, int count, int? beamSize = null, double? lengthPenalty = null, int batchSize = 32)
     {
-        TranslationCodec.CheckArguments(beamSize, lengthPenalty, count, batchSize);
-        return _codec.Translate(sentences, count, batchSize, SplitSentences, sources => Decode(sources, beamSize, lengthPenalty), out _);
+        int beam = beamSize ?? BeamSize;
+        double alpha = lengthPenalty ?? LengthPenalty;
+        TranslationCodec.CheckArguments(beam, alpha, count, batchSize);
+        return _codec.Translate(sentences, count, batchSize, SplitSentences, sources => Decode(sources, beam, alpha), out _);
     }
 
     /// <summary>Each source's hypotheses, best first; <paramref name="beamSize"/> (checked by the caller) 1 is greedy decoding.</summary>

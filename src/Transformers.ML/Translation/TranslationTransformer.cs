@@ -47,10 +47,16 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     /// <summary>The column of source sentences that Transform reads.</summary>
     public string SourceColumnName => InputColumnName;
 
-    /// <summary>Beam size of Transform and PredictionEngine (1: greedy).</summary>
+    /// <summary>
+    /// Beam size of Transform and PredictionEngine (1: greedy), and of Translate and TranslateNBest unless they are given
+    /// one; saved with the model and written into its ONNX export (<see cref="OnnxTranslator.BeamSize"/>).
+    /// </summary>
     public int BeamSize { get; set; }
 
-    /// <summary>Length penalty alpha of Transform and PredictionEngine.</summary>
+    /// <summary>
+    /// Length penalty alpha of Transform and PredictionEngine, and of Translate and TranslateNBest unless they are given
+    /// one; saved with the model and written into its ONNX export (<see cref="OnnxTranslator.LengthPenalty"/>).
+    /// </summary>
     public double LengthPenalty { get; set; }
 
     /// <summary>
@@ -73,29 +79,34 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     /// <summary>Every progress report of training (steps and epochs), when trained in this process: e.g. for <see cref="Charts.SaveTrainingCurves"/>.</summary>
     public IReadOnlyList<TrainingProgress> TrainingReports { get; internal set; } = Array.Empty<TrainingProgress>();
 
-    /// <summary>Translates one sentence with beam search (<paramref name="beamSize"/> 1: greedy); the output is at most 50 tokens longer than the input.</summary>
-    public string Translate(string sentence, int beamSize = 4, double lengthPenalty = 0.6) => Translate(new[] { sentence }, beamSize, lengthPenalty)[0];
+    /// <summary>
+    /// Translates one sentence with beam search of <paramref name="beamSize"/> beams (1: greedy) and length penalty
+    /// <paramref name="lengthPenalty"/>, each by default the model's (<see cref="BeamSize"/>, <see cref="LengthPenalty"/>,
+    /// what Transform uses); the output is at most 50 tokens longer than the input.
+    /// </summary>
+    public string Translate(string sentence, int? beamSize = null, double? lengthPenalty = null) => Translate(new[] { sentence }, beamSize, lengthPenalty)[0];
 
-    /// <summary>Translates sentences in batches (sorted by length inside, returned in order).</summary>
-    public IReadOnlyList<string> Translate(IReadOnlyList<string> sentences, int beamSize = 4, double lengthPenalty = 0.6) =>
-        TranslateBatch(sentences, beamSize, lengthPenalty, useCache: true);
+    /// <summary>Translates sentences in batches (sorted by length inside, returned in order); beam size and length penalty by default the model's.</summary>
+    public IReadOnlyList<string> Translate(IReadOnlyList<string> sentences, int? beamSize = null, double? lengthPenalty = null) =>
+        TranslateBatch(sentences, beamSize ?? BeamSize, lengthPenalty ?? LengthPenalty, useCache: true);
 
     /// <summary>
     /// The <paramref name="count"/> best distinct translations of a sentence that beam search finds, best first, with their
-    /// scores: alternatives to offer a user, or to rerank. See <see cref="TranslateNBest(IReadOnlyList{string}, int, int, double)"/>.
+    /// scores: alternatives to offer a user, or to rerank. See <see cref="TranslateNBest(IReadOnlyList{string}, int, int?, double?)"/>.
     /// </summary>
-    public IReadOnlyList<TranslationCandidate> TranslateNBest(string sentence, int count, int beamSize = 4, double lengthPenalty = 0.6) =>
+    public IReadOnlyList<TranslationCandidate> TranslateNBest(string sentence, int count, int? beamSize = null, double? lengthPenalty = null) =>
         TranslateNBest(new[] { sentence }, count, beamSize, lengthPenalty)[0];
 
     /// <summary>
     /// For each sentence the <paramref name="count"/> best distinct translations that beam search with
     /// <paramref name="beamSize"/> beams finds, best first, with the scores it ranked them by
     /// (<see cref="TranslationCandidate.Score"/>: length-normalised log-probabilities); fewer where fewer distinct ones finish.
-    /// The first is <see cref="Translate(IReadOnlyList{string}, int, double)"/>'s. <paramref name="count"/> is at most the beam
-    /// size (Hugging Face's num_return_sequences, fairseq's nbest); an exported model's <see cref="OnnxTranslator"/> gives the same.
+    /// The first is <see cref="Translate(IReadOnlyList{string}, int?, double?)"/>'s. <paramref name="count"/> is at most the beam
+    /// size (Hugging Face's num_return_sequences, fairseq's nbest); beam size and length penalty are by default the model's
+    /// (<see cref="BeamSize"/>, <see cref="LengthPenalty"/>). An exported model's <see cref="OnnxTranslator"/> gives the same.
     /// </summary>
-    public IReadOnlyList<IReadOnlyList<TranslationCandidate>> TranslateNBest(IReadOnlyList<string> sentences, int count, int beamSize = 4, double lengthPenalty = 0.6) =>
-        Candidates(sentences, count, beamSize, lengthPenalty, useCache: true); // a null list: ArgumentNullException from the codec
+    public IReadOnlyList<IReadOnlyList<TranslationCandidate>> TranslateNBest(IReadOnlyList<string> sentences, int count, int? beamSize = null, double? lengthPenalty = null) =>
+        Candidates(sentences, count, beamSize ?? BeamSize, lengthPenalty ?? LengthPenalty, useCache: true); // a null list: ArgumentNullException from the codec
 
     internal string[] TranslateBatch(IReadOnlyList<string> sentences, int beamSize, double lengthPenalty, bool useCache) =>
         Candidates(sentences, 1, beamSize, lengthPenalty, useCache).Select(c => c[0].Text).ToArray();
@@ -149,7 +160,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
         {
             ["columns"] = JsonSerializer.Serialize(new[] { SourceColumnName, OutputColumnName }),
             ["max_sentence_tokens"] = JsonSerializer.Serialize(Codec.MaxSentenceTokens),
-            ["decoding"] = JsonSerializer.Serialize(new[] { BeamSize, LengthPenalty }),
+            [TranslationOnnxExport.DecodingKey] = TranslationOnnxExport.Decoding(BeamSize, LengthPenalty),
             [TranslationOnnxExport.SplitSentencesKey] = JsonSerializer.Serialize(SplitSentences),
             ["transform_batch_size"] = JsonSerializer.Serialize(TransformBatchSize),
         };
@@ -165,11 +176,11 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
         TextTokenizer tokenizer = contents.Parse("tokenizer", () => TextTokenizer.FromModelFile(contents));
         int maxTokens = contents.Json("max_sentence_tokens", 64);
         string[] columns = contents.Json("columns", new[] { "Spanish", "Translation" });
-        double[] decoding = contents.Json("decoding", new[] { 4.0, 0.6 });
+        double[] decoding = contents.Json(TranslationOnnxExport.DecodingKey, new[] { 4.0, 0.6 });
         bool splitSentences = contents.Json(TranslationOnnxExport.SplitSentencesKey, true); // a file written before the setting existed: the default
         int batch = contents.Json("transform_batch_size", new TranslationOptions().TransformBatchSize);
         contents.Parse("settings", () =>
-            decoding.Length == 2 && decoding[0] is >= 1 and <= 64 && decoding[0] == Math.Floor(decoding[0]) && decoding[1] is >= 0 and <= 10
+            TranslationOnnxExport.IsDecoding(decoding)
             && columns.Length == 2 && columns.All(c => !string.IsNullOrEmpty(c)) && batch is >= 1 and <= 4096 && maxTokens is >= 4 and <= 4096
                 ? true
                 : throw new FormatException($"decoding [{string.Join(", ", decoding)}] (beam size 1..64, length penalty 0..10), columns, batch size {batch} or sentence length {maxTokens} out of range"));
@@ -197,7 +208,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     {
         ArgumentNullException.ThrowIfNull(folder);
         ArgumentNullException.ThrowIfNull(options);
-        (global::Onnx.ModelProto encoder, global::Onnx.ModelProto decoder) = TranslationOnnxExport.Build(Model, Codec, SplitSentences, options); // checks the options first
+        (global::Onnx.ModelProto encoder, global::Onnx.ModelProto decoder) = TranslationOnnxExport.Build(Model, Codec, SplitSentences, BeamSize, LengthPenalty, options); // checks the options first
         AtomicFile.CreateFolder(folder, "TranslationTransformer.ExportToOnnx");
         OnnxGraph.Save(encoder, Path.Combine(folder, TranslationOnnxExport.EncoderFile));
         OnnxGraph.Save(decoder, Path.Combine(folder, TranslationOnnxExport.DecoderFile));
@@ -208,7 +219,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     {
         ArgumentNullException.ThrowIfNull(encoder);
         ArgumentNullException.ThrowIfNull(decoder);
-        (global::Onnx.ModelProto e, global::Onnx.ModelProto d) = TranslationOnnxExport.Build(Model, Codec, SplitSentences);
+        (global::Onnx.ModelProto e, global::Onnx.ModelProto d) = TranslationOnnxExport.Build(Model, Codec, SplitSentences, BeamSize, LengthPenalty);
         Google.Protobuf.MessageExtensions.WriteTo(e, encoder);
         Google.Protobuf.MessageExtensions.WriteTo(d, decoder);
     }

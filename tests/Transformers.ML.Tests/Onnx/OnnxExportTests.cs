@@ -1011,6 +1011,73 @@ public sealed class OnnxExportTests
     private static DenseTensor<long> Ids(Tensor ids) =>
         new(ids.contiguous().data<long>().ToArray(), ids.shape.Select(d => (int)d).ToArray());
 
+    /// <summary>
+    /// The model's beam size and length penalty are what Translate and TranslateNBest use when not given any (as Transform
+    /// does), and they travel with the saved model and the ONNX export, whose OnnxTranslator uses them the same way; an
+    /// export that does not record them decodes with beam 4 and 0.6, and a damaged record names the folder.
+    /// </summary>
+    [TestMethod]
+    public void TranslationDecodingSettingsAreTheModelsDefaultAndTravelWithItsFileAndExport()
+    {
+        var ml = new MLContext(seed: 1);
+        using TranslationTransformer model = VariedTranslator.Load(ml);
+        string[] sentences = VariedTranslator.Pairs.Skip(700).Take(12).Select(p => p.Spanish).ToArray();
+        model.BeamSize = 2;
+        model.LengthPenalty = 2.0;
+        IReadOnlyList<IReadOnlyList<TranslationCandidate>> expected = model.TranslateNBest(sentences, 1, 2, 2.0);
+        AssertSameCandidates(expected, model.TranslateNBest(sentences, 1), "the model's settings, not beam 4 and 0.6");
+        CollectionAssert.AreEqual(expected.Select(c => c[0].Text).ToArray(), model.Translate(sentences).ToArray());
+        Assert.AreEqual(expected[0][0].Text, model.Translate(sentences[0]));
+        CollectionAssert.AreEqual(expected.Select(c => c[0].Text).ToArray(),
+            model.Transform(ml.Data.LoadFromEnumerable(sentences.Select(s => new Pair { Spanish = s }))).GetColumn<string>("Translation").ToArray(), "as Transform");
+        IReadOnlyList<IReadOnlyList<TranslationCandidate>> paperDefaults = model.TranslateNBest(sentences, 1, 4, 0.6);
+        Assert.IsTrue(expected.Zip(paperDefaults).All(p => p.First[0].Score != p.Second[0].Score), "the scores show which length penalty ranked them");
+
+        string path = TestUtil.TempPath(".safetensors");
+        model.Save(path);
+        using (TranslationTransformer reloaded = ml.Transformers().LoadTranslation(path))
+        {
+            Assert.AreEqual((2, 2.0), (reloaded.BeamSize, reloaded.LengthPenalty));
+            AssertSameCandidates(expected, reloaded.TranslateNBest(sentences, 1), "the reloaded model");
+        }
+
+        string folder = TestUtil.TempPath("");
+        model.ExportToOnnx(folder);
+        using (OnnxTranslator translator = OnnxTranslator.Load(folder))
+        {
+            Assert.AreEqual((2, 2.0), (translator.BeamSize, translator.LengthPenalty));
+            AssertSameCandidates(expected, translator.TranslateNBest(sentences, 1, batchSize: 8), "ONNX Runtime", tolerance: 1e-4);
+            CollectionAssert.AreEqual(expected.Select(c => c[0].Text).ToArray(), translator.Translate(sentences).ToArray());
+            translator.LengthPenalty = 0.6;
+            translator.BeamSize = 4;
+            AssertSameCandidates(paperDefaults, translator.TranslateNBest(sentences, 1), "set on the translator", tolerance: 1e-4);
+        }
+
+        // An export without the record (written before it existed), and one whose record is damaged.
+        string encoderPath = Path.Combine(folder, "encoder.onnx");
+        ModelProto encoder = ModelProto.Parser.ParseFrom(File.ReadAllBytes(encoderPath));
+        StringStringEntryProto decoding = encoder.MetadataProps.Single(p => p.Key == "decoding");
+        Assert.AreEqual("[2,2]", decoding.Value);
+        encoder.MetadataProps.Remove(decoding);
+        OnnxGraph.Save(encoder, encoderPath);
+        using (OnnxTranslator older = OnnxTranslator.Load(folder))
+        {
+            Assert.AreEqual((4, 0.6), (older.BeamSize, older.LengthPenalty));
+            AssertSameCandidates(paperDefaults, older.TranslateNBest(sentences, 1), "an older export", tolerance: 1e-4);
+        }
+        encoder.MetadataProps.Add(new StringStringEntryProto { Key = "decoding", Value = "[0,0.6]" });
+        OnnxGraph.Save(encoder, encoderPath);
+        var damaged = Assert.ThrowsExactly<InvalidDataException>(() => OnnxTranslator.Load(folder));
+        StringAssert.Contains(damaged.Message, folder);
+        StringAssert.Contains(damaged.Message, "metadata 'decoding' is '[0,0.6]'; expected [beam size 1..64, length penalty 0..10]");
+    }
+
+    private static void AssertSameCandidates(IReadOnlyList<IReadOnlyList<TranslationCandidate>> expected, IReadOnlyList<IReadOnlyList<TranslationCandidate>> actual, string what, double tolerance = 0)
+    {
+        CollectionAssert.AreEqual(expected.Select(c => c[0].Text).ToArray(), actual.Select(c => c[0].Text).ToArray(), what);
+        Assert.IsLessThanOrEqualTo(tolerance, expected.Zip(actual).Max(p => Math.Abs(p.First[0].Score - p.Second[0].Score)), what);
+    }
+
     [TestMethod]
     public void TranslationExportTranslatesIdenticallyGreedyAndWithBeamSearch()
     {

@@ -59,8 +59,9 @@ translation.ExportToOnnx(translationFolder);
 using (OnnxTranslator translator = OnnxTranslator.Load(translationFolder))
 {
     string[] sentences = { "Soy un estudiante", "Gracias", "¿Dónde está la biblioteca?", "Hace mucho frío hoy." };
-    IReadOnlyList<string> torch = translation.Translate(sentences, beamSize: 4), onnx = translator.Translate(sentences, beamSize: 4);
-    Console.WriteLine($"Translation -> {translationFolder} (encoder.onnx, decoder.onnx). Beam-4 translations identical: {torch.SequenceEqual(onnx)}");
+    // Both decode with the model's beam size and length penalty, which the export carries.
+    IReadOnlyList<string> torch = translation.Translate(sentences), onnx = translator.Translate(sentences);
+    Console.WriteLine($"Translation -> {translationFolder} (encoder.onnx, decoder.onnx). Translations with beam {translator.BeamSize} and length penalty {translator.LengthPenalty} identical: {torch.SequenceEqual(onnx)}");
     for (int i = 0; i < sentences.Length; i++)
     {
         Console.WriteLine($"  {sentences[i],-28} -> {onnx[i]}");

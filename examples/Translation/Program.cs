@@ -99,7 +99,7 @@ Console.WriteLine($"  {text,-52} -> {engine.Predict(new ModelInput { Spanish = t
 // Alternatives to offer a user or to rerank: the best distinct translations beam search found, with the scores it ranked them by.
 const string night = "Me gusta leer libros por la noche.";
 Console.WriteLine($"\nThe 3 best of beam {reloaded.BeamSize} for \"{night}\" (TranslateNBest; the score is the length-normalised log-probability):");
-foreach (TranslationCandidate candidate in reloaded.TranslateNBest(night, 3, reloaded.BeamSize, reloaded.LengthPenalty))
+foreach (TranslationCandidate candidate in reloaded.TranslateNBest(night, 3)) // the model's beam size and length penalty
 {
     Console.WriteLine($"  {candidate.Score,6:F3}  {candidate.Text}");
 }
@@ -137,7 +137,7 @@ void Score(TranslationTransformer model, IDataView pairs)
 {
     int kept = model.BeamSize;
     long count = Count(pairs);
-    foreach ((string name, int beam) in new[] { ("greedy", 1), ("beam 4, alpha 0.6", 4) })
+    foreach ((string name, int beam) in new[] { ("greedy", 1), (string.Create(System.Globalization.CultureInfo.InvariantCulture, $"beam 4, alpha {model.LengthPenalty}"), 4) })
     {
         model.BeamSize = beam;
         var decode = Stopwatch.StartNew();

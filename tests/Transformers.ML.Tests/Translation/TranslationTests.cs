@@ -78,6 +78,7 @@ public sealed class TranslationTests
             Assert.AreEqual((1e-3, 400, 0.05), (recipe.LearningRate, recipe.WarmupSteps, recipe.MinLearningRateRatio));
             Assert.AreEqual((5, 0.25), (recipe.AveragedCheckpoints, recipe.AveragingSpan));
             Assert.AreEqual((4000, 1024, TrainingPrecision.Auto), (recipe.VocabularySize, recipe.MaxTokensPerBatch, recipe.Precision));
+            Assert.AreEqual((4, 1.0), (recipe.BeamSize, recipe.LengthPenalty), "beam 4 with a length penalty chosen on validation pairs");
         }
         // Without a preset, the recipe trains Compact: Small's depth and heads at three quarters of its width, which in
         // 10 minutes on two Zen 3 cores took 1.7x the steps and scored more (BLEU 41.8 against 36.0-39.8).
@@ -87,6 +88,7 @@ public sealed class TranslationTests
         Assert.AreEqual(TranslationPreset.Compact, TranslationOptions.ForTimeBudget(TimeSpan.FromMinutes(10)).Preset);
         var defaults = new TranslationOptions();
         Assert.AreEqual(LearningRateScheduleKind.InverseSquareRoot, defaults.Schedule, "the defaults stay the paper's");
+        Assert.AreEqual((4, 0.6), (defaults.BeamSize, defaults.LengthPenalty), "the paper's decoding");
         Assert.IsNull(defaults.Model);
         // A budget that is no budget fails where the options are checked, naming it.
         var none = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => TranslationOptions.ForTimeBudget(TimeSpan.Zero).Validate());

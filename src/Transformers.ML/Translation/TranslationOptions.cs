@@ -77,10 +77,17 @@ public sealed class TranslationOptions : TrainingOptions
     /// <summary>Prompt translated after every epoch and reported as the progress sample; null for none. Default "Soy un estudiante".</summary>
     public string? SampleSentence { get; set; } = "Soy un estudiante";
 
-    /// <summary>Beam size of Transform and of the samples (1: greedy). Range 1..64; default 4 (the paper).</summary>
+    /// <summary>
+    /// Beam size of Transform, of Translate and TranslateNBest unless they are given one, and of the samples (1: greedy);
+    /// the fitted model's <see cref="TranslationTransformer.BeamSize"/>. Range 1..64; default 4 (the paper).
+    /// </summary>
     public int BeamSize { get; set; } = 4;
 
-    /// <summary>Length penalty alpha of beam search, ((5 + |Y|) / 6)^alpha (Wu et al. 2016). Range [0, 10]; default 0.6 (the paper).</summary>
+    /// <summary>
+    /// Length penalty alpha of beam search, ((5 + |Y|) / 6)^alpha (Wu et al. 2016): the fitted model's
+    /// <see cref="TranslationTransformer.LengthPenalty"/>, as <see cref="BeamSize"/>. Range [0, 10]; default 0.6 (the paper;
+    /// <see cref="ForTimeBudget"/> sets 1.0).
+    /// </summary>
     public double LengthPenalty { get; set; } = 0.6;
 
     /// <summary>

@@ -42,8 +42,9 @@ internal static class TranslationOnnxExport
     public static string Decoding(int beamSize, double lengthPenalty) => System.Text.Json.JsonSerializer.Serialize(new[] { beamSize, lengthPenalty });
 
     /// <summary>
-    /// Reads a <see cref="DecodingKey"/> value (null: absent, beam 4 and length penalty 0.6); an unreadable one or one out
-    /// of range fails with an <see cref="InvalidDataException"/> that names <paramref name="source"/>.
+    /// Reads a <see cref="DecodingKey"/> value of an export or a model file (null: absent, beam 4 and length penalty 0.6);
+    /// an unreadable one or one out of range fails with an <see cref="InvalidDataException"/> that names
+    /// <paramref name="source"/>.
     /// </summary>
     public static (int BeamSize, double LengthPenalty) ParseDecoding(string? value, string source)
     {
@@ -59,14 +60,10 @@ internal static class TranslationOnnxExport
         catch (System.Text.Json.JsonException)
         {
         }
-        return decoding is not null && IsDecoding(decoding)
+        return decoding is [>= 1 and <= 64, >= 0 and <= 10] && decoding[0] == Math.Floor(decoding[0])
             ? ((int)decoding[0], decoding[1])
             : throw new InvalidDataException($"'{source}' has unreadable decoding settings (metadata '{DecodingKey}' is '{value}'; expected [beam size 1..64, length penalty 0..10]).");
     }
-
-    /// <summary>Whether [beam size, length penalty] are in range (a whole beam size 1..64, a length penalty 0..10).</summary>
-    public static bool IsDecoding(double[] decoding) =>
-        decoding.Length == 2 && decoding[0] is >= 1 and <= 64 && decoding[0] == Math.Floor(decoding[0]) && decoding[1] is >= 0 and <= 10;
 
     public static string CrossKey(int layer) => $"cross_key_{layer}";
 

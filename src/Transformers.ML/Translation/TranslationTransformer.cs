@@ -176,14 +176,13 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
         TextTokenizer tokenizer = contents.Parse("tokenizer", () => TextTokenizer.FromModelFile(contents));
         int maxTokens = contents.Json("max_sentence_tokens", 64);
         string[] columns = contents.Json("columns", new[] { "Spanish", "Translation" });
-        double[] decoding = contents.Json(TranslationOnnxExport.DecodingKey, new[] { 4.0, 0.6 });
+        (int beamSize, double lengthPenalty) = TranslationOnnxExport.ParseDecoding(contents.Metadata.GetValueOrDefault(TranslationOnnxExport.DecodingKey), path);
         bool splitSentences = contents.Json(TranslationOnnxExport.SplitSentencesKey, true); // a file written before the setting existed: the default
         int batch = contents.Json("transform_batch_size", new TranslationOptions().TransformBatchSize);
         contents.Parse("settings", () =>
-            TranslationOnnxExport.IsDecoding(decoding)
-            && columns.Length == 2 && columns.All(c => !string.IsNullOrEmpty(c)) && batch is >= 1 and <= 4096 && maxTokens is >= 4 and <= 4096
+            columns.Length == 2 && columns.All(c => !string.IsNullOrEmpty(c)) && batch is >= 1 and <= 4096 && maxTokens is >= 4 and <= 4096
                 ? true
-                : throw new FormatException($"decoding [{string.Join(", ", decoding)}] (beam size 1..64, length penalty 0..10), columns, batch size {batch} or sentence length {maxTokens} out of range"));
+                : throw new FormatException($"columns, batch size {batch} or sentence length {maxTokens} out of range"));
         var codec = new TranslationCodec(tokenizer, maxTokens);
         var model = new EncoderDecoderTransformer("transformer", config, codec.VocabularySize);
         ModelFile.LoadForInference(contents, model, target, d =>
@@ -191,7 +190,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
             Tensor ids = tensor(new long[] { codec.EndOfSentence }, new long[] { 1, 1 }, device: d);
             return model.Forward(ids, ids);
         });
-        return new TranslationTransformer(model, codec, target, columns[0], columns[1], (int)decoding[0], decoding[1], splitSentences, batch, log);
+        return new TranslationTransformer(model, codec, target, columns[0], columns[1], beamSize, lengthPenalty, splitSentences, batch, log);
     }
 
     /// <summary>

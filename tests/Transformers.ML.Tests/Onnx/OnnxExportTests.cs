@@ -1040,6 +1040,21 @@ public sealed class OnnxExportTests
             Assert.AreEqual((2, 2.0), (reloaded.BeamSize, reloaded.LengthPenalty));
             AssertSameCandidates(expected, reloaded.TranslateNBest(sentences, 1), "the reloaded model");
         }
+        // A model file read the same way: one without the record decodes with 4 and 0.6, a damaged record names the file.
+        using (ModelFileContents contents = ModelFile.Load(path, "translation"))
+        {
+            var metadata = contents.Metadata.Where(p => p.Key != "decoding").ToDictionary();
+            string older = TestUtil.TempPath(".safetensors"), damagedFile = TestUtil.TempPath(".safetensors");
+            SafeTensors.Write(older, contents.Weights, metadata);
+            using (TranslationTransformer olderModel = ml.Transformers().LoadTranslation(older))
+            {
+                Assert.AreEqual((4, 0.6), (olderModel.BeamSize, olderModel.LengthPenalty));
+            }
+            SafeTensors.Write(damagedFile, contents.Weights, new Dictionary<string, string>(metadata) { ["decoding"] = "[2,11]" });
+            var damagedModel = Assert.ThrowsExactly<InvalidDataException>(() => ml.Transformers().LoadTranslation(damagedFile));
+            StringAssert.Contains(damagedModel.Message, damagedFile);
+            StringAssert.Contains(damagedModel.Message, "metadata 'decoding' is '[2,11]'");
+        }
 
         string folder = TestUtil.TempPath("");
         model.ExportToOnnx(folder);

@@ -14,14 +14,17 @@ internal readonly record struct TextSentence(string Text, string Separator);
 
 internal static partial class SentenceSplitter
 {
-    // Words that end in "." without ending a sentence (titles and common Spanish, English and Latin abbreviations,
-    // compared without case); a single letter (an initial, "J. K. Rowling") never ends one either. "etc." is not here:
-    // it ends sentences as often as not, and what follows decides; nor is "No." ("No. Gracias.").
+    // Words that end in "." without ending a sentence: titles and common Spanish, English and Latin abbreviations
+    // that come before what they qualify ("Sr. García", "EE. UU."), compared without case; a single letter (an
+    // initial, "J. K. Rowling") never ends one either. Abbreviations that close a name or a list end sentences as
+    // often as not, and are not here: "etc.", "UU." ("Vive en EE. UU. Es médico."), "Inc.", "Ltd.", "Corp."; for
+    // them, as for any word, what follows decides (a boundary needs a capital or a digit after it, so "en EE. UU.
+    // desde 2010" stays one sentence). Nor is "No." ("No. Gracias.").
     private static readonly HashSet<string> Abbreviations = new(StringComparer.OrdinalIgnoreCase)
     {
         "sr", "sra", "srta", "sres", "srs", "dr", "dra", "drs", "dres", "mr", "mrs", "ms", "mx", "prof", "profa", "st",
         "sto", "sta", "jr", "ud", "uds", "vd", "vds", "lic", "ing", "arq", "gral", "av", "avda", "pág", "págs", "núm",
-        "tel", "ee", "uu", "vs", "cf", "ej", "approx", "dept", "fig", "inc", "ltd", "co", "corp", "mt",
+        "tel", "ee", "vs", "cf", "ej", "approx", "dept", "fig", "co", "mt",
     };
 
     // A candidate boundary: white space after one or more of . ! ? ... (and any closing quotes or brackets), before a

@@ -17,12 +17,16 @@ public sealed class SentenceSplitterTests
     [DataRow("Dijo: \"Me voy.\" Luego se fue.", "Dijo: \"Me voy.\"|Luego se fue.")]
     [DataRow("Tengo 3 gatos. 2 son negros.", "Tengo 3 gatos.|2 son negros.")]
     [DataRow("No. Gracias.", "No.|Gracias.")]
+    [DataRow("Vive en EE. UU. Es médico.", "Vive en EE. UU.|Es médico.")]
+    [DataRow("Trabaja en Acme Inc. Le gusta.", "Trabaja en Acme Inc.|Le gusta.")]
+    [DataRow("She works for Acme Ltd. Her boss is Dr. Smith.", "She works for Acme Ltd.|Her boss is Dr. Smith.")]
     [DataRow("Soy un estudiante", "Soy un estudiante")]
     public void SentencesEndAtTerminalPunctuationBeforeACapitalOrDigit(string text, string expected) =>
         CollectionAssert.AreEqual(expected.Split('|'), Sentences(text));
 
     [TestMethod]
     [DataRow("El Sr. García vive en EE. UU. desde 2010.")]
+    [DataRow("Los EE. UU. y Acme Inc. y Acme Corp. firmaron.")]
     [DataRow("La Dra. Pérez y el Dr. Gómez llegaron.")]
     [DataRow("J. K. Rowling escribió siete libros.")]
     [DataRow("Mr. Smith met Mrs. Jones at St. Paul's.")]

@@ -1,7 +1,8 @@
 // Translation, Model Builder style: train the Transformer of "Attention Is All You Need" on Spanish-English
 // pairs for a time budget that plans its schedule (warmup and decay end with the budget), evaluate BLEU and chrF on
-// held-out sentences with greedy decoding and beam search, save and reload, translate the seed's sentences (and list
-// the 3 best translations of one, with their scores), and draw where the model looks: the alignment of a translation
+// held-out sentences with greedy decoding and beam search, save and reload, translate the seed's sentences (two of them
+// typed in lower case or in capitals too, and list the 3 best translations of one, with their scores), and draw where
+// the model looks: the alignment of a translation
 // (the decoder's cross-attention) and the decoder's self-attention from "it" in a sentence whose Spanish has no
 // pronoun. --evaluate FILE scores the model on pairs of your own (with --load, a model saved earlier, without training).
 //
@@ -96,6 +97,13 @@ foreach ((string sentence, string expected) in TranslationRecipe.Sentences)
 // A text of several sentences: each is translated on its own (SplitSentences, saved with the model), then joined as spaced.
 (string text, string right) = TranslationRecipe.Paragraph;
 Console.WriteLine($"  {text,-52} -> {engine.Predict(new ModelInput { Spanish = text }).Translation,-50} (a right one: {right})");
+// Sentences as people type them: the model learned from sentences that begin with a capital, so one typed in lower case
+// gets its capital, and one in capitals is read in sentence case and answered in capitals (NormalizeSourceCase, saved with the model).
+Console.WriteLine($"  typed in lower case or in capitals (NormalizeSourceCase: {(reloaded.NormalizeSourceCase ? "on" : "off")}):");
+foreach (string typed in new[] { "¿dónde está la biblioteca?", "HACE MUCHO FRÍO HOY." })
+{
+    Console.WriteLine($"  {typed,-52} -> {engine.Predict(new ModelInput { Spanish = typed }).Translation}");
+}
 // Alternatives to offer a user or to rerank: the best distinct translations beam search found, with the scores it ranked them by.
 const string night = "Me gusta leer libros por la noche.";
 Console.WriteLine($"\nThe 3 best of beam {reloaded.BeamSize} for \"{night}\" (TranslateNBest; the score is the length-normalised log-probability):");

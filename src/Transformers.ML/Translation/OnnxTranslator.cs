@@ -28,8 +28,8 @@ public sealed class OnnxTranslator : IDisposable
         TextTokenizer tokenizer = TextTokenizer.FromDefinition(TokenizerDefinition.FromJson(metadata["tokenizer"], source), source);
         _codec = new TranslationCodec(tokenizer, int.Parse(metadata["max_sentence_tokens"], System.Globalization.CultureInfo.InvariantCulture));
         _sharedBuffers = OnnxSharedCache.IsShared(metadata);
-        SplitSentences = !metadata.TryGetValue(TranslationOnnxExport.SplitSentencesKey, out string? split) || split != "false";
-        (BeamSize, LengthPenalty) = TranslationOnnxExport.ParseDecoding(metadata.GetValueOrDefault(TranslationOnnxExport.DecodingKey), source);
+        TranslatorSettings settings = TranslatorSettings.Read(metadata, source);
+        (BeamSize, LengthPenalty, SplitSentences, NormalizeSourceCase) = (settings.BeamSize, settings.LengthPenalty, settings.SplitSentences, settings.NormalizeSourceCase);
     }
 
     /// <summary>
@@ -37,6 +37,13 @@ public sealed class OnnxTranslator : IDisposable
     /// <see cref="TranslationTransformer.SplitSentences"/>; initially the exported model's setting.
     /// </summary>
     public bool SplitSentences { get; set; }
+
+    /// <summary>
+    /// Whether a sentence is put in the case of the training sources before it is translated, as
+    /// <see cref="TranslationTransformer.NormalizeSourceCase"/>; initially the exported model's setting (true for an
+    /// export that does not record it).
+    /// </summary>
+    public bool NormalizeSourceCase { get; set; }
 
     /// <summary>
     /// Beam size (1: greedy) of Translate and TranslateNBest unless they are given one; initially the exported model's
@@ -101,7 +108,7 @@ public sealed class OnnxTranslator : IDisposable
         int beam = beamSize ?? BeamSize;
         double alpha = lengthPenalty ?? LengthPenalty;
         TranslationCodec.CheckArguments(beam, alpha, count, batchSize);
-        return _codec.Translate(sentences, count, batchSize, SplitSentences, sources => Decode(sources, beam, alpha), out _);
+        return _codec.Translate(sentences, count, batchSize, SplitSentences, NormalizeSourceCase, sources => Decode(sources, beam, alpha), out _);
     }
 
     /// <summary>Each source's hypotheses, best first; <paramref name="beamSize"/> (checked by the caller) 1 is greedy decoding.</summary>

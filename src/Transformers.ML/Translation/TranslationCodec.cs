@@ -51,18 +51,20 @@ internal sealed class TranslationCodec
     /// whitespace-only text, or one the search found nothing for, gets one empty translation. With
     /// <paramref name="splitSentences"/> a text of several sentences (<see cref="SentenceSplitter"/>) is translated
     /// sentence by sentence and joined as it was spaced; its candidates are the <paramref name="count"/> best combinations
-    /// of its sentences' candidates, scored by the sum of their scores. <paramref name="truncated"/>: how many sources
+    /// of its sentences' candidates, scored by the sum of their scores. With <paramref name="normalizeCase"/> each sentence
+    /// is put in the training sources' case first (<see cref="SourceCase"/>), and the translations of one typed in capitals
+    /// are given in capitals. <paramref name="truncated"/>: how many sources
     /// (sentences, when split) were cut to <see cref="MaxSentenceTokens"/>. The search itself is shared by the TorchSharp
     /// model and the ONNX Runtime translator (<see cref="Seq2SeqSearch"/>); so is this.
     /// </summary>
-    public TranslationCandidate[][] Translate(IReadOnlyList<string> texts, int count, int batchSize, bool splitSentences,
+    public TranslationCandidate[][] Translate(IReadOnlyList<string> texts, int count, int batchSize, bool splitSentences, bool normalizeCase,
         Func<IReadOnlyList<int[]>, List<Seq2SeqHypothesis>[]> decode, out int truncated)
     {
         ArgumentNullException.ThrowIfNull(texts);
-        // Every sentence of every text is one source: (text, its sentence, the ids).
+        // Every sentence of every text is one source: (text, its sentence, the ids, whether it was typed in capitals).
         var sentences = new List<TextSentence>[texts.Count];
         var translated = new TranslationCandidate[texts.Count][][]; // [text][sentence]: its candidates
-        var work = new List<(int Row, int Sentence, int[] Ids)>();
+        var work = new List<(int Row, int Sentence, int[] Ids, bool Capitals)>();
         truncated = 0;
         for (int i = 0; i < texts.Count; i++)
         {
@@ -73,9 +75,11 @@ internal sealed class TranslationCodec
             translated[i] = new TranslationCandidate[sentences[i].Count][];
             for (int j = 0; j < sentences[i].Count; j++)
             {
-                (int[] ids, bool cut) = Encode(sentences[i][j].Text);
+                bool capitals = false;
+                string sentence = normalizeCase ? SourceCase.Normalize(sentences[i][j].Text, out capitals) : sentences[i][j].Text;
+                (int[] ids, bool cut) = Encode(sentence);
                 truncated += cut ? 1 : 0;
-                work.Add((i, j, ids));
+                work.Add((i, j, ids, capitals));
             }
         }
         foreach (var chunk in work.OrderBy(w => w.Ids.Length).Chunk(batchSize))
@@ -83,7 +87,9 @@ internal sealed class TranslationCodec
             List<Seq2SeqHypothesis>[] outputs = decode(chunk.Select(c => c.Ids).ToList());
             for (int j = 0; j < chunk.Length; j++)
             {
-                TranslationCandidate[] candidates = outputs[j].Select(h => new TranslationCandidate(Decode(h.Tokens), h.Score))
+                bool capitals = chunk[j].Capitals;
+                TranslationCandidate[] candidates = outputs[j]
+                    .Select(h => new TranslationCandidate(capitals ? Decode(h.Tokens).ToUpperInvariant() : Decode(h.Tokens), h.Score))
                     .DistinctBy(c => c.Text, StringComparer.Ordinal).Take(count).ToArray();
                 translated[chunk[j].Row][chunk[j].Sentence] = candidates.Length > 0 ? candidates : new[] { new TranslationCandidate("", double.NegativeInfinity) };
             }

@@ -85,8 +85,9 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
             reporter.Info($"{truncated} training sentence(s) longer than MaxSentenceTokens ({_options.MaxSentenceTokens}) were truncated.");
         }
 
+        bool normalizeCase = _options.NormalizeSourceCase ?? NormalizesCase(trainPairs, reporter);
         var transformer = new TranslationTransformer(model, codec, device, _options.SourceColumnName, _options.OutputColumnName,
-            _options.BeamSize, _options.LengthPenalty, _options.SplitSentences, _options.TransformBatchSize, log);
+            new TranslatorSettings(_options.BeamSize, _options.LengthPenalty, _options.SplitSentences, normalizeCase), _options.TransformBatchSize, log);
         int[]?[] unpunctuated = _options.SourcePunctuationDropout > 0
             ? trainPairs.Select(p => TranslationTask.Unpunctuated(p.Source) is string s ? codec.Encode(s).Ids : null).ToArray()
             : new int[]?[trainPairs.Count];
@@ -96,6 +97,17 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
         transformer.EpochReports = recorder.Epochs;
         transformer.TrainingReports = recorder.All;
         return transformer;
+    }
+
+    /// <summary><see cref="TranslationOptions.NormalizeSourceCase"/>'s default: whether the training sources begin with a capital (said in the log).</summary>
+    private static bool NormalizesCase(List<(string Source, string Target)> trainPairs, TrainingReporter reporter)
+    {
+        bool capitalised = SourceCase.IsCapitalised(trainPairs.Select(p => p.Source), out double share);
+        string percent = (share * 100).ToString("F1", System.Globalization.CultureInfo.InvariantCulture);
+        reporter.Info(capitalised
+            ? $"{percent} % of the training sources begin with a capital: sentences typed in lower case or in capitals are translated in that case (NormalizeSourceCase)."
+            : $"{percent} % of the training sources begin with a capital (under {SourceCase.CapitalisedShare * 100:F0} %): sentences are translated as typed (NormalizeSourceCase).");
+        return capitalised;
     }
 
     private static (List<(int[], int[])> Pairs, int Truncated) Encode(TranslationCodec codec, List<(string Source, string Target)> pairs)

@@ -28,48 +28,11 @@ internal static class TranslationOnnxExport
     public const string TargetIds = "target_ids";
     public const string LogProbabilities = "log_probs";
 
-    /// <summary>Metadata key of <see cref="TranslationTransformer.SplitSentences"/> ("true" or "false"; absent before 2026-12-07: true), in the export and the model file.</summary>
-    public const string SplitSentencesKey = "split_sentences";
-
-    /// <summary>
-    /// Metadata key of the model's decoding settings, [<see cref="TranslationTransformer.BeamSize"/>,
-    /// <see cref="TranslationTransformer.LengthPenalty"/>] in JSON, in the export and the model file (absent from exports
-    /// written before it was recorded: beam 4, length penalty 0.6).
-    /// </summary>
-    public const string DecodingKey = "decoding";
-
-    /// <summary>The <see cref="DecodingKey"/> value of a beam size and length penalty.</summary>
-    public static string Decoding(int beamSize, double lengthPenalty) => System.Text.Json.JsonSerializer.Serialize(new[] { beamSize, lengthPenalty });
-
-    /// <summary>
-    /// Reads a <see cref="DecodingKey"/> value of an export or a model file (null: absent, beam 4 and length penalty 0.6);
-    /// an unreadable one or one out of range fails with an <see cref="InvalidDataException"/> that names
-    /// <paramref name="source"/>.
-    /// </summary>
-    public static (int BeamSize, double LengthPenalty) ParseDecoding(string? value, string source)
-    {
-        if (value is null)
-        {
-            return (4, 0.6);
-        }
-        double[]? decoding = null;
-        try
-        {
-            decoding = System.Text.Json.JsonSerializer.Deserialize<double[]>(value);
-        }
-        catch (System.Text.Json.JsonException)
-        {
-        }
-        return decoding is [>= 1 and <= 64, >= 0 and <= 10] && decoding[0] == Math.Floor(decoding[0])
-            ? ((int)decoding[0], decoding[1])
-            : throw new InvalidDataException($"'{source}' has unreadable decoding settings (metadata '{DecodingKey}' is '{value}'; expected [beam size 1..64, length penalty 0..10]).");
-    }
-
     public static string CrossKey(int layer) => $"cross_key_{layer}";
 
     public static string CrossValue(int layer) => $"cross_value_{layer}";
 
-    public static (ModelProto Encoder, ModelProto Decoder) Build(EncoderDecoderTransformer model, TranslationCodec codec, bool splitSentences, int beamSize, double lengthPenalty, OnnxExportOptions? options = null)
+    public static (ModelProto Encoder, ModelProto Decoder) Build(EncoderDecoderTransformer model, TranslationCodec codec, TranslatorSettings settings, OnnxExportOptions? options = null)
     {
         options?.RejectImageOptions("translator");
         TransformerConfig config = model.Config;
@@ -80,11 +43,13 @@ internal static class TranslationOnnxExport
             ["config"] = config.ToJson(),
             ["tokenizer"] = codec.Tokenizer.Definition.ToJson(),
             ["max_sentence_tokens"] = codec.MaxSentenceTokens.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            [SplitSentencesKey] = splitSentences ? "true" : "false",
-            [DecodingKey] = Decoding(beamSize, lengthPenalty),
             ["quantization"] = (options?.Quantization ?? OnnxQuantization.None).ToString(),
             [OnnxSharedCache.MetadataKey] = options?.SharedCacheBuffers == true ? OnnxSharedCache.SharedBuffers : OnnxSharedCache.Concatenated,
         };
+        foreach ((string key, string value) in settings.Metadata())
+        {
+            metadata[key] = value;
+        }
         OnnxQuantization quantization = options?.Quantization ?? OnnxQuantization.None;
 
         // Encoder.

@@ -96,6 +96,14 @@ public sealed class TranslationOptions : TrainingOptions
     /// </summary>
     public bool SplitSentences { get; set; } = true;
 
+    /// <summary>
+    /// Whether the fitted transformer puts a sentence in the case of the training sources before translating it
+    /// (<see cref="TranslationTransformer.NormalizeSourceCase"/>: a capital at a first word typed in lower case, sentence
+    /// case for a sentence in capitals). Default null: on when at least 90 % of the training sources that begin with a
+    /// letter begin with a capital (Tatoeba's: all), which Fit says in the log.
+    /// </summary>
+    public bool? NormalizeSourceCase { get; set; }
+
     /// <summary>Sentences translated together by Transform. Range 1..4096; default 32.</summary>
     public int TransformBatchSize { get; set; } = 32;
 

@@ -26,15 +26,16 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     private readonly Action<string>? _log;
 
     internal TranslationTransformer(EncoderDecoderTransformer model, TranslationCodec codec, Device device, string sourceColumn, string outputColumn,
-        int beamSize, double lengthPenalty, bool splitSentences, int batchSize, Action<string>? log)
+        TranslatorSettings settings, int batchSize, Action<string>? log)
         : base(sourceColumn, outputColumn, batchSize, "source", "LoadTranslation")
     {
         Model = model;
         Codec = codec;
         Device = device;
-        BeamSize = beamSize;
-        LengthPenalty = lengthPenalty;
-        SplitSentences = splitSentences;
+        BeamSize = settings.BeamSize;
+        LengthPenalty = settings.LengthPenalty;
+        SplitSentences = settings.SplitSentences;
+        NormalizeSourceCase = settings.NormalizeSourceCase;
         _log = log;
     }
 
@@ -66,6 +67,20 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     /// an abbreviation such as "Sr." or an initial) and at blank lines. Saved with the model; default true.
     /// </summary>
     public bool SplitSentences { get; set; }
+
+    /// <summary>
+    /// Whether a sentence is put in the case of the training sources before it is translated, by Transform,
+    /// PredictionEngine and every Translate call: a capital at a first word typed in lower case ("hola, ¿cómo estás?"),
+    /// and sentence case for a sentence typed in capitals, whose translation is then given in capitals. A model that
+    /// learned from sentences that begin with a capital translates the others far worse (on 600 held-out pairs the
+    /// example's model: BLEU 29.5 against 40.0 with the first letter in lower case, 0.6 in capitals; 40.0 and 37.5 so
+    /// normalised). By default on when at least 90 % of the training sources begin with a capital
+    /// (<see cref="TranslationOptions.NormalizeSourceCase"/>); saved with the model and written into its ONNX export.
+    /// </summary>
+    public bool NormalizeSourceCase { get; set; }
+
+    /// <summary>The settings that travel with the model (its file and its export).</summary>
+    internal TranslatorSettings Settings => new(BeamSize, LengthPenalty, SplitSentences, NormalizeSourceCase);
 
     /// <summary>The architecture.</summary>
     public TransformerConfig Config => Model.Config.Clone();
@@ -115,7 +130,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     {
         TranslationCodec.CheckArguments(beamSize, lengthPenalty, count);
         var decoder = new Seq2SeqDecoder(Model, Codec.EndOfSentence, Codec.Padding, Device);
-        TranslationCandidate[][] results = Codec.Translate(sentences, count, TransformBatchSize, SplitSentences,
+        TranslationCandidate[][] results = Codec.Translate(sentences, count, TransformBatchSize, SplitSentences, NormalizeSourceCase,
             sources => decoder.Decode(sources, beamSize, lengthPenalty, useCache: useCache), out int truncated);
         if (truncated > 0)
         {
@@ -134,6 +149,8 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     public TranslationAttention Attention(string source, string? translation = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(source);
+        // The source the model reads (in the training sources' case, NormalizeSourceCase), and its translation of it.
+        source = NormalizeSourceCase ? SourceCase.Normalize(source, out _) : source;
         translation ??= Translate(source, BeamSize, LengthPenalty);
         (int[] sourceIds, _) = Codec.Encode(source);
         (int[] targetIds, _) = Codec.Encode(translation);
@@ -160,10 +177,12 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
         {
             ["columns"] = JsonSerializer.Serialize(new[] { SourceColumnName, OutputColumnName }),
             ["max_sentence_tokens"] = JsonSerializer.Serialize(Codec.MaxSentenceTokens),
-            [TranslationOnnxExport.DecodingKey] = TranslationOnnxExport.Decoding(BeamSize, LengthPenalty),
-            [TranslationOnnxExport.SplitSentencesKey] = JsonSerializer.Serialize(SplitSentences),
             ["transform_batch_size"] = JsonSerializer.Serialize(TransformBatchSize),
         };
+        foreach ((string key, string value) in Settings.Metadata())
+        {
+            settings[key] = value;
+        }
         ModelFile.Save(path, Capability, Model.Config.ToJson(), Codec.Tokenizer.Definition.ToJson(), Model, settings);
     }
 
@@ -176,8 +195,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
         TextTokenizer tokenizer = contents.Parse("tokenizer", () => TextTokenizer.FromModelFile(contents));
         int maxTokens = contents.Json("max_sentence_tokens", 64);
         string[] columns = contents.Json("columns", new[] { "Spanish", "Translation" });
-        (int beamSize, double lengthPenalty) = TranslationOnnxExport.ParseDecoding(contents.Metadata.GetValueOrDefault(TranslationOnnxExport.DecodingKey), path);
-        bool splitSentences = contents.Json(TranslationOnnxExport.SplitSentencesKey, true); // a file written before the setting existed: the default
+        TranslatorSettings settings = TranslatorSettings.Read(contents.Metadata, path); // a file written before a setting existed: its default
         int batch = contents.Json("transform_batch_size", new TranslationOptions().TransformBatchSize);
         contents.Parse("settings", () =>
             columns.Length == 2 && columns.All(c => !string.IsNullOrEmpty(c)) && batch is >= 1 and <= 4096 && maxTokens is >= 4 and <= 4096
@@ -190,13 +208,14 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
             Tensor ids = tensor(new long[] { codec.EndOfSentence }, new long[] { 1, 1 }, device: d);
             return model.Forward(ids, ids);
         });
-        return new TranslationTransformer(model, codec, target, columns[0], columns[1], beamSize, lengthPenalty, splitSentences, batch, log);
+        return new TranslationTransformer(model, codec, target, columns[0], columns[1], settings, batch, log);
     }
 
     /// <summary>
     /// Exports the model to ONNX (opset 17) as two graphs in <paramref name="folder"/>: encoder.onnx (source ids and padding ->
     /// the decoder's cross-attention keys and values) and decoder.onnx (one step with its key/value cache -> log-probabilities).
-    /// The tokenizer, configuration and <see cref="SplitSentences"/> are in both files' metadata: <see cref="OnnxTranslator.Load"/>
+    /// The tokenizer, configuration and decoding settings (<see cref="BeamSize"/>, <see cref="LengthPenalty"/>,
+    /// <see cref="SplitSentences"/>, <see cref="NormalizeSourceCase"/>) are in both files' metadata: <see cref="OnnxTranslator.Load"/>
     /// needs nothing else.
     /// Each file is written atomically.
     /// </summary>
@@ -207,7 +226,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     {
         ArgumentNullException.ThrowIfNull(folder);
         ArgumentNullException.ThrowIfNull(options);
-        (global::Onnx.ModelProto encoder, global::Onnx.ModelProto decoder) = TranslationOnnxExport.Build(Model, Codec, SplitSentences, BeamSize, LengthPenalty, options); // checks the options first
+        (global::Onnx.ModelProto encoder, global::Onnx.ModelProto decoder) = TranslationOnnxExport.Build(Model, Codec, Settings, options); // checks the options first
         AtomicFile.CreateFolder(folder, "TranslationTransformer.ExportToOnnx");
         OnnxGraph.Save(encoder, Path.Combine(folder, TranslationOnnxExport.EncoderFile));
         OnnxGraph.Save(decoder, Path.Combine(folder, TranslationOnnxExport.DecoderFile));
@@ -218,7 +237,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     {
         ArgumentNullException.ThrowIfNull(encoder);
         ArgumentNullException.ThrowIfNull(decoder);
-        (global::Onnx.ModelProto e, global::Onnx.ModelProto d) = TranslationOnnxExport.Build(Model, Codec, SplitSentences, BeamSize, LengthPenalty);
+        (global::Onnx.ModelProto e, global::Onnx.ModelProto d) = TranslationOnnxExport.Build(Model, Codec, Settings);
         Google.Protobuf.MessageExtensions.WriteTo(e, encoder);
         Google.Protobuf.MessageExtensions.WriteTo(d, decoder);
     }

@@ -1024,6 +1024,7 @@ public sealed class OnnxExportTests
         string[] sentences = VariedTranslator.Pairs.Skip(700).Take(12).Select(p => p.Spanish).ToArray();
         model.BeamSize = 2;
         model.LengthPenalty = 2.0;
+        model.NormalizeSourceCase = false;
         IReadOnlyList<IReadOnlyList<TranslationCandidate>> expected = model.TranslateNBest(sentences, 1, 2, 2.0);
         AssertSameCandidates(expected, model.TranslateNBest(sentences, 1), "the model's settings, not beam 4 and 0.6");
         CollectionAssert.AreEqual(expected.Select(c => c[0].Text).ToArray(), model.Translate(sentences).ToArray());
@@ -1037,30 +1038,35 @@ public sealed class OnnxExportTests
         model.Save(path);
         using (TranslationTransformer reloaded = ml.Transformers().LoadTranslation(path))
         {
-            Assert.AreEqual((2, 2.0), (reloaded.BeamSize, reloaded.LengthPenalty));
+            Assert.AreEqual((2, 2.0, false), (reloaded.BeamSize, reloaded.LengthPenalty, reloaded.NormalizeSourceCase));
             AssertSameCandidates(expected, reloaded.TranslateNBest(sentences, 1), "the reloaded model");
         }
-        // A model file read the same way: one without the record decodes with 4 and 0.6, a damaged record names the file.
+        // A model file read the same way: one without the records decodes with 4 and 0.6 and normalises the case, a
+        // damaged record names the file.
         using (ModelFileContents contents = ModelFile.Load(path, "translation"))
         {
-            var metadata = contents.Metadata.Where(p => p.Key != "decoding").ToDictionary();
+            var metadata = contents.Metadata.Where(p => p.Key is not "decoding" and not "normalize_source_case").ToDictionary();
             string older = TestUtil.TempPath(".safetensors"), damagedFile = TestUtil.TempPath(".safetensors");
             SafeTensors.Write(older, contents.Weights, metadata);
             using (TranslationTransformer olderModel = ml.Transformers().LoadTranslation(older))
             {
-                Assert.AreEqual((4, 0.6), (olderModel.BeamSize, olderModel.LengthPenalty));
+                Assert.AreEqual((4, 0.6, true), (olderModel.BeamSize, olderModel.LengthPenalty, olderModel.NormalizeSourceCase));
             }
             SafeTensors.Write(damagedFile, contents.Weights, new Dictionary<string, string>(metadata) { ["decoding"] = "[2,11]" });
             var damagedModel = Assert.ThrowsExactly<InvalidDataException>(() => ml.Transformers().LoadTranslation(damagedFile));
             StringAssert.Contains(damagedModel.Message, damagedFile);
             StringAssert.Contains(damagedModel.Message, "metadata 'decoding' is '[2,11]'");
+            SafeTensors.Write(damagedFile, contents.Weights, new Dictionary<string, string>(metadata) { ["normalize_source_case"] = "yes" });
+            damagedModel = Assert.ThrowsExactly<InvalidDataException>(() => ml.Transformers().LoadTranslation(damagedFile));
+            StringAssert.Contains(damagedModel.Message, damagedFile);
+            StringAssert.Contains(damagedModel.Message, "metadata 'normalize_source_case' is 'yes'; expected true or false");
         }
 
         string folder = TestUtil.TempPath("");
         model.ExportToOnnx(folder);
         using (OnnxTranslator translator = OnnxTranslator.Load(folder))
         {
-            Assert.AreEqual((2, 2.0), (translator.BeamSize, translator.LengthPenalty));
+            Assert.AreEqual((2, 2.0, false), (translator.BeamSize, translator.LengthPenalty, translator.NormalizeSourceCase));
             AssertSameCandidates(expected, translator.TranslateNBest(sentences, 1, batchSize: 8), "ONNX Runtime", tolerance: 1e-4);
             CollectionAssert.AreEqual(expected.Select(c => c[0].Text).ToArray(), translator.Translate(sentences).ToArray());
             translator.LengthPenalty = 0.6;
@@ -1074,10 +1080,11 @@ public sealed class OnnxExportTests
         StringStringEntryProto decoding = encoder.MetadataProps.Single(p => p.Key == "decoding");
         Assert.AreEqual("[2,2]", decoding.Value);
         encoder.MetadataProps.Remove(decoding);
+        encoder.MetadataProps.Remove(encoder.MetadataProps.Single(p => p.Key == "normalize_source_case"));
         OnnxGraph.Save(encoder, encoderPath);
         using (OnnxTranslator older = OnnxTranslator.Load(folder))
         {
-            Assert.AreEqual((4, 0.6), (older.BeamSize, older.LengthPenalty));
+            Assert.AreEqual((4, 0.6, true), (older.BeamSize, older.LengthPenalty, older.NormalizeSourceCase));
             AssertSameCandidates(paperDefaults, older.TranslateNBest(sentences, 1), "an older export", tolerance: 1e-4);
         }
         encoder.MetadataProps.Add(new StringStringEntryProto { Key = "decoding", Value = "[0,0.6]" });

@@ -114,6 +114,35 @@ public sealed class TranslationTests
     }
 
     [TestMethod]
+    public void TheSourceCaseIsNormalisedWhenTheTrainingSourcesBeginWithACapitalOrWhenAsked()
+    {
+        Assert.IsTrue(_model.NormalizeSourceCase);
+        lock (Logged)
+        {
+            Assert.IsTrue(Logged.Any(m => m.Contains("of the training sources begin with a capital: sentences typed in lower case or in capitals are translated in that case (NormalizeSourceCase)")),
+                string.Join("\n", Logged.Take(10)));
+        }
+        // A corpus written in lower case: its model reads sentences as typed, unless the option says otherwise.
+        var lowerCase = _pairs.Take(60).Select(p => new Pair { English = p.English.ToLowerInvariant(), Spanish = p.Spanish.ToLowerInvariant() }).ToList();
+        var ml = new MLContext(seed: 1);
+        var log = new List<string>();
+        ml.Log += (_, e) => { lock (log) { log.Add(e.Message); } };
+        foreach (bool? option in new bool?[] { null, true, false })
+        {
+            TranslationOptions options = Tiny();
+            options.Epochs = 1;
+            options.NormalizeSourceCase = option;
+            using TranslationTransformer model = ml.Transformers().Translation(options).Fit(ml.Data.LoadFromEnumerable(lowerCase));
+            Assert.AreEqual(option ?? false, model.NormalizeSourceCase, $"option {option}");
+        }
+        lock (log)
+        {
+            Assert.AreEqual(1, log.Count(m => m.Contains("0.0 % of the training sources begin with a capital (under 90 %): sentences are translated as typed (NormalizeSourceCase).")),
+                string.Join("\n", log.Where(m => m.Contains("capital"))));
+        }
+    }
+
+    [TestMethod]
     public void NBestListsStartWithTheTranslationAndAreRankedByScore()
     {
         string[] sentences = _pairs.Skip(3000).Take(12).Select(p => p.Spanish).Append("   ").ToArray();

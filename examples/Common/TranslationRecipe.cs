@@ -66,6 +66,48 @@ internal static class TranslationRecipe
         }
     }
 
+    /// <summary>
+    /// BLEU of the model's beam on held-out pairs whose Spanish is typed four ways (as written, with the first letter in
+    /// lower case, all in lower case, all in capitals), each read as typed and normalised
+    /// (<see cref="TranslationTransformer.NormalizeSourceCase"/> off and on; the model's setting kept). The last three
+    /// compare without case (their hypotheses and references both lowered, or both in capitals), since such a source
+    /// gives no case to copy.
+    /// </summary>
+    public static List<(string Typed, double AsTyped, double Normalised)> ScoreTyped(TranslationTransformer model, IReadOnlyList<(string Spanish, string English)> pairs)
+    {
+        static string LowerFirst(string s)
+        {
+            int i = s.TakeWhile(c => !char.IsLetterOrDigit(c)).Count();
+            return i < s.Length ? string.Concat(s.AsSpan(0, i), char.ToLowerInvariant(s[i]).ToString(), s.AsSpan(i + 1)) : s;
+        }
+        var ways = new (string Typed, Func<string, string> Source, Func<string, string> Compare)[]
+        {
+            ("as written", s => s, s => s),
+            ("first letter in lower case", LowerFirst, s => s.ToLowerInvariant()),
+            ("all in lower case", s => s.ToLowerInvariant(), s => s.ToLowerInvariant()),
+            ("all in capitals", s => s.ToUpperInvariant(), s => s.ToUpperInvariant()),
+        };
+        bool kept = model.NormalizeSourceCase;
+        try
+        {
+            return ways.Select(way =>
+            {
+                string[] sources = pairs.Select(p => way.Source(p.Spanish.Trim())).ToArray();
+                var references = new[] { pairs.Select(p => way.Compare(p.English.Trim())).ToList() };
+                double Bleu(bool normalise)
+                {
+                    model.NormalizeSourceCase = normalise;
+                    return SacreBleu.Score(model.Translate(sources).Select(way.Compare).ToList(), references).Bleu;
+                }
+                return (way.Typed, Bleu(false), Bleu(true));
+            }).ToList();
+        }
+        finally
+        {
+            model.NormalizeSourceCase = kept;
+        }
+    }
+
     /// <summary>The library's recipe for the budget (TranslationOptions.ForTimeBudget), with the run's seed and a progress line every 100 steps.</summary>
     public static TranslationOptions Options(TimeSpan budget, int seed = 1, TranslationPreset preset = TranslationPreset.Compact)
     {

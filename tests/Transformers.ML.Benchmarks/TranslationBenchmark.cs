@@ -98,6 +98,8 @@ internal static class TranslationBenchmark
         var beams = new List<double>();
         List<(string Spanish, string English)> paragraphs = TranslationRecipe.Paragraphs(
             ml.Data.CreateEnumerable<SentencePair>(test, reuseRowObject: false).Select(p => (p.Spanish, p.English)).ToList());
+        List<(string Spanish, string English)> typedPairs = ml.Data.CreateEnumerable<SentencePair>(TranslationRecipe.HeldOut<SentencePair>(ml, test, 600), reuseRowObject: false)
+            .Select(p => (p.Spanish, p.English)).ToList();
         foreach (int seed in seeds)
         {
             TranslationOptions o = TranslationRecipe.Options(TimeSpan.FromMinutes(minutes), seed);
@@ -124,6 +126,12 @@ internal static class TranslationBenchmark
             table.Add(new BenchmarkRow("translation", $"recipe, seed {seed}: paragraphs, BLEU beam 4 sentence by sentence", bySentence.Bleu, "BLEU", "-",
                 $"as one sequence (SplitSentences = false) {whole.Bleu:F1}, its output {whole.HypothesisLength / (double)whole.ReferenceLength:F2} of the reference length; " +
                 $"chrF2 {bySentence.ChrF:F1} against {whole.ChrF:F1}; {paragraphs.Count} texts of 2-4 held-out sentences (TranslationRecipe.Paragraphs)"));
+            var typed = TranslationRecipe.ScoreTyped(model, typedPairs);
+            foreach ((string way, double asTyped, double normalised) in typed.Skip(1))
+            {
+                table.Add(new BenchmarkRow("translation", $"recipe, seed {seed}: sources typed {way}, BLEU beam 4 (NormalizeSourceCase)", normalised, "BLEU", "-",
+                    $"as typed {asTyped:F1}; as written {typed[0].Normalised:F1} (as typed {typed[0].AsTyped:F1}); compared without case; {typedPairs.Count} held-out pairs (TranslationRecipe.HeldOut, 600)"));
+            }
         }
         if (beams.Count > 1)
         {

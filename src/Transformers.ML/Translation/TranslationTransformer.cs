@@ -75,7 +75,8 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     /// learned from sentences that begin with a capital translates the others far worse (on 600 held-out pairs the
     /// example's model: BLEU 29.5 against 40.0 with the first letter in lower case, 0.6 in capitals; 40.2 and 37.7 so
     /// normalised). By default on when at least 90 % of the training sources begin with a capital
-    /// (<see cref="TranslationOptions.NormalizeSourceCase"/>); saved with the model and written into its ONNX export.
+    /// (<see cref="TranslationOptions.NormalizeSourceCase"/>); saved with the model and written into its ONNX export. A
+    /// model saved before the setting existed (2026-12-07) loads with it on: turn it off for one trained on text in lower case.
     /// </summary>
     public bool NormalizeSourceCase { get; set; }
 

@@ -41,7 +41,7 @@ internal static class SourceCase
         foreach (string source in sources)
         {
             int first = FirstWord(source);
-            if (first >= 0 && char.IsLetter(source[first]) && (char.IsUpper(source[first]) || char.IsLower(source[first])))
+            if (first >= 0 && (char.IsUpper(source[first]) || char.IsLower(source[first])))
             {
                 counted++;
                 capitalised += char.IsUpper(source[first]) ? 1 : 0;

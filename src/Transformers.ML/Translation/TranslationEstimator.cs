@@ -92,7 +92,7 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
             ? trainPairs.Select(p => TranslationTask.Unpunctuated(p.Source) is string s ? codec.Encode(s).Ids : null).ToArray()
             : new int[]?[trainPairs.Count];
         var task = new TranslationTask(model, codec, trainIds, validationIds, unpunctuated, _options.SourcePunctuationDropout, _options.MaxTokensPerBatch, model.Config.LabelSmoothing, device,
-            _ => _options.SampleSentence is null ? null : transformer.Translate(_options.SampleSentence, _options.BeamSize, _options.LengthPenalty));
+            _ => _options.SampleSentence is null ? null : transformer.Translate(_options.SampleSentence));
         new TrainingLoop<int[]>(model, _options, task, reporter, model.Config.ModelDimension, model.Config.ToJson()).Run();
         transformer.EpochReports = recorder.Epochs;
         transformer.TrainingReports = recorder.All;

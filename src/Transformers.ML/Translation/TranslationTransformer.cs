@@ -154,7 +154,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
         ArgumentException.ThrowIfNullOrWhiteSpace(source);
         // The source the model reads (in the training sources' case, NormalizeSourceCase), and its translation of it.
         source = NormalizeSourceCase ? SourceCase.Normalize(source, out _) : source;
-        translation ??= Translate(source, BeamSize, LengthPenalty);
+        translation ??= Translate(source);
         (int[] sourceIds, _) = Codec.Encode(source);
         (int[] targetIds, _) = Codec.Encode(translation);
         // The decoder reads the start token and then the translation: its inputs are the end token and the target's tokens.

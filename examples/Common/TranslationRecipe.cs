@@ -47,18 +47,24 @@ internal static class TranslationRecipe
         }).ToList();
     }
 
-    /// <summary>BLEU of beam 4 on <see cref="Paragraphs"/>, sentence by sentence and as one sequence (the model's setting kept).</summary>
-    public static (TranslationMetrics Split, TranslationMetrics Whole) ScoreParagraphs(TranslationTransformer model, IReadOnlyList<(string Spanish, string English)> paragraphs)
+    /// <summary>
+    /// BLEU of beam 4 on <see cref="Paragraphs"/>, sentence by sentence and as one sequence (the model's setting kept).
+    /// <paramref name="lowerCase"/>: the paragraphs typed all in lower case, as in a chat, scored against references in
+    /// lower case too (the model's <see cref="TranslationTransformer.NormalizeSourceCase"/> gives each sentence its capital).
+    /// </summary>
+    public static (TranslationMetrics Split, TranslationMetrics Whole) ScoreParagraphs(TranslationTransformer model, IReadOnlyList<(string Spanish, string English)> paragraphs, bool lowerCase = false)
     {
         bool kept = model.SplitSentences;
-        string[] sources = paragraphs.Select(p => p.Spanish).ToArray();
-        var references = new[] { paragraphs.Select(p => p.English).ToList() };
+        Func<string, string> typed = lowerCase ? s => s.ToLowerInvariant() : s => s;
+        string[] sources = paragraphs.Select(p => typed(p.Spanish)).ToArray();
+        var references = new[] { paragraphs.Select(p => typed(p.English)).ToList() };
+        TranslationMetrics Score() => SacreBleu.Score(model.Translate(sources, beamSize: 4).Select(typed).ToList(), references);
         try
         {
             model.SplitSentences = true;
-            TranslationMetrics split = SacreBleu.Score(model.Translate(sources, beamSize: 4), references);
+            TranslationMetrics split = Score();
             model.SplitSentences = false;
-            return (split, SacreBleu.Score(model.Translate(sources, beamSize: 4), references));
+            return (split, Score());
         }
         finally
         {

@@ -98,9 +98,10 @@ foreach ((string sentence, string expected) in TranslationRecipe.Sentences)
 (string text, string right) = TranslationRecipe.Paragraph;
 Console.WriteLine($"  {text,-52} -> {engine.Predict(new ModelInput { Spanish = text }).Translation,-50} (a right one: {right})");
 // Sentences as people type them: the model learned from sentences that begin with a capital, so one typed in lower case
-// gets its capital, and one in capitals is read in sentence case and answered in capitals (NormalizeSourceCase, saved with the model).
+// gets its capital, and one in capitals is read in sentence case and answered in capitals (NormalizeSourceCase, saved with the model);
+// a text typed all in lower case is cut into its sentences all the same.
 Console.WriteLine($"  typed in lower case or in capitals (NormalizeSourceCase: {(reloaded.NormalizeSourceCase ? "on" : "off")}):");
-foreach (string typed in new[] { "¿dónde está la biblioteca?", "HACE MUCHO FRÍO HOY." })
+foreach (string typed in new[] { "¿dónde está la biblioteca?", "HACE MUCHO FRÍO HOY.", text.ToLowerInvariant() })
 {
     Console.WriteLine($"  {typed,-52} -> {engine.Predict(new ModelInput { Spanish = typed }).Translation}");
 }

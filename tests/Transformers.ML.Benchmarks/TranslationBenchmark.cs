@@ -126,6 +126,10 @@ internal static class TranslationBenchmark
             table.Add(new BenchmarkRow("translation", $"recipe, seed {seed}: paragraphs, BLEU beam 4 sentence by sentence", bySentence.Bleu, "BLEU", "-",
                 $"as one sequence (SplitSentences = false) {whole.Bleu:F1}, its output {whole.HypothesisLength / (double)whole.ReferenceLength:F2} of the reference length; " +
                 $"chrF2 {bySentence.ChrF:F1} against {whole.ChrF:F1}; {paragraphs.Count} texts of 2-4 held-out sentences (TranslationRecipe.Paragraphs)"));
+            var (lowerBySentence, lowerWhole) = TranslationRecipe.ScoreParagraphs(model, paragraphs, lowerCase: true);
+            table.Add(new BenchmarkRow("translation", $"recipe, seed {seed}: paragraphs typed all in lower case, BLEU beam 4 sentence by sentence", lowerBySentence.Bleu, "BLEU", "-",
+                $"as one sequence {lowerWhole.Bleu:F1} (how they were translated until 2026-12-07: the splitter needed a capital), its output " +
+                $"{lowerWhole.HypothesisLength / (double)lowerWhole.ReferenceLength:F2} of the reference length; compared without case; the same {paragraphs.Count} texts"));
             var typed = TranslationRecipe.ScoreTyped(model, typedPairs);
             foreach ((string way, double asTyped, double normalised) in typed.Skip(1))
             {

@@ -3,7 +3,9 @@
 // saw: on 150 paragraphs of 2-4 held-out sentences the example's model dropped half the text (BLEU 8.1, output 0.48 of
 // the reference length) and scored 39.0 sentence by sentence (BENCHMARKS.md, "translation"). Translation services and
 // Moses-style pipelines split the same way (Koehn et al. 2007, split-sentences.perl): after ". ! ? ...", before a
-// capital, not after an abbreviation.
+// capital, not after an abbreviation. A paragraph that begins in lower case is typed without capitals at sentence starts
+// (a chat, a search box), so there a sentence may begin with any letter; without that, "hola. ¿cómo estás? me llamo
+// juan." stayed one sequence.
 using System.Text;
 using System.Text.RegularExpressions;
 
@@ -18,8 +20,7 @@ internal static partial class SentenceSplitter
     // that come before what they qualify ("Sr. García", "EE. UU."), compared without case; a single letter (an
     // initial, "J. K. Rowling") never ends one either. Abbreviations that close a name or a list end sentences as
     // often as not, and are not here: "etc.", "UU." ("Vive en EE. UU. Es médico."), "Inc.", "Ltd.", "Corp."; for
-    // them, as for any word, what follows decides (a boundary needs a capital or a digit after it, so "en EE. UU.
-    // desde 2010" stays one sentence). Nor is "No." ("No. Gracias.").
+    // them what follows decides (NameOrListEnds: "en EE. UU. desde 2010" stays one sentence). Nor is "No." ("No. Gracias.").
     private static readonly HashSet<string> Abbreviations = new(StringComparer.OrdinalIgnoreCase)
     {
         "sr", "sra", "srta", "sres", "srs", "dr", "dra", "drs", "dres", "mr", "mrs", "ms", "mx", "prof", "profa", "st",
@@ -27,10 +28,20 @@ internal static partial class SentenceSplitter
         "tel", "ee", "vs", "cf", "ej", "approx", "dept", "fig", "co", "mt",
     };
 
+    // Words that end a sentence before a capital but not before a word in lower case, also in a paragraph typed without
+    // capitals: they close a name or a list that the sentence may go on after ("vive en ee. uu. desde 2010", "pan,
+    // leche, etc. y nada más").
+    private static readonly HashSet<string> NameOrListEnds = new(StringComparer.OrdinalIgnoreCase) { "etc", "uu", "inc", "ltd", "corp" };
+
     // A candidate boundary: white space after one or more of . ! ? ... (and any closing quotes or brackets), before a
-    // sentence's first letter or digit (after any opening ¿ ¡ quotes or brackets). Group "end" is the punctuation.
-    [GeneratedRegex(@"(?<end>[.!?…]+)[""'»”’)\]]*(?<space>\s+)(?=[¿¡""'«“‘(\[]*[\p{Lu}\p{Nd}])", RegexOptions.CultureInvariant)]
+    // sentence's first letter or digit (after any opening ¿ ¡ quotes or brackets). Group "end" is the punctuation, group
+    // "first" the letter or digit.
+    [GeneratedRegex(@"(?<end>[.!?…]+)[""'»”’)\]]*(?<space>\s+)(?=[¿¡""'«“‘(\[]*(?<first>[\p{L}\p{Nd}]))", RegexOptions.CultureInvariant)]
     private static partial Regex Boundary();
+
+    // A paragraph's first letter.
+    [GeneratedRegex(@"\p{L}", RegexOptions.CultureInvariant)]
+    private static partial Regex FirstLetter();
 
     // A paragraph break (one or more lines with nothing but white space on them) always ends a sentence; it takes the
     // white space around it, so no paragraph between two breaks is white space alone.
@@ -60,9 +71,10 @@ internal static partial class SentenceSplitter
         foreach ((string paragraph, string paragraphSeparator) in paragraphs)
         {
             int from = 0;
+            bool typedInLowerCase = FirstLetter().Match(paragraph) is { Success: true } first && char.IsLower(paragraph, first.Index);
             foreach (Match boundary in Boundary().Matches(paragraph))
             {
-                if (IsAbbreviation(paragraph, boundary.Groups["end"]))
+                if (!EndsSentence(paragraph, boundary.Groups["end"], boundary.Groups["first"].Index, typedInLowerCase))
                 {
                     continue;
                 }
@@ -115,12 +127,23 @@ internal static partial class SentenceSplitter
         }
     }
 
-    /// <summary>Whether a single "." ends an abbreviation or an initial rather than the sentence.</summary>
-    private static bool IsAbbreviation(string text, Group end)
+    /// <summary>
+    /// Whether the punctuation <paramref name="end"/>, followed by white space and the letter or digit at
+    /// <paramref name="first"/>, ends a sentence. Before a capital or a digit it does, unless a single "." ends a title,
+    /// an abbreviation or an initial. Before a letter in lower case it does only in a paragraph typed in lower case (the
+    /// writer gives no capitals to go by), and then not after "..." (a pause: "bueno... tal vez mañana"), not after an
+    /// abbreviation or a single letter ("j. k. rowling"), and not after a word in <see cref="NameOrListEnds"/>.
+    /// </summary>
+    private static bool EndsSentence(string text, Group end, int first, bool typedInLowerCase)
     {
-        if (end.Value != ".")
+        bool lowerCaseFollows = char.IsLower(text, first);
+        if (lowerCaseFollows && (!typedInLowerCase || end.Value.Contains('…') || end.Value.Contains("..", StringComparison.Ordinal)))
         {
             return false;
+        }
+        if (end.Value != ".")
+        {
+            return true;
         }
         int wordEnd = end.Index;
         int wordStart = wordEnd;
@@ -129,6 +152,8 @@ internal static partial class SentenceSplitter
             wordStart--;
         }
         int length = wordEnd - wordStart;
-        return length == 1 && char.IsUpper(text[wordStart]) || length > 1 && Abbreviations.Contains(text[wordStart..wordEnd]);
+        string word = text[wordStart..wordEnd];
+        bool initial = length == 1 && (char.IsUpper(word[0]) || typedInLowerCase);
+        return !initial && !(length > 1 && Abbreviations.Contains(word)) && !(lowerCaseFollows && NameOrListEnds.Contains(word));
     }
 }

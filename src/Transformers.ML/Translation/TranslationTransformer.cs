@@ -64,7 +64,8 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     /// Whether a text of several sentences is translated sentence by sentence and joined as it was spaced (true), or as one
     /// sequence (false), by Transform, PredictionEngine and every Translate call. A model trained on sentence pairs drops
     /// whole sentences of a paragraph given at once. Sentences end at ". ! ?" or "..." before a capital or digit (not after
-    /// an abbreviation such as "Sr." or an initial) and at blank lines. Saved with the model; default true.
+    /// an abbreviation such as "Sr." or an initial), in a paragraph that begins in lower case at ". ! ?" before any letter
+    /// too (typed without capitals: "hola. ¿cómo estás?"), and at blank lines. Saved with the model; default true.
     /// </summary>
     public bool SplitSentences { get; set; }
 

@@ -38,6 +38,31 @@ public sealed class SentenceSplitterTests
         Assert.HasCount(1, Sentences(text), string.Join(" | ", Sentences(text)));
 
     [TestMethod]
+    [DataRow("hola. ¿cómo estás? me llamo juan.", "hola.|¿cómo estás?|me llamo juan.")]
+    [DataRow("tengo hambre! vamos a comer.", "tengo hambre!|vamos a comer.")]
+    [DataRow("no. gracias.", "no.|gracias.")]
+    [DataRow("hola. Me llamo Juan. vivo en Madrid.", "hola.|Me llamo Juan.|vivo en Madrid.")]
+    [DataRow("¿vienes? ¿no?", "¿vienes?|¿no?")]
+    [DataRow("3 gatos duermen. me gustan.", "3 gatos duermen.|me gustan.")]
+    [DataRow("espera... ¿qué pasó?!? nada.", "espera... ¿qué pasó?!?|nada.")]
+    [DataRow("vive en ee. uu. Es médico.", "vive en ee. uu.|Es médico.")]
+    [DataRow("estoy cansado.\n\nHola. me voy.", "estoy cansado.|Hola. me voy.")]
+    public void InAParagraphThatBeginsInLowerCaseASentenceMayBeginWithAnyLetter(string text, string expected) =>
+        CollectionAssert.AreEqual(expected.Split('|'), Sentences(text));
+
+    [TestMethod]
+    [DataRow("el sr. garcía vive en ee. uu. desde 2010.")]
+    [DataRow("compré pan, leche, etc. y nada más.")]
+    [DataRow("trabaja en acme inc. y le gusta.")]
+    [DataRow("j. k. rowling escribió siete libros.")]
+    [DataRow("la dra. pérez llegó.")]
+    [DataRow("bueno... tal vez mañana.")]
+    [DataRow("vale… nos vemos.")]
+    [DataRow("Hola. me llamo Juan.")]
+    public void InLowerCaseAbbreviationsInitialsPausesAndListEndsDoNotEndASentence(string text) =>
+        Assert.HasCount(1, Sentences(text), string.Join(" | ", Sentences(text)));
+
+    [TestMethod]
     public void WhiteSpaceIsCollapsedInsideAndKeptBetween()
     {
         List<TextSentence> sentences = SentenceSplitter.Split("  Hola.  ¿Qué tal?\nMuy bien,\n  gracias.\n\n \n Adiós.\t ");

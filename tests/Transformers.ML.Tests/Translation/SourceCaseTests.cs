@@ -63,6 +63,10 @@ public sealed class SourceCaseTests
             model.Transform(ml.Data.LoadFromEnumerable(capitals.Select(s => new Pair { Spanish = s }))).GetColumn<string>("Translation").ToArray(), "Transform");
         // A text of two sentences, each typed its way.
         Assert.AreEqual($"{expected[0]} {expected[1].ToUpperInvariant()}", model.Translate($"{lower[0]} {capitals[1]}"));
+        // A paragraph typed all in lower case is cut at its sentences' ends all the same, and each gets its capital.
+        int[] ended = Enumerable.Range(0, written.Length).Where(i => written[i][^1] is '.' or '?' or '!' && !written[i].EndsWith("..", StringComparison.Ordinal)).Take(3).ToArray();
+        Assert.HasCount(3, ended);
+        Assert.AreEqual(string.Join(" ", ended.Select(i => expected[i])), model.Translate(string.Join(" ", ended.Select(i => written[i].ToLowerInvariant()))));
         // The attention is the model's for the sentence it reads.
         TranslationAttention attention = model.Attention(lower[0]);
         Assert.AreEqual(expected[0], attention.Translation);

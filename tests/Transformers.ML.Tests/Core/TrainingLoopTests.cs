@@ -389,20 +389,52 @@ public sealed class TrainingLoopTests
         Assert.AreEqual(rates[30], after[0].LearningRate, 1e-15, "the resumed run's first step has the whole run's learning rate");
     }
 
+    [TestMethod]
+    public void WhenThePlanGrowsFarAfterTheFirstSnapshotTheAveragingStartsAgain()
+    {
+        // A busy spell, then the machine's full speed: 10 ms a step, 50 ms for steps 13-60, 10 ms after. The plan is cut in
+        // the spell (380 -> 90 steps), the snapshots for the cut plan begin, and the plan grows again once the speed shows
+        // (to 169); the snapshots of the short plan are early weights of the long one, so they are dropped and the mean is
+        // of the final plan's last quarter (an example run like this: 3 of its 5 snapshots before it, the mean validated
+        // 3.4 % worse than the last weights).
+        TimeSpan Cost(long step) => TimeSpan.FromMilliseconds(step is > 12 and <= 60 ? 50 : 10);
+        var log = new List<string>();
+        List<TrainingProgress> run = TrainOnAClock(Cost, warmupSteps: 20, log, averagedCheckpoints: 5);
+        string plans = string.Join(" | ", log);
+        long total = run[^1].TotalSteps;
+        Assert.AreEqual(total, run[^1].Step);
+        List<string> dropped = log.Where(l => l.Contains("dropped", StringComparison.Ordinal)).ToList();
+        Assert.HasCount(1, dropped, plans);
+        StringAssert.StartsWith(dropped[0], "Checkpoint averaging: the plan grew to ");
+        string mean = log.Last(l => l.StartsWith("Checkpoint averaging: the mean of", StringComparison.Ordinal));
+        long[] steps = mean[(mean.IndexOf("(steps ", StringComparison.Ordinal) + 7)..mean.IndexOf(')')].Split(", ").Select(long.Parse).ToArray();
+        Assert.HasCount(5, steps, mean);
+        Assert.AreEqual(total, steps[^1], mean);
+        Assert.IsTrue(steps.All(s => s >= total - total / 4 - total / 20), $"{mean}; plans: {plans}");
+    }
+
     /// <summary>
     /// Trains the reverse task with a time budget of 4 seconds on a synthetic clock whose step <c>s</c> takes
     /// <paramref name="cost"/>(s); returns the step reports and adds the log's plan lines to <paramref name="log"/>.
     /// </summary>
-    private static List<TrainingProgress> TrainOnAClock(Func<long, TimeSpan> cost, int warmupSteps, List<string> log, long firstStep = 0, string? checkpoint = null, long? maxSteps = null)
+    private static List<TrainingProgress> TrainOnAClock(Func<long, TimeSpan> cost, int warmupSteps, List<string> log, long firstStep = 0, string? checkpoint = null, long? maxSteps = null,
+        int averagedCheckpoints = 1)
     {
         var reports = new List<TrainingProgress>();
         var ml = new MLContext();
-        ml.Log += (_, e) => { if (e.RawMessage.Contains("optimizer steps planned", StringComparison.Ordinal)) { log.Add(e.RawMessage); } };
+        ml.Log += (_, e) =>
+        {
+            if (e.RawMessage.Contains("optimizer steps planned", StringComparison.Ordinal) || e.RawMessage.StartsWith("Checkpoint averaging", StringComparison.Ordinal))
+            {
+                log.Add(e.RawMessage);
+            }
+        };
         var options = new TrainingOptions
         {
             Epochs = 1, LearningRate = 2e-3, MinLearningRateRatio = 0.1, WarmupSteps = warmupSteps, Seed = 3, LogEverySteps = 1,
             MaxTrainingTime = TimeSpan.FromSeconds(4), CheckpointPath = checkpoint, MaxSteps = maxSteps,
             Progress = new SynchronousProgress<TrainingProgress>(reports.Add),
+            AveragedCheckpoints = averagedCheckpoints, AveragingSpan = 0.25,
         };
         var time = new ManualTime();
         long step = firstStep;
@@ -555,7 +587,8 @@ public sealed class TrainingLoopTests
     public void CheckpointAveragingTakesTheAskedNumberOfSnapshotsWhenThePlanMovesAfterTheFirst()
     {
         // A time budget's plan can move after the first snapshot. The old rule recomputed every snapshot step from the
-        // new total and took 6 where 5 were asked (a translation run); now the rest are spread to the new end.
+        // new total and took 6 where 5 were asked (a translation run); now the rest are spread to the new end, or, when
+        // the plan grew so far that the first snapshot is stale, the snapshots start again.
         using var model = nn.Linear(2, 2);
         long[] Snapshots(int count, double span, params (long From, long Total)[] plans)
         {
@@ -564,6 +597,10 @@ public sealed class TrainingLoopTests
             for (long step = 1; step <= end; step++)
             {
                 long total = plans.Last(p => p.From <= step).Total;
+                if (plans.Any(p => p.From == step))
+                {
+                    averager.DropIfStale(total, out _); // as the training loop does after a move
+                }
                 if (averager.IsSnapshotStep(step, total))
                 {
                     averager.Add(model, step);
@@ -575,8 +612,14 @@ public sealed class TrainingLoopTests
 
         CollectionAssert.AreEqual(new long[] { 84, 88, 92, 96, 100 }, Snapshots(5, 0.2, (1, 100)), "no move: as before");
         CollectionAssert.AreEqual(new long[] { 88, 94, 100 }, Snapshots(3, 0.2, (1, 100)), "uneven: as before");
-        // Longer: after 84 the other four are spread from 84 to 120 (the old rule took 84, then 104, 108, 112, 116, 120).
-        CollectionAssert.AreEqual(new long[] { 84, 93, 102, 111, 120 }, Snapshots(5, 0.2, (1, 100), (86, 120)));
+        // A little longer: after 84 the other four are spread from 84 to 105.
+        CollectionAssert.AreEqual(new long[] { 84, 90, 95, 100, 105 }, Snapshots(5, 0.2, (1, 100), (86, 105)));
+        // A fifth longer: 84 falls more than a spacing (4) before the new plan's last fifth (96-120), so the mean is dropped
+        // and the snapshots are the new plan's own.
+        CollectionAssert.AreEqual(new long[] { 104, 108, 112, 116, 120 }, Snapshots(5, 0.2, (1, 100), (86, 120)));
+        // Dropped with four of five taken: the new plan's own snapshots again; a growth within a spacing keeps the mean.
+        CollectionAssert.AreEqual(new long[] { 104, 108, 112, 116, 120 }, Snapshots(5, 0.2, (1, 100), (97, 120)));
+        CollectionAssert.AreEqual(new long[] { 84, 88, 92, 96, 104 }, Snapshots(5, 0.2, (1, 100), (97, 104)));
         // Shorter: after 84 and 88 the other three fall on the new plan's last steps, the last one at its end.
         CollectionAssert.AreEqual(new long[] { 84, 88, 90, 92, 94 }, Snapshots(5, 0.2, (1, 100), (89, 94)));
         // Cut to fewer steps than are left to take: fewer snapshots, never more, the last at the end.

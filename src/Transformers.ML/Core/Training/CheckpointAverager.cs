@@ -62,6 +62,31 @@ internal sealed class CheckpointAverager : IDisposable
         return before % rest == 0 && before / rest < remaining;
     }
 
+    /// <summary>
+    /// After a plan's move to <paramref name="total"/> steps: drops the mean when its first snapshot now lies more than a
+    /// <see cref="Spacing"/> before the span of the plan's last steps that the snapshots belong to, and the snapshots start
+    /// again (those of the new plan's grid still ahead, then the rest spread to its end). A time budget's plan grows when
+    /// the machine speeds up after a busy spell; the snapshots taken for the shorter plan are then early weights, at a
+    /// higher learning rate. Measured: an example run whose cores a test run shared for its first half moved its plan from
+    /// 1,461 to 1,884 steps after its first snapshot; three of its five were taken before the last quarter of the final
+    /// plan, and the mean validated 3.4 % worse than the last weights (1.5 % or less in undisturbed runs).
+    /// </summary>
+    /// <param name="dropped">The steps of the dropped snapshots, for the log.</param>
+    /// <returns>Whether the mean was dropped.</returns>
+    public bool DropIfStale(long total, out IReadOnlyList<long> dropped)
+    {
+        dropped = Array.Empty<long>();
+        if (Taken == 0 || Steps.Count == 0 || Steps[0] >= total - (long)Math.Ceiling(_span * total) - Spacing(total))
+        {
+            return false;
+        }
+        dropped = Steps.ToArray();
+        DisposeMean();
+        Taken = 0;
+        Steps.Clear();
+        return true;
+    }
+
     /// <summary>Adds the model's current weights to the running mean (floating-point tensors; others keep their last value).</summary>
     public void Add(nn.Module model, long step)
     {

@@ -157,6 +157,12 @@ internal sealed class TrainingLoop<TBatch>
                 if (plan.AfterStep(state.Step, Elapsed()))
                 {
                     schedule = Replanned(schedule, plan, state, stepsPerEpoch);
+                    if (averager.DropIfStale(plan.Total, out IReadOnlyList<long> dropped))
+                    {
+                        state.AveragedCheckpoints = averager.Taken;
+                        _reporter.Info($"Checkpoint averaging: the plan grew to {plan.Total} steps, so the snapshots of steps {string.Join(", ", dropped)} " +
+                            $"fall before its last {_options.AveragingSpan:P0}; they are dropped and the snapshots start again.");
+                    }
                 }
 
                 if (averager.IsSnapshotStep(state.Step, plan.Total))

@@ -46,7 +46,9 @@ public class TrainingOptions
     /// planned steps, the last one at the last step (Vaswani et al. 2017, section 6.1: "averaging the last 5 checkpoints");
     /// with validation data the log gives the validation metric of the last weights and of the mean. When a time budget's
     /// plan moves after the first snapshot, the snapshots still to take are spread from the last one to the new last step,
-    /// so the mean has this many (fewer only when the plan is cut to fewer steps than are left to take). The running mean
+    /// so the mean has this many (fewer only when the plan is cut to fewer steps than are left to take); when it grows so
+    /// far that the first snapshot falls more than a snapshot's spacing before the new plan's span (a busy spell ended),
+    /// the mean is dropped and the snapshots start again, which the log says. The running mean
     /// costs one copy of the weights; it is saved beside a checkpoint so that a resumed run continues it. 1: no averaging
     /// (default). Range 1..1000.
     /// </summary>

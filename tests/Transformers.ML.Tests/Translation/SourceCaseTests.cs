@@ -66,7 +66,8 @@ public sealed class SourceCaseTests
         // A paragraph typed all in lower case is cut at its sentences' ends all the same, and each gets its capital.
         int[] ended = Enumerable.Range(0, written.Length).Where(i => written[i][^1] is '.' or '?' or '!' && !written[i].EndsWith("..", StringComparison.Ordinal)).Take(3).ToArray();
         Assert.HasCount(3, ended);
-        Assert.AreEqual(string.Join(" ", ended.Select(i => expected[i])), model.Translate(string.Join(" ", ended.Select(i => written[i].ToLowerInvariant()))));
+        string typedParagraph = string.Join(" ", ended.Select(i => written[i].ToLowerInvariant()));
+        Assert.AreEqual(string.Join(" ", ended.Select(i => expected[i])), model.Translate(typedParagraph));
         // The attention is the model's for the sentence it reads.
         TranslationAttention attention = model.Attention(lower[0]);
         Assert.AreEqual(expected[0], attention.Translation);
@@ -85,6 +86,7 @@ public sealed class SourceCaseTests
         using OnnxTranslator translator = OnnxTranslator.Load(folder);
         Assert.IsTrue(translator.NormalizeSourceCase);
         CollectionAssert.AreEqual(expected, translator.Translate(lower).ToArray(), "ONNX Runtime, lower case");
+        Assert.AreEqual(string.Join(" ", ended.Select(i => expected[i])), translator.Translate(typedParagraph), "ONNX Runtime, a paragraph in lower case");
         CollectionAssert.AreEqual(expected.Select(t => t.ToUpperInvariant()).ToArray(), translator.Translate(capitals).ToArray(), "ONNX Runtime, capitals");
         translator.NormalizeSourceCase = false;
         CollectionAssert.AreEqual(typed, translator.Translate(capitals).ToArray(), "ONNX Runtime, as typed");

@@ -159,7 +159,6 @@ internal sealed class TrainingLoop<TBatch>
                     schedule = Replanned(schedule, plan, state, stepsPerEpoch);
                     if (averager.DropIfStale(plan.Total, out IReadOnlyList<long> dropped))
                     {
-                        state.AveragedCheckpoints = averager.Taken;
                         _reporter.Info($"Checkpoint averaging: the plan grew to {plan.Total} steps, so the snapshots of steps {string.Join(", ", dropped)} " +
                             $"fall before its last {_options.AveragingSpan:P0}; they are dropped and the snapshots start again.");
                     }
@@ -167,8 +166,7 @@ internal sealed class TrainingLoop<TBatch>
 
                 if (averager.IsSnapshotStep(state.Step, plan.Total))
                 {
-                    averager.Add(_model, state.Step);
-                    state.AveragedCheckpoints = averager.Taken;
+                    averager.Add(_model, state.Step); // SaveCheckpoint records the count in the state
                 }
 
                 bool timeUp = hardLimit is TimeSpan limit && Elapsed() >= limit;

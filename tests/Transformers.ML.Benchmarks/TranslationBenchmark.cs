@@ -182,7 +182,7 @@ internal static class TranslationBenchmark
     {
         var pairs = ml.Data.CreateEnumerable<SentencePair>(data, false).Where(p => !string.IsNullOrWhiteSpace(p.English) && !string.IsNullOrWhiteSpace(p.Spanish)).ToList();
         var options = Options();
-        var codec = new TranslationCodec(TextTokenizer.Train(TokenizerKind.BytePairEncoding, string.Join("\n", pairs.Select(p => p.Spanish + "\n" + p.English)), options.VocabularySize), options.MaxSentenceTokens);
+        var codec = new TranslationCodec(TextTokenizer.Train(TokenizerKind.BytePairEncoding, string.Join("\n", pairs.Select(p => p.Spanish + "\n" + p.English)), options.VocabularySize), options.MaxSentenceTokens, copyVerbatimSpans: false);
         var encoded = pairs.Select(p => (codec.Encode(p.Spanish).Ids, codec.Encode(p.English).Ids)).ToList();
         manual_seed(1);
         var config = options.EffectiveModel;

@@ -26,11 +26,15 @@ public sealed class OnnxTranslator : IDisposable
         OnnxModels.Metadata(decoder, source, TranslationTransformer.Capability);
         _config = TransformerConfig.FromJson(metadata["config"]);
         TextTokenizer tokenizer = TextTokenizer.FromDefinition(TokenizerDefinition.FromJson(metadata["tokenizer"], source), source);
-        _codec = new TranslationCodec(tokenizer, int.Parse(metadata["max_sentence_tokens"], System.Globalization.CultureInfo.InvariantCulture));
+        _codec = new TranslationCodec(tokenizer, int.Parse(metadata["max_sentence_tokens"], System.Globalization.CultureInfo.InvariantCulture),
+            TranslationCodec.ReadCopyVerbatimSpans(metadata, source));
         _sharedBuffers = OnnxSharedCache.IsShared(metadata);
         TranslatorSettings settings = TranslatorSettings.Read(metadata, source);
         (BeamSize, LengthPenalty, SplitSentences, NormalizeSourceCase) = (settings.BeamSize, settings.LengthPenalty, settings.SplitSentences, settings.NormalizeSourceCase);
     }
+
+    /// <summary><see cref="TranslationTransformer.CopiesVerbatimSpans"/> of the exported model.</summary>
+    public bool CopiesVerbatimSpans => _codec.CopyVerbatimSpans;
 
     /// <summary>
     /// Whether a text of several sentences is translated sentence by sentence and joined as it was spaced, as

@@ -1,21 +1,49 @@
 // Sentences to token ids and back for the encoder-decoder: one byte-level BPE vocabulary shared by source
 // and target (the paper's "shared source-target vocabulary"), its end-of-text token marking both the start
-// of decoding and the end of a sentence, and one extra id for padding.
+// of decoding and the end of a sentence, and one extra id for padding; and, for a model trained so, the spans copied as
+// written (VerbatimSpans).
 using Transformers.ML.Core.Tokenization;
 
 namespace Transformers.ML.Translation;
 
 internal sealed class TranslationCodec
 {
-    public TranslationCodec(TextTokenizer tokenizer, int maxSentenceTokens)
+    public TranslationCodec(TextTokenizer tokenizer, int maxSentenceTokens, bool copyVerbatimSpans)
     {
         Tokenizer = tokenizer;
         MaxSentenceTokens = maxSentenceTokens;
+        CopyVerbatimSpans = copyVerbatimSpans;
     }
+
+    /// <summary>
+    /// Metadata key of <see cref="CopyVerbatimSpans"/> in model files and exports, "true" or "false" (absent before
+    /// 2026-12-08: false, the model was trained without placeholders).
+    /// </summary>
+    public const string CopyVerbatimSpansKey = "copy_verbatim_spans";
 
     public TextTokenizer Tokenizer { get; }
 
     public int MaxSentenceTokens { get; }
+
+    /// <summary>
+    /// Whether the model was trained with <see cref="VerbatimSpans"/>' placeholders: then a source's numbers, addresses,
+    /// symbols and emoji are masked before it is encoded and put back into its translation.
+    /// </summary>
+    public bool CopyVerbatimSpans { get; }
+
+    /// <summary><see cref="CopyVerbatimSpans"/> as model files and exports record it.</summary>
+    public KeyValuePair<string, string> CopyVerbatimSpansEntry => new(CopyVerbatimSpansKey, CopyVerbatimSpans ? "true" : "false");
+
+    /// <summary>
+    /// <see cref="CopyVerbatimSpans"/> in a model file's or an export's metadata (absent: false); an unreadable value
+    /// fails with an <see cref="InvalidDataException"/> that names <paramref name="source"/>.
+    /// </summary>
+    public static bool ReadCopyVerbatimSpans(IReadOnlyDictionary<string, string> metadata, string source) => metadata.GetValueOrDefault(CopyVerbatimSpansKey) switch
+    {
+        null or "false" => false,
+        "true" => true,
+        string value => throw new InvalidDataException($"'{source}' has an unreadable setting (metadata '{CopyVerbatimSpansKey}' is '{value}'; expected true or false)."),
+    };
 
     /// <summary>End of a sentence, and the first input of the decoder.</summary>
     public int EndOfSentence => Tokenizer.EndOfTextId;
@@ -51,7 +79,9 @@ internal sealed class TranslationCodec
     /// whitespace-only text, or one the search found nothing for, gets one empty translation. With
     /// <paramref name="splitSentences"/> a text of several sentences (<see cref="SentenceSplitter"/>) is translated
     /// sentence by sentence and joined as it was spaced; its candidates are the <paramref name="count"/> best combinations
-    /// of its sentences' candidates, scored by the sum of their scores. With <paramref name="normalizeCase"/> each sentence
+    /// of its sentences' candidates, scored by the sum of their scores. With <see cref="CopyVerbatimSpans"/> each sentence's
+    /// numbers, addresses, symbols and emoji are masked first and put back into its translations (<see cref="VerbatimSpans"/>).
+    /// With <paramref name="normalizeCase"/> each sentence
     /// is put in the training sources' case first (<see cref="SourceCase"/>), and the translations of one typed in capitals
     /// are given in capitals. <paramref name="truncated"/>: how many sources
     /// (sentences, when split) were cut to <see cref="MaxSentenceTokens"/>. The search itself is shared by the TorchSharp
@@ -61,10 +91,11 @@ internal sealed class TranslationCodec
         Func<IReadOnlyList<int[]>, List<Seq2SeqHypothesis>[]> decode, out int truncated)
     {
         ArgumentNullException.ThrowIfNull(texts);
-        // Every sentence of every text is one source: (text, its sentence, the ids, whether it was typed in capitals).
+        // Every sentence of every text is one source: (text, its sentence, the ids, whether it was typed in capitals, its
+        // verbatim spans).
         var sentences = new List<TextSentence>[texts.Count];
         var translated = new TranslationCandidate[texts.Count][][]; // [text][sentence]: its candidates
-        var work = new List<(int Row, int Sentence, int[] Ids, bool Capitals)>();
+        var work = new List<(int Row, int Sentence, int[] Ids, bool Capitals, string[] Spans)>();
         truncated = 0;
         for (int i = 0; i < texts.Count; i++)
         {
@@ -76,10 +107,12 @@ internal sealed class TranslationCodec
             for (int j = 0; j < sentences[i].Count; j++)
             {
                 bool capitals = false;
-                string sentence = normalizeCase ? SourceCase.Normalize(sentences[i][j].Text, out capitals) : sentences[i][j].Text;
+                string[] spans = Array.Empty<string>();
+                string sentence = CopyVerbatimSpans ? VerbatimSpans.Mask(sentences[i][j].Text, out spans) : sentences[i][j].Text;
+                sentence = normalizeCase ? SourceCase.Normalize(sentence, out capitals) : sentence;
                 (int[] ids, bool cut) = Encode(sentence);
                 truncated += cut ? 1 : 0;
-                work.Add((i, j, ids, capitals));
+                work.Add((i, j, ids, capitals, spans));
             }
         }
         foreach (var chunk in work.OrderBy(w => w.Ids.Length).Chunk(batchSize))
@@ -87,9 +120,9 @@ internal sealed class TranslationCodec
             List<Seq2SeqHypothesis>[] outputs = decode(chunk.Select(c => c.Ids).ToList());
             for (int j = 0; j < chunk.Length; j++)
             {
-                bool capitals = chunk[j].Capitals;
+                (bool capitals, string[] spans) = (chunk[j].Capitals, chunk[j].Spans);
                 TranslationCandidate[] candidates = outputs[j]
-                    .Select(h => new TranslationCandidate(capitals ? Decode(h.Tokens).ToUpperInvariant() : Decode(h.Tokens), h.Score))
+                    .Select(h => new TranslationCandidate(Output(Decode(h.Tokens), capitals, spans), h.Score))
                     .DistinctBy(c => c.Text, StringComparer.Ordinal).Take(count).ToArray();
                 translated[chunk[j].Row][chunk[j].Sentence] = candidates.Length > 0 ? candidates : new[] { new TranslationCandidate("", double.NegativeInfinity) };
             }
@@ -100,6 +133,13 @@ internal sealed class TranslationCodec
             results[i] = sentences[i].Count == 0 ? new[] { new TranslationCandidate("", 0) } : Combine(sentences[i], translated[i], count);
         }
         return results;
+    }
+
+    /// <summary>A sentence's translation as given: in capitals when the source was typed so, its spans put back.</summary>
+    private string Output(string decoded, bool capitals, string[] spans)
+    {
+        string text = capitals ? decoded.ToUpperInvariant() : decoded;
+        return CopyVerbatimSpans ? VerbatimSpans.Restore(text, spans) : text;
     }
 
     /// <summary>

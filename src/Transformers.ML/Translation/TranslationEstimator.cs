@@ -62,15 +62,18 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
         if (_options.BaseModelPath is not null)
         {
             using TranslationTransformer source = TranslationTransformer.Load(_options.BaseModelPath, "cpu", log);
-            codec = source.Codec;
+            codec = new TranslationCodec(source.Codec.Tokenizer, source.Codec.MaxSentenceTokens, _options.CopyVerbatimSpans);
+            (trainPairs, validationPairs) = (Prepare(_options.CopyVerbatimSpans, trainPairs, reporter), Prepare(_options.CopyVerbatimSpans, validationPairs, null));
             model = TrainingSetup.Seeded(_options, () => new EncoderDecoderTransformer("transformer", source.Model.Config, codec.VocabularySize));
             ModelFile.LoadInto(model, ModuleState.Of(source.Model), _options.BaseModelPath);
         }
         else
         {
-            // One BPE vocabulary for both languages, learned from both sides of the training pairs.
+            // One BPE vocabulary for both languages, learned from both sides of the training pairs as the model reads them.
+            (trainPairs, validationPairs) = (Prepare(_options.CopyVerbatimSpans, trainPairs, reporter), Prepare(_options.CopyVerbatimSpans, validationPairs, null));
             IEnumerable<string> sentences = trainPairs.SelectMany(p => new[] { p.Source, p.Target }).CheckedAgainst(_options.Cancellation);
-            codec = new TranslationCodec(TextTokenizer.Train(TokenizerKind.BytePairEncoding, sentences, _options.VocabularySize), _options.MaxSentenceTokens);
+            codec = new TranslationCodec(TextTokenizer.Train(TokenizerKind.BytePairEncoding, sentences, _options.VocabularySize), _options.MaxSentenceTokens,
+                _options.CopyVerbatimSpans);
             TransformerConfig config = _options.EffectiveModel;
             config.MaxSequenceLength = Math.Max(config.MaxSequenceLength, _options.MaxSentenceTokens + 51); // room for input + 50
             model = TrainingSetup.Seeded(_options, () => new EncoderDecoderTransformer("transformer", config, codec.VocabularySize));
@@ -108,6 +111,22 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
             ? $"{percent} % of the training sources begin with a capital: sentences typed in lower case or in capitals are translated in that case (NormalizeSourceCase)."
             : $"{percent} % of the training sources begin with a capital (under {SourceCase.CapitalisedShare * 100:F0} %): sentences are translated as typed (NormalizeSourceCase).");
         return capitalised;
+    }
+
+    /// <summary>
+    /// The pairs as the model learns them: with <paramref name="copyVerbatimSpans"/> the spans both sides hold are masked
+    /// (<see cref="VerbatimSpans.MaskPair(string, string)"/>), and the log says in how many training pairs.
+    /// </summary>
+    private static List<(string Source, string Target)> Prepare(bool copyVerbatimSpans, List<(string Source, string Target)> pairs, TrainingReporter? reporter)
+    {
+        if (!copyVerbatimSpans)
+        {
+            return pairs;
+        }
+        var prepared = pairs.Select(p => VerbatimSpans.MaskPair(p.Source, p.Target)).ToList();
+        int masked = prepared.Count(p => p.Source.Contains(VerbatimSpans.Placeholder));
+        reporter?.Info($"{masked} of {pairs.Count} training pair(s) hold a number, address, symbol or emoji on both sides, which the model learns to copy (CopyVerbatimSpans).");
+        return prepared;
     }
 
     private static (List<(int[], int[])> Pairs, int Truncated) Encode(TranslationCodec codec, List<(string Source, string Target)> pairs)

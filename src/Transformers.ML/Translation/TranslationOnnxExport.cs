@@ -46,6 +46,7 @@ internal static class TranslationOnnxExport
             ["quantization"] = (options?.Quantization ?? OnnxQuantization.None).ToString(),
             [OnnxSharedCache.MetadataKey] = options?.SharedCacheBuffers == true ? OnnxSharedCache.SharedBuffers : OnnxSharedCache.Concatenated,
         };
+        metadata.Add(codec.CopyVerbatimSpansEntry.Key, codec.CopyVerbatimSpansEntry.Value);
         foreach ((string key, string value) in settings.Metadata())
         {
             metadata[key] = value;

@@ -81,6 +81,13 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     /// </summary>
     public bool NormalizeSourceCase { get; set; }
 
+    /// <summary>
+    /// Whether the model was trained to carry numbers, web and e-mail addresses, symbols and emoji over as written
+    /// (<see cref="TranslationOptions.CopyVerbatimSpans"/>): its sources' spans are replaced by a placeholder it copies,
+    /// and put back into the translation. False for a model saved before the option existed (2026-12-08).
+    /// </summary>
+    public bool CopiesVerbatimSpans => Codec.CopyVerbatimSpans;
+
     /// <summary>The settings that travel with the model (its file and its export).</summary>
     internal TranslatorSettings Settings => new(BeamSize, LengthPenalty, SplitSentences, NormalizeSourceCase);
 
@@ -148,7 +155,8 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     /// the source (the alignment), per layer and head. The decoder's first position is its start token, shown as "&lt;s&gt;";
     /// the source ends with its end token, "&lt;/s&gt;". The source is the sentence as the model reads it: in the training
     /// sources' case when <see cref="NormalizeSourceCase"/> is on (so its own translation of one typed in capitals is
-    /// in sentence case here).
+    /// in sentence case here). With <see cref="CopiesVerbatimSpans"/> the model reads and writes a placeholder for each
+    /// number, address, symbol or emoji; its token is labelled with the span.
     /// </summary>
     public TranslationAttention Attention(string source, string? translation = null)
     {
@@ -156,8 +164,11 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
         // The source the model reads (in the training sources' case, NormalizeSourceCase), and its translation of it.
         source = NormalizeSourceCase ? SourceCase.Normalize(source, out _) : source;
         translation ??= Translate(source);
-        (int[] sourceIds, _) = Codec.Encode(source);
-        (int[] targetIds, _) = Codec.Encode(translation);
+        (string read, string written, string[] sourceSpans, string[] targetSpans) = Codec.CopyVerbatimSpans
+            ? VerbatimSpans.MaskPair(source, translation, everySourceSpan: true)
+            : (source, translation, Array.Empty<string>(), Array.Empty<string>());
+        (int[] sourceIds, _) = Codec.Encode(read);
+        (int[] targetIds, _) = Codec.Encode(written);
         // The decoder reads the start token and then the translation: its inputs are the end token and the target's tokens.
         int[] decoderIds = new[] { Codec.EndOfSentence }.Concat(targetIds.Take(targetIds.Length - 1)).ToArray();
         using var noGrad = no_grad();
@@ -166,8 +177,8 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
         Tensor src = tensor(sourceIds.Select(i => (long)i).ToArray(), new long[] { 1, sourceIds.Length }, device: Device);
         Tensor tgt = tensor(decoderIds.Select(i => (long)i).ToArray(), new long[] { 1, decoderIds.Length }, device: Device);
         var (encoder, decoderSelf, cross) = Model.Attention(src, tgt);
-        string[] sourceTokens = AttentionWeights.TokenTexts(Codec.Tokenizer, sourceIds.Take(sourceIds.Length - 1)).Append("</s>").ToArray();
-        string[] targetTokens = new[] { "<s>" }.Concat(AttentionWeights.TokenTexts(Codec.Tokenizer, decoderIds.Skip(1))).ToArray();
+        string[] sourceTokens = VerbatimSpans.Label(AttentionWeights.TokenTexts(Codec.Tokenizer, sourceIds.Take(sourceIds.Length - 1)), sourceSpans).Append("</s>").ToArray();
+        string[] targetTokens = new[] { "<s>" }.Concat(VerbatimSpans.Label(AttentionWeights.TokenTexts(Codec.Tokenizer, decoderIds.Skip(1)), targetSpans)).ToArray();
         return new TranslationAttention(translation,
             AttentionWeights.From("encoder self-attention", sourceTokens, sourceTokens, encoder),
             AttentionWeights.From("decoder self-attention", targetTokens, targetTokens, decoderSelf),
@@ -182,6 +193,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
             ["columns"] = JsonSerializer.Serialize(new[] { SourceColumnName, OutputColumnName }),
             ["max_sentence_tokens"] = JsonSerializer.Serialize(Codec.MaxSentenceTokens),
             ["transform_batch_size"] = JsonSerializer.Serialize(TransformBatchSize),
+            [Codec.CopyVerbatimSpansEntry.Key] = Codec.CopyVerbatimSpansEntry.Value,
         };
         foreach ((string key, string value) in Settings.Metadata())
         {
@@ -205,7 +217,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
             columns.Length == 2 && columns.All(c => !string.IsNullOrEmpty(c)) && batch is >= 1 and <= 4096 && maxTokens is >= 4 and <= 4096
                 ? true
                 : throw new FormatException($"columns, batch size {batch} or sentence length {maxTokens} out of range"));
-        var codec = new TranslationCodec(tokenizer, maxTokens);
+        var codec = new TranslationCodec(tokenizer, maxTokens, TranslationCodec.ReadCopyVerbatimSpans(contents.Metadata, path));
         var model = new EncoderDecoderTransformer("transformer", config, codec.VocabularySize);
         ModelFile.LoadForInference(contents, model, target, d =>
         {

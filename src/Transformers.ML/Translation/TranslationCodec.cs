@@ -16,8 +16,8 @@ internal sealed class TranslationCodec
     }
 
     /// <summary>
-    /// Metadata key of <see cref="CopyVerbatimSpans"/> in model files and exports, "true" or "false" (absent before
-    /// 2026-12-08: false, the model was trained without placeholders).
+    /// Metadata key of <see cref="CopyVerbatimSpans"/> in model files and exports, "true" or "false" (absent from files
+    /// written before the night of 2026-12-07: false, the model was trained without placeholders).
     /// </summary>
     public const string CopyVerbatimSpansKey = "copy_verbatim_spans";
 

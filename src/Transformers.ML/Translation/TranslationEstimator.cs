@@ -57,20 +57,22 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
                 $"Columns '{_options.SourceColumnName}' and '{_options.TargetColumnName}' hold no pair with text on both sides: nothing to train on.");
         }
 
+        // The pairs as the model reads and writes them (CopyVerbatimSpans: a placeholder for each number, address, symbol or emoji).
+        trainPairs = Prepare(_options.CopyVerbatimSpans, trainPairs, EndPlaceholderShare, _options.Seed, reporter);
+        validationPairs = Prepare(_options.CopyVerbatimSpans, validationPairs, 0, _options.Seed, null);
+
         TranslationCodec codec;
         EncoderDecoderTransformer model;
         if (_options.BaseModelPath is not null)
         {
             using TranslationTransformer source = TranslationTransformer.Load(_options.BaseModelPath, "cpu", log);
             codec = new TranslationCodec(source.Codec.Tokenizer, source.Codec.MaxSentenceTokens, _options.CopyVerbatimSpans);
-            (trainPairs, validationPairs) = (Prepare(_options.CopyVerbatimSpans, trainPairs, reporter), Prepare(_options.CopyVerbatimSpans, validationPairs, null));
             model = TrainingSetup.Seeded(_options, () => new EncoderDecoderTransformer("transformer", source.Model.Config, codec.VocabularySize));
             ModelFile.LoadInto(model, ModuleState.Of(source.Model), _options.BaseModelPath);
         }
         else
         {
             // One BPE vocabulary for both languages, learned from both sides of the training pairs as the model reads them.
-            (trainPairs, validationPairs) = (Prepare(_options.CopyVerbatimSpans, trainPairs, reporter), Prepare(_options.CopyVerbatimSpans, validationPairs, null));
             IEnumerable<string> sentences = trainPairs.SelectMany(p => new[] { p.Source, p.Target }).CheckedAgainst(_options.Cancellation);
             codec = new TranslationCodec(TextTokenizer.Train(TokenizerKind.BytePairEncoding, sentences, _options.VocabularySize), _options.MaxSentenceTokens,
                 _options.CopyVerbatimSpans);
@@ -115,19 +117,39 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
 
     /// <summary>
     /// The pairs as the model learns them: with <paramref name="copyVerbatimSpans"/> the spans both sides hold are masked
-    /// (<see cref="VerbatimSpans.MaskPair(string, string)"/>), and the log says in how many training pairs.
+    /// (<see cref="VerbatimSpans.MaskPair(string, string)"/>), and <paramref name="endShare"/> of the others, drawn with
+    /// <paramref name="seed"/>, get a placeholder at their end (<see cref="VerbatimSpans.AppendPlaceholder"/>: the training
+    /// pairs <see cref="EndPlaceholderShare"/>, the validation pairs none); the log of training (<paramref name="reporter"/>)
+    /// says how many of each.
     /// </summary>
-    private static List<(string Source, string Target)> Prepare(bool copyVerbatimSpans, List<(string Source, string Target)> pairs, TrainingReporter? reporter)
+    private static List<(string Source, string Target)> Prepare(bool copyVerbatimSpans, List<(string Source, string Target)> pairs, double endShare, int seed,
+        TrainingReporter? reporter)
     {
         if (!copyVerbatimSpans)
         {
             return pairs;
         }
-        var prepared = pairs.Select(p => VerbatimSpans.MaskPair(p.Source, p.Target)).ToList();
-        int masked = prepared.Count(p => p.Source.Contains(VerbatimSpans.Placeholder));
-        reporter?.Info($"{masked} of {pairs.Count} training pair(s) hold a number, address, symbol or emoji on both sides, which the model learns to copy (CopyVerbatimSpans).");
+        var random = new Random(seed);
+        int masked = 0, appended = 0;
+        var prepared = pairs.Select(p =>
+        {
+            (string source, string target) = VerbatimSpans.MaskPair(p.Source, p.Target);
+            bool holds = source.Contains(VerbatimSpans.Placeholder);
+            masked += holds ? 1 : 0;
+            if (holds || random.NextDouble() >= endShare)
+            {
+                return (source, target);
+            }
+            appended++;
+            return VerbatimSpans.AppendPlaceholder(source, target);
+        }).ToList();
+        reporter?.Info($"{masked} of {pairs.Count} training pair(s) hold a number, address, symbol or emoji on both sides, which the model learns to copy, " +
+            $"and {appended} more get one at their end (CopyVerbatimSpans).");
         return prepared;
     }
+
+    /// <summary>The share of the training pairs without a span that <see cref="Prepare"/> gives a placeholder at their end.</summary>
+    internal const double EndPlaceholderShare = 0.02;
 
     private static (List<(int[], int[])> Pairs, int Truncated) Encode(TranslationCodec codec, List<(string Source, string Target)> pairs)
     {

@@ -84,7 +84,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
     /// <summary>
     /// Whether the model was trained to carry numbers, web and e-mail addresses, symbols and emoji over as written
     /// (<see cref="TranslationOptions.CopyVerbatimSpans"/>): its sources' spans are replaced by a placeholder it copies,
-    /// and put back into the translation. False for a model saved before the option existed (2026-12-08).
+    /// and put back into the translation. False for a model saved before the option existed (the night of 2026-12-07).
     /// </summary>
     public bool CopiesVerbatimSpans => Codec.CopyVerbatimSpans;
 

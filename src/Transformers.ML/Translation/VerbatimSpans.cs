@@ -100,6 +100,26 @@ internal static partial class VerbatimSpans
             maskedSource.Select(s => source.Substring(s.Index, s.Length)).ToArray(), maskedTarget.Select(s => target.Substring(s.Index, s.Length)).ToArray());
     }
 
+    /// <summary>
+    /// A training pair with a placeholder added at the end of both sides, before their final punctuation ("Gracias." /
+    /// "Thanks." -> "Gracias ⓪." / "Thanks ⓪."): where users put an emoji, and where corpora such as Tatoeba have
+    /// neither numbers nor symbols to learn from (a model trained without such pairs dropped "☕" from "Me gusta el café ☕.").
+    /// </summary>
+    public static (string Source, string Target) AppendPlaceholder(string source, string target) => (Append(source), Append(target));
+
+    private static string Append(string text)
+    {
+        text = text.TrimEnd();
+        int end = text.Length;
+        while (end > 0 && FinalPunctuation.Contains(text[end - 1]))
+        {
+            end--;
+        }
+        return string.Concat(text.AsSpan(0, end).TrimEnd(), " ", Placeholder.ToString(), text.AsSpan(end));
+    }
+
+    private const string FinalPunctuation = ".!?…\"'»”’)";
+
     /// <summary>Token texts with their placeholders replaced by <paramref name="spans"/> in order (the labels of an attention picture).</summary>
     public static string[] Label(IReadOnlyList<string> tokens, IReadOnlyList<string> spans)
     {

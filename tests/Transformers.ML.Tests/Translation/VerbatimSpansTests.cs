@@ -61,6 +61,16 @@ public sealed class VerbatimSpansTests
     }
 
     [TestMethod]
+    [DataRow("Gracias.", "Thanks.", "Gracias ⓪.", "Thanks ⓪.")]
+    [DataRow("¿Vienes?", "Are you coming?", "¿Vienes ⓪?", "Are you coming ⓪?")]
+    [DataRow("Dijo \"hola\".", "He said \"hello.\"", "Dijo \"hola ⓪\".", "He said \"hello ⓪.\"")]
+    [DataRow("Hola ", "Hi", "Hola ⓪", "Hi ⓪")]
+    public void SomeTrainingPairsGetAPlaceholderAtTheirEndBeforeTheirFinalPunctuation(string source, string target, string expectedSource, string expectedTarget)
+    {
+        Assert.AreEqual((expectedSource, expectedTarget), VerbatimSpans.AppendPlaceholder(source, target));
+    }
+
+    [TestMethod]
     public void TheSettingIsReadFromTheMetadataAndAbsentMeansAModelTrainedWithoutIt()
     {
         Assert.IsFalse(TranslationCodec.ReadCopyVerbatimSpans(new Dictionary<string, string>(), "old.safetensors"));
@@ -112,6 +122,12 @@ public sealed class VerbatimSpansTests
         int copied = translations.Zip(heldOut).Count(t => t.First.Contains(t.Second.Number, StringComparison.Ordinal));
         Assert.IsGreaterThanOrEqualTo(22, copied, string.Join(" | ", translations));
         Assert.IsFalse(translations.Any(t => t.Contains(P)), "no placeholder reaches the user");
+        // An emoji at the end of a sentence, which no training pair holds: the pairs given a placeholder at their end taught it.
+        Assert.IsTrue(count.Success && System.Text.RegularExpressions.Regex.Match(said, @"and (\d+) more get one at their end") is { Success: true } more
+            && int.Parse(more.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) is >= 20 and <= 70, said);
+        string[] ended = VariedTranslator.Pairs.Skip(2000).Select(p => p.Spanish).Where(s => s.EndsWith('.') && s.Length < 30).Take(12).ToArray();
+        string[] withEmoji = copying.Translate(ended.Select(s => s[..^1] + " 😀.").ToList()).ToArray();
+        Assert.IsGreaterThanOrEqualTo(10, withEmoji.Count(t => t.Contains("😀", StringComparison.Ordinal)), string.Join(" | ", withEmoji));
 
         // The setting travels with the model file and the export, which translate alike.
         string path = TestUtil.TempPath(".safetensors");

@@ -10,7 +10,7 @@ namespace Transformers.ML.Examples;
 /// warmup and cosine decay planned over the budget, the mean of the last 5 checkpoints), the held-out pairs the example and
 /// the benchmark score, and the sample sentences with what a right translation says.
 /// </summary>
-internal static class TranslationRecipe
+internal static partial class TranslationRecipe
 {
     /// <summary>
     /// The held-out pairs to score: all of them, or <paramref name="count"/> drawn at random (a fixed seed), in the split's
@@ -114,6 +114,39 @@ internal static class TranslationRecipe
         }
     }
 
+    /// <summary>
+    /// How often the model carries numbers over as written (<see cref="TranslationOptions.CopyVerbatimSpans"/>): the
+    /// held-out pairs whose English holds every number of their Spanish ("Tengo 25 años." / "I'm 25 years old."), each
+    /// given <paramref name="variants"/> times with other digits in its numbers (a fixed seed; the same number alike on
+    /// both sides: "Tengo 74 años."), translated with the model's beam; a translation counts when it holds every number of
+    /// its source. Returns the translations that do, the translations, and the held-out pairs they came from.
+    /// </summary>
+    public static (int Carried, int Total, int Pairs) ScoreNumbers(TranslationTransformer model, IReadOnlyList<(string Spanish, string English)> heldOut, int variants = 10, int seed = 7)
+    {
+        static List<string> Numbers(string text) => NumberPattern().Matches(text).Select(m => m.Value).ToList();
+        var pairs = heldOut.Where(p => Numbers(p.Spanish) is { Count: > 0 } numbers && numbers.All(Numbers(p.English).Contains)).ToList();
+        var random = new Random(seed);
+        var sources = new List<(string Spanish, List<string> Numbers)>();
+        foreach ((string spanish, _) in pairs)
+        {
+            for (int v = 0; v < variants; v++)
+            {
+                // Each digit drawn anew, a number's first digit not zero; the separators kept ("10:45" -> "73:19").
+                var renamed = Numbers(spanish).Distinct().ToDictionary(n => n, n => string.Concat(n.Select((c, i) =>
+                    !char.IsAsciiDigit(c) ? c : (char)('0' + (i == 0 && n.Length > 1 ? random.Next(1, 10) : random.Next(10))))));
+                string variant = NumberPattern().Replace(spanish, m => renamed[m.Value]);
+                sources.Add((variant, Numbers(variant)));
+            }
+        }
+        IReadOnlyList<string> translations = model.Translate(sources.Select(s => s.Spanish).ToList());
+        int carried = translations.Zip(sources).Count(t => t.Second.Numbers.All(Numbers(t.First).Contains));
+        return (carried, sources.Count, pairs.Count);
+    }
+
+    /// <summary>A number with its inner separators, not inside a word ("1987", "10:45", "3,50"; not "mp3").</summary>
+    [System.Text.RegularExpressions.GeneratedRegex(@"(?<![\p{L}\p{N}])(?>\p{Nd}+(?:[.,:/-]\p{Nd}+)*)(?![\p{L}\p{N}])")]
+    private static partial System.Text.RegularExpressions.Regex NumberPattern();
+
     /// <summary>The library's recipe for the budget (TranslationOptions.ForTimeBudget), with the run's seed and a progress line every 100 steps.</summary>
     public static TranslationOptions Options(TimeSpan budget, int seed = 1, TranslationPreset preset = TranslationPreset.Compact)
     {
@@ -125,6 +158,16 @@ internal static class TranslationRecipe
 
     /// <summary>A text of two of the sentences below, with what a right translation says.</summary>
     public static readonly (string Spanish, string Expected) Paragraph = ("Hace mucho frío hoy. ¿Dónde está la biblioteca?", "It's very cold today. Where is the library?");
+
+    /// <summary>Sentences with numbers, an address and an emoji, which a translation carries over as written (<see cref="TranslationOptions.CopyVerbatimSpans"/>).</summary>
+    public static readonly (string Spanish, string Expected)[] Verbatim =
+    {
+        ("Nací en 1987.", "I was born in 1987."),
+        ("El tren sale a las 10:45.", "The train leaves at 10:45."),
+        ("Tengo 123 libros.", "I have 123 books."),
+        ("Mi correo es ana.garcia@ejemplo.com.", "My email is ana.garcia@ejemplo.com."),
+        ("Me gusta el café ☕.", "I like coffee ☕."),
+    };
 
     /// <summary>The seed's sentences and a few more, each with what a right translation says.</summary>
     public static readonly (string Spanish, string Expected)[] Sentences =

@@ -58,11 +58,13 @@ if (settings.Load is null)
     // ---------------------------------------------------------------- evaluation: greedy and beam search
     Score(model, test);
     // What a user pastes: paragraphs of 2-4 held-out sentences, translated sentence by sentence (the default) and as one sequence.
-    List<(string Spanish, string English)> paragraphs = TranslationRecipe.Paragraphs(
-        ml.Data.CreateEnumerable<ModelInput>(test, reuseRowObject: false).Select(p => (p.Spanish, p.English)).ToList());
+    List<(string Spanish, string English)> paragraphs = TranslationRecipe.Paragraphs(PairsOf(test));
     var (bySentence, whole) = TranslationRecipe.ScoreParagraphs(model, paragraphs);
     Console.WriteLine($"Paragraphs, {paragraphs.Count} texts of 2-4 held-out sentences, beam 4: BLEU {bySentence.Bleu:F2} sentence by sentence (chrF2 {bySentence.ChrF:F2}); " +
         $"{whole.Bleu:F2} as one sequence, which drops sentences (output {whole.HypothesisLength / (double)whole.ReferenceLength:P0} of the reference's length)");
+    // Numbers are copied, not spelled anew (CopyVerbatimSpans): the held-out sentences with a number on both sides, with other digits.
+    var (carried, variants, numbered) = TranslationRecipe.ScoreNumbers(model, PairsOf(test));
+    Console.WriteLine($"Numbers: {carried} of {variants} translations carry every number of their source ({numbered} held-out sentences with a number on both sides, each with other digits 10 times)");
 
     model.BeamSize = 4; // the saved model decodes with beam search
     model.Save(modelPath);
@@ -91,6 +93,12 @@ if (newPairs is not null)
 var engine = ml.Model.CreatePredictionEngine<ModelInput, ModelOutput>(reloaded);
 Console.WriteLine($"\n{(settings.Load is null ? "Saved to" : "Loaded")} {modelPath}{(settings.Load is null ? " and reloaded" : "")} (beam {reloaded.BeamSize}, length penalty {reloaded.LengthPenalty}):");
 foreach ((string sentence, string expected) in TranslationRecipe.Sentences)
+{
+    Console.WriteLine($"  {sentence,-52} -> {engine.Predict(new ModelInput { Spanish = sentence }).Translation,-50} (a right one: {expected})");
+}
+// Numbers, addresses and emoji are carried over as written (CopyVerbatimSpans, saved with the model).
+Console.WriteLine($"  numbers, an address and an emoji (CopiesVerbatimSpans: {(reloaded.CopiesVerbatimSpans ? "on" : "off")}):");
+foreach ((string sentence, string expected) in TranslationRecipe.Verbatim)
 {
     Console.WriteLine($"  {sentence,-52} -> {engine.Predict(new ModelInput { Spanish = sentence }).Translation,-50} (a right one: {expected})");
 }
@@ -168,6 +176,9 @@ IDataView ReadPairs(string path)
 static int FindIt(AttentionWeights decoder) => decoder.QueryTokens.ToList().FindIndex(t => t.Trim().Equals("it", StringComparison.OrdinalIgnoreCase));
 
 long Count(IDataView data) => data.GetColumn<string>(nameof(ModelInput.English)).LongCount();
+
+List<(string Spanish, string English)> PairsOf(IDataView data) =>
+    ml.Data.CreateEnumerable<ModelInput>(data, reuseRowObject: false).Select(p => (p.Spanish, p.English)).ToList();
 
 /// <summary>One pair of the file: English TAB Spanish.</summary>
 public sealed class ModelInput

@@ -96,8 +96,8 @@ internal static class TranslationBenchmark
         double minutes = options.Quick ? 1 : 10;
         int[] seeds = options.Seeds ?? (options.Quick ? new[] { 1 } : new[] { 1, 2, 3 });
         var beams = new List<double>();
-        List<(string Spanish, string English)> paragraphs = TranslationRecipe.Paragraphs(
-            ml.Data.CreateEnumerable<SentencePair>(test, reuseRowObject: false).Select(p => (p.Spanish, p.English)).ToList());
+        List<(string Spanish, string English)> heldOutPairs = ml.Data.CreateEnumerable<SentencePair>(test, reuseRowObject: false).Select(p => (p.Spanish, p.English)).ToList();
+        List<(string Spanish, string English)> paragraphs = TranslationRecipe.Paragraphs(heldOutPairs);
         List<(string Spanish, string English)> typedPairs = ml.Data.CreateEnumerable<SentencePair>(TranslationRecipe.HeldOut<SentencePair>(ml, test, 600), reuseRowObject: false)
             .Select(p => (p.Spanish, p.English)).ToList();
         foreach (int seed in seeds)
@@ -130,6 +130,11 @@ internal static class TranslationBenchmark
             table.Add(new BenchmarkRow("translation", $"recipe, seed {seed}: paragraphs typed all in lower case, BLEU beam 4 sentence by sentence", lowerBySentence.Bleu, "BLEU", "-",
                 $"as one sequence {lowerWhole.Bleu:F1} (how they were translated until 2026-12-07: the splitter needed a capital), its output " +
                 $"{lowerWhole.HypothesisLength / (double)lowerWhole.ReferenceLength:F2} of the reference length; compared without case; the same {paragraphs.Count} texts"));
+            var (carried, variants, numbered) = TranslationRecipe.ScoreNumbers(model, heldOutPairs);
+            table.Add(new BenchmarkRow("translation", $"recipe, seed {seed}: held-out sentences with a number, translations that carry every number (CopyVerbatimSpans)",
+                100.0 * carried / variants, "%", "-",
+                $"{carried} of {variants}: {numbered} held-out pairs whose English holds the numbers of their Spanish, each with other digits 10 times " +
+                $"(TranslationRecipe.ScoreNumbers); beam 4; {string.Join("; ", TranslationRecipe.Verbatim.Take(2).Select(s => $"{s.Spanish} -> {model.Translate(s.Spanish)}"))}"));
             var typed = TranslationRecipe.ScoreTyped(model, typedPairs);
             foreach ((string way, double asTyped, double normalised) in typed.Skip(1))
             {

@@ -80,7 +80,8 @@ internal sealed class TranslationCodec
     /// <paramref name="splitSentences"/> a text of several sentences (<see cref="SentenceSplitter"/>) is translated
     /// sentence by sentence and joined as it was spaced; its candidates are the <paramref name="count"/> best combinations
     /// of its sentences' candidates, scored by the sum of their scores. With <see cref="CopyVerbatimSpans"/> each sentence's
-    /// numbers, addresses, symbols and emoji are masked first and put back into its translations (<see cref="VerbatimSpans"/>).
+    /// numbers, addresses, symbols and emoji are masked first and put back into its translations (<see cref="VerbatimSpans"/>),
+    /// and a sentence without a letter ("123", "😀") is its own translation.
     /// With <paramref name="normalizeCase"/> each sentence
     /// is put in the training sources' case first (<see cref="SourceCase"/>), and the translations of one typed in capitals
     /// are given in capitals. <paramref name="truncated"/>: how many sources
@@ -106,6 +107,12 @@ internal sealed class TranslationCodec
             translated[i] = new TranslationCandidate[sentences[i].Count][];
             for (int j = 0; j < sentences[i].Count; j++)
             {
+                if (CopyVerbatimSpans && !sentences[i][j].Text.Any(char.IsLetter))
+                {
+                    // Nothing to translate ("123", "10:45", "😀", "?!"): carried over as written, its one candidate.
+                    translated[i][j] = new[] { new TranslationCandidate(sentences[i][j].Text.Trim(), 0) };
+                    continue;
+                }
                 bool capitals = false;
                 string[] spans = Array.Empty<string>();
                 string sentence = CopyVerbatimSpans ? VerbatimSpans.Mask(sentences[i][j].Text, out spans) : sentences[i][j].Text;

@@ -134,7 +134,7 @@ public sealed class TranslationEstimator : IEstimator<TranslationTransformer>
         var prepared = pairs.Select(p =>
         {
             (string source, string target) = VerbatimSpans.MaskPair(p.Source, p.Target);
-            bool holds = source.Contains(VerbatimSpans.Placeholder);
+            bool holds = VerbatimSpans.HasPlaceholder(source);
             masked += holds ? 1 : 0;
             if (holds || random.NextDouble() >= endShare)
             {

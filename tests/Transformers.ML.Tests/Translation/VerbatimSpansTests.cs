@@ -7,7 +7,6 @@ namespace Transformers.ML.Tests.Translation;
 [TestClass]
 public sealed class VerbatimSpansTests
 {
-    private const char P = VerbatimSpans.Placeholder;
 
     [TestMethod]
     [DataRow("Nací en 1987.", "Nací en ⓪.", "1987")]
@@ -17,13 +16,14 @@ public sealed class VerbatimSpansTests
     [DataRow("Compré 2 manzanas y 3 naranjas.", "Compré ⓪ manzanas y ⓪ naranjas.", "2|3")]
     [DataRow("Visita www.ejemplo.com, o https://ejemplo.com/a?b=1.", "Visita ⓪, o ⓪.", "www.ejemplo.com|https://ejemplo.com/a?b=1")]
     [DataRow("Escribe a juan.perez@ejemplo.es.", "Escribe a ⓪.", "juan.perez@ejemplo.es")]
-    [DataRow("Me gusta el café ☕😀.", "Me gusta el café ⓪.", "☕😀")]
+    [DataRow("Me gusta el café ☕😀.", "Me gusta el café ⓿.", "☕😀")]
     [DataRow("Hace 25°C.", "Hace ⓪C.", "25°")]
     [DataRow("Un mp3 y la COVID19, a las 10:45h.", "Un mp3 y la COVID19, a las 10:45h.", "")]
-    [DataRow("Escribe ⓪ así.", "Escribe ⓪ así.", "⓪")]
+    [DataRow("Escribe ⓪ y ⓿ así.", "Escribe ⓿ y ⓿ así.", "⓪|⓿")]
+    [DataRow("Son 3 ☕ y 2 🍰.", "Son ⓪ ⓿ y ⓪ ⓿.", "3|☕|2|🍰")]
     [DataRow("Soy un estudiante.", "Soy un estudiante.", "")]
     [DataRow("", "", "")]
-    public void NumbersAddressesSymbolsAndEmojiAreMaskedInOrderAndThoseThatTouchAreOne(string text, string masked, string spans)
+    public void NumbersAddressesSymbolsAndEmojiAreMaskedByClassInOrderAndThoseThatTouchAreOne(string text, string masked, string spans)
     {
         Assert.AreEqual(masked, VerbatimSpans.Mask(text, out string[] found));
         CollectionAssert.AreEqual(spans.Length == 0 ? Array.Empty<string>() : spans.Split('|'), found);
@@ -54,6 +54,8 @@ public sealed class VerbatimSpansTests
     [DataRow("⓪ and ⓪ and ⓪.", "2|3", "2 and 3 and.")] // a placeholder past the spans is dropped with its space
     [DataRow("I have ⓪ dogs.", "2|3", "I have 2 dogs.")] // a span the translation left out is lost
     [DataRow("I like coffee.", "☕", "I like coffee.")]
+    [DataRow("I have ⓪ cakes ⓿ and ⓪ coffees ⓿.", "3|☕|2|🍰", "I have 3 cakes ☕ and 2 coffees 🍰.")] // each class in its order
+    [DataRow("⓿ I have ⓪.", "7", "I have 7.")]
     [DataRow("⓪", "", "")]
     public void TheTranslationsPlaceholdersTakeTheSpansInOrder(string translation, string spans, string expected)
     {
@@ -61,10 +63,10 @@ public sealed class VerbatimSpansTests
     }
 
     [TestMethod]
-    [DataRow("Gracias.", "Thanks.", "Gracias ⓪.", "Thanks ⓪.")]
-    [DataRow("¿Vienes?", "Are you coming?", "¿Vienes ⓪?", "Are you coming ⓪?")]
-    [DataRow("Dijo \"hola\".", "He said \"hello.\"", "Dijo \"hola ⓪\".", "He said \"hello ⓪.\"")]
-    [DataRow("Hola ", "Hi", "Hola ⓪", "Hi ⓪")]
+    [DataRow("Gracias.", "Thanks.", "Gracias ⓿.", "Thanks ⓿.")]
+    [DataRow("¿Vienes?", "Are you coming?", "¿Vienes ⓿?", "Are you coming ⓿?")]
+    [DataRow("Dijo \"hola\".", "He said \"hello.\"", "Dijo \"hola ⓿\".", "He said \"hello ⓿.\"")]
+    [DataRow("Hola ", "Hi", "Hola ⓿", "Hi ⓿")]
     public void SomeTrainingPairsGetAPlaceholderAtTheirEndBeforeTheirFinalPunctuation(string source, string target, string expectedSource, string expectedTarget)
     {
         Assert.AreEqual((expectedSource, expectedTarget), VerbatimSpans.AppendPlaceholder(source, target));
@@ -101,10 +103,13 @@ public sealed class VerbatimSpansTests
     public void AModelTrainedWithPlaceholdersCopiesNumbersItNeverSawOnBothRuntimes()
     {
         var random = new Random(7);
+        // A third of them end with an emoji on both sides, as a corpus of chats would (Tatoeba has none).
+        string[] emoji = { "📚", "👍", "☕", "❤️", "🙂" };
         var numbered = Enumerable.Range(0, 900).Select(i =>
         {
             string n = Number(random, i % Templates.Length, heldOut: false);
-            return new Pair { Spanish = string.Format(Templates[i % Templates.Length].Spanish, n), English = string.Format(Templates[i % Templates.Length].English, n) };
+            string end = i % 3 == 0 ? " " + emoji[i / 3 % emoji.Length] + "." : ".";
+            return new Pair { Spanish = string.Format(Templates[i % Templates.Length].Spanish, n)[..^1] + end, English = string.Format(Templates[i % Templates.Length].English, n)[..^1] + end };
         });
         var train = VariedTranslator.Pairs.Take(2000).Concat(numbered).ToList();
         var heldOut = Enumerable.Range(0, 24).Select(i => (Template: i % Templates.Length, Number: Number(random, i % Templates.Length, heldOut: true))).ToList();
@@ -121,8 +126,12 @@ public sealed class VerbatimSpansTests
         string[] translations = copying.Translate(sources).ToArray();
         int copied = translations.Zip(heldOut).Count(t => t.First.Contains(t.Second.Number, StringComparison.Ordinal));
         Assert.IsGreaterThanOrEqualTo(22, copied, string.Join(" | ", translations));
-        Assert.IsFalse(translations.Any(t => t.Contains(P)), "no placeholder reaches the user");
-        // An emoji at the end of a sentence, which no training pair holds: the pairs given a placeholder at their end taught it.
+        Assert.IsFalse(translations.Any(VerbatimSpans.HasPlaceholder), "no placeholder reaches the user");
+        // A sentence without a letter is its own translation, alone or in a text.
+        CollectionAssert.AreEqual(new[] { "48213", "10:45", "😀", "?!" }, copying.Translate(new[] { "48213", " 10:45 ", "😀", "?!" }).ToArray());
+        Assert.AreEqual($"{translations[0]} 123", copying.Translate($"{sources[0]} 123"));
+        // An emoji at the end of sentences that held none in training (the template pairs' and those given a placeholder
+        // at their end taught it).
         Assert.IsTrue(count.Success && System.Text.RegularExpressions.Regex.Match(said, @"and (\d+) more get one at their end") is { Success: true } more
             && int.Parse(more.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) is >= 20 and <= 70, said);
         string[] ended = VariedTranslator.Pairs.Skip(2000).Select(p => p.Spanish).Where(s => s.EndsWith('.') && s.Length < 30).Take(12).ToArray();
@@ -143,6 +152,7 @@ public sealed class VerbatimSpansTests
         {
             Assert.IsTrue(translator.CopiesVerbatimSpans);
             CollectionAssert.AreEqual(translations, translator.Translate(sources).ToArray(), "ONNX Runtime");
+            Assert.AreEqual("48213", translator.Translate("48213"));
         }
         // Two sentences of one text, each with its own numbers; the attention labels the placeholder with its span.
         Assert.AreEqual($"{translations[0]} {translations[1]}", copying.Translate($"{sources[0]} {sources[1]}"));

@@ -76,9 +76,10 @@ public sealed class TranslationOptions : TrainingOptions
 
     /// <summary>
     /// Whether numbers ("1987", "10:45", "3,50", "555-1234"), web and e-mail addresses, symbols and emoji are carried into
-    /// the translation as they are written, as NMT systems tag numbers: the model reads and writes one placeholder in
-    /// their place, learned from the training pairs that hold such a span on both sides and from 2 % of the others, given
-    /// one at their end (where users put an emoji), and the spans are put back in their order; the log says how many.
+    /// the translation as they are written, as NMT systems tag numbers: the model reads and writes a placeholder in their
+    /// place, one for numbers and addresses and one for symbols and emoji, learned from the training pairs that hold such
+    /// a span on both sides and from 2 % of the others, given a symbol's at their end (where users put an emoji), and the
+    /// spans are put back in their order; the log says how many. A sentence without a letter ("123") is its own translation.
     /// Without it a model trained on a corpus with few numbers spells them anew and often wrongly ("Nací en 1987." -> "I
     /// was born in 197."). Saved with the model and written into its ONNX export; a fine-tune (<see cref="BaseModelPath"/>)
     /// takes this value. Default true.

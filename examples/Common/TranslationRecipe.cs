@@ -124,7 +124,7 @@ internal static partial class TranslationRecipe
     public static (int Carried, int Total, int Pairs) ScoreNumbers(TranslationTransformer model, IReadOnlyList<(string Spanish, string English)> heldOut, int variants = 10, int seed = 7)
     {
         static List<string> Numbers(string text) => NumberPattern().Matches(text).Select(m => m.Value).ToList();
-        var pairs = heldOut.Where(p => Numbers(p.Spanish) is { Count: > 0 } numbers && numbers.All(Numbers(p.English).Contains)).ToList();
+        var pairs = heldOut.Where(p => Numbers(p.Spanish) is { Count: > 0 } numbers && !numbers.Except(Numbers(p.English)).Any()).ToList();
         var random = new Random(seed);
         var sources = new List<(string Spanish, List<string> Numbers)>();
         foreach ((string spanish, _) in pairs)
@@ -139,7 +139,7 @@ internal static partial class TranslationRecipe
             }
         }
         IReadOnlyList<string> translations = model.Translate(sources.Select(s => s.Spanish).ToList());
-        int carried = translations.Zip(sources).Count(t => t.Second.Numbers.All(Numbers(t.First).Contains));
+        int carried = translations.Zip(sources).Count(t => !t.Second.Numbers.Except(Numbers(t.First)).Any());
         return (carried, sources.Count, pairs.Count);
     }
 

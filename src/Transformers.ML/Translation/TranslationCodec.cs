@@ -38,12 +38,8 @@ internal sealed class TranslationCodec
     /// <see cref="CopyVerbatimSpans"/> in a model file's or an export's metadata (absent: false); an unreadable value
     /// fails with an <see cref="InvalidDataException"/> that names <paramref name="source"/>.
     /// </summary>
-    public static bool ReadCopyVerbatimSpans(IReadOnlyDictionary<string, string> metadata, string source) => metadata.GetValueOrDefault(CopyVerbatimSpansKey) switch
-    {
-        null or "false" => false,
-        "true" => true,
-        string value => throw new InvalidDataException($"'{source}' has an unreadable setting (metadata '{CopyVerbatimSpansKey}' is '{value}'; expected true or false)."),
-    };
+    public static bool ReadCopyVerbatimSpans(IReadOnlyDictionary<string, string> metadata, string source) =>
+        TranslatorSettings.Flag(metadata, CopyVerbatimSpansKey, source, absent: false);
 
     /// <summary>End of a sentence, and the first input of the decoder.</summary>
     public int EndOfSentence => Tokenizer.EndOfTextId;

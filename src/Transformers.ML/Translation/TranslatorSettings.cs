@@ -35,7 +35,7 @@ internal sealed record TranslatorSettings(int BeamSize, double LengthPenalty, bo
     public static TranslatorSettings Read(IReadOnlyDictionary<string, string> metadata, string source)
     {
         (int beamSize, double lengthPenalty) = Decoding(metadata.GetValueOrDefault(DecodingKey), source);
-        return new TranslatorSettings(beamSize, lengthPenalty, Flag(metadata, SplitSentencesKey, source), Flag(metadata, NormalizeSourceCaseKey, source));
+        return new TranslatorSettings(beamSize, lengthPenalty, Flag(metadata, SplitSentencesKey, source, absent: true), Flag(metadata, NormalizeSourceCaseKey, source, absent: true));
     }
 
     private static (int BeamSize, double LengthPenalty) Decoding(string? value, string source)
@@ -57,9 +57,14 @@ internal sealed record TranslatorSettings(int BeamSize, double LengthPenalty, bo
             : throw new InvalidDataException($"'{source}' has unreadable decoding settings (metadata '{DecodingKey}' is '{value}'; expected [beam size 1..64, length penalty 0..10]).");
     }
 
-    private static bool Flag(IReadOnlyDictionary<string, string> metadata, string key, string source) => metadata.GetValueOrDefault(key) switch
+    /// <summary>
+    /// A "true" or "false" setting of a model file's or an export's metadata, <paramref name="absent"/> when the file does
+    /// not record it; another value fails with an <see cref="InvalidDataException"/> that names <paramref name="source"/>.
+    /// </summary>
+    internal static bool Flag(IReadOnlyDictionary<string, string> metadata, string key, string source, bool absent) => metadata.GetValueOrDefault(key) switch
     {
-        null or "true" => true,
+        null => absent,
+        "true" => true,
         "false" => false,
         string value => throw new InvalidDataException($"'{source}' has an unreadable setting (metadata '{key}' is '{value}'; expected true or false)."),
     };

@@ -112,17 +112,20 @@ public sealed class OnnxTranslator : IDisposable
         int beam = beamSize ?? BeamSize;
         double alpha = lengthPenalty ?? LengthPenalty;
         TranslationCodec.CheckArguments(beam, alpha, count, batchSize);
-        return _codec.Translate(sentences, count, batchSize, SplitSentences, NormalizeSourceCase, sources => Decode(sources, beam, alpha), out _);
+        return _codec.Translate(sentences, count, batchSize, SplitSentences, NormalizeSourceCase, (sources, quota) => Decode(sources, beam, alpha, quota), out _);
     }
 
-    /// <summary>Each source's hypotheses, best first; <paramref name="beamSize"/> (checked by the caller) 1 is greedy decoding.</summary>
-    private List<Seq2SeqHypothesis>[] Decode(IReadOnlyList<int[]> sources, int beamSize, double lengthPenalty)
+    /// <summary>
+    /// Each source's hypotheses, best first; <paramref name="beamSize"/> (checked by the caller) 1 is greedy decoding;
+    /// <paramref name="quota"/>: the placeholders each must hold.
+    /// </summary>
+    private List<Seq2SeqHypothesis>[] Decode(IReadOnlyList<int[]> sources, int beamSize, double lengthPenalty, TokenQuota? quota)
     {
         int[] limits = sources.Select(s => s.Length + 50).ToArray();
         using var stepper = new Stepper(this, sources, beamSize, limits.Max() + 1); // the start token and the longest output allowed
         return beamSize == 1
-            ? Seq2SeqSearch.Greedy(stepper, limits, lengthPenalty, _codec.EndOfSentence, _codec.Padding)
-            : Seq2SeqSearch.Beam(stepper, limits, beamSize, lengthPenalty, _codec.EndOfSentence, _codec.Padding);
+            ? Seq2SeqSearch.Greedy(stepper, limits, lengthPenalty, _codec.EndOfSentence, _codec.Padding, quota)
+            : Seq2SeqSearch.Beam(stepper, limits, beamSize, lengthPenalty, _codec.EndOfSentence, _codec.Padding, quota);
     }
 
     /// <summary>

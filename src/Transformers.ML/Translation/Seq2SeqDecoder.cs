@@ -22,8 +22,12 @@ internal sealed class Seq2SeqDecoder
         _device = device;
     }
 
-    /// <summary>Each source's hypotheses (tokens without the end token), best first; beam 1 is greedy decoding, one hypothesis.</summary>
-    public List<Seq2SeqHypothesis>[] Decode(IReadOnlyList<int[]> sources, int beamSize, double lengthPenalty, int extraLength = 50, bool useCache = true)
+    /// <summary>
+    /// Each source's hypotheses (tokens without the end token), best first; beam 1 is greedy decoding, one hypothesis;
+    /// <paramref name="quota"/>: the placeholders each must hold.
+    /// </summary>
+    public List<Seq2SeqHypothesis>[] Decode(IReadOnlyList<int[]> sources, int beamSize, double lengthPenalty, TokenQuota? quota = null, int extraLength = 50,
+        bool useCache = true)
     {
         if (sources.Count == 0)
         {
@@ -46,8 +50,8 @@ internal sealed class Seq2SeqDecoder
         using var stepper = new Stepper(_model, memory, sourceMask, useCache, _device);
         stepper.Reserve(limits.Max() + 1); // the start token and the longest output allowed: the cache is allocated once
         return k == 1
-            ? Seq2SeqSearch.Greedy(stepper, limits, lengthPenalty, _endOfSentence, _padding)
-            : Seq2SeqSearch.Beam(stepper, limits, k, lengthPenalty, _endOfSentence, _padding);
+            ? Seq2SeqSearch.Greedy(stepper, limits, lengthPenalty, _endOfSentence, _padding, quota)
+            : Seq2SeqSearch.Beam(stepper, limits, k, lengthPenalty, _endOfSentence, _padding, quota);
     }
 
     /// <summary>The TorchSharp decoder as a stepper: log-probabilities of the next token for each row.</summary>

@@ -26,8 +26,12 @@ internal readonly record struct Seq2SeqHypothesis(List<int> Tokens, double Score
 
 internal static class Seq2SeqSearch
 {
-    /// <summary>Greedy decoding of B rows (one per sentence): one hypothesis each, scored as beam search scores (<paramref name="alpha"/>).</summary>
-    public static List<Seq2SeqHypothesis>[] Greedy(ISeq2SeqStepper stepper, int[] limits, double alpha, int endOfSentence, int padding)
+    /// <summary>
+    /// Greedy decoding of B rows (one per sentence): one hypothesis each, scored as beam search scores (<paramref name="alpha"/>);
+    /// with <paramref name="quota"/> each step chooses among the tokens it allows.
+    /// </summary>
+    public static List<Seq2SeqHypothesis>[] Greedy(ISeq2SeqStepper stepper, int[] limits, double alpha, int endOfSentence, int padding,
+        TokenQuota? quota = null)
     {
         int batch = limits.Length;
         var outputs = Enumerable.Range(0, batch).Select(_ => new List<int>()).ToArray();
@@ -40,6 +44,10 @@ internal static class Seq2SeqSearch
             for (int b = 0; b < batch; b++)
             {
                 logProbs[b][padding] = float.NegativeInfinity;
+                if (!done[b])
+                {
+                    quota?.Restrict(b, outputs[b], logProbs[b], endOfSentence);
+                }
                 int next = Core.Generation.Scores.ArgMax(logProbs[b]);
                 history[b].Add(done[b] ? endOfSentence : next);
                 if (done[b])
@@ -68,9 +76,11 @@ internal static class Seq2SeqSearch
     /// <summary>
     /// Beam search over B sentences with K beams each, as B*K rows of the stepper (row b*K + j is beam j of sentence b). Each
     /// sentence's hypotheses, best first (among equal scores the one found first): those that finished, and where the
-    /// sentence ran out of steps its live beams too; at least K of them unless fewer could finish.
+    /// sentence ran out of steps its live beams too; at least K of them unless fewer could finish. With
+    /// <paramref name="quota"/> each beam continues only with the tokens it allows (the scores are the model's, not renormalised).
     /// </summary>
-    public static List<Seq2SeqHypothesis>[] Beam(ISeq2SeqStepper stepper, int[] limits, int k, double alpha, int endOfSentence, int padding)
+    public static List<Seq2SeqHypothesis>[] Beam(ISeq2SeqStepper stepper, int[] limits, int k, double alpha, int endOfSentence, int padding,
+        TokenQuota? quota = null)
     {
         int batch = limits.Length;
         int rows = batch * k;
@@ -101,6 +111,7 @@ internal static class Seq2SeqSearch
                     {
                         float[] row = logProbs[b * k + j];
                         row[padding] = float.NegativeInfinity;
+                        quota?.Restrict(b, tokens[b * k + j], row, endOfSentence);
                         float beamScore = (float)scores[b * k + j];
                         for (int v = 0; v < vocabulary; v++)
                         {

@@ -13,6 +13,7 @@ internal sealed class TranslationCodec
         Tokenizer = tokenizer;
         MaxSentenceTokens = maxSentenceTokens;
         CopyVerbatimSpans = copyVerbatimSpans;
+        _placeholderTokens = new(() => TokenQuota.TokensHolding(tokenizer, VerbatimSpans.Placeholders));
     }
 
     /// <summary>
@@ -85,7 +86,7 @@ internal sealed class TranslationCodec
     /// model and the ONNX Runtime translator (<see cref="Seq2SeqSearch"/>); so is this.
     /// </summary>
     public TranslationCandidate[][] Translate(IReadOnlyList<string> texts, int count, int batchSize, bool splitSentences, bool normalizeCase,
-        Func<IReadOnlyList<int[]>, List<Seq2SeqHypothesis>[]> decode, out int truncated)
+        Func<IReadOnlyList<int[]>, TokenQuota?, List<Seq2SeqHypothesis>[]> decode, out int truncated)
     {
         ArgumentNullException.ThrowIfNull(texts);
         // Every sentence of every text is one source: (text, its sentence, the ids, whether it was typed in capitals, its
@@ -120,7 +121,8 @@ internal sealed class TranslationCodec
         }
         foreach (var chunk in work.OrderBy(w => w.Ids.Length).Chunk(batchSize))
         {
-            List<Seq2SeqHypothesis>[] outputs = decode(chunk.Select(c => c.Ids).ToList());
+            List<int[]> sources = chunk.Select(c => c.Ids).ToList();
+            List<Seq2SeqHypothesis>[] outputs = decode(sources, Quota(sources));
             for (int j = 0; j < chunk.Length; j++)
             {
                 (bool capitals, string[] spans) = (chunk[j].Capitals, chunk[j].Spans);
@@ -137,6 +139,24 @@ internal sealed class TranslationCodec
         }
         return results;
     }
+
+    /// <summary>
+    /// With <see cref="CopyVerbatimSpans"/>, the rule that each translation holds as many placeholders of each class as
+    /// its source's tokens do (<see cref="TokenQuota"/>: no span dropped, none added); otherwise none.
+    /// </summary>
+    internal TokenQuota? Quota(IReadOnlyList<int[]> sources)
+    {
+        if (!CopyVerbatimSpans)
+        {
+            return null;
+        }
+        IReadOnlyList<IReadOnlyDictionary<int, int>> classes = _placeholderTokens.Value;
+        var counting = new TokenQuota(classes, sources.Select(_ => new int[classes.Count]).ToArray());
+        return new TokenQuota(classes, sources.Select(s => counting.Count(s)).ToArray());
+    }
+
+    /// <summary>The tokens that hold each placeholder (<see cref="VerbatimSpans.Placeholders"/>), found once.</summary>
+    private readonly Lazy<IReadOnlyList<IReadOnlyDictionary<int, int>>> _placeholderTokens;
 
     /// <summary>A sentence's translation as given: in capitals when the source was typed so, its spans put back.</summary>
     private string Output(string decoded, bool capitals, string[] spans)

@@ -140,7 +140,7 @@ public sealed class TranslationTransformer : TextToTextTransformer, IDisposable
         TranslationCodec.CheckArguments(beamSize, lengthPenalty, count);
         var decoder = new Seq2SeqDecoder(Model, Codec.EndOfSentence, Codec.Padding, Device);
         TranslationCandidate[][] results = Codec.Translate(sentences, count, TransformBatchSize, SplitSentences, NormalizeSourceCase,
-            sources => decoder.Decode(sources, beamSize, lengthPenalty, useCache: useCache), out int truncated);
+            (sources, quota) => decoder.Decode(sources, beamSize, lengthPenalty, quota, useCache: useCache), out int truncated);
         if (truncated > 0)
         {
             _log?.Invoke($"{truncated} source sentence(s) longer than {Codec.MaxSentenceTokens} tokens were truncated before translation.");

@@ -31,6 +31,9 @@ internal static partial class VerbatimSpans
     /// </summary>
     public const char SymbolPlaceholder = '\u24FF';
 
+    /// <summary>The placeholders of the classes, in order: numbers and addresses, symbols and emoji.</summary>
+    public static readonly IReadOnlyList<char> Placeholders = new[] { Placeholder, SymbolPlaceholder };
+
     /// <summary>Whether <paramref name="text"/> holds a placeholder of either class.</summary>
     public static bool HasPlaceholder(string text) => text.AsSpan().IndexOfAny(Placeholder, SymbolPlaceholder) >= 0;
 

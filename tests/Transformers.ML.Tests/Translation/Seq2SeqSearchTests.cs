@@ -137,4 +137,37 @@ public sealed class Seq2SeqSearchTests
             Assert.AreEqual(AllOutputs(b, limits[b]).Single(o => o.Tokens.SequenceEqual(tokens)).Score, only.Score, 1e-5);
         }
     }
+
+    [TestMethod]
+    public void AQuotaKeepsExactlyTheOutputsThatHoldTheirCountOfAClass()
+    {
+        // Token 3 is a placeholder: sentence 0's output must hold it once, sentence 1's not at all. Output that ends
+        // with the end token holds exactly its count; one stopped by the limit no more than it.
+        const int placeholder = 3;
+        int[] limits = { 4, 4 };
+        int[] required = { 1, 0 };
+        var quota = new TokenQuota(new[] { new Dictionary<int, int> { [placeholder] = 1 } }, required.Select(r => new[] { r }).ToArray());
+        const int k = 200;
+        List<Seq2SeqHypothesis>[] found = Seq2SeqSearch.Beam(new MadeUpDecoder(k), limits, k, Alpha, EndOfSentence, Padding, quota);
+        List<Seq2SeqHypothesis>[] greedy = Seq2SeqSearch.Greedy(new MadeUpDecoder(1), limits, Alpha, EndOfSentence, Padding, quota);
+        List<Seq2SeqHypothesis>[] free = Seq2SeqSearch.Greedy(new MadeUpDecoder(1), limits, Alpha, EndOfSentence, Padding);
+        for (int b = 0; b < limits.Length; b++)
+        {
+            var allowed = AllOutputs(b, limits[b])
+                .Where(o => o.Tokens.Count(t => t == placeholder) is int n && (o.Tokens.Count == limits[b] ? n <= required[b] : n == required[b]))
+                .OrderByDescending(o => o.Score).ToList();
+            Assert.HasCount(allowed.Count, found[b], $"sentence {b}: every allowed output, no other");
+            for (int i = 0; i < allowed.Count; i++)
+            {
+                CollectionAssert.AreEqual(allowed[i].Tokens, found[b][i].Tokens, $"sentence {b}, rank {i}");
+                Assert.AreEqual(allowed[i].Score, found[b][i].Score, 1e-5, $"sentence {b}, rank {i}: the model's scores");
+            }
+            List<int> g = greedy[b].Single().Tokens;
+            Assert.IsTrue(g.Count(t => t == placeholder) == required[b] || (g.Count == limits[b] && g.Count(t => t == placeholder) < required[b]),
+                $"sentence {b}: greedy under the quota wrote {string.Join(",", g)}");
+        }
+        // The made-up decoder left to itself breaks the quota, so the test can tell.
+        Assert.IsTrue(Enumerable.Range(0, limits.Length).Any(b => free[b].Single().Tokens.Count(t => t == placeholder) != required[b]),
+            "without the quota greedy output breaks it for some sentence");
+    }
 }

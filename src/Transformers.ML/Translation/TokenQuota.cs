@@ -25,9 +25,6 @@ internal sealed class TokenQuota
         _required = required;
     }
 
-    /// <summary>How many of each class sentence <paramref name="sentence"/>'s output must hold.</summary>
-    public IReadOnlyList<int> Required(int sentence) => _required[sentence];
-
     /// <summary>
     /// Per character of <paramref name="characters"/>, the tokens of <paramref name="tokenizer"/> whose text holds it, with
     /// how many times. A character the vocabulary only spells in pieces (byte tokens) has none: it cannot be counted, and
@@ -55,15 +52,15 @@ internal sealed class TokenQuota
         return classes;
     }
 
-    /// <summary>How many of each class <paramref name="tokens"/> hold.</summary>
-    public int[] Count(IReadOnlyList<int> tokens)
+    /// <summary>How many of each of <paramref name="classes"/> (per class, token -> count) <paramref name="tokens"/> hold.</summary>
+    public static int[] Count(IReadOnlyList<IReadOnlyDictionary<int, int>> classes, IReadOnlyList<int> tokens)
     {
-        var counts = new int[_classes.Count];
-        for (int c = 0; c < _classes.Count; c++)
+        var counts = new int[classes.Count];
+        for (int c = 0; c < classes.Count; c++)
         {
             foreach (int token in tokens)
             {
-                counts[c] += _classes[c].TryGetValue(token, out int n) ? n : 0;
+                counts[c] += classes[c].TryGetValue(token, out int n) ? n : 0;
             }
         }
         return counts;
@@ -76,7 +73,7 @@ internal sealed class TokenQuota
     /// </summary>
     public void Restrict(int sentence, IReadOnlyList<int> tokens, float[] logProbs, int endOfSentence)
     {
-        int[] held = Count(tokens);
+        int[] held = Count(_classes, tokens);
         bool anyShort = false;
         for (int c = 0; c < _classes.Count; c++)
         {

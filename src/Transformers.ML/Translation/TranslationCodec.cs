@@ -151,8 +151,7 @@ internal sealed class TranslationCodec
             return null;
         }
         IReadOnlyList<IReadOnlyDictionary<int, int>> classes = _placeholderTokens.Value;
-        var counting = new TokenQuota(classes, sources.Select(_ => new int[classes.Count]).ToArray());
-        return new TokenQuota(classes, sources.Select(s => counting.Count(s)).ToArray());
+        return new TokenQuota(classes, sources.Select(s => TokenQuota.Count(classes, s)).ToArray());
     }
 
     /// <summary>The tokens that hold each placeholder (<see cref="VerbatimSpans.Placeholders"/>), found once.</summary>

@@ -15,6 +15,9 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
     /// <summary>Training seeds of the recipe rows that report a spread over seeds (translation.recipe, textgen.recipe); null: the row's own.</summary>
     public int[]? Seeds { get; init; }
 
+    /// <summary>The shared BPE size of translation.recipe's runs; null: the recipe's (TranslationOptions.ForTimeBudget).</summary>
+    public int? Vocabulary { get; init; }
+
     /// <summary>The corpus size of textgen.corpus, in MB (the shared books repeated); null: 37 (3.7 quick).</summary>
     public double? CorpusMegabytes { get; init; }
 
@@ -32,6 +35,7 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
         int? foldsToRun = null;
         int[]? seeds = null;
         double? corpus = null;
+        int? vocabulary = null;
         for (int i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -68,6 +72,10 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
                     corpus = mb;
                     i++;
                     break;
+                case "--vocabulary" when i + 1 < args.Length && int.TryParse(args[i + 1], out int v) && v is >= 257 and <= 200_000:
+                    vocabulary = v;
+                    i++;
+                    break;
                 case "--seeds" when i + 1 < args.Length:
                     seeds = args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
                     break;
@@ -79,7 +87,7 @@ internal sealed record BenchmarkOptions(bool Quick, string ResultsFolder, int? T
                     return null;
             }
         }
-        return new BenchmarkOptions(quick, results, threads, data, only.ToArray()) { Recipes = recipes.ToArray(), Folds = folds, FoldMinutes = foldMinutes, FoldsToRun = foldsToRun, Seeds = seeds, CorpusMegabytes = corpus };
+        return new BenchmarkOptions(quick, results, threads, data, only.ToArray()) { Recipes = recipes.ToArray(), Folds = folds, FoldMinutes = foldMinutes, FoldsToRun = foldsToRun, Seeds = seeds, CorpusMegabytes = corpus, Vocabulary = vocabulary };
     }
 }
 

@@ -20,6 +20,7 @@ if (options is null)
     Console.WriteLine("studies (BENCHMARKS.md names the commands that made its rows):");
     Console.WriteLine("  --recipes    textgen.recipe: char, bpe, char-avg, bpe-dropout; image.oct: the recipe names of OctBenchmark.cs");
     Console.WriteLine("  --seeds      comma-separated training seeds (textgen.recipe, translation.recipe)");
+    Console.WriteLine("  --vocabulary translation.recipe: the shared BPE size of its runs (default the recipe's 4,000)");
     Console.WriteLine("  --folds      image.oct folds (default 5); --fold-minutes training minutes per fold (default 6.5); --run-folds how many of them to run");
     Console.WriteLine("  --corpus-mb  textgen.corpus: the one corpus size of this process");
     return help ? 0 : 2;

@@ -100,9 +100,12 @@ internal static class TranslationBenchmark
         List<(string Spanish, string English)> paragraphs = TranslationRecipe.Paragraphs(heldOutPairs);
         List<(string Spanish, string English)> typedPairs = ml.Data.CreateEnumerable<SentencePair>(TranslationRecipe.HeldOut<SentencePair>(ml, test, 600), reuseRowObject: false)
             .Select(p => (p.Spanish, p.English)).ToList();
+        List<string> trainingEnglish = ml.Data.CreateEnumerable<SentencePair>(train, reuseRowObject: false).Select(p => p.English).ToList();
+        string recipe = options.Vocabulary is int size ? $"recipe with a BPE of {size:N0}" : "recipe";
         foreach (int seed in seeds)
         {
             TranslationOptions o = TranslationRecipe.Options(TimeSpan.FromMinutes(minutes), seed);
+            o.VocabularySize = options.Vocabulary ?? o.VocabularySize;
             o.SourceColumnName = nameof(SentencePair.Spanish);
             o.TargetColumnName = nameof(SentencePair.English);
             o.SampleSentence = null;
@@ -120,32 +123,36 @@ internal static class TranslationBenchmark
             model.BeamSize = 4;
             string said = string.Join("; ", TranslationRecipe.Sentences.Take(2).Select(s => $"{s.Spanish} -> {model.Translate(s.Spanish)}"));
             beams.Add(scores[4].Bleu);
-            table.Add(new BenchmarkRow("translation", $"recipe, seed {seed}: BLEU beam 4 after {trained:F1} min of training", scores[4].Bleu, "BLEU", ">= 40",
+            table.Add(new BenchmarkRow("translation", $"{recipe}, seed {seed}: BLEU beam 4 after {trained:F1} min of training", scores[4].Bleu, "BLEU", ">= 40",
                 $"greedy {scores[1].Bleu:F1}; chrF2 {scores[4].ChrF:F1}; {tested:N0} held-out sentences; {last.Step:N0} steps, {last.Throughput:N0} tokens/s; {said}"));
             var (bySentence, whole) = TranslationRecipe.ScoreParagraphs(model, paragraphs);
-            table.Add(new BenchmarkRow("translation", $"recipe, seed {seed}: paragraphs, BLEU beam 4 sentence by sentence", bySentence.Bleu, "BLEU", "-",
+            table.Add(new BenchmarkRow("translation", $"{recipe}, seed {seed}: paragraphs, BLEU beam 4 sentence by sentence", bySentence.Bleu, "BLEU", "-",
                 $"as one sequence (SplitSentences = false) {whole.Bleu:F1}, its output {whole.HypothesisLength / (double)whole.ReferenceLength:F2} of the reference length; " +
                 $"chrF2 {bySentence.ChrF:F1} against {whole.ChrF:F1}; {paragraphs.Count} texts of 2-4 held-out sentences (TranslationRecipe.Paragraphs)"));
             var (lowerBySentence, lowerWhole) = TranslationRecipe.ScoreParagraphs(model, paragraphs, lowerCase: true);
-            table.Add(new BenchmarkRow("translation", $"recipe, seed {seed}: paragraphs typed all in lower case, BLEU beam 4 sentence by sentence", lowerBySentence.Bleu, "BLEU", "-",
+            table.Add(new BenchmarkRow("translation", $"{recipe}, seed {seed}: paragraphs typed all in lower case, BLEU beam 4 sentence by sentence", lowerBySentence.Bleu, "BLEU", "-",
                 $"as one sequence {lowerWhole.Bleu:F1} (how they were translated until 2026-12-07: the splitter needed a capital), its output " +
                 $"{lowerWhole.HypothesisLength / (double)lowerWhole.ReferenceLength:F2} of the reference length; compared without case; the same {paragraphs.Count} texts"));
             var (carried, variants, numbered) = TranslationRecipe.ScoreNumbers(model, heldOutPairs);
-            table.Add(new BenchmarkRow("translation", $"recipe, seed {seed}: held-out sentences with a number, translations that carry every number (CopyVerbatimSpans)",
+            table.Add(new BenchmarkRow("translation", $"{recipe}, seed {seed}: held-out sentences with a number, translations that carry every number (CopyVerbatimSpans)",
                 100.0 * carried / variants, "%", "-",
                 $"{carried} of {variants}: {numbered} held-out pairs whose English holds the numbers of their Spanish, each with other digits 10 times " +
                 $"(TranslationRecipe.ScoreNumbers); beam 4; {string.Join("; ", TranslationRecipe.Verbatim.Take(2).Select(s => $"{s.Spanish} -> {model.Translate(s.Spanish)}"))}"));
+            var (unknown, words, referenceUnknown, referenceWords, frequent) = TranslationRecipe.ScoreUnknownWords(model, heldOutPairs, trainingEnglish);
+            table.Add(new BenchmarkRow("translation", $"{recipe}, seed {seed}: made-up words, output words that no training English sentence holds", 100.0 * unknown / words, "%", "-",
+                $"{unknown} of {words:N0} words of the beam-4 translations of the {heldOutPairs.Count:N0} held-out sentences; the references' own {referenceUnknown} of {referenceWords:N0} " +
+                $"({100.0 * referenceUnknown / referenceWords:F2} %: names, rare words); most frequent: {string.Join(", ", frequent)} (TranslationRecipe.ScoreUnknownWords)"));
             var typed = TranslationRecipe.ScoreTyped(model, typedPairs);
             foreach ((string way, double asTyped, double normalised) in typed.Skip(1))
             {
-                table.Add(new BenchmarkRow("translation", $"recipe, seed {seed}: sources typed {way}, BLEU beam 4 (NormalizeSourceCase)", normalised, "BLEU", "-",
+                table.Add(new BenchmarkRow("translation", $"{recipe}, seed {seed}: sources typed {way}, BLEU beam 4 (NormalizeSourceCase)", normalised, "BLEU", "-",
                     $"as typed {asTyped:F1}; as written {typed[0].Normalised:F1} (as typed {typed[0].AsTyped:F1}); compared without case; {typedPairs.Count} held-out pairs (TranslationRecipe.HeldOut, 600)"));
             }
         }
         if (beams.Count > 1)
         {
             double mean = beams.Average(), std = Math.Sqrt(beams.Sum(b => (b - mean) * (b - mean)) / (beams.Count - 1));
-            table.Add(new BenchmarkRow("translation", $"recipe: BLEU beam 4, mean of {beams.Count} seeds", mean, "BLEU", ">= 40",
+            table.Add(new BenchmarkRow("translation", $"{recipe}: BLEU beam 4, mean of {beams.Count} seeds", mean, "BLEU", ">= 40",
                 $"+- {std:F1} (seeds {string.Join(", ", seeds)}: {string.Join(", ", beams.Select(b => b.ToString("F1")))})"));
         }
     }

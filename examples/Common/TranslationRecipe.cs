@@ -143,27 +143,6 @@ internal static partial class TranslationRecipe
         return (carried, sources.Count, pairs.Count);
     }
 
-    /// <summary>
-    /// Made-up words: the words (runs of letters, compared in lower case) of the model's translations of the held-out
-    /// Spanish that no English sentence of <paramref name="trainingEnglish"/> holds: pieces a BPE model put together into
-    /// no word ("portortort", "individ"), besides names it copies. The references' own such words (names, rare words) are
-    /// the floor. Returns the counts and the <paramref name="show"/> most frequent of the translations' ones.
-    /// </summary>
-    public static (int Unknown, int Words, int ReferenceUnknown, int ReferenceWords, IReadOnlyList<string> Frequent) ScoreUnknownWords(
-        TranslationTransformer model, IReadOnlyList<(string Spanish, string English)> heldOut, IEnumerable<string> trainingEnglish, int show = 5)
-    {
-        static IEnumerable<string> Words(string text) => WordPattern().Matches(text.ToLowerInvariant()).Select(m => m.Value);
-        var known = new HashSet<string>(trainingEnglish.SelectMany(Words));
-        List<string> words = model.Translate(heldOut.Select(p => p.Spanish).ToList()).SelectMany(Words).ToList();
-        List<string> references = heldOut.SelectMany(p => Words(p.English)).ToList();
-        List<string> unknown = words.Where(w => !known.Contains(w)).ToList();
-        IReadOnlyList<string> frequent = unknown.GroupBy(w => w).OrderByDescending(g => g.Count()).ThenBy(g => g.Key, StringComparer.Ordinal).Take(show).Select(g => g.Key).ToList();
-        return (unknown.Count, words.Count, references.Count(w => !known.Contains(w)), references.Count, frequent);
-    }
-
-    [System.Text.RegularExpressions.GeneratedRegex(@"\p{L}+")]
-    private static partial System.Text.RegularExpressions.Regex WordPattern();
-
     /// <summary>A number with its inner separators, not inside a word ("1987", "10:45", "3,50"; not "mp3").</summary>
     [System.Text.RegularExpressions.GeneratedRegex(@"(?<![\p{L}\p{N}])(?>\p{Nd}+(?:[.,:/-]\p{Nd}+)*)(?![\p{L}\p{N}])")]
     private static partial System.Text.RegularExpressions.Regex NumberPattern();

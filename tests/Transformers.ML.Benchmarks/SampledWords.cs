@@ -8,7 +8,8 @@ namespace Transformers.ML.Benchmarks;
 /// learned from (a small model stitches BPE pieces or characters into words like "surpront" or "cheertainly"; a word
 /// the book lacks is a made-up word or, rarely, a real one it never read), and the share of distinct word pairs
 /// within a sample (low when a rule makes the text repeat itself). The model's held-out text, in pieces of a sample's
-/// length, gives both for real writing: what the book's own next pages bring in new words and in variety.
+/// length, gives both for real writing: what the book's own next pages bring in new words and in variety. The
+/// translation rows count a translator's made-up words the same way (<see cref="NewWords"/>).
 /// </summary>
 internal static class SampledWords
 {
@@ -24,6 +25,13 @@ internal static class SampledWords
 
     /// <summary>The words of the texts a model learned from.</summary>
     public static HashSet<string> Vocabulary(IEnumerable<string> texts) => texts.SelectMany(Words).ToHashSet();
+
+    /// <summary>The words of <paramref name="texts"/> that <paramref name="vocabulary"/> lacks, in order, and how many words the texts hold.</summary>
+    public static (List<string> New, int Words) NewWords(IEnumerable<string> texts, HashSet<string> vocabulary)
+    {
+        List<string> words = texts.SelectMany(Words).ToList();
+        return (words.Where(w => !vocabulary.Contains(w)).ToList(), words.Count);
+    }
 
     /// <summary>The held-out text read as samples are: pieces of 55 words (a sample's length), at most 200 of them.</summary>
     public static Measure OfText(string heldOut, HashSet<string> vocabulary)

@@ -100,7 +100,9 @@ internal static class TranslationBenchmark
         List<(string Spanish, string English)> paragraphs = TranslationRecipe.Paragraphs(heldOutPairs);
         List<(string Spanish, string English)> typedPairs = ml.Data.CreateEnumerable<SentencePair>(TranslationRecipe.HeldOut<SentencePair>(ml, test, 600), reuseRowObject: false)
             .Select(p => (p.Spanish, p.English)).ToList();
-        List<string> trainingEnglish = ml.Data.CreateEnumerable<SentencePair>(train, reuseRowObject: false).Select(p => p.English).ToList();
+        // Made-up words: words of the translations that no training English sentence holds, beside the references' own.
+        HashSet<string> trainingWords = SampledWords.Vocabulary(ml.Data.CreateEnumerable<SentencePair>(train, reuseRowObject: false).Select(p => p.English));
+        (List<string> referenceNew, int referenceWords) = SampledWords.NewWords(heldOutPairs.Select(p => p.English), trainingWords);
         string recipe = options.Vocabulary is int size ? $"recipe with a BPE of {size:N0}" : "recipe";
         foreach (int seed in seeds)
         {
@@ -115,10 +117,12 @@ internal static class TranslationBenchmark
             double trained = clock.Elapsed.TotalMinutes;
             TrainingProgress last = model.TrainingReports[^1];
             var scores = new Dictionary<int, TranslationMetrics>();
+            IDataView translated = test;
             foreach (int beam in new[] { 1, 4 })
             {
                 model.BeamSize = beam;
-                scores[beam] = ml.Transformers().EvaluateTranslation(model.Transform(test), nameof(SentencePair.English), "Translation");
+                translated = ml.Data.Cache(model.Transform(test)); // beam 4's translations are read again below
+                scores[beam] = ml.Transformers().EvaluateTranslation(translated, nameof(SentencePair.English), "Translation");
             }
             model.BeamSize = 4;
             string said = string.Join("; ", TranslationRecipe.Sentences.Take(2).Select(s => $"{s.Spanish} -> {model.Translate(s.Spanish)}"));
@@ -138,10 +142,11 @@ internal static class TranslationBenchmark
                 100.0 * carried / variants, "%", "-",
                 $"{carried} of {variants}: {numbered} held-out pairs whose English holds the numbers of their Spanish, each with other digits 10 times " +
                 $"(TranslationRecipe.ScoreNumbers); beam 4; {string.Join("; ", TranslationRecipe.Verbatim.Take(2).Select(s => $"{s.Spanish} -> {model.Translate(s.Spanish)}"))}"));
-            var (unknown, words, referenceUnknown, referenceWords, frequent) = TranslationRecipe.ScoreUnknownWords(model, heldOutPairs, trainingEnglish);
-            table.Add(new BenchmarkRow("translation", $"{recipe}, seed {seed}: made-up words, output words that no training English sentence holds", 100.0 * unknown / words, "%", "-",
-                $"{unknown} of {words:N0} words of the beam-4 translations of the {heldOutPairs.Count:N0} held-out sentences; the references' own {referenceUnknown} of {referenceWords:N0} " +
-                $"({100.0 * referenceUnknown / referenceWords:F2} %: names, rare words); most frequent: {string.Join(", ", frequent)} (TranslationRecipe.ScoreUnknownWords)"));
+            (List<string> made, int words) = SampledWords.NewWords(translated.GetColumn<string>("Translation"), trainingWords);
+            string frequent = string.Join(", ", made.GroupBy(w => w).OrderByDescending(g => g.Count()).ThenBy(g => g.Key, StringComparer.Ordinal).Take(5).Select(g => g.Key));
+            table.Add(new BenchmarkRow("translation", $"{recipe}, seed {seed}: made-up words, output words that no training English sentence holds", 100.0 * made.Count / words, "%", "-",
+                $"{made.Count} of {words:N0} words of the beam-4 translations of the {heldOutPairs.Count:N0} held-out sentences; the references' own {referenceNew.Count} of {referenceWords:N0} " +
+                $"({100.0 * referenceNew.Count / referenceWords:F2} %: names, rare words); most frequent: {frequent} (SampledWords)"));
             var typed = TranslationRecipe.ScoreTyped(model, typedPairs);
             foreach ((string way, double asTyped, double normalised) in typed.Skip(1))
             {
